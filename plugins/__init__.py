@@ -1,0 +1,1 @@
+"""First-party portkey-mw plugins, each registered through the ``portkey_mw`` entry point."""

@@ -1,0 +1,181 @@
+"""A provider that answers in process, deterministically, in OpenAI's wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.streaming import DONE_EVENT, json_event
+from portkey_mw.transport import Transport
+
+MODELS = ("mock-gpt", "mock-embed")
+DEFAULT_DIMENSIONS = 8
+_OPTION_KEYS = ("mock_reply", "mock_latency_ms", "mock_chunk_delay_ms", "mock_status")
+
+
+class MockProvider(Provider):
+    """Deterministic replies with configurable latency, errors and streaming."""
+
+    id = "mock"
+
+    def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
+        self.defaults = {k: v for k, v in (defaults or {}).items() if k in _OPTION_KEYS}
+
+    async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        options = {**self.defaults, **(call.target.options or {})}
+        latency = float(options.get("mock_latency_ms", 0)) / 1000
+        if latency:
+            await asyncio.sleep(latency)
+        status = int(options.get("mock_status", 200))
+        if status >= 400:
+            return GatewayResponse.from_json(
+                {
+                    "error": {
+                        "message": f"mock provider configured to fail with {status}",
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": str(status),
+                    },
+                    "provider": self.id,
+                },
+                status,
+            )
+        body = call.body or {}
+        model = str(body.get("model") or MODELS[0])
+        if call.endpoint is Endpoint.MODELS:
+            return GatewayResponse.from_json(
+                {"object": "list",
+                 "data": [{"id": m, "object": "model", "created": 0, "owned_by": "mock"}
+                          for m in MODELS]}
+            )
+        if call.endpoint is Endpoint.EMBEDDINGS:
+            return GatewayResponse.from_json(_embeddings(body, model))
+        prompt = _prompt_text(call.endpoint, body)
+        reply = str(options.get("mock_reply") or f"Mock reply to: {prompt}")
+        usage = _usage(prompt, reply)
+        if call.stream:
+            delay = float(options.get("mock_chunk_delay_ms", 0)) / 1000
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            stream = _stream(call.endpoint, model, reply, usage if include_usage else None, delay)
+            return GatewayResponse(200, headers={"content-type": "text/event-stream"},
+                                   stream=stream)
+        return GatewayResponse.from_json(_completion(call.endpoint, model, reply, usage))
+
+
+def _prompt_text(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
+    if endpoint is Endpoint.COMPLETIONS:
+        prompt = body.get("prompt")
+        return prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(
+                    str(p.get("text", "")) for p in content if isinstance(p, dict)
+                )
+            return str(content)
+    return ""
+
+
+def _usage(prompt: str, reply: str) -> dict[str, int]:
+    prompt_tokens, completion_tokens = len(prompt.split()), len(reply.split())
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _completion_id(model: str, reply: str) -> str:
+    return "mock-" + hashlib.sha256(f"{model}\0{reply}".encode()).hexdigest()[:24]
+
+
+def _completion(
+    endpoint: Endpoint, model: str, reply: str, usage: dict[str, int]
+) -> dict[str, Any]:
+    created = int(time.time())
+    if endpoint is Endpoint.COMPLETIONS:
+        return {
+            "id": _completion_id(model, reply), "object": "text_completion",
+            "created": created, "model": model,
+            "choices": [{"index": 0, "text": reply, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage,
+        }
+    return {
+        "id": _completion_id(model, reply), "object": "chat.completion",
+        "created": created, "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": reply, "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }],
+        "usage": usage,
+    }
+
+
+async def _stream(
+    endpoint: Endpoint,
+    model: str,
+    reply: str,
+    usage: dict[str, int] | None,
+    delay: float,
+) -> AsyncIterator[bytes]:
+    completion_id, created = _completion_id(model, reply), int(time.time())
+    chat = endpoint is Endpoint.CHAT_COMPLETIONS
+    obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(delta: dict[str, Any] | str, finish: str | None = None) -> bytes:
+        choice: dict[str, Any] = (
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}
+        )
+        return json_event({"id": completion_id, "object": obj, "created": created,
+                           "model": model, "choices": [choice]})
+
+    if chat:
+        yield chunk({"role": "assistant", "content": ""})
+    words = reply.split(" ")
+    for i, word in enumerate(words):
+        if delay:
+            await asyncio.sleep(delay)
+        piece = word if i == len(words) - 1 else word + " "
+        yield chunk({"content": piece} if chat else piece)
+    yield chunk({} if chat else "", "stop")
+    if usage is not None:
+        yield json_event({"id": completion_id, "object": obj, "created": created,
+                          "model": model, "choices": [], "usage": usage})
+    yield DONE_EVENT
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    while len(digest) < dimensions * 4:
+        digest += hashlib.sha256(digest).digest()
+    raw = struct.unpack(f"<{dimensions}I", digest[: dimensions * 4])
+    return [round(v / 2**32 * 2 - 1, 6) for v in raw]
+
+
+def _embeddings(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
+    dimensions = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
+    data: list[dict[str, Any]] = []
+    for index, text in enumerate(texts):
+        vector = _vector(text, dimensions)
+        embedding: Any = vector
+        if body.get("encoding_format") == "base64":
+            import base64
+
+            embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = sum(len(t.split()) for t in texts)
+    return {"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -1,0 +1,99 @@
+"""The adapter for every OpenAI-compatible provider: a URL, a key, and a few quirks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.interfaces import ProviderCall
+from portkey_mw.provider_http import HTTPProvider, forwarded_headers
+from portkey_mw.transport import UpstreamRequest
+from portkey_mw_plugins.openai_compat.spec import ProviderSpec
+
+
+class OpenAICompatibleProvider(HTTPProvider):
+    """Forwards OpenAI-format requests to a provider that speaks OpenAI's API.
+
+    The client's body bytes go upstream untouched unless something had to change them
+    (``override_params``, a hook, or one of the provider's renames).
+    """
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.endpoints = spec.endpoints
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        spec = self.spec
+        headers = forwarded_headers(call)
+        headers["accept"] = "text/event-stream" if call.stream else "application/json"
+        key = call.target.api_key
+        if spec.auth == "bearer" and not key:
+            raise AuthenticationError(
+                f"no API key for provider {spec.id!r}: send 'Authorization: Bearer <key>' "
+                "or set api_key on the target in the config",
+                provider=spec.id,
+            )
+        if key and spec.auth != "none":
+            headers["authorization"] = f"Bearer {key}"
+        options = call.target.options or {}
+        for option, header in spec.option_headers.items():
+            value = options.get(option) or call.ctx.headers.get(
+                "x-portkey-" + option.replace("_", "-")
+            )
+            if value:
+                headers[header.lower()] = str(value)
+        body: bytes | None = None
+        if call.body is not None:
+            headers["content-type"] = "application/json"
+            body = self._body(call)
+        return UpstreamRequest(
+            method="GET" if call.body is None else "POST",
+            url=self._url(call),
+            headers=headers,
+            body=body,
+            timeout=call.timeout,
+            stream=call.stream,
+        )
+
+    def _url(self, call: ProviderCall) -> str:
+        base = call.target.custom_host or call.ctx.headers.get("x-portkey-custom-host")
+        base = (base or "").rstrip("/") or self.spec.base_url
+        if not base:
+            raise InvalidRequest(
+                f"provider {self.id!r} has no public endpoint: set custom_host in the config "
+                "or send x-portkey-custom-host (e.g. http://localhost:11434)",
+                code="missing_custom_host",
+                param="custom_host",
+            )
+        path = self.spec.paths[call.endpoint]
+        if base.endswith("/v1") and path.startswith("/v1/"):
+            path = path[3:]
+        return base + path
+
+    def _body(self, call: ProviderCall) -> bytes:
+        body = call.body
+        assert body is not None
+        changed: dict[str, Any] | None = None
+        for old, new in self.spec.renames.items():
+            if old in body and new not in body:
+                changed = changed if changed is not None else dict(body)
+                changed[new] = changed.pop(old)
+        if self.spec.developer_role_as_system and _has_developer_message(body):
+            changed = changed if changed is not None else dict(body)
+            changed["messages"] = [
+                {**m, "role": "system"} if m.get("role") == "developer" else m
+                for m in body["messages"]
+            ]
+        if changed is not None:
+            return orjson.dumps(changed)
+        return call.raw_body if call.raw_body is not None else orjson.dumps(body)
+
+
+def _has_developer_message(body: dict[str, Any]) -> bool:
+    messages = body.get("messages")
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "developer" for m in messages
+    )

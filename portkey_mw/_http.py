@@ -1,0 +1,134 @@
+"""Small pure-ASGI helpers: reading the body, reading headers, sending responses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from portkey_mw.context import RequestContext
+from portkey_mw.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from portkey_mw.types import Receive, Scope, Send
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the mount point (as Starlette's ``get_route_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
+def header_dict(scope: Scope) -> dict[str, str]:
+    """Request headers as a dict of lower-case names (ASGI already lower-cases them)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    content_type: str = JSON_CONTENT_TYPE,
+) -> None:
+    """Send a complete response."""
+    raw = encode_headers(headers)
+    if "content-type" not in headers:
+        raw.append((b"content-type", content_type.encode("latin-1")))
+    raw.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_error(send: Send, error: GatewayError, headers: Mapping[str, str]) -> None:
+    """Send an OpenAI-style error body with the error's status."""
+    await send_bytes(send, error.status, error.to_bytes(), headers)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    """The 413 error for a body over ``limit`` bytes."""
+    return PayloadTooLarge(f"request body is larger than the gateway's limit of {limit} bytes")
+
+
+def unsupported_media_type(content_type: str) -> UnsupportedMediaType:
+    """The 415 error for a body that is not JSON."""
+    return UnsupportedMediaType(
+        f"content-type {content_type!r} is not supported: send application/json"
+    )
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the whole request body, failing with 413 as soon as it passes ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("client disconnected while sending the body", status=499)
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse the body, which must be a JSON object."""
+    if not raw:
+        raise InvalidRequest("request body is empty: send a JSON object", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            f"request body must be a JSON object, not {type(body).__name__}", code="invalid_json"
+        )
+    return body
+
+
+def apply_request_options(ctx: RequestContext) -> None:
+    """Validate the ``x-portkey-*`` headers that shape the request, and record metadata."""
+    headers = ctx.headers
+    metadata = headers.get("x-portkey-metadata")
+    if metadata:
+        try:
+            parsed = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise InvalidRequest(
+                "x-portkey-metadata must be a JSON object of strings, e.g. "
+                '{"user": "u-1", "env": "prod"}',
+                code="invalid_metadata",
+            )
+        ctx.metadata = {str(k): v if isinstance(v, str) else str(v) for k, v in parsed.items()}
+    timeout = headers.get("x-portkey-request-timeout")
+    if timeout is not None and (not timeout.isdigit() or int(timeout) == 0):
+        raise InvalidRequest(
+            f"x-portkey-request-timeout must be a positive number of milliseconds, got {timeout!r}",
+            code="invalid_request_timeout",
+        )
+    forward = headers.get("x-portkey-forward-headers")
+    if forward and "x-portkey-forward-headers" in forward.lower():
+        raise InvalidRequest(
+            "x-portkey-forward-headers must not list itself", code="invalid_forward_headers"
+        )

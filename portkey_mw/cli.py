@@ -1,0 +1,142 @@
+"""The ``portkey-mw`` command: serve, plugins, config validate, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import orjson
+
+from portkey_mw.config.server import DEFAULT_PORT, ServerSettings
+from portkey_mw.errors import GatewayError
+
+
+def _load_settings(config: Path | None) -> ServerSettings:
+    try:
+        return ServerSettings.from_file(config) if config else ServerSettings()
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group()
+@click.version_option(package_name="portkey-mw")
+def main() -> None:
+    """portkey-mw: a self-hosted AI gateway (OpenAI- and Portkey-compatible)."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help=f"Port (default {DEFAULT_PORT}).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="PORTKEY_MW_CONFIG",
+    help="YAML server file (named configs, defaults, plugin settings).",
+)
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    host: str | None, port: int | None, config: Path | None, workers: int | None, log_level: str
+) -> None:
+    """Run the gateway standalone with uvicorn."""
+    import os
+
+    import uvicorn
+
+    from portkey_mw.logging import configure_logging
+
+    settings = _load_settings(config)  # validate before forking workers
+    options = settings.server
+    configure_logging(log_level)
+    if config:
+        os.environ["PORTKEY_MW_CONFIG"] = str(config.resolve())
+    uvicorn.run(
+        "portkey_mw.server:app",
+        factory=True,
+        host=host or options.host,
+        port=options.port if port is None else port,
+        workers=workers or options.workers,
+        log_level=log_level,
+        access_log=False,  # the gateway logs each request itself, with more to say
+        lifespan="on",
+    )
+
+
+@main.command("plugins")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(config: Path | None, as_json: bool) -> None:
+    """List loaded plugins with their distribution, version and hooks."""
+    from portkey_mw.gateway import Gateway
+
+    gateway = Gateway(_load_settings(config))
+    rows = []
+    for info in gateway.plugins.plugins():
+        rows.append({
+            "name": info.name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "hooks": list(info.hooks),
+            "providers": sorted(p.id for p in gateway.providers.values()
+                                if p.plugin_name == info.name),
+        })
+    if as_json:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("plugin", "distribution", "version", "hooks", "provides")
+    for row in rows:
+        table.add_row(
+            row["name"], row["distribution"] or "-", row["version"] or "-",
+            ", ".join(row["hooks"]), ", ".join(row["providers"]) or "-",
+        )
+    Console().print(table)
+
+
+@main.group()
+def config() -> None:
+    """Work with server files and routing configs."""
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def config_validate(file: Path) -> None:
+    """Validate a YAML server file, or a JSON routing config (as sent in x-portkey-config)."""
+    from portkey_mw.config.resolve import validate_config
+    from portkey_mw.gateway import Gateway
+
+    try:
+        if file.suffix == ".json":
+            try:
+                raw = orjson.loads(file.read_bytes())
+            except orjson.JSONDecodeError as exc:
+                raise click.ClickException(f"{file} is not valid JSON: {exc}") from None
+            validate_config(raw, str(file))
+        else:
+            Gateway(ServerSettings.from_file(file))  # also checks providers exist
+    except GatewayError as exc:
+        click.echo(f"invalid: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{file}: valid")
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the routing config."""
+    from portkey_mw.config.jsonschema import config_json_schema
+
+    click.echo(orjson.dumps(config_json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+@click.option("--keep-serving", is_flag=True, help="Keep the gateway up after the tour.")
+def demo(port: int, keep_serving: bool) -> None:
+    """Start the gateway on embedded defaults with the mock provider and show requests."""
+    from portkey_mw.demo import run_demo
+
+    sys.exit(run_demo(port=port, keep_serving=keep_serving))

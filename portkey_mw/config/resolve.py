@@ -1,0 +1,143 @@
+"""From request headers to a compiled plan, validating each distinct config only once."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+
+import orjson
+from pydantic import ValidationError
+
+from portkey_mw.config.schema import Config
+from portkey_mw.config.server import ServerSettings, describe_validation_error
+from portkey_mw.errors import InvalidConfig, InvalidRequest
+from portkey_mw.routing import PlanNode, ResolvedTarget, compile_plan, plan_providers
+
+#: Distinct inline configs kept compiled; clients send a handful, so this bound is generous.
+INLINE_CACHE_SIZE = 1024
+#: The literal key the portkey-ai SDK sends when the user gave none: it means "no key".
+SDK_PLACEHOLDER_KEYS = frozenset({"OPENAI_API_KEY", ""})
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The client's ``Authorization`` credential, without its ``Bearer`` prefix."""
+    value = headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else value.strip()
+    return None if token in SDK_PLACEHOLDER_KEYS else token
+
+
+def validate_config(raw: object, source: str = "config") -> Config:
+    """Validate a parsed config, raising :class:`InvalidConfig` naming each broken rule."""
+    if not isinstance(raw, dict):
+        raise InvalidConfig(f"{source} must be a JSON object")
+    if "options" in raw and "targets" not in raw:
+        raise InvalidConfig(f"{source}: the old 'options' config format is not supported")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidConfig(f"{source} is invalid: {describe_validation_error(exc)}") from exc
+
+
+class ConfigResolver:
+    """Turns ``x-portkey-config`` / ``x-portkey-provider`` headers into a compiled plan.
+
+    Inline JSON configs are cached by their exact header text, so a client that sends the
+    same config on every request pays for JSON parsing and pydantic validation once.
+
+    :param settings: the server file (named configs, default config).
+    :param known_providers: registered provider ids, to reject unknown ones up front.
+    """
+
+    def __init__(self, settings: ServerSettings, known_providers: Collection[str]) -> None:
+        self._known = known_providers
+        self._named: dict[str, Config] = dict(settings.configs)
+        default = settings.default_config
+        self._default = self._named[default] if isinstance(default, str) else default
+        self._inline: OrderedDict[tuple[str, str | None], PlanNode] = OrderedDict()
+        for name, config in self._named.items():
+            self._check_providers(compile_plan(config), f"config {name!r}")
+
+    def resolve(self, headers: Mapping[str, str]) -> PlanNode:
+        """The plan for a request with these (lower-cased) headers."""
+        key = bearer_token(headers)
+        header_config = headers.get("x-portkey-config")
+        if header_config:
+            return self._cached((header_config, key), headers)
+        provider = headers.get("x-portkey-provider")
+        if provider:
+            return self._single(provider, headers.get("x-portkey-custom-host"), key)
+        if self._default is not None:
+            return self._cached(("\0default", key), headers)
+        raise InvalidRequest(
+            "no provider given: send an x-portkey-provider header or an x-portkey-config "
+            "header (inline JSON or the id of a config in the server file)",
+            code="missing_provider",
+        )
+
+    def _single(self, provider: str, custom_host: str | None, key: str | None) -> PlanNode:
+        self._check_known(provider, "x-portkey-provider")
+        if custom_host is not None and not custom_host.startswith(("http://", "https://")):
+            raise InvalidRequest(
+                f"x-portkey-custom-host must be an http(s) URL, got {custom_host!r}",
+                code="invalid_custom_host",
+            )
+        return ResolvedTarget(
+            path="config",
+            provider=provider,
+            api_key=key,
+            custom_host=custom_host.rstrip("/") if custom_host else None,
+        )
+
+    def _cached(self, cache_key: tuple[str, str | None], headers: Mapping[str, str]) -> PlanNode:
+        plan = self._inline.get(cache_key)
+        if plan is not None:
+            self._inline.move_to_end(cache_key)
+            return plan
+        plan = self._build(cache_key[0], headers, cache_key[1])
+        self._inline[cache_key] = plan
+        if len(self._inline) > INLINE_CACHE_SIZE:
+            self._inline.popitem(last=False)
+        return plan
+
+    def _build(self, text: str, headers: Mapping[str, str], key: str | None) -> PlanNode:
+        if text == "\0default":
+            assert self._default is not None
+            config, source = self._default, "default_config"
+        elif text.lstrip().startswith("{"):
+            try:
+                raw = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidConfig(f"x-portkey-config is not valid JSON: {exc}") from exc
+            if isinstance(raw, dict) and "provider" not in raw and "targets" not in raw:
+                # Portkey: a config without provider or targets takes the header's provider.
+                if headers.get("x-portkey-provider"):
+                    raw = {**raw, "provider": headers["x-portkey-provider"]}
+            config, source = validate_config(raw, "x-portkey-config"), "x-portkey-config"
+        else:
+            named = self._named.get(text)
+            if named is None:
+                raise InvalidConfig(
+                    f"x-portkey-config names config {text!r}, which the server does not define",
+                    status=404,
+                    code="config_not_found",
+                )
+            config, source = named, f"config {text!r}"
+        plan = compile_plan(config, default_api_key=key)
+        self._check_providers(plan, source)
+        return plan
+
+    def _check_providers(self, plan: PlanNode, source: str) -> None:
+        for provider in sorted(plan_providers(plan)):
+            self._check_known(provider, source)
+
+    def _check_known(self, provider: str, source: str) -> None:
+        if provider not in self._known:
+            known = ", ".join(sorted(self._known))
+            raise InvalidRequest(
+                f"unknown provider {provider!r} in {source} (known: {known})",
+                code="unknown_provider",
+                param="provider",
+            )

@@ -1,0 +1,97 @@
+"""The server file (YAML): listen address, limits, named configs, default config, plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from portkey_mw.config.schema import Config
+from portkey_mw.errors import InvalidConfig
+
+DEFAULT_PORT = 8787  # the Portkey gateway's port
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerOptions(_Strict):
+    """``server``: how the standalone server listens and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    request_timeout: int | None = Field(default=None, gt=0, description="ms, per attempt")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
+    max_connections: int = Field(default=1000, gt=0, description="upstream pool size")
+
+
+class PluginOptions(_Strict):
+    """``plugins``: which entry points load, and settings handed to plugins by name."""
+
+    load: list[str] | None = Field(
+        default=None, description="allow-list of entry-point names; None loads all"
+    )
+    block: list[str] = Field(default_factory=list, description="entry-point names never loaded")
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ServerSettings(_Strict):
+    """The whole server file. Every key is optional: the defaults run the gateway."""
+
+    server: ServerOptions = Field(default_factory=ServerOptions)
+    configs: dict[str, Config] = Field(
+        default_factory=dict, description="named configs, referenced by x-portkey-config: <id>"
+    )
+    default_config: Config | str | None = Field(
+        default=None, description="used when a request names neither config nor provider"
+    )
+    providers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="extra OpenAI-compatible providers described as data (see docs)",
+    )
+    plugins: PluginOptions = Field(default_factory=PluginOptions)
+
+    @field_validator("default_config")
+    @classmethod
+    def _named_default_exists(cls, value: Config | str | None, info: Any) -> Config | str | None:
+        configs = info.data.get("configs", {})
+        if isinstance(value, str) and value not in configs:
+            raise ValueError(f"default_config names {value!r}, which configs does not define")
+        return value
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ServerSettings:
+        """Read and validate a YAML server file, raising :class:`InvalidConfig` with details."""
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidConfig(f"cannot read server file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"server file {path} is not valid YAML: {exc}") from exc
+        return cls.from_mapping(raw or {}, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, raw: Any, *, source: str = "settings") -> ServerSettings:
+        """Validate already-parsed settings (e.g. from tests or an embedding app)."""
+        if not isinstance(raw, dict):
+            raise InvalidConfig(f"{source}: the top level must be a mapping")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidConfig(f"{source}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the field path and the rule broken."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

@@ -1,0 +1,177 @@
+"""Per-request state handed to hooks, and the response the gateway sends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from portkey_mw.config.schema import Config
+
+
+class Endpoint(str, Enum):
+    """The OpenAI-compatible operations the gateway serves."""
+
+    CHAT_COMPLETIONS = "chat_completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    MODELS = "models"
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at one target, as the router saw it (reported in logs and errors)."""
+
+    target: str
+    provider: str
+    status: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+
+
+class GatewayResponse:
+    """A response on its way to the client: a complete body or a stream of bytes.
+
+    Hooks may return one from ``on_request`` to answer without calling a provider, and may
+    edit the one in ``ctx.response`` from ``on_response``.
+
+    :param status: HTTP status.
+    :param body: the complete body (JSON bytes), or ``None`` for a stream.
+    :param headers: response headers (lower-case names) for the client.
+    :param stream: for streamed responses, the body bytes as they come.
+    """
+
+    __slots__ = (
+        "_close",
+        "_json",
+        "body",
+        "headers",
+        "status",
+        "stream",
+        "stream_complete",
+        "stream_tail",
+    )
+
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        stream: AsyncIterator[bytes] | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers: dict[str, str] = headers if headers is not None else {}
+        self.stream = stream
+        self._close = close
+        self._json: Any = _UNPARSED
+        #: set by the core once a stream ended with its terminal event
+        self.stream_complete = False
+        #: the last bytes of a stream, kept for the log (usage arrives in the final event)
+        self.stream_tail = b""
+
+    @classmethod
+    def from_json(
+        cls, data: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> GatewayResponse:
+        """A complete JSON response."""
+        response = cls(status, orjson.dumps(data), headers=headers)
+        response._json = data
+        return response
+
+    @property
+    def is_stream(self) -> bool:
+        """True when the body is streamed."""
+        return self.stream is not None
+
+    def json(self) -> Any:
+        """The body, parsed once; ``None`` for streams or bodies that are not JSON."""
+        if self._json is _UNPARSED:
+            try:
+                self._json = orjson.loads(self.body) if self.body is not None else None
+            except orjson.JSONDecodeError:
+                self._json = None
+        return self._json
+
+    def set_json(self, data: Any) -> None:
+        """Replace the body with ``data``, serialised."""
+        self._json = data
+        self.body = orjson.dumps(data)
+
+    async def aclose(self) -> None:
+        """Release the upstream connection behind a stream (idempotent)."""
+        close, self._close = self._close, None
+        if close is not None:
+            await close()
+
+
+_UNPARSED: Any = object()
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    """Everything the pipeline knows about one request. Hooks read and edit it.
+
+    ``state`` is free space for plugins; keys should be prefixed with the plugin's name.
+    """
+
+    trace_id: str
+    endpoint: Endpoint
+    method: str
+    path: str
+    #: request headers, lower-case names; later values of repeated names win
+    headers: dict[str, str]
+    #: the parsed JSON body (``None`` for GET)
+    body: dict[str, Any] | None
+    #: the body exactly as received; forwarded as-is while ``body_modified`` is false
+    raw_body: bytes
+    config: Config | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    body_modified: bool = False
+    response: GatewayResponse | None = None
+    #: headers every response to this request carries (hooks may add their own)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    provider: str | None = None
+    target_index: str | None = None
+    cache_status: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def stream(self) -> bool:
+        """Whether the client asked for a streamed response."""
+        return bool(self.body and self.body.get("stream"))
+
+    @property
+    def model(self) -> str | None:
+        """The model named in the body, if any."""
+        model = self.body.get("model") if self.body else None
+        return model if isinstance(model, str) else None
+
+    def set_body(self, body: dict[str, Any]) -> None:
+        """Replace the request body; it is re-serialised before it goes upstream."""
+        self.body = body
+        self.body_modified = True
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Set one top-level body parameter (e.g. ``model``, ``temperature``)."""
+        if self.body is None:
+            self.body = {}
+        self.body[name] = value
+        self.body_modified = True
+
+    def body_bytes(self) -> bytes:
+        """The body to send upstream: the original bytes unless something changed it."""
+        if self.body_modified or not self.raw_body:
+            return orjson.dumps(self.body) if self.body is not None else b""
+        return self.raw_body

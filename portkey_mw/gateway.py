@@ -1,0 +1,483 @@
+"""The gateway as an ASGI application: request pipeline, lifespan, and plugin wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+
+from portkey_mw import _http
+from portkey_mw.config.resolve import ConfigResolver
+from portkey_mw.config.server import ServerSettings
+from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
+from portkey_mw.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PluginError,
+)
+from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider
+from portkey_mw.logevents import LogDispatcher, LogEvent
+from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
+from portkey_mw.routing import Router
+from portkey_mw.streaming import (
+    DONE_EVENT,
+    TAIL_BYTES,
+    SSEDecoder,
+    error_event,
+    event_data,
+    json_event,
+)
+from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
+from portkey_mw.types import Receive, Scope, Send
+
+log = structlog.get_logger("portkey_mw.gateway")
+
+#: path (below the mount point) -> (endpoint, HTTP method)
+ROUTES: dict[str, tuple[Endpoint, str]] = {
+    "/v1/chat/completions": (Endpoint.CHAT_COMPLETIONS, "POST"),
+    "/v1/completions": (Endpoint.COMPLETIONS, "POST"),
+    "/v1/embeddings": (Endpoint.EMBEDDINGS, "POST"),
+    "/v1/models": (Endpoint.MODELS, "GET"),
+}
+HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
+#: body parameter each endpoint cannot do without
+REQUIRED_PARAM = {
+    Endpoint.CHAT_COMPLETIONS: "messages",
+    Endpoint.COMPLETIONS: "prompt",
+    Endpoint.EMBEDDINGS: "input",
+}
+
+
+class Gateway:
+    """The portkey-mw gateway, an ASGI application.
+
+    Run it standalone (``portkey-mw serve``), ``mount`` it into a Starlette or FastAPI app,
+    or put it in front of an app with :class:`~portkey_mw.GatewayMiddleware`.
+
+    :param settings: the server settings; default: embedded defaults.
+    :param config_file: a YAML server file to read the settings from instead.
+    :param http_client: an ``httpx.AsyncClient`` to send upstream requests with (e.g. over
+        ``httpx.MockTransport`` in tests) instead of the default aiohttp pool.
+    :param transport: a :class:`~portkey_mw.transport.Transport` to use instead.
+    :param plugins: a plugin manager to use (default: one that loads entry points).
+    :param load_entry_points: whether to discover installed plugins.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings | None = None,
+        *,
+        config_file: str | Path | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: Transport | None = None,
+        plugins: PluginManager | None = None,
+        load_entry_points: bool = True,
+    ) -> None:
+        if config_file is not None:
+            settings = ServerSettings.from_file(config_file)
+        self.settings = settings or ServerSettings()
+        if transport is None:
+            transport = (
+                HttpxTransport(http_client)
+                if http_client is not None
+                else AiohttpTransport(
+                    max_connections=self.settings.server.max_connections,
+                    connect_timeout=self.settings.server.connect_timeout,
+                )
+            )
+        self.transport = transport
+        self.plugins = plugins or PluginManager(self.settings.plugins)
+        if load_entry_points and plugins is None:
+            self.plugins.load_entry_points()
+        self.providers: dict[str, Provider] = {}
+        self.guardrails: dict[str, Guardrail] = {}
+        self.cache_backends: dict[str, CacheBackend] = {}
+        self.log_sinks: list[LogSink] = []
+        self._collect_registrations()
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+        self._max_body = self.settings.server.max_body_bytes
+
+    # -- plugin wiring -----------------------------------------------------------
+
+    def _collect_registrations(self) -> None:
+        """Ask every plugin for its providers, guardrails, caches and sinks."""
+        settings = self.settings
+        for plugin, provider in self.plugins.collect("register_providers", settings=settings):
+            provider.plugin_name = plugin
+            self.providers[provider.id] = provider
+        for plugin, guardrail in self.plugins.collect("register_guardrails", settings=settings):
+            guardrail.plugin_name = plugin
+            self.guardrails[guardrail.id] = guardrail
+        for plugin, backend in self.plugins.collect(
+            "register_cache_backends", settings=settings
+        ):
+            backend.plugin_name = plugin
+            self.cache_backends[backend.name] = backend
+        for plugin, sink in self.plugins.collect("register_log_sinks", settings=settings):
+            sink.plugin_name = plugin
+            self.log_sinks.append(sink)
+        self.resolver = ConfigResolver(settings, self.providers)
+        self.router = Router(self.providers, self.transport)
+        self.logs = LogDispatcher(self.log_sinks)
+
+    def refresh_plugins(self) -> None:
+        """Re-collect registrations after plugins were added or removed at run time."""
+        self.providers.clear()
+        self.guardrails.clear()
+        self.cache_backends.clear()
+        self.log_sinks = []
+        self._collect_registrations()
+        if self._started:
+            self.logs.start()
+
+    # -- lifespan ----------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open the upstream pool, start the log task, run ``gateway_startup`` hooks."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.transport.open()
+            self.logs.start()
+            await self.plugins.broadcast("gateway_startup", gateway=self)
+            self._started = True
+
+    async def shutdown(self) -> None:
+        """Drain logs, run ``gateway_shutdown`` hooks, close the upstream pool."""
+        if not self._started:
+            return
+        self._started = False
+        await self.logs.aclose()
+        await self.plugins.broadcast("gateway_shutdown", gateway=self)
+        await self.transport.aclose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """A lifespan context for a host app: ``FastAPI(lifespan=gateway.lifespan)``.
+
+        A gateway mounted without it starts on its first request, but then nothing closes
+        its connections or flushes its logs at shutdown.
+        """
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # -- ASGI ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle_http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._handle_lifespan(receive, send)
+
+    async def _handle_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request."""
+        if not self._started:
+            await self.startup()
+        path = _http.route_path(scope)
+        headers = _http.header_dict(scope)
+        trace_id = headers.get("x-portkey-trace-id") or uuid.uuid4().hex
+        base_headers = {"x-portkey-trace-id": trace_id}
+        route = ROUTES.get(path)
+        if route is None:
+            if path in HEALTH_PATHS and scope["method"] == "GET":
+                await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            else:
+                await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
+            return
+        endpoint, method = route
+        if scope["method"] != method:
+            error = MethodNotAllowed(f"{path} accepts {method}, not {scope['method']}")
+            await _http.send_error(send, error, {**base_headers, "allow": method})
+            return
+        ctx = RequestContext(
+            trace_id=trace_id,
+            endpoint=endpoint,
+            method=method,
+            path=path,
+            headers=headers,
+            body=None,
+            raw_body=b"",
+            response_headers=base_headers,
+        )
+        await _Exchange(self, ctx, receive, send).run()
+
+    # -- pipeline steps (used by _Exchange) -------------------------------------------
+
+    async def run_request_hooks(self, ctx: RequestContext) -> GatewayResponse | None:
+        """Run ``on_request`` hooks in order; the first response returned answers."""
+        for call in self.plugins.hook_calls("on_request"):
+            result = await _run_hook(call, {"ctx": ctx})
+            if result is not None:
+                if not isinstance(result, GatewayResponse):
+                    raise PluginError(
+                        f"plugin {call.plugin!r}: on_request returned {type(result).__name__}, "
+                        "expected None or GatewayResponse"
+                    )
+                return result
+        return None
+
+    async def run_response_hooks(self, ctx: RequestContext) -> None:
+        """Run ``on_response`` hooks in order."""
+        for call in self.plugins.hook_calls("on_response"):
+            await _run_hook(call, {"ctx": ctx})
+
+
+async def _run_hook(call: HookCall, kwargs: dict[str, Any]) -> Any:
+    try:
+        return await await_me_maybe(call_hook(call, kwargs))
+    except GatewayError:
+        raise
+    except Exception as exc:
+        log.exception("plugin hook failed", plugin=call.plugin, hook=call.function.__name__)
+        raise PluginError(f"plugin {call.plugin!r} failed: {type(exc).__name__}") from exc
+
+
+class _Exchange:
+    """One request/response exchange: body, hooks, routing, sending, the log event."""
+
+    __slots__ = ("ctx", "error", "gateway", "receive", "response_started", "send", "status",
+                 "ttfb", "_done", "_disconnected")
+
+    def __init__(self, gateway: Gateway, ctx: RequestContext, receive: Receive, send: Send):
+        self.gateway = gateway
+        self.ctx = ctx
+        self.receive = receive
+        self.send = send
+        self.status = 500
+        self.error: GatewayError | None = None
+        self.response_started = False
+        self.ttfb: float | None = None
+        self._done = False
+        self._disconnected = False
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        watcher: asyncio.Task[None] | None = None
+        try:
+            try:
+                if ctx.method == "POST":
+                    await self._read_body()
+                watcher = asyncio.get_running_loop().create_task(
+                    self._watch_disconnect(asyncio.current_task())
+                )
+                await self._process()
+            except GatewayError as error:
+                await self._fail(error)
+            except Exception:
+                log.exception("unhandled error", trace_id=ctx.trace_id)
+                await self._fail(
+                    GatewayError(f"internal gateway error (trace id {ctx.trace_id})")
+                )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._disconnected or task is None:
+                raise
+            task.uncancel()
+            self.status = 499
+            self.error = GatewayError("client disconnected", status=499, code="client_closed")
+        finally:
+            self._done = True
+            if watcher is not None:
+                watcher.cancel()
+            if ctx.response is not None:
+                await ctx.response.aclose()
+            await self._emit_log()
+
+    async def _watch_disconnect(self, task: asyncio.Task[Any] | None) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self._done and task is not None:
+            self._disconnected = True
+            task.cancel()
+
+    async def _read_body(self) -> None:
+        ctx, limit = self.ctx, self.gateway._max_body
+        content_type = ctx.headers.get("content-type")
+        if content_type is not None and "json" not in content_type.split(";", 1)[0].lower():
+            raise _http.unsupported_media_type(content_type)
+        declared = ctx.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _http.too_large(limit)
+        ctx.raw_body = await _http.read_body(self.receive, limit)
+        body = _http.parse_json_object(ctx.raw_body)
+        required = REQUIRED_PARAM.get(ctx.endpoint)
+        if required and required not in body:
+            raise InvalidRequest(
+                f"'{required}' is a required property", param=required, code="missing_param"
+            )
+        stream = body.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise InvalidRequest("'stream' must be a boolean", param="stream")
+        ctx.body = body
+
+    async def _process(self) -> None:
+        ctx, gateway = self.ctx, self.gateway
+        _http.apply_request_options(ctx)
+        plan = gateway.resolver.resolve(ctx.headers)
+        response = await gateway.run_request_hooks(ctx)
+        if response is None:
+            response = await gateway.router.route(ctx, plan)
+        ctx.response = response
+        if response.stream is None:
+            await gateway.run_response_hooks(ctx)
+            await self._send_complete(response)
+        else:
+            await self._send_stream(response)
+            await gateway.run_response_hooks(ctx)
+
+    def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
+        ctx = self.ctx
+        headers = {**response.headers, **ctx.response_headers}
+        if ctx.provider:
+            headers["x-portkey-provider"] = ctx.provider
+        if ctx.target_index:
+            headers["x-portkey-last-used-option-index"] = ctx.target_index
+        headers.setdefault("x-portkey-retry-attempt-count", "0")
+        headers["x-portkey-cache-status"] = ctx.cache_status or "DISABLED"
+        return headers
+
+    async def _send_complete(self, response: GatewayResponse) -> None:
+        self.status = response.status
+        self.response_started = True
+        self._done = True
+        await _http.send_bytes(
+            self.send, response.status, response.body or b"", self._response_headers(response)
+        )
+
+    async def _send_stream(self, response: GatewayResponse) -> None:
+        assert response.stream is not None
+        self.status = response.status
+        headers = self._response_headers(response)
+        headers.setdefault("content-type", "text/event-stream")
+        headers["cache-control"] = "no-cache"
+        await self.send(
+            {"type": "http.response.start", "status": response.status,
+             "headers": _http.encode_headers(headers)}
+        )
+        self.response_started = True
+        chunk_hooks = self.gateway.plugins.hook_calls("on_stream_chunk")
+        chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
+        send, tail = self.send, b""
+        try:
+            async for chunk in chunks:
+                if self.ttfb is None:
+                    self.ttfb = time.perf_counter()
+                # Keep only the end of the stream: the usage chunk and [DONE] live there.
+                tail = (tail + chunk)[-TAIL_BYTES:]
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except GatewayError as error:
+            # Bytes already left: the only honest ending is an error event, never a silently
+            # truncated stream.
+            self.error = error
+            await send({"type": "http.response.body", "body": error_event(error),
+                        "more_body": True})
+        response.stream_tail = tail
+        response.stream_complete = self.error is None and tail.rstrip().endswith(b"[DONE]")
+        self._done = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _hooked(
+        self, stream: AsyncIterator[bytes], hooks: tuple[HookCall, ...]
+    ) -> AsyncIterator[bytes]:
+        decoder, ctx = SSEDecoder(), self.ctx
+        async for raw in stream:
+            for event in decoder.feed(raw):
+                data = event_data(event)
+                if data is None or data == b"[DONE]":
+                    yield DONE_EVENT if data == b"[DONE]" else event + b"\n\n"
+                    continue
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    yield event + b"\n\n"
+                    continue
+                for call in hooks:
+                    replaced = await _run_hook(call, {"ctx": ctx, "chunk": chunk})
+                    if replaced is not None:
+                        chunk = replaced
+                yield json_event(chunk)
+        for event in decoder.flush():
+            yield event + b"\n\n"
+
+    async def _fail(self, error: GatewayError) -> None:
+        self.error = error
+        self.status = error.status
+        if self.response_started:
+            return
+        self.response_started = True
+        self._done = True
+        headers = dict(self.ctx.response_headers)
+        if self.ctx.provider:
+            headers["x-portkey-provider"] = self.ctx.provider
+        await _http.send_error(self.send, error, headers)
+
+    async def _emit_log(self) -> None:
+        ctx, response = self.ctx, self.ctx.response
+        now = time.perf_counter()
+        error = self.error
+        event = LogEvent(
+            trace_id=ctx.trace_id,
+            started_at=ctx.started_at,
+            endpoint=ctx.endpoint.value,
+            method=ctx.method,
+            path=ctx.path,
+            status=self.status,
+            latency_ms=(now - ctx.started) * 1000,
+            stream=ctx.stream,
+            provider=ctx.provider,
+            model=ctx.model,
+            target=ctx.target_index,
+            cache_status=ctx.cache_status,
+            retry_count=int(ctx.response_headers.get("x-portkey-retry-attempt-count", 0)),
+            metadata=ctx.metadata,
+            attempts=ctx.attempts,
+            error_type=error.type if error else None,
+            error_message=error.message if error else None,
+            ttfb_ms=(self.ttfb - ctx.started) * 1000 if self.ttfb is not None else None,
+        )
+        if response is not None:
+            if response.stream is not None:
+                event.response_bytes = response.stream_tail
+                event.stream_complete = response.stream_complete
+            else:
+                event.response_bytes = response.body or b""
+        await self.gateway.logs.emit(event)
+
+
+def header_items(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs from a mapping (kept public for middleware authors)."""
+    return _http.encode_headers(headers)

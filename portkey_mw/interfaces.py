@@ -1,0 +1,135 @@
+"""The four kinds of object plugins register: providers, guardrails, cache backends, sinks.
+
+Each is an abstract class with async methods; a plugin subclasses one and hands instances to
+the core from a registration hook (see :mod:`portkey_mw.hookspecs`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
+
+if TYPE_CHECKING:
+    from portkey_mw.logevents import LogEvent
+    from portkey_mw.routing import ResolvedTarget
+    from portkey_mw.transport import Transport
+
+
+@dataclass(slots=True)
+class ProviderCall:
+    """One attempt at one provider: the request as this target should receive it.
+
+    ``body`` already has the target's ``override_params`` applied; ``raw_body`` holds the
+    client's original bytes when nothing changed them, so they can be forwarded untouched.
+    """
+
+    ctx: RequestContext
+    target: ResolvedTarget
+    endpoint: Endpoint
+    body: dict[str, Any] | None
+    raw_body: bytes | None
+    #: seconds for this attempt (``request_timeout``), or ``None`` for no limit
+    timeout: float | None
+
+    @property
+    def stream(self) -> bool:
+        """Whether this call asks for a streamed response."""
+        return bool(self.body and self.body.get("stream"))
+
+
+class Provider(ABC):
+    """An LLM provider adapter.
+
+    ``call`` receives an OpenAI-format request and returns an OpenAI-format response (a
+    complete JSON body, or an SSE stream of OpenAI chunks). Failures are raised as
+    :class:`~portkey_mw.errors.GatewayError` or returned as error responses carrying the
+    provider's status; the router decides what to do next.
+    """
+
+    #: the id configs and ``x-portkey-provider`` use (Portkey's ids where one exists)
+    id: str
+    #: the operations this provider serves
+    endpoints: frozenset[Endpoint] = frozenset(Endpoint)
+    #: the distribution that registered it (filled in by the core)
+    plugin_name: str = ""
+
+    @abstractmethod
+    async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        """Perform one attempt and return the OpenAI-format response."""
+
+
+@dataclass(slots=True)
+class GuardrailVerdict:
+    """What a guardrail check decided.
+
+    :param passed: whether the check passed.
+    :param explanation: why, in words for logs and the ``hook_results`` body.
+    :param data: optional transformed data (a rewritten body or text) when the check
+        transforms rather than judges.
+    """
+
+    passed: bool
+    explanation: str | None = None
+    data: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Guardrail(ABC):
+    """A check run on a request (``before``) or a response (``after``).
+
+    Guardrails are referenced from configs by ``id`` (e.g. ``default.regexMatch``) with their
+    parameters; the core hands those to :meth:`check`.
+    """
+
+    id: ClassVar[str]
+    plugin_name: str = ""
+
+    @abstractmethod
+    async def check(
+        self,
+        ctx: RequestContext,
+        params: dict[str, Any],
+        *,
+        phase: Literal["before", "after"],
+    ) -> GuardrailVerdict:
+        """Judge ``ctx`` (its request, or with ``phase="after"`` its response)."""
+
+
+class CacheBackend(ABC):
+    """A store for cached responses, addressed by opaque keys built by the core."""
+
+    name: str
+    plugin_name: str = ""
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The stored value, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` for ``ttl`` seconds (``None``: the backend's default)."""
+
+    @abstractmethod
+    async def clear(self, prefix: str = "") -> int:
+        """Remove entries whose key starts with ``prefix``; return how many."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional for backends holding nothing
+        """Release connections."""
+
+
+class LogSink(ABC):
+    """Receives request log events in batches, from a background task, never per chunk."""
+
+    name: str
+    plugin_name: str = ""
+
+    @abstractmethod
+    async def write(self, events: Sequence[LogEvent]) -> None:
+        """Persist or forward ``events``. Raising makes the core retry the batch once."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional for sinks holding nothing
+        """Flush and release resources."""

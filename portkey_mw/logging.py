@@ -1,0 +1,42 @@
+"""structlog set-up for the standalone server: configured once, JSON lines via orjson."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+import structlog
+
+_configured = False
+
+
+def configure_logging(level: str = "info", *, json: bool = True) -> None:
+    """Configure structlog for the process (idempotent).
+
+    Uses a filtering bound logger (below-level calls cost almost nothing), caches loggers on
+    first use, and renders JSON with orjson straight to bytes on stdout.
+    """
+    global _configured
+    if _configured:
+        return
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    if json:
+        processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
+        factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(sys.stdout.buffer)
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        factory = structlog.PrintLoggerFactory(sys.stdout)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    _configured = True

@@ -1,0 +1,161 @@
+"""A base class for providers reached over HTTP: build a request, map the response.
+
+Provider plugins subclass :class:`HTTPProvider` and implement :meth:`build_request`; those
+that speak another wire format also override :meth:`map_body` and :meth:`map_stream`.
+Nothing here knows any particular provider.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from portkey_mw.context import GatewayResponse
+from portkey_mw.errors import UpstreamBadResponse
+from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.transport import Transport, UpstreamRequest, UpstreamResponse
+
+#: Upstream response headers a client may see; everything else stays behind the gateway
+#: (cookies, server banners, internal routing headers, hop-by-hop headers).
+PASSTHROUGH_HEADERS = frozenset(
+    {"retry-after", "retry-after-ms", "x-request-id", "openai-processing-ms", "openai-version"}
+)
+PASSTHROUGH_PREFIXES = ("x-ratelimit-",)
+
+
+def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upstream headers a client may see, lower-cased."""
+    kept = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in PASSTHROUGH_HEADERS or lower.startswith(PASSTHROUGH_PREFIXES):
+            kept[lower] = value
+    return kept
+
+
+def forwarded_headers(call: ProviderCall) -> dict[str, str]:
+    """Client headers to pass on: ``x-portkey-forward-headers`` plus the config's list."""
+    headers = call.ctx.headers
+    names = list(call.target.forward_headers)
+    listed = headers.get("x-portkey-forward-headers")
+    if listed:
+        names.extend(name.strip() for name in listed.split(","))
+    forwarded = {}
+    for name in names:
+        lower = name.lower()
+        if lower and lower in headers and not lower.startswith("x-portkey-"):
+            forwarded[lower] = headers[lower]
+    return forwarded
+
+
+class HTTPProvider(Provider):
+    """A provider whose API is reached with one HTTP request per attempt."""
+
+    @abstractmethod
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        """The upstream request for this call (URL, auth headers, body bytes)."""
+
+    async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        upstream = await transport.send(self.build_request(call))
+        return await self.build_response(call, upstream)
+
+    async def build_response(
+        self, call: ProviderCall, upstream: UpstreamResponse
+    ) -> GatewayResponse:
+        """Turn the upstream response into an OpenAI-format one, streaming or complete."""
+        headers = passthrough_headers(upstream.headers)
+        content_type = upstream.headers.get("content-type", "")
+        if upstream.status < 400 and "text/event-stream" in content_type:
+            headers["content-type"] = "text/event-stream"
+            return GatewayResponse(
+                upstream.status,
+                headers=headers,
+                stream=self.map_stream(call, upstream.iter_chunks()),
+                close=upstream.aclose,
+            )
+        try:
+            body = await upstream.read()
+        finally:
+            await upstream.aclose()
+        headers["content-type"] = "application/json"
+        if upstream.status >= 400:
+            return self.map_error(call, upstream.status, headers, body, content_type)
+        return self.map_body(call, upstream.status, headers, body, content_type)
+
+    def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Translate the upstream SSE bytes; the default relays them untouched."""
+        return chunks
+
+    def map_body(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        """Translate a successful body; the default checks that it is JSON and keeps it."""
+        # A cheap look, not a parse: the body is forwarded as bytes and parsed only if a hook
+        # or the log needs it.
+        if body.lstrip()[:1] not in (b"{", b"["):
+            raise UpstreamBadResponse(
+                f"{self.id} answered {status} with a body that is not JSON "
+                f"(content-type {content_type or 'missing'!r})",
+                provider=self.id,
+            )
+        return GatewayResponse(status, body, headers=headers)
+
+    def map_error(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        """Turn a provider error into an OpenAI-style error with the provider's status.
+
+        A body already in OpenAI's shape passes through; anything else is wrapped, with the
+        provider's text kept (shortened) in the message.
+        """
+        parsed = _loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            parsed["error"].setdefault("type", "upstream_error")
+            parsed.setdefault("provider", self.id)
+            return GatewayResponse.from_json(parsed, status, headers)
+        message = _error_text(parsed) if parsed is not None else body.decode("utf-8", "replace")
+        message = " ".join(message.split())[:500] or "(empty body)"
+        return GatewayResponse.from_json(
+            {
+                "error": {
+                    "message": f"{self.id} error: {message}",
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": str(status),
+                },
+                "provider": self.id,
+            },
+            status,
+            headers,
+        )
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _error_text(parsed: Any) -> str:
+    if isinstance(parsed, dict):
+        for key in ("error", "message", "detail", "msg"):
+            value = parsed.get(key)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return str(value["message"])
+    return orjson.dumps(parsed).decode()
