@@ -97,7 +97,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        raise InvalidRequest(
+            f"request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidRequest(
             f"request body must be a JSON object, not {type(body).__name__}", code="invalid_json"

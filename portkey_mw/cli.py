@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -72,16 +73,19 @@ def plugins_command(config: Path | None, as_json: bool) -> None:
     from portkey_mw.gateway import Gateway
 
     gateway = Gateway(_load_settings(config))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in gateway.plugins.plugins():
-        rows.append({
-            "name": info.name,
-            "distribution": info.distribution,
-            "version": info.version,
-            "hooks": list(info.hooks),
-            "providers": sorted(p.id for p in gateway.providers.values()
-                                if p.plugin_name == info.name),
-        })
+        rows.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "hooks": list(info.hooks),
+                "providers": sorted(
+                    p.id for p in gateway.providers.values() if p.plugin_name == info.name
+                ),
+            }
+        )
     if as_json:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
@@ -91,8 +95,11 @@ def plugins_command(config: Path | None, as_json: bool) -> None:
     table = Table("plugin", "distribution", "version", "hooks", "provides")
     for row in rows:
         table.add_row(
-            row["name"], row["distribution"] or "-", row["version"] or "-",
-            ", ".join(row["hooks"]), ", ".join(row["providers"]) or "-",
+            row["name"],
+            row["distribution"] or "-",
+            row["version"] or "-",
+            ", ".join(row["hooks"]),
+            ", ".join(row["providers"]) or "-",
         )
     Console().print(table)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from portkey_mw.config.schema import Config
 
 
-class Endpoint(str, Enum):
+class Endpoint(StrEnum):
     """The OpenAI-compatible operations the gateway serves."""
 
     CHAT_COMPLETIONS = "chat_completions"

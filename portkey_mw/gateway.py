@@ -119,9 +119,7 @@ class Gateway:
         for plugin, guardrail in self.plugins.collect("register_guardrails", settings=settings):
             guardrail.plugin_name = plugin
             self.guardrails[guardrail.id] = guardrail
-        for plugin, backend in self.plugins.collect(
-            "register_cache_backends", settings=settings
-        ):
+        for plugin, backend in self.plugins.collect("register_cache_backends", settings=settings):
             backend.plugin_name = plugin
             self.cache_backends[backend.name] = backend
         for plugin, sink in self.plugins.collect("register_log_sinks", settings=settings):
@@ -267,8 +265,18 @@ async def _run_hook(call: HookCall, kwargs: dict[str, Any]) -> Any:
 class _Exchange:
     """One request/response exchange: body, hooks, routing, sending, the log event."""
 
-    __slots__ = ("ctx", "error", "gateway", "receive", "response_started", "send", "status",
-                 "ttfb", "_done", "_disconnected")
+    __slots__ = (
+        "_disconnected",
+        "_done",
+        "ctx",
+        "error",
+        "gateway",
+        "receive",
+        "response_started",
+        "send",
+        "status",
+        "ttfb",
+    )
 
     def __init__(self, gateway: Gateway, ctx: RequestContext, receive: Receive, send: Send):
         self.gateway = gateway
@@ -297,9 +305,7 @@ class _Exchange:
                 await self._fail(error)
             except Exception:
                 log.exception("unhandled error", trace_id=ctx.trace_id)
-                await self._fail(
-                    GatewayError(f"internal gateway error (trace id {ctx.trace_id})")
-                )
+                await self._fail(GatewayError(f"internal gateway error (trace id {ctx.trace_id})"))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not self._disconnected or task is None:
@@ -385,8 +391,11 @@ class _Exchange:
         headers.setdefault("content-type", "text/event-stream")
         headers["cache-control"] = "no-cache"
         await self.send(
-            {"type": "http.response.start", "status": response.status,
-             "headers": _http.encode_headers(headers)}
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _http.encode_headers(headers),
+            }
         )
         self.response_started = True
         chunk_hooks = self.gateway.plugins.hook_calls("on_stream_chunk")
@@ -403,8 +412,9 @@ class _Exchange:
             # Bytes already left: the only honest ending is an error event, never a silently
             # truncated stream.
             self.error = error
-            await send({"type": "http.response.body", "body": error_event(error),
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": error_event(error), "more_body": True}
+            )
         response.stream_tail = tail
         response.stream_complete = self.error is None and tail.rstrip().endswith(b"[DONE]")
         self._done = True

@@ -83,8 +83,13 @@ class LogEvent:
             record["metadata"] = self.metadata
         if len(self.attempts) > 1 or self.error_type:
             record["attempts"] = [
-                {"target": a.target, "provider": a.provider, "status": a.status,
-                 "error_type": a.error_type, "latency_ms": round(a.latency_ms, 3)}
+                {
+                    "target": a.target,
+                    "provider": a.provider,
+                    "status": a.status,
+                    "error_type": a.error_type,
+                    "latency_ms": round(a.latency_ms, 3),
+                }
                 for a in self.attempts
             ]
         if self.error_type:

@@ -129,9 +129,7 @@ class PluginManager:
         registered = self._pm.register(plugin, name)
         assert registered is not None
         self._hook_cache.clear()
-        hooks = tuple(
-            sorted(h.name for h in (self._pm.get_hookcallers(plugin) or []))
-        )
+        hooks = tuple(sorted(h.name for h in (self._pm.get_hookcallers(plugin) or [])))
         info = PluginInfo(
             name=registered,
             module=getattr(plugin, "__name__", type(plugin).__module__),

@@ -269,8 +269,12 @@ class Router:
             assert failure.error is not None
             if len(ctx.attempts) > 1:
                 failure.error.extra["attempts"] = [
-                    {"target": a.target, "provider": a.provider, "status": a.status,
-                     "error_type": a.error_type}
+                    {
+                        "target": a.target,
+                        "provider": a.provider,
+                        "status": a.status,
+                        "error_type": a.error_type,
+                    }
                     for a in ctx.attempts
                 ]
             raise failure.error from None
@@ -332,8 +336,9 @@ class Router:
                 ctx.provider = target.provider
                 ctx.target_index = target.path
                 return response
-            retryable = status in retry_on or (error is not None and response is None
-                                                and error.status in (408, 502))
+            retryable = status in retry_on or (
+                error is not None and response is None and error.status in (408, 502)
+            )
             if retries < attempts and retryable:
                 delay = self._backoff(retries, response, retry)
                 if response is not None:
@@ -371,7 +376,11 @@ class Router:
             response = await provider.call(_provider_call(ctx, target), self.transport)
         except GatewayError as error:
             error.provider = error.provider or target.provider
-            attempt.status, attempt.error_type, attempt.error = error.status, error.type, error.message
+            attempt.status, attempt.error_type, attempt.error = (
+                error.status,
+                error.type,
+                error.message,
+            )
             return None, error
         finally:
             attempt.latency_ms = (time.perf_counter() - started) * 1000

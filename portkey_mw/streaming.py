@@ -50,8 +50,7 @@ class SSEDecoder:
 def event_data(event: bytes) -> bytes | None:
     """The joined ``data:`` lines of one event, or ``None`` when it has none."""
     data = [
-        line[5:].lstrip(b" ") if line.startswith(b"data:") else None
-        for line in event.split(b"\n")
+        line[5:].lstrip(b" ") if line.startswith(b"data:") else None for line in event.split(b"\n")
     ]
     present = [d for d in data if d is not None]
     return b"\n".join(present) if present else None

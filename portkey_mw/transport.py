@@ -76,7 +76,9 @@ def _timeout_error(request: UpstreamRequest) -> UpstreamTimeout:
 
 def _connection_error(request: UpstreamRequest, exc: BaseException) -> UpstreamConnectionError:
     reason = str(exc) or type(exc).__name__
-    return UpstreamConnectionError(f"could not reach the provider at {_host(request.url)}: {reason}")
+    return UpstreamConnectionError(
+        f"could not reach the provider at {_host(request.url)}: {reason}"
+    )
 
 
 def _host(url: str) -> str:

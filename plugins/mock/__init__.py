@@ -19,7 +19,8 @@ from collections.abc import Callable
 from portkey_mw import hookimpl
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.interfaces import Provider
-from portkey_mw_plugins.mock.provider import MockProvider
+
+from .provider import MockProvider
 
 __all__ = ["MockProvider"]
 

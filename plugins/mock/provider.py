@@ -50,9 +50,13 @@ class MockProvider(Provider):
         model = str(body.get("model") or MODELS[0])
         if call.endpoint is Endpoint.MODELS:
             return GatewayResponse.from_json(
-                {"object": "list",
-                 "data": [{"id": m, "object": "model", "created": 0, "owned_by": "mock"}
-                          for m in MODELS]}
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "mock"}
+                        for m in MODELS
+                    ],
+                }
             )
         if call.endpoint is Endpoint.EMBEDDINGS:
             return GatewayResponse.from_json(_embeddings(body, model))
@@ -63,8 +67,9 @@ class MockProvider(Provider):
             delay = float(options.get("mock_chunk_delay_ms", 0)) / 1000
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             stream = _stream(call.endpoint, model, reply, usage if include_usage else None, delay)
-            return GatewayResponse(200, headers={"content-type": "text/event-stream"},
-                                   stream=stream)
+            return GatewayResponse(
+                200, headers={"content-type": "text/event-stream"}, stream=stream
+            )
         return GatewayResponse.from_json(_completion(call.endpoint, model, reply, usage))
 
 
@@ -76,9 +81,7 @@ def _prompt_text(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return " ".join(
-                    str(p.get("text", "")) for p in content if isinstance(p, dict)
-                )
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
             return str(content)
     return ""
 
@@ -102,20 +105,26 @@ def _completion(
     created = int(time.time())
     if endpoint is Endpoint.COMPLETIONS:
         return {
-            "id": _completion_id(model, reply), "object": "text_completion",
-            "created": created, "model": model,
+            "id": _completion_id(model, reply),
+            "object": "text_completion",
+            "created": created,
+            "model": model,
             "choices": [{"index": 0, "text": reply, "logprobs": None, "finish_reason": "stop"}],
             "usage": usage,
         }
     return {
-        "id": _completion_id(model, reply), "object": "chat.completion",
-        "created": created, "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": reply, "refusal": None},
-            "logprobs": None,
-            "finish_reason": "stop",
-        }],
+        "id": _completion_id(model, reply),
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
         "usage": usage,
     }
 
@@ -137,8 +146,15 @@ async def _stream(
             if chat
             else {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}
         )
-        return json_event({"id": completion_id, "object": obj, "created": created,
-                           "model": model, "choices": [choice]})
+        return json_event(
+            {
+                "id": completion_id,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+        )
 
     if chat:
         yield chunk({"role": "assistant", "content": ""})
@@ -150,8 +166,16 @@ async def _stream(
         yield chunk({"content": piece} if chat else piece)
     yield chunk({} if chat else "", "stop")
     if usage is not None:
-        yield json_event({"id": completion_id, "object": obj, "created": created,
-                          "model": model, "choices": [], "usage": usage})
+        yield json_event(
+            {
+                "id": completion_id,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+        )
     yield DONE_EVENT
 
 
@@ -177,5 +201,9 @@ def _embeddings(body: Mapping[str, Any], model: str) -> dict[str, Any]:
             embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     tokens = sum(len(t.split()) for t in texts)
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

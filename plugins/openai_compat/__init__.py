@@ -11,8 +11,9 @@ from collections.abc import Callable
 from portkey_mw import hookimpl
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.interfaces import Provider
-from portkey_mw_plugins.openai_compat.provider import OpenAICompatibleProvider
-from portkey_mw_plugins.openai_compat.spec import ProviderSpec, load_catalog
+
+from .provider import OpenAICompatibleProvider
+from .spec import ProviderSpec, load_catalog
 
 __all__ = ["OpenAICompatibleProvider", "ProviderSpec", "load_catalog"]
 

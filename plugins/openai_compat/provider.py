@@ -10,7 +10,8 @@ from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.provider_http import HTTPProvider, forwarded_headers
 from portkey_mw.transport import UpstreamRequest
-from portkey_mw_plugins.openai_compat.spec import ProviderSpec
+
+from .spec import ProviderSpec
 
 
 class OpenAICompatibleProvider(HTTPProvider):
@@ -59,8 +60,8 @@ class OpenAICompatibleProvider(HTTPProvider):
         )
 
     def _url(self, call: ProviderCall) -> str:
-        base = call.target.custom_host or call.ctx.headers.get("x-portkey-custom-host")
-        base = (base or "").rstrip("/") or self.spec.base_url
+        custom: str = call.target.custom_host or call.ctx.headers.get("x-portkey-custom-host") or ""
+        base = custom.rstrip("/") or self.spec.base_url
         if not base:
             raise InvalidRequest(
                 f"provider {self.id!r} has no public endpoint: set custom_host in the config "

@@ -12,8 +12,15 @@ from portkey_mw.errors import InvalidConfig
 
 AuthStyle = Literal["bearer", "optional-bearer", "none"]
 _KNOWN_KEYS = frozenset(
-    {"base_url", "paths", "endpoints", "auth", "renames", "developer_role_as_system",
-     "option_headers"}
+    {
+        "base_url",
+        "paths",
+        "endpoints",
+        "auth",
+        "renames",
+        "developer_role_as_system",
+        "option_headers",
+    }
 )
 
 

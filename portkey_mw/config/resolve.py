@@ -111,10 +111,15 @@ class ConfigResolver:
                 raw = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise InvalidConfig(f"x-portkey-config is not valid JSON: {exc}") from exc
-            if isinstance(raw, dict) and "provider" not in raw and "targets" not in raw:
-                # Portkey: a config without provider or targets takes the header's provider.
-                if headers.get("x-portkey-provider"):
-                    raw = {**raw, "provider": headers["x-portkey-provider"]}
+            # Portkey: a config without provider or targets takes the header's provider.
+            header_provider = headers.get("x-portkey-provider")
+            if (
+                isinstance(raw, dict)
+                and header_provider
+                and "provider" not in raw
+                and "targets" not in raw
+            ):
+                raw = {**raw, "provider": header_provider}
             config, source = validate_config(raw, "x-portkey-config"), "x-portkey-config"
         else:
             named = self._named.get(text)

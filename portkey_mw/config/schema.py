@@ -8,7 +8,7 @@ are provider options (``azure_resource_name``, ``aws_region`` ...) that provider
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import (
@@ -44,7 +44,7 @@ class _Model(BaseModel):
     )
 
 
-class StrategyMode(str, Enum):
+class StrategyMode(StrEnum):
     """How a config picks among its targets."""
 
     SINGLE = "single"

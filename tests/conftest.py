@@ -1,0 +1,198 @@
+"""Fixtures: a fake OpenAI upstream, and the gateway served for real on loopback.
+
+The gateway runs two ways, as users run it:
+
+* ``mounted`` — inside a FastAPI app (``app.mount("/llm", gateway)``), served by uvicorn
+  in a background thread of the test process;
+* ``standalone`` — ``portkey-mw serve`` in a subprocess.
+
+Both are real HTTP servers on 127.0.0.1; tests talk to them with the official SDKs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+
+from tests.fake_upstream import FakeUpstream
+
+DEADLINE = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(url: str, deadline: float = DEADLINE) -> None:
+    """Poll ``url`` until it answers 200, or fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    last: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not become healthy within {deadline}s: {last}")
+
+
+class ThreadedServer:
+    """uvicorn serving an ASGI app from a background thread, with a real lifespan."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        end = time.monotonic() + DEADLINE
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > end:
+                raise AssertionError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(DEADLINE)
+
+
+@dataclass
+class RunningGateway:
+    """A gateway reachable over HTTP; ``base_url`` is what OpenAI clients take."""
+
+    mode: str
+    root: str  # scheme://host:port plus the mount prefix
+    host_url: str  # scheme://host:port of the server
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root}/v1"
+
+
+def server_file(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Path:
+    """A server YAML file with named configs pointing at ``fake``."""
+    settings: dict[str, Any] = {
+        "configs": {
+            "openai-fake": {"provider": "openai", "custom_host": fake.base_url},
+            "together-fake": {"provider": "together-ai", "custom_host": fake.host_url},
+        },
+        **extra,
+    }
+    path = tmp_path / "portkey-mw.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The shared fake upstream, with scripts and records cleared for this test."""
+    upstream_server.reset()
+    yield upstream_server
+    upstream_server.reset()
+
+
+@contextlib.contextmanager
+def mounted_gateway(settings_path: Path) -> Iterator[RunningGateway]:
+    """The gateway mounted at /llm of a FastAPI app that has its own routes."""
+    from fastapi import FastAPI
+
+    from portkey_mw import Gateway
+
+    gateway = Gateway(config_file=settings_path)
+    app = FastAPI(lifespan=gateway.lifespan)
+
+    @app.get("/hello")
+    def hello() -> dict[str, str]:
+        return {"hello": "host"}
+
+    app.mount("/llm", gateway)
+    with ThreadedServer(app) as server:
+        yield RunningGateway("mounted", server.url + "/llm", server.url)
+
+
+@contextlib.contextmanager
+def standalone_gateway(settings_path: Path, env: dict[str, str] | None = None) -> Iterator[
+    RunningGateway
+]:
+    """``portkey-mw serve`` in a subprocess."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "portkey_mw",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(settings_path),
+    ]
+    # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    output = settings_path.with_suffix(f".{port}.log")
+    with output.open("wb") as sink:
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_until_healthy(url + "/health")
+        except AssertionError:
+            proc.kill()
+            proc.wait(DEADLINE)
+            log = output.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"portkey-mw serve failed:\n{log}") from None
+        yield RunningGateway("standalone", url, url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(DEADLINE)
+
+
+@pytest.fixture(scope="module", params=["mounted", "standalone"])
+def gateway(
+    request: pytest.FixtureRequest,
+    upstream_server: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningGateway]:
+    """The gateway in each run mode, configured with named configs for the fake upstream."""
+    path = server_file(tmp_path_factory.mktemp("gw"), upstream_server)
+    runner = mounted_gateway if request.param == "mounted" else standalone_gateway
+    with runner(path) as running:
+        yield running
