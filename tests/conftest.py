@@ -31,6 +31,7 @@ import yaml
 from tests.fake_upstream import FakeUpstream
 
 DEADLINE = 20.0
+MAX_BODY_BYTES = 64 * 1024  # small, so the size limit is cheap to test
 
 
 def free_port() -> int:
@@ -98,6 +99,7 @@ class RunningGateway:
 def server_file(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Path:
     """A server YAML file with named configs pointing at ``fake``."""
     settings: dict[str, Any] = {
+        "server": {"max_body_bytes": MAX_BODY_BYTES},
         "configs": {
             "openai-fake": {"provider": "openai", "custom_host": fake.base_url},
             "together-fake": {"provider": "together-ai", "custom_host": fake.host_url},
@@ -143,9 +145,9 @@ def mounted_gateway(settings_path: Path) -> Iterator[RunningGateway]:
 
 
 @contextlib.contextmanager
-def standalone_gateway(settings_path: Path, env: dict[str, str] | None = None) -> Iterator[
-    RunningGateway
-]:
+def standalone_gateway(
+    settings_path: Path, env: dict[str, str] | None = None
+) -> Iterator[RunningGateway]:
     """``portkey-mw serve`` in a subprocess."""
     port = free_port()
     cmd = [

@@ -68,7 +68,9 @@ def test_chat_stream_with_usage(
 
 
 @pytest.mark.parametrize(("provider", "config"), PROVIDERS)
-def test_embeddings(gateway: RunningGateway, fake: FakeUpstream, provider: str, config: str) -> None:
+def test_embeddings(
+    gateway: RunningGateway, fake: FakeUpstream, provider: str, config: str
+) -> None:
     result = client(gateway, config).embeddings.create(
         model="text-embedding-3-small", input=["one", "two"]
     )
@@ -79,7 +81,9 @@ def test_embeddings(gateway: RunningGateway, fake: FakeUpstream, provider: str, 
 
 
 @pytest.mark.parametrize(("provider", "config"), PROVIDERS)
-def test_model_list(gateway: RunningGateway, fake: FakeUpstream, provider: str, config: str) -> None:
+def test_model_list(
+    gateway: RunningGateway, fake: FakeUpstream, provider: str, config: str
+) -> None:
     models = client(gateway, config).models.list()
     assert [m.id for m in models] == ["fake-gpt", "fake-embed"]
     assert fake.requests[0].method == "GET"
@@ -144,7 +148,9 @@ def test_upstream_headers_not_leaked(gateway: RunningGateway, fake: FakeUpstream
     assert raw.headers["x-ratelimit-remaining-requests"] == "99"
 
 
-def test_upstream_error_is_relayed_openai_style(gateway: RunningGateway, fake: FakeUpstream) -> None:
+def test_upstream_error_is_relayed_openai_style(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
     fake.script("/v1/chat/completions", Reply(status=404))
     with pytest.raises(openai.NotFoundError) as info:
         client(gateway, "openai-fake").chat.completions.create(model="nope", messages=MESSAGES)
