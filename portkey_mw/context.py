@@ -120,7 +120,9 @@ _UNPARSED: Any = object()
 class RequestContext:
     """Everything the pipeline knows about one request. Hooks read and edit it.
 
-    ``state`` is free space for plugins; keys should be prefixed with the plugin's name.
+    ``state`` is free space for plugins for this request; ``gateway_state`` is the gateway's
+    :attr:`~portkey_mw.Gateway.state`, shared by all requests (settings a plugin read at
+    start-up, clients it opened). Keys in both should start with the plugin's name.
     """
 
     trace_id: str
@@ -144,6 +146,7 @@ class RequestContext:
     target_index: str | None = None
     cache_status: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    gateway_state: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
 

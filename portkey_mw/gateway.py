@@ -103,6 +103,9 @@ class Gateway:
         self.guardrails: dict[str, Guardrail] = {}
         self.cache_backends: dict[str, CacheBackend] = {}
         self.log_sinks: list[LogSink] = []
+        #: free space for plugins, shared by every request (``ctx.gateway_state``); keys
+        #: start with the plugin's name
+        self.state: dict[str, Any] = {}
         self._collect_registrations()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -228,6 +231,7 @@ class Gateway:
             body=None,
             raw_body=b"",
             response_headers=base_headers,
+            gateway_state=self.state,
         )
         await _Exchange(self, ctx, receive, send).run()
 

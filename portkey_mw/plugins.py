@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +128,12 @@ class PluginManager:
         """
         registered = self._pm.register(plugin, name)
         assert registered is not None
+        try:
+            # A misspelled hook name would otherwise be ignored silently.
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            self._pm.unregister(plugin)
+            raise
         self._hook_cache.clear()
         hooks = tuple(sorted(h.name for h in (self._pm.get_hookcallers(plugin) or [])))
         info = PluginInfo(
@@ -206,11 +212,3 @@ class PluginManager:
 def call_hook(call: HookCall, kwargs: dict[str, Any]) -> Any:
     """Call one hook implementation with the arguments it declared."""
     return call.function(*[kwargs[arg] for arg in call.argnames])
-
-
-def iter_hook_results(
-    calls: Iterable[HookCall], kwargs: dict[str, Any]
-) -> Iterable[tuple[HookCall, Any | Awaitable[Any]]]:
-    """Call each implementation in turn, yielding its (possibly awaitable) result."""
-    for call in calls:
-        yield call, call_hook(call, kwargs)
