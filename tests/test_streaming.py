@@ -46,16 +46,18 @@ def test_client_disconnect_closes_upstream(gateway: RunningGateway, fake: FakeUp
     gate = threading.Event()
     fake.script("/v1/chat/completions", Reply(gate=gate))
     try:
-        with httpx.Client(timeout=10) as client:
-            with client.stream(
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream(
                 "POST",
                 gateway.base_url + "/chat/completions",
                 headers={"x-portkey-config": "openai-fake", "authorization": "Bearer sk-test"},
                 json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
-            ) as response:
-                assert response.status_code == 200
-                first = next(response.iter_raw())
-                assert first.startswith(b"data: ")
+            ) as response,
+        ):
+            assert response.status_code == 200
+            first = next(response.iter_raw())
+            assert first.startswith(b"data: ")
             # Leaving the block closes the client connection mid-stream.
         # The gateway notices and closes its upstream connection while the upstream still
         # has events to send: the fake sees its stream's client go away.

@@ -15,8 +15,7 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
 
 
 def config_json_schema() -> dict[str, Any]:
-    """The schema, as pydantic generates it for validation."""
+    """The schema, as pydantic generates it for validation (aliases: camelCase too)."""
     schema = Config.model_json_schema(mode="validation")
-    schema["$id"] = "https://portkey-mw.dev/schemas/config.schema.json"
     schema["title"] = "portkey-mw routing config (Portkey-compatible)"
     return schema

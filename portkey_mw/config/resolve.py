@@ -56,7 +56,7 @@ class ConfigResolver:
         self._named: dict[str, Config] = dict(settings.configs)
         default = settings.default_config
         self._default = self._named[default] if isinstance(default, str) else default
-        self._inline: OrderedDict[tuple[str, str | None], PlanNode] = OrderedDict()
+        self._inline: OrderedDict[tuple[str, str | None, str | None], PlanNode] = OrderedDict()
         for name, config in self._named.items():
             self._check_providers(compile_plan(config), f"config {name!r}")
 
@@ -65,12 +65,13 @@ class ConfigResolver:
         key = bearer_token(headers)
         header_config = headers.get("x-portkey-config")
         if header_config:
-            return self._cached((header_config, key), headers)
+            # The provider header is part of the key: a config without a provider uses it.
+            return self._cached((header_config, key, headers.get("x-portkey-provider")), headers)
         provider = headers.get("x-portkey-provider")
         if provider:
             return self._single(provider, headers.get("x-portkey-custom-host"), key)
         if self._default is not None:
-            return self._cached(("\0default", key), headers)
+            return self._cached(("\0default", key, None), headers)
         raise InvalidRequest(
             "no provider given: send an x-portkey-provider header or an x-portkey-config "
             "header (inline JSON or the id of a config in the server file)",
@@ -91,7 +92,9 @@ class ConfigResolver:
             custom_host=custom_host.rstrip("/") if custom_host else None,
         )
 
-    def _cached(self, cache_key: tuple[str, str | None], headers: Mapping[str, str]) -> PlanNode:
+    def _cached(
+        self, cache_key: tuple[str, str | None, str | None], headers: Mapping[str, str]
+    ) -> PlanNode:
         plan = self._inline.get(cache_key)
         if plan is not None:
             self._inline.move_to_end(cache_key)
