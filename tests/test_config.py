@@ -74,7 +74,10 @@ def test_nested_config_validates() -> None:
     [
         ({"strategy": {"mode": "random"}, "targets": [{"provider": "openai"}]}, "strategy.mode"),
         (
-            {"strategy": {"mode": "loadbalance"}, "targets": [{"provider": "openai", "weight": -1}]},
+            {
+                "strategy": {"mode": "loadbalance"},
+                "targets": [{"provider": "openai", "weight": -1}],
+            },
             "targets.0.weight",
         ),
         ({"strategy": {"mode": "fallback"}, "targets": []}, "targets"),
@@ -166,9 +169,7 @@ def test_cli_validates_a_json_config(tmp_path: Path) -> None:
 def test_cli_validates_a_server_file(tmp_path: Path) -> None:
     good = tmp_path / "portkey-mw.yaml"
     good.write_text(
-        "server:\n  port: 9000\n"
-        "configs:\n  main:\n    provider: mock\n"
-        "default_config: main\n"
+        "server:\n  port: 9000\nconfigs:\n  main:\n    provider: mock\ndefault_config: main\n"
     )
     assert run("config", "validate", str(good))[0] == 0
     bad = tmp_path / "bad.yaml"

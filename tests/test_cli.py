@@ -1,0 +1,42 @@
+"""The ``portkey-mw`` command: demo, serve options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from portkey_mw.cli import main
+from tests.conftest import free_port
+
+
+def test_demo_runs_and_exits_by_itself() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "portkey_mw", "demo", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "every request behaved as expected" in out
+    assert "gateway log 200 POST /v1/chat/completions provider=mock" in out
+    assert "client got 503" in out and "client got 400" in out
+
+
+def test_serve_help_lists_its_options() -> None:
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--config", "--workers"):
+        assert option in result.output
+
+
+def test_serve_rejects_an_invalid_server_file(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "bad.yaml"
+    path.write_text("server:\n  port: -1\n")
+    result = CliRunner().invoke(main, ["serve", "--config", str(path)])
+    assert result.exit_code != 0
+    assert "server.port" in result.output

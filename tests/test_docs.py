@@ -1,0 +1,49 @@
+"""The public interfaces are documented: every hook, with a working example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from portkey_mw.plugins import PluginManager
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+HOOKS_DOC = DOCS / "plugin_hooks.md"
+
+
+def hook_names() -> list[str]:
+    return sorted(name for name in dir(PluginManager().pluggy.hook) if not name.startswith("_"))
+
+
+def hook_sections() -> dict[str, str]:
+    """``### `name` `` sections of plugin_hooks.md, by hook name."""
+    text = HOOKS_DOC.read_text(encoding="utf-8")
+    parts = re.split(r"^### `(\w+)`\s*$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_every_hook_is_documented_with_an_example(hook: str) -> None:
+    section = hook_sections().get(hook)
+    assert section is not None, f"docs/plugin_hooks.md has no '### `{hook}`' section"
+    examples = python_blocks(section)
+    assert any(re.search(rf"def {hook}\(", block) for block in examples), (
+        f"the {hook} section needs a python example implementing the hook"
+    )
+
+
+def test_no_section_for_a_hook_that_does_not_exist() -> None:
+    assert set(hook_sections()) <= set(hook_names())
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks(HOOKS_DOC.read_text()))))
+def test_hook_examples_run(index: int) -> None:
+    """Each example imports and defines what it shows (names it uses really exist)."""
+    block = python_blocks(HOOKS_DOC.read_text())[index]
+    exec(compile(block, f"plugin_hooks.md example {index}", "exec"), {})
