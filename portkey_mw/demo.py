@@ -122,7 +122,9 @@ async def _demo(port: int, keep_serving: bool) -> int:
     console.print(f"gateway on [bold]{base_url}[/], provider [bold]mock[/] (in process)")
     _print_plugins(console, gateway)
     failures = await _tour(console, base_url)
-    await _wait_for_logs(sink, expected=6)
+    if not keep_serving:
+        server.should_exit = True
+        await serving  # the gateway's shutdown drains its log queue: every line is printed
     console.rule()
     if failures:
         console.print(f"[red]{failures} step(s) did not behave as expected[/]")
@@ -134,9 +136,6 @@ async def _demo(port: int, keep_serving: bool) -> int:
             f"  curl {base_url}/chat/completions -H 'content-type: application/json' "
             '-d \'{"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}\''
         )
-        await serving
-    else:
-        server.should_exit = True
         await serving
     return 1 if failures else 0
 
@@ -219,10 +218,3 @@ async def _tour(console: Console, base_url: str) -> int:
     await step("an invalid config (400 naming the broken rule)", bad_config, True)
     await client.close()
     return failures
-
-
-async def _wait_for_logs(sink: ConsoleSink, expected: int, timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(sink.events) < expected and loop.time() < deadline:
-        await asyncio.sleep(0.02)
