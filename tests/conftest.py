@@ -25,10 +25,15 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 import uvicorn
 import yaml
 
 from tests.fake_upstream import FakeUpstream
+
+# Gateways served inside the test process log through the stdlib, which pytest captures
+# per test (and shows for failing ones), instead of printing into the progress output.
+structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())
 
 DEADLINE = 20.0
 MAX_BODY_BYTES = 64 * 1024  # small, so the size limit is cheap to test
