@@ -6,6 +6,7 @@ import threading
 
 import httpx
 import openai
+import pytest
 
 from tests.conftest import RunningGateway
 from tests.fake_upstream import FakeUpstream, Reply
@@ -84,3 +85,22 @@ def test_upstream_dropping_mid_stream_ends_with_error_event(
     else:
         raise AssertionError("a truncated upstream stream must end with an error event")
     assert received, "the chunk sent before the drop reaches the client"
+
+
+def test_client_leaving_a_pending_request_closes_upstream(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """Not only streams: a client that gives up on a slow answer frees the upstream too."""
+    gate = threading.Event()
+    fake.script("/v1/chat/completions", Reply(gate=gate))  # held until the gate opens
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                gateway.base_url + "/chat/completions",
+                headers={"x-portkey-config": "openai-fake", "authorization": "Bearer sk-test"},
+                json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                timeout=httpx.Timeout(10, read=0.5),
+            )
+        fake.wait_for(lambda: fake.aborted == 1, timeout=10)
+    finally:
+        gate.set()
