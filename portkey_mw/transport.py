@@ -11,8 +11,9 @@ library is underneath.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -81,6 +82,21 @@ def _connection_error(request: UpstreamRequest, exc: BaseException) -> UpstreamC
     )
 
 
+@contextlib.contextmanager
+def _upstream_errors(
+    request: UpstreamRequest,
+    client_errors: tuple[type[Exception], ...],
+    timeouts: tuple[type[Exception], ...] = (TimeoutError,),
+) -> Iterator[None]:
+    """Turn a client library's timeouts and errors into the gateway's two upstream errors."""
+    try:
+        yield
+    except timeouts as exc:
+        raise _timeout_error(request) from exc
+    except client_errors as exc:
+        raise _connection_error(request, exc) from exc
+
+
 def _host(url: str) -> str:
     # Name the host, never the query string (it may carry a key, e.g. Gemini's ?key=).
     return url.split("?", 1)[0]
@@ -89,6 +105,9 @@ def _host(url: str) -> str:
 # -------------------------------------------------------------------------
 # aiohttp (default)
 # -------------------------------------------------------------------------
+
+
+_AIOHTTP_ERRORS = (aiohttp.ClientError,)
 
 
 class _AiohttpResponse(UpstreamResponse):
@@ -101,20 +120,14 @@ class _AiohttpResponse(UpstreamResponse):
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        try:
+        with _upstream_errors(self._request, _AIOHTTP_ERRORS):
             async with asyncio.timeout(self._request.timeout):
                 return await self._response.read()
-        except TimeoutError as exc:
-            raise _timeout_error(self._request) from exc
-        except aiohttp.ClientError as exc:
-            raise _connection_error(self._request, exc) from exc
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        try:
+        with _upstream_errors(self._request, _AIOHTTP_ERRORS):
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except aiohttp.ClientError as exc:
-            raise _connection_error(self._request, exc) from exc
 
     async def aclose(self) -> None:
         if self._response.content.at_eof():
@@ -151,15 +164,11 @@ class AiohttpTransport(Transport):
         if self._session is None:
             await self.open()
         assert self._session is not None
-        try:
+        with _upstream_errors(request, _AIOHTTP_ERRORS):
             async with asyncio.timeout(request.timeout):
                 response = await self._session.request(
                     request.method, request.url, headers=request.headers, data=request.body
                 )
-        except TimeoutError as exc:
-            raise _timeout_error(request) from exc
-        except aiohttp.ClientError as exc:
-            raise _connection_error(request, exc) from exc
         return _AiohttpResponse(response, request)
 
     async def aclose(self) -> None:
@@ -173,6 +182,11 @@ class AiohttpTransport(Transport):
 # -------------------------------------------------------------------------
 
 
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.StreamError)
+# The client's own timeouts are HTTPErrors too, so they are matched first.
+_HTTPX_TIMEOUTS = (TimeoutError, httpx.TimeoutException)
+
+
 class _HttpxResponse(UpstreamResponse):
     __slots__ = ("_request", "_response", "headers", "status")
 
@@ -183,20 +197,14 @@ class _HttpxResponse(UpstreamResponse):
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        try:
+        with _upstream_errors(self._request, _HTTPX_ERRORS, _HTTPX_TIMEOUTS):
             async with asyncio.timeout(self._request.timeout):
                 return await self._response.aread()
-        except TimeoutError as exc:
-            raise _timeout_error(self._request) from exc
-        except httpx.HTTPError as exc:
-            raise _connection_error(self._request, exc) from exc
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        try:
+        with _upstream_errors(self._request, _HTTPX_ERRORS, _HTTPX_TIMEOUTS):
             async for chunk in self._response.aiter_bytes():
                 yield chunk
-        except httpx.HTTPError as exc:
-            raise _connection_error(self._request, exc) from exc
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -220,15 +228,9 @@ class HttpxTransport(Transport):
         built = self._client.build_request(
             request.method, request.url, headers=request.headers, content=request.body
         )
-        try:
+        with _upstream_errors(request, _HTTPX_ERRORS, _HTTPX_TIMEOUTS):
             async with asyncio.timeout(request.timeout):
                 response = await self._client.send(built, stream=True)
-        except TimeoutError as exc:
-            raise _timeout_error(request) from exc
-        except httpx.TimeoutException as exc:
-            raise _timeout_error(request) from exc
-        except httpx.HTTPError as exc:
-            raise _connection_error(request, exc) from exc
         return _HttpxResponse(response, request)
 
     async def aclose(self) -> None:

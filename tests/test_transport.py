@@ -1,0 +1,87 @@
+"""The transport seam: the default aiohttp pool, or a caller's httpx.AsyncClient."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+
+from portkey_mw import Gateway
+from tests.fake_upstream import FakeUpstream, Reply
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def through(
+    gateway: Gateway, headers: dict[str, str], body: dict[str, Any] = CHAT
+) -> httpx.Response:
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=gateway)
+        async with (
+            gateway.lifespan(),
+            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+        ):
+            response = await client.post("/v1/chat/completions", json=body, headers=headers)
+            await response.aread()
+            return response
+
+    return asyncio.run(scenario())
+
+
+OPENAI = {
+    "x-portkey-provider": "openai",
+    "x-portkey-custom-host": "http://upstream.test/v1",
+    "authorization": "Bearer sk-x",
+}
+
+
+def test_httpx_mock_transport() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": "c1", "object": "chat.completion", "choices": []})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    response = through(Gateway(http_client=client), OPENAI)
+    assert response.status_code == 200 and response.json()["id"] == "c1"
+    (request,) = seen
+    assert str(request.url) == "http://upstream.test/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-x"
+    assert orjson.loads(request.content) == CHAT
+
+
+def test_httpx_errors_map_to_gateway_errors() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    refused = through(
+        Gateway(http_client=httpx.AsyncClient(transport=httpx.MockTransport(refuse))), OPENAI
+    )
+    assert refused.status_code == 502 and refused.json()["error"]["code"] == "upstream_unreachable"
+    timed_out = through(
+        Gateway(http_client=httpx.AsyncClient(transport=httpx.MockTransport(slow))), OPENAI
+    )
+    assert timed_out.status_code == 408 and timed_out.json()["error"]["type"] == "timeout_error"
+
+
+def test_real_httpx_client_streams_from_the_fake(fake: FakeUpstream) -> None:
+    fake.script("/v1/chat/completions", Reply())
+    headers = {**OPENAI, "x-portkey-custom-host": fake.base_url}
+    response = through(Gateway(http_client=httpx.AsyncClient()), headers, {**CHAT, "stream": True})
+    assert response.status_code == 200
+    assert response.text.rstrip().endswith("data: [DONE]")
+    assert (
+        "echo: hi"
+        in "".join(
+            orjson.loads(line[6:])["choices"][0]["delta"].get("content", "")
+            for line in response.text.splitlines()
+            if line.startswith("data: {")
+        )
+        or "echo" in response.text
+    )
