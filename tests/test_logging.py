@@ -1,0 +1,118 @@
+"""One log event per request, off the hot path, none lost, no secrets in it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from portkey_mw import Gateway, LogEvent, LogSink, hookimpl
+from portkey_mw.plugins import PluginManager
+
+
+class ListSink(LogSink):
+    name = "list"
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.events: list[LogEvent] = []
+        self.batches = 0
+        self.fail_first = fail_first
+
+    async def write(self, events: Sequence[LogEvent]) -> None:
+        if self.fail_first:
+            self.fail_first -= 1
+            raise OSError("disk full")
+        self.batches += 1
+        self.events.extend(events)
+
+
+class SinkPlugin:
+    def __init__(self, sink: ListSink) -> None:
+        self.sink = sink
+
+    @hookimpl
+    def register_log_sinks(self, register: Callable[[LogSink], None]) -> None:
+        register(self.sink)
+
+
+def serve(sink: ListSink, requests: Callable[[httpx.AsyncClient], Any]) -> None:
+    async def scenario() -> None:
+        manager = PluginManager()
+        manager.load_entry_points()
+        manager.register(SinkPlugin(sink), "list-sink")
+        gateway = Gateway(plugins=manager)
+        transport = httpx.ASGITransport(app=gateway)
+        async with (
+            gateway.lifespan(),
+            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+        ):
+            await requests(client)
+        # lifespan exit drained the queue: every event is delivered by now
+
+    asyncio.run(scenario())
+
+
+MOCK = {"x-portkey-provider": "mock", "authorization": "Bearer sk-very-secret"}
+CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_one_event_per_request_none_lost() -> None:
+    sink = ListSink()
+
+    async def requests(client: httpx.AsyncClient) -> None:
+        await asyncio.gather(
+            *(client.post("/v1/chat/completions", json=CHAT, headers=MOCK) for _ in range(300))
+        )
+        await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=MOCK)
+        await client.post("/v1/chat/completions", content=b"{", headers=MOCK)
+        await client.get("/v1/models", headers={**MOCK, "x-portkey-metadata": '{"team": "a"}'})
+
+    serve(sink, requests)
+    assert len(sink.events) == 303
+    assert sink.batches < 303  # delivered in batches, not one write per request
+    assert len({event.trace_id for event in sink.events}) == 303
+    by_status: dict[int, int] = {}
+    for event in sink.events:
+        by_status[event.status] = by_status.get(event.status, 0) + 1
+    assert by_status == {200: 302, 400: 1}
+    stream = next(e for e in sink.events if e.stream)
+    assert stream.stream_complete is True and stream.ttfb_ms is not None
+    assert stream.usage is None or stream.usage["total_tokens"] > 0
+    plain = sink.events[0]
+    assert plain.usage is not None and plain.usage["total_tokens"] > 0
+    assert plain.provider == "mock" and plain.model == "mock-gpt"
+    models = next(e for e in sink.events if e.endpoint == "models")
+    assert models.metadata == {"team": "a"}
+    bad = next(e for e in sink.events if e.status == 400)
+    assert bad.error_type == "invalid_request_error"
+
+
+def test_events_carry_no_secrets() -> None:
+    sink = ListSink()
+
+    async def requests(client: httpx.AsyncClient) -> None:
+        config = orjson.dumps({"provider": "mock", "api_key": "sk-config-secret"}).decode()
+        await client.post("/v1/chat/completions", json=CHAT, headers=MOCK)
+        await client.post(
+            "/v1/chat/completions", json=CHAT, headers={**MOCK, "x-portkey-config": config}
+        )
+
+    serve(sink, requests)
+    dumped = orjson.dumps([event.to_dict() for event in sink.events])
+    assert b"sk-very-secret" not in dumped and b"sk-config-secret" not in dumped
+
+
+def test_a_failing_sink_is_retried_and_does_not_hurt_requests() -> None:
+    sink = ListSink(fail_first=1)
+    statuses: list[int] = []
+
+    async def requests(client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=MOCK)
+        statuses.append(response.status_code)
+
+    serve(sink, requests)
+    assert statuses == [200]
+    assert len(sink.events) == 1  # the retry delivered it
