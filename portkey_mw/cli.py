@@ -51,6 +51,7 @@ def serve(
     settings = _load_settings(config)  # validate before forking workers
     options = settings.server
     configure_logging(log_level)
+    os.environ["PORTKEY_MW_LOG_LEVEL"] = log_level  # for worker processes
     if config:
         os.environ["PORTKEY_MW_CONFIG"] = str(config.resolve())
     uvicorn.run(

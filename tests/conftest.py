@@ -95,6 +95,7 @@ class RunningGateway:
     mode: str
     root: str  # scheme://host:port plus the mount prefix
     host_url: str  # scheme://host:port of the server
+    output: Path | None = None  # a standalone server's stdout and stderr
 
     @property
     def base_url(self) -> str:
@@ -182,7 +183,7 @@ def standalone_gateway(
             proc.wait(DEADLINE)
             log = output.read_text(errors="replace")[-3000:]
             raise AssertionError(f"portkey-mw serve failed:\n{log}") from None
-        yield RunningGateway("standalone", url, url)
+        yield RunningGateway("standalone", url, url, output)
     finally:
         proc.terminate()
         try:

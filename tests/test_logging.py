@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ import orjson
 
 from portkey_mw import Gateway, LogEvent, LogSink, hookimpl
 from portkey_mw.plugins import PluginManager
+from tests.conftest import server_file, standalone_gateway
+from tests.fake_upstream import FakeUpstream
 
 
 class ListSink(LogSink):
@@ -116,3 +119,27 @@ def test_a_failing_sink_is_retried_and_does_not_hurt_requests() -> None:
     serve(sink, requests)
     assert statuses == [200]
     assert len(sink.events) == 1  # the retry delivered it
+
+
+def test_standalone_server_logs_one_json_line_per_request(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    with standalone_gateway(server_file(tmp_path, fake)) as running:
+        for _ in range(3):
+            response = httpx.post(
+                running.base_url + "/chat/completions",
+                json=CHAT,
+                headers={**MOCK, "x-portkey-trace-id": "log-test"},
+            )
+            assert response.status_code == 200
+    # The server has stopped; its shutdown drained the log queue.
+    assert running.output is not None
+    records = [
+        orjson.loads(line)
+        for line in running.output.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    requests = [r for r in records if r.get("event") == "request"]
+    assert [r["trace_id"] for r in requests] == ["log-test"] * 3
+    assert all(r["status"] == 200 and r["provider"] == "mock" for r in requests)
+    assert "sk-very-secret" not in running.output.read_text()
