@@ -118,11 +118,17 @@ def apply_request_options(ctx: RequestContext) -> None:
             parsed = None
         if not isinstance(parsed, dict):
             raise InvalidRequest(
-                "x-portkey-metadata must be a JSON object of strings, e.g. "
-                '{"user": "u-1", "env": "prod"}',
+                'x-portkey-metadata must be a JSON object, e.g. {"user": "u-1", "env": "prod"}',
                 code="invalid_metadata",
             )
-        ctx.metadata = {str(k): v if isinstance(v, str) else str(v) for k, v in parsed.items()}
+        # Values keep their JSON types, so conditional routing can compare numbers as numbers.
+        ctx.metadata = parsed
+    custom_host = headers.get("x-portkey-custom-host")
+    if custom_host is not None and not custom_host.startswith(("http://", "https://")):
+        raise InvalidRequest(
+            f"x-portkey-custom-host must be an http(s) URL, got {custom_host!r}",
+            code="invalid_custom_host",
+        )
     timeout = headers.get("x-portkey-request-timeout")
     if timeout is not None and (not timeout.isdigit() or int(timeout) == 0):
         raise InvalidRequest(

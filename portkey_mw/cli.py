@@ -37,7 +37,12 @@ def main() -> None:
     help="YAML server file (named configs, defaults, plugin settings).",
 )
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
-@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
+    default="info",
+    show_default=True,
+)
 def serve(
     host: str | None, port: int | None, config: Path | None, workers: int | None, log_level: str
 ) -> None:
@@ -46,9 +51,14 @@ def serve(
 
     import uvicorn
 
+    from portkey_mw.gateway import Gateway
     from portkey_mw.logging import configure_logging
 
     settings = _load_settings(config)  # validate before forking workers
+    try:
+        Gateway(settings)  # every provider a config names must be registered
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from None
     options = settings.server
     configure_logging(log_level)
     os.environ["PORTKEY_MW_LOG_LEVEL"] = log_level  # for worker processes

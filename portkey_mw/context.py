@@ -136,7 +136,7 @@ class RequestContext:
     #: the body exactly as received; forwarded as-is while ``body_modified`` is false
     raw_body: bytes
     config: Config | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     body_modified: bool = False
     response: GatewayResponse | None = None
     #: headers every response to this request carries (hooks may add their own)

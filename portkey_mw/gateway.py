@@ -129,7 +129,9 @@ class Gateway:
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
         self.resolver = ConfigResolver(settings, self.providers)
-        self.router = Router(self.providers, self.transport)
+        self.router = Router(
+            self.providers, self.transport, default_timeout_ms=settings.server.request_timeout
+        )
         self.logs = LogDispatcher(self.log_sinks)
 
     def refresh_plugins(self) -> None:
@@ -370,14 +372,19 @@ class _Exchange:
             await gateway.run_response_hooks(ctx)
 
     def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
+        headers = {**response.headers, **self._routing_headers()}
+        headers.setdefault("x-portkey-retry-attempt-count", "0")
+        headers["x-portkey-cache-status"] = self.ctx.cache_status or "DISABLED"
+        return headers
+
+    def _routing_headers(self) -> dict[str, str]:
+        """The request's own headers plus which provider and target answered, if any."""
         ctx = self.ctx
-        headers = {**response.headers, **ctx.response_headers}
+        headers = dict(ctx.response_headers)
         if ctx.provider:
             headers["x-portkey-provider"] = ctx.provider
         if ctx.target_index:
             headers["x-portkey-last-used-option-index"] = ctx.target_index
-        headers.setdefault("x-portkey-retry-attempt-count", "0")
-        headers["x-portkey-cache-status"] = ctx.cache_status or "DISABLED"
         return headers
 
     async def _send_complete(self, response: GatewayResponse) -> None:
@@ -454,10 +461,7 @@ class _Exchange:
             return
         self.response_started = True
         self._done = True
-        headers = dict(self.ctx.response_headers)
-        if self.ctx.provider:
-            headers["x-portkey-provider"] = self.ctx.provider
-        await _http.send_error(self.send, error, headers)
+        await _http.send_error(self.send, error, self._routing_headers())
 
     async def _emit_log(self) -> None:
         ctx, response = self.ctx, self.ctx.response

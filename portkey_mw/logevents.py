@@ -43,7 +43,7 @@ class LogEvent:
     target: str | None = None
     cache_status: str | None = None
     retry_count: int = 0
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     error_type: str | None = None
     error_message: str | None = None

@@ -20,7 +20,8 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     global _configured
     if _configured:
         return
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    # uvicorn's "trace" is finer than debug; structlog's finest level is debug.
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.DEBUG)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.context import GatewayResponse
-from portkey_mw.errors import UpstreamBadResponse
+from portkey_mw.errors import InvalidRequest, UpstreamBadResponse
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.transport import Transport, UpstreamRequest, UpstreamResponse
 
@@ -34,6 +34,27 @@ def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
         if lower in PASSTHROUGH_HEADERS or lower.startswith(PASSTHROUGH_PREFIXES):
             kept[lower] = value
     return kept
+
+
+def custom_host(call: ProviderCall) -> str | None:
+    """The base URL that replaces the provider's: the target's ``custom_host``, else the
+    ``x-portkey-custom-host`` header.
+
+    The header may not redirect a key the server holds (one set in a named or default config):
+    otherwise any client could have the gateway send that key to a host of its choosing.
+    """
+    if call.target.custom_host:
+        return call.target.custom_host.rstrip("/")
+    header = call.ctx.headers.get("x-portkey-custom-host")
+    if not header:
+        return None
+    if call.target.key_from_server:
+        raise InvalidRequest(
+            f"x-portkey-custom-host cannot redirect target {call.target.path}: its API key is "
+            "held by the server; set custom_host in the server's config instead",
+            code="custom_host_not_allowed",
+        )
+    return header.rstrip("/")
 
 
 def forwarded_headers(call: ProviderCall) -> dict[str, str]:

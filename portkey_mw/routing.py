@@ -3,7 +3,7 @@
 A config is validated and compiled once (see :mod:`portkey_mw.config.resolve`); each request
 then walks the compiled plan. Settings flow from a node to its targets as in Portkey:
 ``override_params`` merge (the child wins), while ``retry``, ``cache``, ``request_timeout``,
-``custom_host``, ``forward_headers`` and hooks are inherited unless the child sets its own.
+``custom_host`` and ``forward_headers`` are inherited unless the child sets its own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from portkey_mw.config.schema import Cache, Config, Retry, StrategyMode
 from portkey_mw.context import Attempt, Endpoint, GatewayResponse, RequestContext
-from portkey_mw.errors import GatewayError, InvalidConfig, InvalidRequest
+from portkey_mw.errors import GatewayError, InvalidConfig, InvalidRequest, UpstreamTimeout
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.transport import Transport
 
@@ -48,6 +48,9 @@ class ResolvedTarget:
     cache: Cache | None = None
     weight: float = 1.0
     options: Mapping[str, Any] | None = None
+    #: the key comes from a config the server holds (named or default), not from the client:
+    #: a client-chosen host must never receive it
+    key_from_server: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +80,19 @@ class _Inherited:
     forward_headers: tuple[str, ...] = ()
 
 
-def compile_plan(config: Config, *, default_api_key: str | None = None) -> PlanNode:
+def compile_plan(
+    config: Config, *, default_api_key: str | None = None, server_held: bool = False
+) -> PlanNode:
     """Compile a validated config into a plan.
 
     :param default_api_key: the client's own key (``Authorization``), used for leaves that
         name no ``api_key`` -- only when the plan calls a single provider id, so a key meant
         for one provider is never sent to another.
+    :param server_held: the config comes from the server file, so its keys are the server's.
     """
     providers = {leaf.provider for leaf in _leaves(config) if leaf.provider}
     key = default_api_key if len(providers) == 1 else None
-    return _compile(config, "config", _Inherited(), key)
+    return _compile(config, "config", _Inherited(), key, server_held)
 
 
 def _leaves(config: Config) -> list[Config]:
@@ -95,7 +101,9 @@ def _leaves(config: Config) -> list[Config]:
     return [leaf for child in config.targets for leaf in _leaves(child)]
 
 
-def _compile(node: Config, path: str, parent: _Inherited, key: str | None) -> PlanNode:
+def _compile(
+    node: Config, path: str, parent: _Inherited, key: str | None, server_held: bool
+) -> PlanNode:
     override = parent.override_params
     if node.override_params:
         override = {**(override or {}), **node.override_params}
@@ -114,7 +122,7 @@ def _compile(node: Config, path: str, parent: _Inherited, key: str | None) -> Pl
             path=path,
             mode=strategy.mode if strategy else StrategyMode.SINGLE,
             children=tuple(
-                _compile(child, f"{path}.targets[{i}]", inherited, key)
+                _compile(child, f"{path}.targets[{i}]", inherited, key, server_held)
                 for i, child in enumerate(node.targets)
             ),
             weight=weight,
@@ -144,6 +152,7 @@ def _compile(node: Config, path: str, parent: _Inherited, key: str | None) -> Pl
         cache=inherited.cache,
         weight=weight,
         options=node.provider_options or None,
+        key_from_server=server_held and bool(node.api_key),
     )
 
 
@@ -246,6 +255,8 @@ class Router:
     :param providers: registered providers by id.
     :param transport: the process's upstream transport.
     :param rng: randomness for load balancing and jitter (seedable in tests).
+    :param default_timeout_ms: per-attempt timeout when neither the config nor the
+        ``x-portkey-request-timeout`` header sets one (the server file's ``request_timeout``).
     """
 
     def __init__(
@@ -254,10 +265,12 @@ class Router:
         transport: Transport,
         *,
         rng: random.Random | None = None,
+        default_timeout_ms: int | None = None,
     ) -> None:
         self.providers = providers
         self.transport = transport
         self.rng = rng or random.Random()
+        self.default_timeout_ms = default_timeout_ms
 
     async def route(self, ctx: RequestContext, plan: PlanNode) -> GatewayResponse:
         """Run ``plan`` and return the answering response (successful or not)."""
@@ -283,7 +296,7 @@ class Router:
         self, ctx: RequestContext, node: PlanNode, fallback_on: frozenset[int] | None
     ) -> GatewayResponse:
         if isinstance(node, ResolvedTarget):
-            return await self._attempt_with_retries(ctx, node, fallback_on)
+            return await self._attempt_with_retries(ctx, node)
         if node.mode is StrategyMode.FALLBACK:
             triggers = node.on_status_codes or DEFAULT_FALLBACK_STATUSES
             last: _Failure | None = None
@@ -318,7 +331,7 @@ class Router:
         )
 
     async def _attempt_with_retries(
-        self, ctx: RequestContext, target: ResolvedTarget, fallback_on: frozenset[int] | None
+        self, ctx: RequestContext, target: ResolvedTarget
     ) -> GatewayResponse:
         retry = target.retry
         attempts = retry.attempts if retry else 0
@@ -373,7 +386,17 @@ class Router:
                     f"provider {target.provider!r} does not serve {ctx.endpoint.value}",
                     code="unsupported_endpoint",
                 )
-            response = await provider.call(_provider_call(ctx, target), self.transport)
+            call = _provider_call(ctx, target, self.default_timeout_ms)
+            try:
+                # Every provider gets the deadline, not only those that go through the
+                # transport (which enforces it too, naming the host).
+                async with asyncio.timeout(call.timeout):
+                    response = await provider.call(call, self.transport)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"provider {target.provider!r} did not answer within "
+                    f"{int((call.timeout or 0) * 1000)} ms"
+                ) from None
         except GatewayError as error:
             error.provider = error.provider or target.provider
             attempt.status, attempt.error_type, attempt.error = (
@@ -388,11 +411,14 @@ class Router:
         return response, None
 
 
-def _provider_call(ctx: RequestContext, target: ResolvedTarget) -> ProviderCall:
+def _provider_call(
+    ctx: RequestContext, target: ResolvedTarget, default_timeout_ms: int | None
+) -> ProviderCall:
     body, raw = ctx.body, (None if ctx.body_modified else ctx.raw_body)
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
-    timeout_ms: int | None = target.request_timeout
+    # The header wins over the config, which wins over the server file's default.
+    timeout_ms: int | None = target.request_timeout or default_timeout_ms
     header_timeout = ctx.headers.get("x-portkey-request-timeout")
     if header_timeout:
         timeout_ms = int(header_timeout)

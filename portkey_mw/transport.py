@@ -30,7 +30,7 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
-    #: seconds until the response headers arrive (and, unless streaming, the whole body)
+    #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False
 
@@ -71,30 +71,50 @@ class Transport(ABC):
 
 
 def _timeout_error(request: UpstreamRequest) -> UpstreamTimeout:
-    ms = int((request.timeout or 0) * 1000)
+    if request.timeout is None:
+        return UpstreamTimeout(f"the provider timed out ({_host(request.url)})")
+    ms = int(request.timeout * 1000)
     return UpstreamTimeout(f"the provider did not answer within {ms} ms ({_host(request.url)})")
 
 
-def _connection_error(request: UpstreamRequest, exc: BaseException) -> UpstreamConnectionError:
+def _connection_error(
+    request: UpstreamRequest, exc: BaseException, *, mid_response: bool = False
+) -> UpstreamConnectionError:
     reason = str(exc) or type(exc).__name__
-    return UpstreamConnectionError(
-        f"could not reach the provider at {_host(request.url)}: {reason}"
-    )
+    if mid_response:
+        message = f"the provider's connection broke mid-response ({_host(request.url)}): {reason}"
+    else:
+        message = f"could not reach the provider at {_host(request.url)}: {reason}"
+    return UpstreamConnectionError(message)
 
 
-@contextlib.contextmanager
-def _upstream_errors(
-    request: UpstreamRequest,
-    client_errors: tuple[type[Exception], ...],
-    timeouts: tuple[type[Exception], ...] = (TimeoutError,),
-) -> Iterator[None]:
-    """Turn a client library's timeouts and errors into the gateway's two upstream errors."""
-    try:
-        yield
-    except timeouts as exc:
-        raise _timeout_error(request) from exc
-    except client_errors as exc:
-        raise _connection_error(request, exc) from exc
+@dataclass(frozen=True, slots=True)
+class _ClientErrors:
+    """How one HTTP library's exceptions map onto the gateway's two upstream errors."""
+
+    #: the provider was never reached (connect timeouts included)
+    connect: tuple[type[Exception], ...]
+    #: the provider did not answer in time
+    timeouts: tuple[type[Exception], ...]
+    #: anything else the library raises
+    other: tuple[type[Exception], ...]
+
+    @contextlib.contextmanager
+    def mapped(self, request: UpstreamRequest, *, mid_response: bool = False) -> Iterator[None]:
+        """Re-raise the library's errors as ``UpstreamConnectionError`` / ``UpstreamTimeout``."""
+        try:
+            yield
+        except self.connect as exc:
+            raise _connection_error(request, exc) from exc
+        except self.timeouts as exc:
+            raise _timeout_error(request) from exc
+        except self.other as exc:
+            raise _connection_error(request, exc, mid_response=mid_response) from exc
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The loop time by which the whole attempt -- headers and body -- must be done."""
+    return None if timeout is None else asyncio.get_running_loop().time() + timeout
 
 
 def _host(url: str) -> str:
@@ -107,25 +127,33 @@ def _host(url: str) -> str:
 # -------------------------------------------------------------------------
 
 
-_AIOHTTP_ERRORS = (aiohttp.ClientError,)
+# aiohttp's connect timeout is a TimeoutError too, but the provider was never reached.
+_AIOHTTP_ERRORS = _ClientErrors(
+    connect=(aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError),
+    timeouts=(TimeoutError,),
+    other=(aiohttp.ClientError,),
+)
 
 
 class _AiohttpResponse(UpstreamResponse):
-    __slots__ = ("_request", "_response", "headers", "status")
+    __slots__ = ("_deadline", "_request", "_response", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse, request: UpstreamRequest) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: UpstreamRequest, deadline: float | None
+    ) -> None:
         self._response = response
         self._request = request
+        self._deadline = deadline
         self.status = response.status
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        with _upstream_errors(self._request, _AIOHTTP_ERRORS):
-            async with asyncio.timeout(self._request.timeout):
+        with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
+            async with asyncio.timeout_at(self._deadline):
                 return await self._response.read()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        with _upstream_errors(self._request, _AIOHTTP_ERRORS):
+        with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
@@ -164,12 +192,13 @@ class AiohttpTransport(Transport):
         if self._session is None:
             await self.open()
         assert self._session is not None
-        with _upstream_errors(request, _AIOHTTP_ERRORS):
-            async with asyncio.timeout(request.timeout):
+        deadline = _deadline(request.timeout)
+        with _AIOHTTP_ERRORS.mapped(request):
+            async with asyncio.timeout_at(deadline):
                 response = await self._session.request(
                     request.method, request.url, headers=request.headers, data=request.body
                 )
-        return _AiohttpResponse(response, request)
+        return _AiohttpResponse(response, request, deadline)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -182,27 +211,33 @@ class AiohttpTransport(Transport):
 # -------------------------------------------------------------------------
 
 
-_HTTPX_ERRORS = (httpx.HTTPError, httpx.StreamError)
-# The client's own timeouts are HTTPErrors too, so they are matched first.
-_HTTPX_TIMEOUTS = (TimeoutError, httpx.TimeoutException)
+# httpx's own timeouts are HTTPErrors too; a connect timeout never reached the provider.
+_HTTPX_ERRORS = _ClientErrors(
+    connect=(httpx.ConnectError, httpx.ConnectTimeout),
+    timeouts=(TimeoutError, httpx.TimeoutException),
+    other=(httpx.HTTPError, httpx.StreamError),
+)
 
 
 class _HttpxResponse(UpstreamResponse):
-    __slots__ = ("_request", "_response", "headers", "status")
+    __slots__ = ("_deadline", "_request", "_response", "headers", "status")
 
-    def __init__(self, response: httpx.Response, request: UpstreamRequest) -> None:
+    def __init__(
+        self, response: httpx.Response, request: UpstreamRequest, deadline: float | None
+    ) -> None:
         self._response = response
         self._request = request
+        self._deadline = deadline
         self.status = response.status_code
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        with _upstream_errors(self._request, _HTTPX_ERRORS, _HTTPX_TIMEOUTS):
-            async with asyncio.timeout(self._request.timeout):
+        with _HTTPX_ERRORS.mapped(self._request, mid_response=True):
+            async with asyncio.timeout_at(self._deadline):
                 return await self._response.aread()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        with _upstream_errors(self._request, _HTTPX_ERRORS, _HTTPX_TIMEOUTS):
+        with _HTTPX_ERRORS.mapped(self._request, mid_response=True):
             async for chunk in self._response.aiter_bytes():
                 yield chunk
 
@@ -228,10 +263,11 @@ class HttpxTransport(Transport):
         built = self._client.build_request(
             request.method, request.url, headers=request.headers, content=request.body
         )
-        with _upstream_errors(request, _HTTPX_ERRORS, _HTTPX_TIMEOUTS):
-            async with asyncio.timeout(request.timeout):
+        deadline = _deadline(request.timeout)
+        with _HTTPX_ERRORS.mapped(request):
+            async with asyncio.timeout_at(deadline):
                 response = await self._client.send(built, stream=True)
-        return _HttpxResponse(response, request)
+        return _HttpxResponse(response, request, deadline)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -104,12 +104,14 @@ class RunningGateway:
 
 def server_file(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Path:
     """A server YAML file with named configs pointing at ``fake``."""
+    configs = {
+        "openai-fake": {"provider": "openai", "custom_host": fake.base_url},
+        "together-fake": {"provider": "together-ai", "custom_host": fake.host_url},
+        **extra.pop("configs", {}),
+    }
     settings: dict[str, Any] = {
         "server": {"max_body_bytes": MAX_BODY_BYTES},
-        "configs": {
-            "openai-fake": {"provider": "openai", "custom_host": fake.base_url},
-            "together-fake": {"provider": "together-ai", "custom_host": fake.host_url},
-        },
+        "configs": configs,
         **extra,
     }
     path = tmp_path / "portkey-mw.yaml"

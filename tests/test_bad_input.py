@@ -246,3 +246,66 @@ def test_host_app_routes_keep_working(gateway: RunningGateway, http: httpx.Clien
     if gateway.mode == "mounted":
         response = httpx.get(gateway.host_url + "/hello")
         assert response.status_code == 200 and response.json() == {"hello": "host"}
+
+
+def test_header_cannot_redirect_a_server_held_key(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream
+) -> None:
+    """A client may not send a key from the server's config to a host of its choosing."""
+    from tests.conftest import mounted_gateway, server_file
+
+    path = server_file(
+        tmp_path_factory.mktemp("keys"),
+        fake,
+        configs={"held": {"provider": "openai", "api_key": "sk-server-secret"}},
+    )
+    with mounted_gateway(path) as running:
+        response = httpx.post(
+            running.base_url + "/chat/completions",
+            json=CHAT,
+            headers={"x-portkey-config": "held", "x-portkey-custom-host": fake.base_url},
+        )
+    assert_error(response, 400, code="custom_host_not_allowed", mentions="held by the server")
+    assert fake.requests == []
+
+
+def test_header_custom_host_with_the_clients_own_key(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    config = {"provider": "openai", "api_key": "sk-client-inline"}
+    headers = {**config_header(config), "x-portkey-custom-host": fake.base_url}
+    assert http.post("/chat/completions", json=CHAT, headers=headers).status_code == 200
+    assert fake.requests[0].headers["authorization"] == "Bearer sk-client-inline"
+
+
+def test_custom_host_header_must_be_a_url(http: httpx.Client) -> None:
+    response = http.post(
+        "/chat/completions",
+        json=CHAT,
+        headers={**KEY, "x-portkey-config": "openai-fake", "x-portkey-custom-host": "evil"},
+    )
+    assert_error(response, 400, code="invalid_custom_host", mentions="http(s) URL")
+
+
+def test_only_bearer_authorization_is_a_provider_key(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    response = http.post(
+        "/chat/completions",
+        json=CHAT,
+        headers={"x-portkey-config": "openai-fake", "authorization": "Basic dXNlcjpwYXNz"},
+    )
+    assert_error(response, 401, mentions="api key")
+    assert fake.requests == []
+
+
+def test_failed_attempt_names_the_target(http: httpx.Client) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    response = http.post(
+        "/chat/completions",
+        json=CHAT,
+        headers=config_header({"provider": "openai", "custom_host": closed}),
+    )
+    assert response.status_code == 502
+    assert response.headers["x-portkey-provider"] == "openai"
+    assert response.headers["x-portkey-last-used-option-index"] == "config"

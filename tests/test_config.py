@@ -181,3 +181,86 @@ def test_cli_validates_a_server_file(tmp_path: Path) -> None:
 def test_cli_prints_the_schema() -> None:
     code, output = run("config", "schema")
     assert code == 0 and orjson.loads(output) == config_json_schema()
+
+
+def test_inline_default_config_providers_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "portkey-mw.yaml"
+    path.write_text("default_config:\n  provider: nope-ai\n")
+    code, output = run("config", "validate", str(path))
+    assert code == 1 and "nope-ai" in output and "default_config" in output
+
+
+def test_serve_refuses_unknown_providers_before_starting(tmp_path: Path) -> None:
+    path = tmp_path / "portkey-mw.yaml"
+    path.write_text("configs:\n  main:\n    provider: nope-ai\n")
+    code, output = run("serve", "--config", str(path))
+    assert code != 0 and "nope-ai" in output
+
+
+@pytest.mark.parametrize(
+    ("entry", "mentions"),
+    [
+        ({"paths": "oops"}, "paths"),
+        ({"auth": "basic"}, "auth"),
+        ({"endpoints": ["chat"]}, "endpoints.0"),
+        ({"base_url": "http://x", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_extra_provider_entries_are_clear_errors(
+    entry: dict[str, object], mentions: str
+) -> None:
+    from portkey_mw import Gateway
+
+    settings = ServerSettings.from_mapping({"providers": {"my-llm": entry}})
+    with pytest.raises(InvalidConfig, match=mentions) as info:
+        Gateway(settings)
+    assert "my-llm" in info.value.message
+
+
+def test_extra_provider_described_as_data() -> None:
+    from portkey_mw import Gateway
+
+    settings = ServerSettings.from_mapping(
+        {
+            "providers": {
+                "my-llm": {
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "endpoints": ["chat_completions"],
+                    "auth": "none",
+                }
+            }
+        }
+    )
+    provider = Gateway(settings).providers["my-llm"]
+    assert [e.value for e in provider.endpoints] == ["chat_completions"]
+
+
+def test_server_request_timeout_is_the_default_per_attempt(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from portkey_mw import Gateway
+
+    settings = ServerSettings.from_mapping(
+        {
+            "server": {"request_timeout": 100},
+            "configs": {"slow": {"provider": "mock", "mock_latency_ms": 2000}},
+        }
+    )
+
+    async def scenario() -> httpx.Response:
+        gateway = Gateway(settings)
+        transport = httpx.ASGITransport(app=gateway)
+        async with (
+            gateway.lifespan(),
+            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+        ):
+            return await client.post(
+                "/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"x-portkey-config": "slow"},
+            )
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 408, response.text

@@ -8,7 +8,7 @@ import orjson
 
 from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import ProviderCall
-from portkey_mw.provider_http import HTTPProvider, forwarded_headers
+from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.transport import UpstreamRequest
 
 from .spec import ProviderSpec
@@ -60,8 +60,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         )
 
     def _url(self, call: ProviderCall) -> str:
-        custom: str = call.target.custom_host or call.ctx.headers.get("x-portkey-custom-host") or ""
-        base = custom.rstrip("/") or self.spec.base_url
+        base = custom_host(call) or self.spec.base_url
         if not base:
             raise InvalidRequest(
                 f"provider {self.id!r} has no public endpoint: set custom_host in the config "

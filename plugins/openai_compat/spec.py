@@ -7,21 +7,27 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from portkey_mw.config.server import describe_validation_error
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import InvalidConfig
 
 AuthStyle = Literal["bearer", "optional-bearer", "none"]
-_KNOWN_KEYS = frozenset(
-    {
-        "base_url",
-        "paths",
-        "endpoints",
-        "auth",
-        "renames",
-        "developer_role_as_system",
-        "option_headers",
-    }
-)
+
+
+class ProviderEntry(BaseModel):
+    """One provider table as written (shipped catalog or server file), checked by type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    paths: dict[Endpoint, str] = Field(default_factory=dict)
+    endpoints: list[Endpoint] | None = None
+    auth: AuthStyle | None = None
+    renames: dict[str, str] = Field(default_factory=dict)
+    developer_role_as_system: bool = False
+    option_headers: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,27 +56,23 @@ def load_catalog(extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Pr
 
 
 def _spec(
-    pid: str, raw: dict[str, Any], defaults: dict[str, Any], source: str = "providers.toml"
+    pid: str, raw: Any, defaults: dict[str, Any], source: str = "providers.toml"
 ) -> ProviderSpec:
-    unknown = set(raw) - _KNOWN_KEYS
-    if unknown:
-        raise InvalidConfig(f"{source}: provider {pid!r} has unknown keys {sorted(unknown)}")
     try:
-        paths = {Endpoint(k): v for k, v in {**defaults["paths"], **raw.get("paths", {})}.items()}
-        endpoints = frozenset(Endpoint(e) for e in raw.get("endpoints", defaults["endpoints"]))
-    except ValueError as exc:
-        raise InvalidConfig(f"{source}: provider {pid!r}: {exc}") from exc
-    auth = raw.get("auth", defaults["auth"])
-    if auth not in ("bearer", "optional-bearer", "none"):
-        raise InvalidConfig(f"{source}: provider {pid!r}: unknown auth style {auth!r}")
-    base_url = raw.get("base_url")
+        entry = ProviderEntry.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidConfig(
+            f"{source}: provider {pid!r}: {describe_validation_error(exc)}"
+        ) from exc
+    paths = {Endpoint(k): v for k, v in defaults["paths"].items()} | entry.paths
+    endpoints = entry.endpoints or [Endpoint(e) for e in defaults["endpoints"]]
     return ProviderSpec(
         id=pid,
-        base_url=base_url.rstrip("/") if base_url else None,
+        base_url=entry.base_url.rstrip("/") if entry.base_url else None,
         paths=paths,
-        endpoints=endpoints,
-        auth=auth,
-        renames=dict(raw.get("renames", {})),
-        developer_role_as_system=bool(raw.get("developer_role_as_system", False)),
-        option_headers=dict(raw.get("option_headers", {})),
+        endpoints=frozenset(endpoints),
+        auth=entry.auth or defaults["auth"],
+        renames=entry.renames,
+        developer_role_as_system=entry.developer_role_as_system,
+        option_headers=entry.option_headers,
     )

@@ -15,7 +15,10 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
 
 
 def config_json_schema() -> dict[str, Any]:
-    """The schema, as pydantic generates it for validation (aliases: camelCase too)."""
+    """The schema, as pydantic generates it for validation (snake_case keys, as Portkey's).
+
+    The gateway also accepts the camelCase spellings; the schema documents one spelling.
+    """
     schema = Config.model_json_schema(mode="validation")
     schema["title"] = "portkey-mw routing config (Portkey-compatible)"
     return schema

@@ -20,12 +20,14 @@ SDK_PLACEHOLDER_KEYS = frozenset({"OPENAI_API_KEY", ""})
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The client's ``Authorization`` credential, without its ``Bearer`` prefix."""
+    """The client's ``Authorization: Bearer`` token; other schemes carry no provider key."""
     value = headers.get("authorization")
     if not value:
         return None
     scheme, _, token = value.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else value.strip()
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
     return None if token in SDK_PLACEHOLDER_KEYS else token
 
 
@@ -59,6 +61,8 @@ class ConfigResolver:
         self._inline: OrderedDict[tuple[str, str | None, str | None], PlanNode] = OrderedDict()
         for name, config in self._named.items():
             self._check_providers(compile_plan(config), f"config {name!r}")
+        if isinstance(default, Config):
+            self._check_providers(compile_plan(default), "default_config")
 
     def resolve(self, headers: Mapping[str, str]) -> PlanNode:
         """The plan for a request with these (lower-cased) headers."""
@@ -80,11 +84,6 @@ class ConfigResolver:
 
     def _single(self, provider: str, custom_host: str | None, key: str | None) -> PlanNode:
         self._check_known(provider, "x-portkey-provider")
-        if custom_host is not None and not custom_host.startswith(("http://", "https://")):
-            raise InvalidRequest(
-                f"x-portkey-custom-host must be an http(s) URL, got {custom_host!r}",
-                code="invalid_custom_host",
-            )
         return ResolvedTarget(
             path="config",
             provider=provider,
@@ -133,7 +132,7 @@ class ConfigResolver:
                     code="config_not_found",
                 )
             config, source = named, f"config {text!r}"
-        plan = compile_plan(config, default_api_key=key)
+        plan = compile_plan(config, default_api_key=key, server_held=source != "x-portkey-config")
         self._check_providers(plan, source)
         return plan
 
