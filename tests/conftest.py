@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,17 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(DEADLINE)
+
+
+@contextlib.asynccontextmanager
+async def in_process(gateway: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Start ``gateway`` and yield an httpx client that calls it in process (no sockets)."""
+    transport = httpx.ASGITransport(app=gateway)
+    async with (
+        gateway.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+    ):
+        yield client
 
 
 @dataclass

@@ -14,6 +14,7 @@ from portkey_mw.config.jsonschema import SCHEMA_PATH, config_json_schema
 from portkey_mw.config.resolve import ConfigResolver, bearer_token, validate_config
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import GatewayError, InvalidConfig
+from tests.conftest import in_process
 
 FALLBACK = {
     "strategy": {"mode": "fallback", "on_status_codes": [429, 503]},
@@ -250,12 +251,7 @@ def test_server_request_timeout_is_the_default_per_attempt(tmp_path: Path) -> No
     )
 
     async def scenario() -> httpx.Response:
-        gateway = Gateway(settings)
-        transport = httpx.ASGITransport(app=gateway)
-        async with (
-            gateway.lifespan(),
-            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
-        ):
+        async with in_process(Gateway(settings)) as client:
             return await client.post(
                 "/v1/chat/completions",
                 json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},

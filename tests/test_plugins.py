@@ -17,7 +17,7 @@ from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import RequestDenied
 from portkey_mw.interfaces import Provider
 from portkey_mw.plugins import PluginManager
-from tests.conftest import RunningGateway
+from tests.conftest import RunningGateway, in_process
 
 EXAMPLE = "portkey-mw-example-plugin"
 MOCK = {"x-portkey-provider": "mock"}
@@ -68,7 +68,7 @@ def test_example_plugin_reads_its_settings() -> None:
 
     async def scenario() -> tuple[int, int]:
         gateway = Gateway(settings)
-        async with gateway.lifespan(), asgi_client(gateway) as client:
+        async with in_process(gateway) as client:
             ok = await client.post("/v1/chat/completions", json=CHAT, headers=MOCK)
             denied = await client.post(
                 "/v1/chat/completions",
@@ -142,10 +142,6 @@ def test_misspelled_hook_is_rejected() -> None:
 # -- per-request hooks, through inline plugins ----------------------------------------------
 
 
-def asgi_client(gateway: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
-
-
 def run_with(*plugins: object, request: Callable[[httpx.AsyncClient], Any]) -> Any:
     """Serve one scenario through a gateway with the mock provider plus ``plugins``."""
 
@@ -155,7 +151,7 @@ def run_with(*plugins: object, request: Callable[[httpx.AsyncClient], Any]) -> A
         for index, plugin in enumerate(plugins):
             manager.register(plugin, f"inline-{index}")
         gateway = Gateway(plugins=manager)
-        async with gateway.lifespan(), asgi_client(gateway) as client:
+        async with in_process(gateway) as client:
             return await request(client)
 
     return asyncio.run(scenario())

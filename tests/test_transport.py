@@ -9,6 +9,7 @@ import httpx
 import orjson
 
 from portkey_mw import Gateway
+from tests.conftest import in_process
 from tests.fake_upstream import FakeUpstream, Reply
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -20,12 +21,9 @@ def through(
     """One request through a gateway that sends upstream with ``upstream`` (closed after)."""
 
     async def scenario() -> httpx.Response:
-        gateway = Gateway(http_client=upstream)
-        transport = httpx.ASGITransport(app=gateway)
         async with (
             upstream,  # the caller's client: the gateway does not close it
-            gateway.lifespan(),
-            httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+            in_process(Gateway(http_client=upstream)) as client,
         ):
             response = await client.post("/v1/chat/completions", json=body, headers=headers)
             await response.aread()
