@@ -130,7 +130,10 @@ class Gateway:
             self.log_sinks.append(sink)
         self.resolver = ConfigResolver(settings, self.providers)
         self.router = Router(
-            self.providers, self.transport, default_timeout_ms=settings.server.request_timeout
+            self.providers,
+            self.transport,
+            options=settings.routing,
+            default_timeout_ms=settings.server.request_timeout,
         )
         self.logs = LogDispatcher(self.log_sinks)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
-from portkey_mw.errors import GatewayError
+from portkey_mw.errors import GatewayError, UpstreamBadResponse, UpstreamTimeout
 
 DONE_EVENT = b"data: [DONE]\n\n"
 #: How much of a stream's end the log keeps (the usage chunk and ``[DONE]`` live there).
@@ -64,3 +65,114 @@ async def split_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield event + b"\n\n"
     for event in decoder.flush():
         yield event + b"\n\n"
+
+
+class StreamGuard:
+    """Checks an upstream OpenAI-format stream as it is relayed, event by event.
+
+    A stream counts as failed -- never as a success that happens to be short -- when it:
+
+    * stays silent longer than ``idle_timeout`` between chunks (a stalled upstream);
+    * sends an event whose data is not JSON, or an ``{"error": ...}`` event;
+    * ends without a ``finish_reason`` or ``[DONE]`` (a truncated stream).
+
+    Failures are raised as :class:`~portkey_mw.errors.GatewayError`. The router reads the
+    first event before it commits to a target, so a stream that fails that early falls
+    back; later failures reach the client as an SSE error event.
+
+    Whole events are yielded, never a partial one, so a malformed event is never relayed.
+    When the upstream ended properly but without ``[DONE]``, one is added.
+
+    :param stream: the upstream body, in chunks as they arrive.
+    :param provider: the provider id, for error messages.
+    :param idle_timeout: seconds allowed between two chunks.
+    :param first_timeout: seconds allowed before the first chunk (default: ``idle_timeout``).
+    """
+
+    def __init__(
+        self,
+        stream: AsyncIterator[bytes],
+        *,
+        provider: str,
+        idle_timeout: float,
+        first_timeout: float | None = None,
+    ) -> None:
+        self._chunks = stream.__aiter__()
+        self._provider = provider
+        self._idle = idle_timeout
+        self._first = first_timeout if first_timeout is not None else idle_timeout
+        self._decoder = SSEDecoder()
+        self.finished = False
+        self.done = False
+        self.events = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        timeout = self._first
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"{self._provider} stream stalled: nothing received for {timeout:g} s",
+                    code="stream_idle_timeout",
+                    provider=self._provider,
+                ) from None
+            timeout = self._idle
+            out = self._check(self._decoder.feed(chunk))
+            if out:
+                yield out
+        out = self._check(self._decoder.flush())
+        if not (self.done or self.finished):
+            if out:
+                yield out
+            raise UpstreamBadResponse(
+                f"{self._provider} stream ended without a finish_reason or [DONE] "
+                f"after {self.events} event(s)",
+                code="truncated_stream",
+                provider=self._provider,
+            )
+        if not self.done:
+            out += DONE_EVENT
+        if out:
+            yield out
+
+    def _check(self, events: list[bytes]) -> bytes:
+        out = b""
+        for event in events:
+            data = event_data(event)
+            if data is not None and data != b"[DONE]":
+                self._check_data(data)
+            elif data == b"[DONE]":
+                self.done = True
+            self.events += 1
+            out += event + b"\n\n"
+        return out
+
+    def _check_data(self, data: bytes) -> None:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse(
+                f"{self._provider} sent a stream event that is not JSON: {data[:80]!r}",
+                code="malformed_stream_chunk",
+                provider=self._provider,
+            ) from None
+        if not isinstance(chunk, dict):
+            return
+        error = chunk.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamBadResponse(
+                f"{self._provider} failed mid-stream: {message}",
+                code="upstream_stream_error",
+                provider=self._provider,
+            )
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finished = True

@@ -106,7 +106,8 @@ class Retry(_Model):
 
     attempts: int = Field(default=0, ge=0, le=MAX_RETRY_ATTEMPTS)
     on_status_codes: list[int] | None = None
-    use_retry_after_header: bool = False
+    #: Portkey's default is false; here a provider's Retry-After is honoured unless disabled
+    use_retry_after_header: bool = True
 
     _codes = field_validator("on_status_codes")(_check_status_codes)
 

@@ -31,6 +31,37 @@ class ServerOptions(_Strict):
     max_connections: int = Field(default=1000, gt=0, description="upstream pool size")
 
 
+class CircuitBreakerOptions(_Strict):
+    """``routing.circuit_breaker``: skip a target that keeps failing, for a while."""
+
+    enabled: bool = True
+    failure_threshold: int = Field(
+        default=5, ge=1, description="consecutive failures that open a target's circuit"
+    )
+    cooldown: float = Field(
+        default=30.0, gt=0, description="seconds a circuit stays open before one trial request"
+    )
+
+
+class RoutingOptions(_Strict):
+    """``routing``: limits that keep retries and fallbacks from making an outage worse."""
+
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="upstream attempts per request, retries and fallbacks together",
+    )
+    retry_base_delay: float = Field(default=0.5, ge=0, description="seconds; doubles per retry")
+    retry_max_delay: float = Field(default=8.0, ge=0, description="seconds; backoff ceiling")
+    max_retry_after: float = Field(
+        default=30.0, ge=0, description="seconds; longest Retry-After wait honoured"
+    )
+    stream_idle_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a stream may stay silent between chunks"
+    )
+    circuit_breaker: CircuitBreakerOptions = Field(default_factory=CircuitBreakerOptions)
+
+
 class PluginOptions(_Strict):
     """``plugins``: which entry points load, and settings handed to plugins by name."""
 
@@ -55,6 +86,7 @@ class ServerSettings(_Strict):
         default_factory=dict,
         description="extra OpenAI-compatible providers described as data (see docs)",
     )
+    routing: RoutingOptions = Field(default_factory=RoutingOptions)
     plugins: PluginOptions = Field(default_factory=PluginOptions)
 
     @field_validator("default_config")

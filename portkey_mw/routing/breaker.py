@@ -1,0 +1,150 @@
+"""Circuit breaking: a target that keeps failing is skipped until a cooldown has passed.
+
+One breaker per upstream (provider id and custom host), per process. The classic three
+states: *closed* (requests flow; consecutive failures are counted), *open* (requests are
+skipped until the cooldown ends), *half-open* (one trial request; success closes the
+circuit, failure opens it for another cooldown).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from portkey_mw.config.server import CircuitBreakerOptions
+from portkey_mw.routing.plan import ResolvedTarget
+
+
+class CircuitState(StrEnum):
+    """Where a breaker stands."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """The health of one upstream, as this process has seen it."""
+
+    provider: str
+    host: str
+    state: CircuitState = CircuitState.CLOSED
+    consecutive_failures: int = 0
+    opened_at: float = 0.0
+    trial_in_flight: bool = False
+    times_opened: int = 0
+
+
+class CircuitBreakers:
+    """Every breaker of the process, keyed by upstream.
+
+    :param options: thresholds from the server file (``routing.circuit_breaker``).
+    :param clock: monotonic seconds (replaceable in tests).
+    """
+
+    def __init__(
+        self, options: CircuitBreakerOptions, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.options = options
+        self._clock = clock
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+
+    def _breaker(self, target: ResolvedTarget) -> CircuitBreaker:
+        key = (target.provider, target.custom_host or "")
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = CircuitBreaker(target.provider, _host_only(target.custom_host))
+            self._breakers[key] = breaker
+        return breaker
+
+    def available(self, target: ResolvedTarget) -> bool:
+        """Whether a request may go to ``target`` now (without claiming a trial slot)."""
+        if not self.options.enabled:
+            return True
+        breaker = self._breakers.get((target.provider, target.custom_host or ""))
+        if breaker is None or breaker.state is CircuitState.CLOSED:
+            return True
+        if breaker.state is CircuitState.OPEN:
+            return self._clock() - breaker.opened_at >= self.options.cooldown
+        return not breaker.trial_in_flight
+
+    def acquire(self, target: ResolvedTarget) -> bool:
+        """Claim the right to send one request to ``target``; False means skip it."""
+        if not self.options.enabled:
+            return True
+        breaker = self._breaker(target)
+        if breaker.state is CircuitState.CLOSED:
+            return True
+        if breaker.state is CircuitState.OPEN:
+            if self._clock() - breaker.opened_at < self.options.cooldown:
+                return False
+            breaker.state = CircuitState.HALF_OPEN
+        if breaker.trial_in_flight:
+            return False
+        breaker.trial_in_flight = True
+        return True
+
+    def record(self, target: ResolvedTarget, *, healthy: bool) -> None:
+        """Record the outcome of a request that :meth:`acquire` let through."""
+        if not self.options.enabled:
+            return
+        breaker = self._breaker(target)
+        breaker.trial_in_flight = False
+        if healthy:
+            breaker.state = CircuitState.CLOSED
+            breaker.consecutive_failures = 0
+            return
+        breaker.consecutive_failures += 1
+        if (
+            breaker.state is CircuitState.HALF_OPEN
+            or breaker.consecutive_failures >= self.options.failure_threshold
+        ):
+            if breaker.state is not CircuitState.OPEN:
+                breaker.times_opened += 1
+            breaker.state = CircuitState.OPEN
+            breaker.opened_at = self._clock()
+
+    def release(self, target: ResolvedTarget) -> None:
+        """Give back a trial slot whose request ended without an outcome (client left)."""
+        breaker = self._breakers.get((target.provider, target.custom_host or ""))
+        if breaker is not None:
+            breaker.trial_in_flight = False
+
+    def retry_in(self, target: ResolvedTarget) -> float:
+        """Seconds until an open circuit lets a trial request through."""
+        breaker = self._breaker(target)
+        if breaker.state is not CircuitState.OPEN:
+            return 0.0
+        return max(0.0, self.options.cooldown - (self._clock() - breaker.opened_at))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every breaker's state, for the admin endpoint (no keys, no paths)."""
+        now = self._clock()
+        rows = []
+        for breaker in self._breakers.values():
+            remaining = 0.0
+            if breaker.state is CircuitState.OPEN:
+                remaining = max(0.0, self.options.cooldown - (now - breaker.opened_at))
+            rows.append(
+                {
+                    "provider": breaker.provider,
+                    "host": breaker.host,
+                    "state": breaker.state.value,
+                    "consecutive_failures": breaker.consecutive_failures,
+                    "times_opened": breaker.times_opened,
+                    "retry_in_seconds": round(remaining, 3),
+                }
+            )
+        return sorted(rows, key=lambda row: (row["provider"], row["host"]))
+
+
+def _host_only(url: str | None) -> str:
+    """``scheme://host:port`` of a custom host: paths and queries may carry secrets."""
+    if not url:
+        return ""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.split("/", 1)[0].split("?", 1)[0] if sep else ""

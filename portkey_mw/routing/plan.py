@@ -1,0 +1,147 @@
+"""Configs compiled into plans: the strategy tree a request walks.
+
+A config is validated and compiled once (see :mod:`portkey_mw.config.resolve`); each request
+then walks the compiled plan. Settings flow from a node to its targets as in Portkey:
+``override_params`` merge (the child wins), while ``retry``, ``cache``, ``request_timeout``,
+``custom_host`` and ``forward_headers`` are inherited unless the child sets its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from portkey_mw.config.schema import Cache, Config, Retry, StrategyMode
+from portkey_mw.errors import InvalidConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTarget:
+    """A leaf of the plan: one provider, with every inherited setting applied."""
+
+    path: str
+    provider: str
+    name: str | None = None
+    api_key: str | None = None
+    custom_host: str | None = None
+    override_params: Mapping[str, Any] | None = None
+    forward_headers: tuple[str, ...] = ()
+    request_timeout: int | None = None
+    retry: Retry | None = None
+    cache: Cache | None = None
+    weight: float = 1.0
+    options: Mapping[str, Any] | None = None
+    #: the key comes from a config the server holds (named or default), not from the client:
+    #: a client-chosen host must never receive it
+    key_from_server: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyNode:
+    """An inner node of the plan: a strategy over child nodes."""
+
+    path: str
+    mode: StrategyMode
+    children: tuple[PlanNode, ...]
+    weight: float = 1.0
+    name: str | None = None
+    on_status_codes: frozenset[int] | None = None
+    conditions: tuple[tuple[dict[str, Any], str], ...] = ()
+    default: str | None = None
+
+
+PlanNode = ResolvedTarget | StrategyNode
+
+
+@dataclass(frozen=True, slots=True)
+class _Inherited:
+    override_params: Mapping[str, Any] | None = None
+    retry: Retry | None = None
+    cache: Cache | None = None
+    request_timeout: int | None = None
+    custom_host: str | None = None
+    forward_headers: tuple[str, ...] = ()
+
+
+def compile_plan(
+    config: Config, *, default_api_key: str | None = None, server_held: bool = False
+) -> PlanNode:
+    """Compile a validated config into a plan.
+
+    :param default_api_key: the client's own key (``Authorization``), used for leaves that
+        name no ``api_key`` -- only when the plan calls a single provider id, so a key meant
+        for one provider is never sent to another.
+    :param server_held: the config comes from the server file, so its keys are the server's.
+    """
+    providers = {leaf.provider for leaf in _leaves(config) if leaf.provider}
+    key = default_api_key if len(providers) == 1 else None
+    return _compile(config, "config", _Inherited(), key, server_held)
+
+
+def _leaves(config: Config) -> list[Config]:
+    if config.targets is None:
+        return [config]
+    return [leaf for child in config.targets for leaf in _leaves(child)]
+
+
+def _compile(
+    node: Config, path: str, parent: _Inherited, key: str | None, server_held: bool
+) -> PlanNode:
+    override = parent.override_params
+    if node.override_params:
+        override = {**(override or {}), **node.override_params}
+    inherited = _Inherited(
+        override_params=override,
+        retry=node.retry or parent.retry,
+        cache=node.cache or parent.cache,
+        request_timeout=node.request_timeout or parent.request_timeout,
+        custom_host=node.custom_host or parent.custom_host,
+        forward_headers=tuple(node.forward_headers or parent.forward_headers),
+    )
+    weight = 1.0 if node.weight is None else node.weight
+    if node.targets is not None:
+        strategy = node.strategy
+        return StrategyNode(
+            path=path,
+            mode=strategy.mode if strategy else StrategyMode.SINGLE,
+            children=tuple(
+                _compile(child, f"{path}.targets[{i}]", inherited, key, server_held)
+                for i, child in enumerate(node.targets)
+            ),
+            weight=weight,
+            name=node.name,
+            on_status_codes=(
+                frozenset(strategy.on_status_codes)
+                if strategy and strategy.on_status_codes
+                else None
+            ),
+            conditions=tuple((c.query, c.then) for c in (strategy.conditions or []))
+            if strategy
+            else (),
+            default=strategy.default if strategy else None,
+        )
+    if node.provider is None:
+        raise InvalidConfig(f"{path}: a target needs a provider")
+    return ResolvedTarget(
+        path=path,
+        provider=node.provider,
+        name=node.name,
+        api_key=node.api_key or key,
+        custom_host=inherited.custom_host,
+        override_params=inherited.override_params,
+        forward_headers=inherited.forward_headers,
+        request_timeout=inherited.request_timeout,
+        retry=inherited.retry,
+        cache=inherited.cache,
+        weight=weight,
+        options=node.provider_options or None,
+        key_from_server=server_held and bool(node.api_key),
+    )
+
+
+def plan_providers(plan: PlanNode) -> set[str]:
+    """Every provider id a plan may call."""
+    if isinstance(plan, ResolvedTarget):
+        return {plan.provider}
+    return set().union(*(plan_providers(child) for child in plan.children))

@@ -1,0 +1,409 @@
+"""The router: walks a request's plan -- strategies, retries, fallbacks -- to one response.
+
+Resilience rules, each there so the gateway never makes an outage worse:
+
+* a fallback moves on after connection errors, timeouts, 429 and 5xx, or exactly on
+  ``strategy.on_status_codes`` when the config sets them;
+* retries back off exponentially with full jitter, honour ``Retry-After`` up to a cap, and
+  never repeat a 400, 401, 403, 404 or 422;
+* one request makes at most ``routing.max_attempts`` upstream attempts, however retries
+  and fallbacks nest;
+* a target that keeps failing is skipped while its circuit is open;
+* a stream is read up to its first event before the router commits to it, so a stream that
+  fails before any byte reached the client falls back like any other failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from portkey_mw.config.schema import StrategyMode
+from portkey_mw.config.server import RoutingOptions
+from portkey_mw.context import Attempt, GatewayResponse, RequestContext
+from portkey_mw.errors import (
+    GatewayError,
+    InvalidConfig,
+    InvalidRequest,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
+from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.routing.breaker import CircuitBreakers
+from portkey_mw.routing.conditions import matches
+from portkey_mw.routing.plan import PlanNode, ResolvedTarget, StrategyNode
+from portkey_mw.streaming import StreamGuard
+from portkey_mw.transport import Transport
+
+#: Retried when ``retry.on_status_codes`` is not set (Portkey's list).
+DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Never retried, whatever a config says: retrying cannot change the answer.
+NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
+
+
+class _Failure(Exception):
+    """A target failed in a way its parent strategy may act on."""
+
+    def __init__(self, response: GatewayResponse | None, error: GatewayError | None) -> None:
+        super().__init__()
+        self.response = response
+        self.error = error
+
+    @property
+    def status(self) -> int:
+        if self.response is not None:
+            return self.response.status
+        assert self.error is not None
+        return self.error.status
+
+    @property
+    def unreachable(self) -> bool:
+        """The provider never answered: a connection error or a timeout."""
+        return isinstance(self.error, UpstreamConnectionError | UpstreamTimeout)
+
+    def rank(self) -> int:
+        """How much this failure tells the client; lower is more meaningful.
+
+        A provider's own 4xx says what to fix; a 429 says when to come back; a provider's
+        5xx beats the gateway's own verdicts (timeout, unreachable, circuit open, budget).
+        """
+        status = self.status
+        if self.response is not None:
+            return 0 if status < 500 and status != 429 else 1 if status == 429 else 2
+        if self.error is not None and self.error.code in ("circuit_open", "attempt_budget"):
+            return 5
+        return 3 if isinstance(self.error, UpstreamTimeout) else 4
+
+    async def aclose(self) -> None:
+        if self.response is not None:
+            await self.response.aclose()
+
+
+class _Walk:
+    """One request's way through its plan: the failures seen and the attempts left."""
+
+    __slots__ = ("attempts_left", "failures")
+
+    def __init__(self, max_attempts: int) -> None:
+        self.attempts_left = max_attempts
+        self.failures: list[_Failure] = []
+
+
+class Router:
+    """Walks a plan for one request and returns the response that should be sent.
+
+    :param providers: registered providers by id.
+    :param transport: the process's upstream transport.
+    :param options: the server file's ``routing`` section.
+    :param rng: randomness for load balancing and jitter (seedable in tests).
+    :param default_timeout_ms: per-attempt timeout when neither the config nor the
+        ``x-portkey-request-timeout`` header sets one (the server file's ``request_timeout``).
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        transport: Transport,
+        *,
+        options: RoutingOptions | None = None,
+        rng: random.Random | None = None,
+        default_timeout_ms: int | None = None,
+    ) -> None:
+        self.providers = providers
+        self.transport = transport
+        self.options = options or RoutingOptions()
+        self.rng = rng or random.Random()
+        self.default_timeout_ms = default_timeout_ms
+        self.breakers = CircuitBreakers(self.options.circuit_breaker)
+
+    async def route(self, ctx: RequestContext, plan: PlanNode) -> GatewayResponse:
+        """Run ``plan`` and return the answering response (successful or not)."""
+        walk = _Walk(self.options.max_attempts)
+        try:
+            return await self._run(ctx, plan, walk)
+        except _Failure:
+            pass
+        chosen = min(reversed(walk.failures), key=_Failure.rank)
+        for failure in walk.failures:
+            if failure is not chosen:
+                await failure.aclose()
+        listed = _attempt_list(ctx) if len(ctx.attempts) > 1 else None
+        if chosen.response is not None:
+            if listed:
+                _add_attempts(chosen.response, listed)
+            return chosen.response
+        assert chosen.error is not None
+        if listed:
+            chosen.error.extra["attempts"] = listed
+        raise chosen.error
+
+    async def _run(self, ctx: RequestContext, node: PlanNode, walk: _Walk) -> GatewayResponse:
+        if isinstance(node, ResolvedTarget):
+            return await self._target(ctx, node, walk)
+        if node.mode is StrategyMode.FALLBACK:
+            for child in node.children:
+                try:
+                    return await self._run(ctx, child, walk)
+                except _Failure as failure:
+                    if not self._falls_back(node, failure) or walk.attempts_left <= 0:
+                        raise
+            raise walk.failures[-1]
+        if node.mode is StrategyMode.LOADBALANCE:
+            return await self._run(ctx, self._choose_weighted(node), walk)
+        if node.mode is StrategyMode.CONDITIONAL:
+            return await self._run(ctx, _choose_conditional(ctx, node), walk)
+        return await self._run(ctx, node.children[0], walk)
+
+    @staticmethod
+    def _falls_back(node: StrategyNode, failure: _Failure) -> bool:
+        if node.on_status_codes is not None:
+            return failure.status in node.on_status_codes
+        return failure.unreachable or failure.status == 429 or failure.status >= 500
+
+    def _choose_weighted(self, node: StrategyNode) -> PlanNode:
+        """Pick a child by weight, among those with a closed (or trial-ready) circuit."""
+        healthy = [child for child in node.children if self._available(child)]
+        pool = healthy or list(node.children)
+        weights = [child.weight for child in pool]
+        if not any(weights):
+            pool, weights = list(node.children), [child.weight for child in node.children]
+        return self.rng.choices(pool, weights=weights)[0]
+
+    def _available(self, node: PlanNode) -> bool:
+        if isinstance(node, ResolvedTarget):
+            return self.breakers.available(node)
+        return any(self._available(child) for child in node.children)
+
+    # -- one target: circuit, retries, backoff ------------------------------------------
+
+    async def _target(
+        self, ctx: RequestContext, target: ResolvedTarget, walk: _Walk
+    ) -> GatewayResponse:
+        ctx.provider, ctx.target_index = target.provider, target.path
+        retry = target.retry
+        retries_allowed = retry.attempts if retry else 0
+        retry_on = (
+            frozenset(retry.on_status_codes)
+            if retry and retry.on_status_codes
+            else DEFAULT_RETRY_STATUSES
+        ) - NEVER_RETRIED
+        retries = 0
+        while True:
+            failure = self._refuse(ctx, target, walk)
+            if failure is not None:
+                walk.failures.append(failure)
+                raise failure
+            walk.attempts_left -= 1
+            response, error = await self._attempt(ctx, target)
+            ctx.response_headers["x-portkey-retry-attempt-count"] = str(retries)
+            if response is not None and response.status < 400:
+                return response
+            failure = _Failure(response, error)
+            retryable = failure.status in retry_on or failure.unreachable
+            if retries < retries_allowed and retryable and walk.attempts_left > 0:
+                honour = retry is None or retry.use_retry_after_header
+                delay = self._backoff(retries, response, honour)
+                await failure.aclose()
+                retries += 1
+                await asyncio.sleep(delay)
+                continue
+            walk.failures.append(failure)
+            raise failure
+
+    def _refuse(self, ctx: RequestContext, target: ResolvedTarget, walk: _Walk) -> _Failure | None:
+        """A failure standing for an attempt not made: budget spent or circuit open."""
+        if walk.attempts_left <= 0:
+            error = GatewayError(
+                f"gave up: this request already made {self.options.max_attempts} upstream "
+                "attempts (routing.max_attempts)",
+                status=503,
+                code="attempt_budget",
+                provider=target.provider,
+            )
+        elif not self.breakers.acquire(target):
+            error = GatewayError(
+                f"{target.path} ({target.provider}) is skipped: its circuit is open after "
+                f"repeated failures; next trial in {self.breakers.retry_in(target):.0f} s",
+                status=503,
+                code="circuit_open",
+                provider=target.provider,
+            )
+        else:
+            return None
+        ctx.attempts.append(
+            Attempt(
+                target=target.path,
+                provider=target.provider,
+                status=error.status,
+                error_type=error.code,
+                error=error.message,
+            )
+        )
+        return _Failure(None, error)
+
+    def _backoff(self, retries: int, response: GatewayResponse | None, honour: bool) -> float:
+        options = self.options
+        if honour and response is not None:
+            hinted = retry_after_seconds(response.headers)
+            if hinted is not None:
+                return min(hinted, options.max_retry_after)
+        # Full jitter: spreads the retries of many clients instead of synchronising them.
+        ceiling = min(options.retry_max_delay, options.retry_base_delay * 2**retries)
+        return self.rng.uniform(0, ceiling)
+
+    async def _attempt(
+        self, ctx: RequestContext, target: ResolvedTarget
+    ) -> tuple[GatewayResponse | None, GatewayError | None]:
+        """One upstream call; a stream is read up to its first event before it counts."""
+        provider = self.providers[target.provider]
+        attempt = Attempt(target=target.path, provider=target.provider)
+        ctx.attempts.append(attempt)
+        started = time.perf_counter()
+        response: GatewayResponse | None = None
+        try:
+            if ctx.endpoint not in provider.endpoints:
+                raise InvalidRequest(
+                    f"provider {target.provider!r} does not serve {ctx.endpoint.value}",
+                    code="unsupported_endpoint",
+                )
+            call = _provider_call(ctx, target, self.default_timeout_ms)
+            try:
+                # Every provider gets the deadline, not only those that go through the
+                # transport (which enforces it too, naming the host).
+                async with asyncio.timeout(call.timeout):
+                    response = await provider.call(call, self.transport)
+                    if response.stream is not None and response.status < 400:
+                        # Still inside the attempt's deadline: a slow first event times out.
+                        await self._first_event(response, target.provider)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"provider {target.provider!r} did not answer within "
+                    f"{int((call.timeout or 0) * 1000)} ms"
+                ) from None
+        except GatewayError as error:
+            if response is not None:
+                await response.aclose()
+            self.breakers.record(target, healthy=not _provider_fault(error.status, error))
+            error.provider = error.provider or target.provider
+            attempt.status, attempt.error_type, attempt.error = (
+                error.status,
+                error.type,
+                error.message,
+            )
+            return None, error
+        except BaseException:
+            # Cancelled (the client left) or a bug: no verdict on the upstream's health.
+            self.breakers.release(target)
+            if response is not None:
+                await response.aclose()
+            raise
+        finally:
+            attempt.latency_ms = (time.perf_counter() - started) * 1000
+        self.breakers.record(target, healthy=not _provider_fault(response.status, None))
+        attempt.status = response.status
+        return response, None
+
+    async def _first_event(self, response: GatewayResponse, provider: str) -> None:
+        """Guard the stream and read its first event, so early failures can fall back."""
+        assert response.stream is not None
+        guarded = StreamGuard(
+            response.stream,
+            provider=provider,
+            idle_timeout=self.options.stream_idle_timeout,
+        ).__aiter__()
+        try:
+            first = await anext(guarded)
+        except StopAsyncIteration:
+            first = b""
+        response.stream = _prepend(first, guarded)
+
+
+async def _prepend(first: bytes, rest: Any) -> Any:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _provider_fault(status: int, error: GatewayError | None) -> bool:
+    """Whether an outcome counts against the upstream's health (circuit breaking)."""
+    return status == 429 or status >= 500 or isinstance(error, UpstreamTimeout)
+
+
+def _choose_conditional(ctx: RequestContext, node: StrategyNode) -> PlanNode:
+    by_name = {child.name: child for child in node.children if child.name}
+    for query, then in node.conditions:
+        if matches(ctx, query):
+            return by_name[then]
+    if node.default is not None:
+        return by_name[node.default]
+    raise InvalidConfig(
+        f"{node.path}: no condition matched this request and the strategy has no default"
+    )
+
+
+def _attempt_list(ctx: RequestContext) -> list[dict[str, Any]]:
+    return [
+        {
+            "target": a.target,
+            "provider": a.provider,
+            "status": a.status,
+            "error_type": a.error_type,
+        }
+        for a in ctx.attempts
+    ]
+
+
+def _add_attempts(response: GatewayResponse, attempts: list[dict[str, Any]]) -> None:
+    """List every attempt inside a provider's error body (when it is OpenAI-shaped)."""
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body["error"]["attempts"] = attempts
+        response.set_json(body)
+
+
+def _provider_call(
+    ctx: RequestContext, target: ResolvedTarget, default_timeout_ms: int | None
+) -> ProviderCall:
+    body, raw = ctx.body, (None if ctx.body_modified else ctx.raw_body)
+    if target.override_params and body is not None:
+        body, raw = {**body, **target.override_params}, None
+    # The header wins over the config, which wins over the server file's default.
+    timeout_ms: int | None = target.request_timeout or default_timeout_ms
+    header_timeout = ctx.headers.get("x-portkey-request-timeout")
+    if header_timeout:
+        timeout_ms = int(header_timeout)
+    return ProviderCall(
+        ctx=ctx,
+        target=target,
+        endpoint=ctx.endpoint,
+        body=body,
+        raw_body=raw,
+        timeout=timeout_ms / 1000 if timeout_ms else None,
+    )
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP-date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
