@@ -50,6 +50,8 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/models": (Endpoint.MODELS, "GET"),
 }
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
+#: the routing state of this process: every upstream's circuit breaker
+CIRCUITS_PATH = "/v1/admin/circuits"
 #: body parameter each endpoint cannot do without
 REQUIRED_PARAM = {
     Endpoint.CHAT_COMPLETIONS: "messages",
@@ -219,6 +221,9 @@ class Gateway:
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            elif path == CIRCUITS_PATH and scope["method"] == "GET":
+                body = orjson.dumps({"circuits": self.router.breakers.snapshot()})
+                await _http.send_bytes(send, 200, body, base_headers)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return

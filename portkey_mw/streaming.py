@@ -124,13 +124,18 @@ class StreamGuard:
                     provider=self._provider,
                 ) from None
             timeout = self._idle
-            out = self._check(self._decoder.feed(chunk))
+            out, failure = self._check(self._decoder.feed(chunk))
             if out:
-                yield out
-        out = self._check(self._decoder.flush())
+                yield out  # the good events before a bad one still reach the client
+            if failure is not None:
+                raise failure
+        out, failure = self._check(self._decoder.flush())
+        if out and (failure is not None or not (self.done or self.finished)):
+            yield out
+            out = b""
+        if failure is not None:
+            raise failure
         if not (self.done or self.finished):
-            if out:
-                yield out
             raise UpstreamBadResponse(
                 f"{self._provider} stream ended without a finish_reason or [DONE] "
                 f"after {self.events} event(s)",
@@ -142,17 +147,21 @@ class StreamGuard:
         if out:
             yield out
 
-    def _check(self, events: list[bytes]) -> bytes:
+    def _check(self, events: list[bytes]) -> tuple[bytes, GatewayError | None]:
+        """The events that passed, re-joined, and the failure that stopped them, if any."""
         out = b""
         for event in events:
             data = event_data(event)
-            if data is not None and data != b"[DONE]":
-                self._check_data(data)
-            elif data == b"[DONE]":
+            if data == b"[DONE]":
                 self.done = True
+            elif data and data.strip():  # an empty data line is a keep-alive
+                try:
+                    self._check_data(data)
+                except GatewayError as failure:
+                    return out, failure
             self.events += 1
             out += event + b"\n\n"
-        return out
+        return out, None
 
     def _check_data(self, data: bytes) -> None:
         try:

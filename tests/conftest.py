@@ -122,6 +122,8 @@ def server_file(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Path:
     }
     settings: dict[str, Any] = {
         "server": {"max_body_bytes": MAX_BODY_BYTES},
+        # Tests script failures on purpose; circuit breaking is tested on its own.
+        "routing": {"circuit_breaker": {"enabled": False}},
         "configs": configs,
         **extra,
     }

@@ -630,9 +630,16 @@ def _missing(param: str) -> _Default:
     )
 
 
+_VIRTUAL_UPSTREAM = re.compile(r"^/[^/]+(?=/v1/)")
+
+
 def _default(rec: Recorded, seq: int) -> _Default:
-    """Deterministic OpenAI-shaped response for ``rec`` (seq numbers the ids)."""
-    method, path = rec.method, rec.path
+    """Deterministic OpenAI-shaped response for ``rec`` (seq numbers the ids).
+
+    A first path segment before ``/v1/`` names a virtual upstream (``/a/v1/chat/completions``
+    answers like ``/v1/chat/completions``), so one server can play several providers.
+    """
+    method, path = rec.method, _VIRTUAL_UPSTREAM.sub("", rec.path)
     if method == "GET" and path == "/v1/models":
         return _Default(200, {"object": "list", "data": [_model(m) for m in MODELS]})
     if method == "GET" and path.startswith("/v1/models/"):

@@ -73,17 +73,17 @@ def test_upstream_dropping_mid_stream_ends_with_error_event(
 ) -> None:
     """Bytes were already sent, so the client gets an OpenAI-style error event, not silence."""
     fake.script("/v1/chat/completions", Reply(drop="mid_stream"))
-    stream = sdk(gateway).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True
-    )
     received = []
-    try:
-        for chunk in stream:
-            received.append(chunk)
-    except openai.APIError as exc:
-        assert "provider" in exc.message or "upstream" in exc.message
-    else:
-        raise AssertionError("a truncated upstream stream must end with an error event")
+    with sdk(gateway).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    ) as stream:
+        try:
+            for chunk in stream:
+                received.append(chunk)
+        except openai.APIError as exc:
+            assert "provider" in exc.message
+        else:
+            raise AssertionError("a truncated upstream stream must end with an error event")
     assert received, "the chunk sent before the drop reaches the client"
 
 

@@ -31,7 +31,7 @@ class CircuitBreaker:
     """The health of one upstream, as this process has seen it."""
 
     provider: str
-    host: str
+    base_url: str
     state: CircuitState = CircuitState.CLOSED
     consecutive_failures: int = 0
     opened_at: float = 0.0
@@ -57,7 +57,7 @@ class CircuitBreakers:
         key = (target.provider, target.custom_host or "")
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = CircuitBreaker(target.provider, _host_only(target.custom_host))
+            breaker = CircuitBreaker(target.provider, _without_query(target.custom_host))
             self._breakers[key] = breaker
         return breaker
 
@@ -122,7 +122,7 @@ class CircuitBreakers:
         return max(0.0, self.options.cooldown - (self._clock() - breaker.opened_at))
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Every breaker's state, for the admin endpoint (no keys, no paths)."""
+        """Every breaker's state, for the admin endpoint (no keys, no query strings)."""
         now = self._clock()
         rows = []
         for breaker in self._breakers.values():
@@ -132,19 +132,16 @@ class CircuitBreakers:
             rows.append(
                 {
                     "provider": breaker.provider,
-                    "host": breaker.host,
+                    "base_url": breaker.base_url,
                     "state": breaker.state.value,
                     "consecutive_failures": breaker.consecutive_failures,
                     "times_opened": breaker.times_opened,
                     "retry_in_seconds": round(remaining, 3),
                 }
             )
-        return sorted(rows, key=lambda row: (row["provider"], row["host"]))
+        return sorted(rows, key=lambda row: (row["provider"], row["base_url"]))
 
 
-def _host_only(url: str | None) -> str:
-    """``scheme://host:port`` of a custom host: paths and queries may carry secrets."""
-    if not url:
-        return ""
-    scheme, sep, rest = url.partition("://")
-    return scheme + sep + rest.split("/", 1)[0].split("?", 1)[0] if sep else ""
+def _without_query(url: str | None) -> str:
+    """A custom host as shown to operators: a query string may carry a key."""
+    return (url or "").split("?", 1)[0]
