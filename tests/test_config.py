@@ -260,3 +260,34 @@ def test_server_request_timeout_is_the_default_per_attempt(tmp_path: Path) -> No
 
     response = asyncio.run(scenario())
     assert response.status_code == 408, response.text
+
+
+@pytest.mark.parametrize(
+    ("query", "mentions"),
+    [
+        ({"metadata.tier": {"$like": "gold"}}, "unknown operator '$like'"),
+        ({"$xor": [{"metadata.a": 1}]}, "unknown operator '$xor'"),
+        ({"params.model": {"$regex": "(unclosed"}}, "does not compile"),
+    ],
+)
+def test_bad_conditions_name_the_rule(query: dict[str, object], mentions: str) -> None:
+    config = {
+        "strategy": {"mode": "conditional", "conditions": [{"query": query, "then": "a"}]},
+        "targets": [{"provider": "openai", "name": "a"}],
+    }
+    with pytest.raises(InvalidConfig) as info:
+        validate_config(config)
+    assert mentions in info.value.message
+    assert "strategy.conditions.0.query" in info.value.message
+
+
+def test_server_side_configs_are_checked_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "portkey-mw.yaml"
+    path.write_text(
+        "configs:\n"
+        "  lb:\n"
+        "    strategy: {mode: loadbalance}\n"
+        "    targets: [{provider: openai, weight: 0}, {provider: groq, weight: 0}]\n"
+    )
+    code, output = run("config", "validate", str(path))
+    assert code == 1 and "configs.lb" in output and "weight > 0" in output

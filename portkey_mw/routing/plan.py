@@ -3,13 +3,15 @@
 A config is validated and compiled once (see :mod:`portkey_mw.config.resolve`); each request
 then walks the compiled plan. Settings flow from a node to its targets as in Portkey:
 ``override_params`` merge (the child wins), while ``retry``, ``cache``, ``request_timeout``,
-``custom_host`` and ``forward_headers`` are inherited unless the child sets its own.
+``custom_host``, ``forward_headers`` and the hook lists (``before_request_hooks``,
+``after_request_hooks``, ``input_guardrails``, ``output_guardrails``) are inherited unless
+the child sets its own, which replaces the parent's whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from portkey_mw.config.schema import Cache, Config, Retry, StrategyMode
@@ -27,6 +29,8 @@ class ResolvedTarget:
     custom_host: str | None = None
     override_params: Mapping[str, Any] | None = None
     forward_headers: tuple[str, ...] = ()
+    #: hook and guardrail references for this target (run by the guardrails feature)
+    hooks: Hooks = field(default_factory=lambda: Hooks())
     request_timeout: int | None = None
     retry: Retry | None = None
     cache: Cache | None = None
@@ -55,6 +59,29 @@ PlanNode = ResolvedTarget | StrategyNode
 
 
 @dataclass(frozen=True, slots=True)
+class Hooks:
+    """The hook and guardrail references a target carries, as the config wrote them."""
+
+    before_request: tuple[Any, ...] = ()
+    after_request: tuple[Any, ...] = ()
+    input_guardrails: tuple[Any, ...] = ()
+    output_guardrails: tuple[Any, ...] = ()
+
+    def child(self, node: Config) -> Hooks:
+        """The hooks of ``node``: each list it sets replaces the parent's."""
+        return Hooks(
+            before_request=_own(node.before_request_hooks, self.before_request),
+            after_request=_own(node.after_request_hooks, self.after_request),
+            input_guardrails=_own(node.input_guardrails, self.input_guardrails),
+            output_guardrails=_own(node.output_guardrails, self.output_guardrails),
+        )
+
+
+def _own(value: list[Any] | None, inherited: tuple[Any, ...]) -> tuple[Any, ...]:
+    return inherited if value is None else tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
 class _Inherited:
     override_params: Mapping[str, Any] | None = None
     retry: Retry | None = None
@@ -62,6 +89,7 @@ class _Inherited:
     request_timeout: int | None = None
     custom_host: str | None = None
     forward_headers: tuple[str, ...] = ()
+    hooks: Hooks = field(default_factory=lambda: Hooks())
 
 
 def compile_plan(
@@ -98,6 +126,7 @@ def _compile(
         request_timeout=node.request_timeout or parent.request_timeout,
         custom_host=node.custom_host or parent.custom_host,
         forward_headers=tuple(node.forward_headers or parent.forward_headers),
+        hooks=parent.hooks.child(node),
     )
     weight = 1.0 if node.weight is None else node.weight
     if node.targets is not None:
@@ -131,6 +160,7 @@ def _compile(
         custom_host=inherited.custom_host,
         override_params=inherited.override_params,
         forward_headers=inherited.forward_headers,
+        hooks=inherited.hooks,
         request_timeout=inherited.request_timeout,
         retry=inherited.retry,
         cache=inherited.cache,
