@@ -2,8 +2,8 @@
 
 The gateway serves on loopback with the in-process ``mock`` provider (no keys, no network).
 The official ``openai`` SDK then sends a short tour through it — a chat completion, a
-stream, embeddings, the model list, a failing provider and a bad config — while a log sink
-prints one line per request, as the gateway records it.
+stream, embeddings, the model list, a fallback, a load-balanced split, a failing provider
+and a bad config — while a log sink prints one line per request, as the gateway records it.
 """
 
 from __future__ import annotations
@@ -30,11 +30,29 @@ DEMO_SETTINGS: dict[str, Any] = {
     "configs": {
         "demo": {"provider": "mock", "mock_latency_ms": 40, "mock_chunk_delay_ms": 60},
         "broken-provider": {"provider": "mock", "mock_status": 503},
+        "with-fallback": {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                {"provider": "mock", "mock_status": 503, "name": "primary"},
+                {"provider": "mock", "mock_reply": "answered by the backup", "name": "backup"},
+            ],
+        },
+        "split-70-30": {
+            "strategy": {"mode": "loadbalance"},
+            "targets": [
+                {"provider": "mock", "mock_reply": "A", "weight": 0.7},
+                {"provider": "mock", "mock_reply": "B", "weight": 0.3},
+            ],
+        },
     },
     "default_config": "demo",
     # The demo prints its own view of each request instead of JSON log lines.
     "plugins": {"block": ["portkey-mw.structlog-sink"]},
 }
+
+
+LAST_USED = "x-portkey-last-used-option-index"
+SPLIT_REQUESTS = 20
 
 
 class ConsoleSink(LogSink):
@@ -52,9 +70,11 @@ class ConsoleSink(LogSink):
             colour = "green" if event.status < 400 else "red"
             usage = event.usage
             tokens = f" tokens={usage.get('total_tokens')}" if usage else ""
+            earlier = [str(a.status) for a in event.attempts[:-1]]
+            tried = f" [dim](after {', '.join(earlier)})[/]" if earlier else ""
             self.console.print(
                 f"  [dim]gateway log[/] [{colour}]{event.status}[/] {event.method} {event.path}"
-                f" provider={event.provider or '-'} model={event.model or '-'}"
+                f" {event.provider or '-'} {event.target or ''}{tried}"
                 f" {event.latency_ms:.1f} ms{tokens}"
                 + (f" [red]{event.error_type}[/]" if event.error_type else "")
             )
@@ -195,6 +215,24 @@ async def _tour(console: Console, base_url: str) -> int:
     async def models() -> str:
         return ", ".join([model.id async for model in client.models.list()])
 
+    async def with_fallback() -> str:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="mock-gpt", messages=messages, extra_headers={"x-portkey-config": "with-fallback"}
+        )
+        reply = raw.parse().choices[0].message.content
+        return f"{reply!r} (x-portkey-last-used-option-index: {raw.headers.get(LAST_USED)})"
+
+    async def split() -> str:
+        counts = {"A": 0, "B": 0}
+        for _ in range(SPLIT_REQUESTS):
+            reply = await client.chat.completions.create(
+                model="mock-gpt",
+                messages=messages,
+                extra_headers={"x-portkey-config": "split-70-30"},
+            )
+            counts[reply.choices[0].message.content or ""] += 1
+        return f"{SPLIT_REQUESTS} requests over weights 70/30: A {counts['A']}, B {counts['B']}"
+
     async def broken() -> str:
         reply = await client.chat.completions.create(
             model="mock-gpt",
@@ -214,6 +252,8 @@ async def _tour(console: Console, base_url: str) -> int:
     await step("streamed chat completion", stream, expect_error=False)
     await step("embeddings", embeddings, expect_error=False)
     await step("model list", models, expect_error=False)
+    await step("fallback: the primary answers 503, the backup answers", with_fallback, False)
+    await step("load balancing", split, expect_error=False)
     await step("a provider answering 503 (relayed as an OpenAI-style error)", broken, True)
     await step("an invalid config (400 naming the broken rule)", bad_config, True)
     await client.close()

@@ -23,6 +23,9 @@ def test_demo_runs_and_exits_by_itself() -> None:
     assert "every request behaved as expected" in out
     assert "gateway log 200 POST /v1/chat/completions provider=mock" in out
     assert "client got 503" in out and "client got 400" in out
+    assert "'answered by the backup' (x-portkey-last-used-option-index:" in out
+    assert "config.targets[1] (after 503)" in out
+    assert "20 requests over weights 70/30: A " in out
 
 
 def test_serve_help_lists_its_options() -> None:

@@ -1,9 +1,9 @@
 """Circuit breaking: a target that keeps failing is skipped until a cooldown has passed.
 
-One breaker per upstream (provider id and custom host), per process. The classic three
-states: *closed* (requests flow; consecutive failures are counted), *open* (requests are
-skipped until the cooldown ends), *half-open* (one trial request; success closes the
-circuit, failure opens it for another cooldown).
+One breaker per upstream (provider id, custom host and provider options), per process.
+The classic three states: *closed* (requests flow; consecutive failures are counted),
+*open* (requests are skipped until the cooldown ends), *half-open* (one trial request;
+success closes the circuit, failure opens it for another cooldown).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from portkey_mw.config.server import CircuitBreakerOptions
 from portkey_mw.routing.plan import ResolvedTarget
@@ -51,10 +53,10 @@ class CircuitBreakers:
     ) -> None:
         self.options = options
         self._clock = clock
-        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._breakers: dict[tuple[str, str, bytes], CircuitBreaker] = {}
 
     def _breaker(self, target: ResolvedTarget) -> CircuitBreaker:
-        key = (target.provider, target.custom_host or "")
+        key = _key(target)
         breaker = self._breakers.get(key)
         if breaker is None:
             breaker = CircuitBreaker(target.provider, _without_query(target.custom_host))
@@ -65,7 +67,7 @@ class CircuitBreakers:
         """Whether a request may go to ``target`` now (without claiming a trial slot)."""
         if not self.options.enabled:
             return True
-        breaker = self._breakers.get((target.provider, target.custom_host or ""))
+        breaker = self._breakers.get(_key(target))
         if breaker is None or breaker.state is CircuitState.CLOSED:
             return True
         if breaker.state is CircuitState.OPEN:
@@ -110,7 +112,7 @@ class CircuitBreakers:
 
     def release(self, target: ResolvedTarget) -> None:
         """Give back a trial slot whose request ended without an outcome (client left)."""
-        breaker = self._breakers.get((target.provider, target.custom_host or ""))
+        breaker = self._breakers.get(_key(target))
         if breaker is not None:
             breaker.trial_in_flight = False
 
@@ -140,6 +142,13 @@ class CircuitBreakers:
                 }
             )
         return sorted(rows, key=lambda row: (row["provider"], row["base_url"]))
+
+
+def _key(target: ResolvedTarget) -> tuple[str, str, bytes]:
+    # Options are part of an upstream's identity (an in-process provider's whole behaviour
+    # may hang on them), so two targets differing only there do not share a circuit.
+    options = orjson.dumps(target.options, option=orjson.OPT_SORT_KEYS) if target.options else b""
+    return target.provider, target.custom_host or "", options
 
 
 def _without_query(url: str | None) -> str:
