@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -17,11 +18,12 @@ def test_demo_runs_and_exits_by_itself() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "COLUMNS": "200"},  # one line per request, unwrapped
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "every request behaved as expected" in out
-    assert "gateway log 200 POST /v1/chat/completions provider=mock" in out
+    assert "gateway log 200 POST /v1/chat/completions mock config " in out
     assert "client got 503" in out and "client got 400" in out
     assert "'answered by the backup' (x-portkey-last-used-option-index:" in out
     assert "config.targets[1] (after 503)" in out
