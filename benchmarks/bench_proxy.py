@@ -62,6 +62,9 @@ STREAM_BODY = (
     )
     + b"data: [DONE]\n\n"
 )
+FAILURE_BODY = orjson.dumps(
+    {"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}}
+)
 REQUEST = orjson.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 4}
 )
@@ -81,6 +84,8 @@ def run_upstream(port: int) -> None:
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         body = await request.read()
+        if request.path.startswith("/fail/"):  # a provider that is down (for fallbacks)
+            return web.Response(status=503, body=FAILURE_BODY, content_type="application/json")
         if b'"stream":true' in body.replace(b" ", b""):
             return web.Response(body=STREAM_BODY, content_type="text/event-stream")
         return web.Response(body=CHAT_BODY, content_type="application/json")
