@@ -446,3 +446,22 @@ def test_circuit_open_single_target_fails_fast(tmp_path: Path, fake: FakeUpstrea
         assert info.value.status_code == 503
         assert isinstance(info.value.body, dict) and info.value.body["code"] == "circuit_open"
         assert len(fake.requests) == 2
+
+
+def test_streams_failing_mid_way_count_against_the_circuit(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    truncated = Reply(stream=[chunk("partial ")], done=False)
+    fake.script(f"/a{CHAT}", truncated, truncated)
+    path = server_file(
+        tmp_path,
+        fake,
+        routing={"circuit_breaker": {"enabled": True, "failure_threshold": 2, "cooldown": 60}},
+    )
+    with mounted_gateway(path) as running:
+        for _ in range(2):
+            _, error = read_until_error(sdk(running, upstream(fake, "a")))
+            assert "ended without a finish_reason" in error.message
+        with pytest.raises(openai.InternalServerError) as info:
+            chat(sdk(running, upstream(fake, "a")))
+        assert isinstance(info.value.body, dict) and info.value.body["code"] == "circuit_open"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -278,7 +278,7 @@ class Router:
                     response = await provider.call(call, self.transport)
                     if response.stream is not None and response.status < 400:
                         # Still inside the attempt's deadline: a slow first event times out.
-                        await self._first_event(response, target.provider)
+                        await self._first_event(response, target)
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"provider {target.provider!r} did not answer within "
@@ -307,26 +307,32 @@ class Router:
         attempt.status = response.status
         return response, None
 
-    async def _first_event(self, response: GatewayResponse, provider: str) -> None:
+    async def _first_event(self, response: GatewayResponse, target: ResolvedTarget) -> None:
         """Guard the stream and read its first event, so early failures can fall back."""
         assert response.stream is not None
         guarded = StreamGuard(
             response.stream,
-            provider=provider,
+            provider=target.provider,
             idle_timeout=self.options.stream_idle_timeout,
         ).__aiter__()
         try:
             first = await anext(guarded)
         except StopAsyncIteration:
             first = b""
-        response.stream = _prepend(first, guarded)
+        response.stream = self._relay(first, guarded, target)
 
-
-async def _prepend(first: bytes, rest: Any) -> Any:
-    if first:
-        yield first
-    async for chunk in rest:
-        yield chunk
+    async def _relay(
+        self, first: bytes, rest: AsyncIterator[bytes], target: ResolvedTarget
+    ) -> AsyncIterator[bytes]:
+        """The committed stream; a failure past its first event still counts for the circuit."""
+        if first:
+            yield first
+        try:
+            async for chunk in rest:
+                yield chunk
+        except GatewayError as error:
+            self.breakers.record(target, healthy=not _provider_fault(error.status, error))
+            raise
 
 
 def _provider_fault(status: int, error: GatewayError | None) -> bool:
