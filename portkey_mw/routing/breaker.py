@@ -38,6 +38,7 @@ class CircuitBreaker:
     consecutive_failures: int = 0
     opened_at: float = 0.0
     trial_in_flight: bool = False
+    trial_started: float = 0.0
     times_opened: int = 0
 
 
@@ -72,7 +73,7 @@ class CircuitBreakers:
             return True
         if breaker.state is CircuitState.OPEN:
             return self._clock() - breaker.opened_at >= self.options.cooldown
-        return not breaker.trial_in_flight
+        return not self._trial_pending(breaker)
 
     def acquire(self, target: ResolvedTarget) -> bool:
         """Claim the right to send one request to ``target``; False means skip it."""
@@ -85,10 +86,19 @@ class CircuitBreakers:
             if self._clock() - breaker.opened_at < self.options.cooldown:
                 return False
             breaker.state = CircuitState.HALF_OPEN
-        if breaker.trial_in_flight:
+        if self._trial_pending(breaker):
             return False
         breaker.trial_in_flight = True
+        breaker.trial_started = self._clock()
         return True
+
+    def _trial_pending(self, breaker: CircuitBreaker) -> bool:
+        # A trial whose outcome never came back (its response was abandoned unread) stops
+        # blocking after one cooldown, so a circuit cannot stay half-open forever.
+        return (
+            breaker.trial_in_flight
+            and self._clock() - breaker.trial_started < self.options.cooldown
+        )
 
     def record(self, target: ResolvedTarget, *, healthy: bool) -> None:
         """Record the outcome of a request that :meth:`acquire` let through."""

@@ -303,7 +303,9 @@ class Router:
             raise
         finally:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
-        self.breakers.record(target, healthy=not _provider_fault(response.status, None))
+        if response.stream is None or response.status >= 400:
+            self.breakers.record(target, healthy=not _provider_fault(response.status, None))
+        # else: a committed stream's health is known when it ends (see _relay)
         attempt.status = response.status
         return response, None
 
@@ -324,15 +326,22 @@ class Router:
     async def _relay(
         self, first: bytes, rest: AsyncIterator[bytes], target: ResolvedTarget
     ) -> AsyncIterator[bytes]:
-        """The committed stream; a failure past its first event still counts for the circuit."""
-        if first:
-            yield first
+        """The committed stream; how it ends is what counts for the target's circuit."""
+        healthy: bool | None = None
         try:
+            if first:
+                yield first
             async for chunk in rest:
                 yield chunk
+            healthy = True
         except GatewayError as error:
-            self.breakers.record(target, healthy=not _provider_fault(error.status, error))
+            healthy = not _provider_fault(error.status, error)
             raise
+        finally:
+            if healthy is None:
+                self.breakers.release(target)  # the client left: no verdict
+            else:
+                self.breakers.record(target, healthy=healthy)
 
 
 def _provider_fault(status: int, error: GatewayError | None) -> bool:
