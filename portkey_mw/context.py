@@ -31,8 +31,20 @@ class Attempt:
     provider: str
     status: int | None = None
     error_type: str | None = None
+    error_code: str | None = None
     error: str | None = None
     latency_ms: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The attempt as listed in error bodies and log records (no message, no keys)."""
+        return {
+            "target": self.target,
+            "provider": self.provider,
+            "status": self.status,
+            "error_type": self.error_type,
+            "error_code": self.error_code,
+            "latency_ms": round(self.latency_ms, 3),
+        }
 
 
 class GatewayResponse:

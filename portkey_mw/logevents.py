@@ -82,16 +82,7 @@ class LogEvent:
         if self.metadata:
             record["metadata"] = self.metadata
         if len(self.attempts) > 1 or self.error_type:
-            record["attempts"] = [
-                {
-                    "target": a.target,
-                    "provider": a.provider,
-                    "status": a.status,
-                    "error_type": a.error_type,
-                    "latency_ms": round(a.latency_ms, 3),
-                }
-                for a in self.attempts
-            ]
+            record["attempts"] = [a.summary() for a in self.attempts]
         if self.error_type:
             record["error_type"] = self.error_type
             record["error_message"] = self.error_message

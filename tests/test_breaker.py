@@ -91,6 +91,7 @@ def test_snapshot_hides_query_strings() -> None:
     assert row == {
         "provider": "openai",
         "base_url": "http://a.test/v1",
+        "options_digest": "",
         "state": "open",
         "consecutive_failures": 3,
         "times_opened": 1,

@@ -268,6 +268,8 @@ def test_server_request_timeout_is_the_default_per_attempt(tmp_path: Path) -> No
         ({"metadata.tier": {"$like": "gold"}}, "unknown operator '$like'"),
         ({"$xor": [{"metadata.a": 1}]}, "unknown operator '$xor'"),
         ({"params.model": {"$regex": "(unclosed"}}, "does not compile"),
+        ({"$and": {"metadata.a": 1}}, "$and takes a list of queries"),
+        ({"metadata.team": {"$in": "research"}}, "$in takes a list of values"),
     ],
 )
 def test_bad_conditions_name_the_rule(query: dict[str, object], mentions: str) -> None:

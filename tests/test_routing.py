@@ -465,3 +465,56 @@ def test_streams_failing_mid_way_count_against_the_circuit(
         with pytest.raises(openai.InternalServerError) as info:
             chat(sdk(running, upstream(fake, "a")))
         assert isinstance(info.value.body, dict) and info.value.body["code"] == "circuit_open"
+
+
+def breaker_gateway(tmp_path: Path, fake: FakeUpstream) -> Any:
+    path = server_file(
+        tmp_path,
+        fake,
+        routing={"circuit_breaker": {"enabled": True, "failure_threshold": 2, "cooldown": 60}},
+    )
+    return mounted_gateway(path)
+
+
+def test_header_hosts_have_their_own_circuits(tmp_path: Path, fake: FakeUpstream) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    plain = {"provider": "openai"}
+    with breaker_gateway(tmp_path, fake) as running:
+        for _ in range(2):
+            with pytest.raises((openai.APIConnectionError, openai.APIStatusError)):
+                chat(sdk(running, plain, **{"x-portkey-custom-host": dead}))
+        # The dead host's circuit is open; the provider's other hosts are not affected.
+        raw = chat(sdk(running, plain, **{"x-portkey-custom-host": f"{fake.host_url}/a/v1"}))
+        assert raw.parse().choices[0].message.content == "echo: route me"
+
+
+def test_open_circuit_falls_back_whatever_the_status_list(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    fake.script(f"/a{CHAT}", Reply(status=500), Reply(status=500))
+    with breaker_gateway(tmp_path, fake) as running:
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError):
+                chat(sdk(running, upstream(fake, "a")))
+        config = fallback(upstream(fake, "a"), upstream(fake, "b"), on_status_codes=[429])
+        raw = chat(sdk(running, config))
+        assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+        assert paths(fake) == ["/a", "/a", "/b"]
+
+
+def test_headers_describe_the_failure_returned(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(f"/a{CHAT}", Reply(status=429))
+    fake.script(f"/b{CHAT}", Reply(status=503))
+    with pytest.raises(openai.RateLimitError) as info:
+        chat(sdk(gateway, fallback(upstream(fake, "a"), upstream(fake, "b"))))
+    assert info.value.response.headers["x-portkey-last-used-option-index"] == "config.targets[0]"
+
+
+def test_config_problem_outranks_a_provider_outage(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    fake.script(f"/a{CHAT}", Reply(status=503))
+    no_key = {"provider": "groq", "custom_host": f"{fake.host_url}/b/v1"}
+    with pytest.raises(openai.AuthenticationError) as info:
+        chat(sdk(gateway, fallback(upstream(fake, "a", api_key="sk-a"), no_key)))
+    assert "no API key for provider 'groq'" in info.value.message

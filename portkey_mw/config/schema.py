@@ -79,6 +79,12 @@ def _check_query(node: Any) -> None:
             if key.startswith("$") and key not in CONDITION_OPERATORS:
                 known = ", ".join(sorted(CONDITION_OPERATORS))
                 raise ValueError(f"unknown operator {key!r} (known: {known})")
+            if key in ("$and", "$or") and not (
+                isinstance(value, list) and all(isinstance(q, dict) for q in value)
+            ):
+                raise ValueError(f"{key} takes a list of queries, got {value!r}")
+            if key in ("$in", "$nin") and not isinstance(value, list):
+                raise ValueError(f"{key} takes a list of values, got {value!r}")
             if key == "$regex":
                 try:
                     re.compile(str(value))

@@ -8,6 +8,7 @@ success closes the circuit, failure opens it for another cooldown).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class CircuitBreaker:
 
     provider: str
     base_url: str
+    #: a short digest of the provider options that are part of the key (values may be secret)
+    options_digest: str
     state: CircuitState = CircuitState.CLOSED
     consecutive_failures: int = 0
     opened_at: float = 0.0
@@ -60,7 +63,8 @@ class CircuitBreakers:
         key = _key(target)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = CircuitBreaker(target.provider, _without_query(target.custom_host))
+            digest = hashlib.sha256(key[2]).hexdigest()[:8] if key[2] else ""
+            breaker = CircuitBreaker(target.provider, _without_query(target.custom_host), digest)
             self._breakers[key] = breaker
         return breaker
 
@@ -145,13 +149,16 @@ class CircuitBreakers:
                 {
                     "provider": breaker.provider,
                     "base_url": breaker.base_url,
+                    "options_digest": breaker.options_digest,
                     "state": breaker.state.value,
                     "consecutive_failures": breaker.consecutive_failures,
                     "times_opened": breaker.times_opened,
                     "retry_in_seconds": round(remaining, 3),
                 }
             )
-        return sorted(rows, key=lambda row: (row["provider"], row["base_url"]))
+        return sorted(
+            rows, key=lambda row: (row["provider"], row["base_url"], row["options_digest"])
+        )
 
 
 def _key(target: ResolvedTarget) -> tuple[str, str, bytes]:

@@ -16,6 +16,7 @@ Resilience rules, each there so the gateway never makes an outage worse:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -43,15 +44,25 @@ from portkey_mw.transport import Transport
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Never retried, whatever a config says: retrying cannot change the answer.
 NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
+#: Codes of failures that stand for attempts never made; a fallback always moves past them.
+REFUSALS = frozenset({"circuit_open", "attempt_budget"})
 
 
 class _Failure(Exception):
     """A target failed in a way its parent strategy may act on."""
 
-    def __init__(self, response: GatewayResponse | None, error: GatewayError | None) -> None:
+    def __init__(
+        self,
+        response: GatewayResponse | None,
+        error: GatewayError | None,
+        target: ResolvedTarget,
+        retries: int = 0,
+    ) -> None:
         super().__init__()
         self.response = response
         self.error = error
+        self.target = target
+        self.retries = retries
 
     @property
     def status(self) -> int:
@@ -65,18 +76,24 @@ class _Failure(Exception):
         """The provider never answered: a connection error or a timeout."""
         return isinstance(self.error, UpstreamConnectionError | UpstreamTimeout)
 
+    @property
+    def refused(self) -> bool:
+        """No attempt was made: the circuit was open or the attempt budget spent."""
+        return self.error is not None and self.error.code in REFUSALS
+
     def rank(self) -> int:
         """How much this failure tells the client; lower is more meaningful.
 
-        A provider's own 4xx says what to fix; a 429 says when to come back; a provider's
-        5xx beats the gateway's own verdicts (timeout, unreachable, circuit open, budget).
+        A 4xx -- the provider's, or the gateway's verdict on the request or config -- says
+        what to fix; a 429 says when to come back; a provider's 5xx beats the gateway's own
+        verdicts on the upstream (timeout, unreachable) and attempts never made.
         """
         status = self.status
-        if self.response is not None:
-            return 0 if status < 500 and status != 429 else 1 if status == 429 else 2
-        if self.error is not None and self.error.code in ("circuit_open", "attempt_budget"):
+        if self.refused:
             return 5
-        return 3 if isinstance(self.error, UpstreamTimeout) else 4
+        if self.unreachable:
+            return 3 if isinstance(self.error, UpstreamTimeout) else 4
+        return 1 if status == 429 else 0 if status < 500 else 2
 
     async def aclose(self) -> None:
         if self.response is not None:
@@ -131,7 +148,10 @@ class Router:
         for failure in walk.failures:
             if failure is not chosen:
                 await failure.aclose()
-        listed = _attempt_list(ctx) if len(ctx.attempts) > 1 else None
+        # The response headers describe the failure the client receives.
+        ctx.provider, ctx.target_index = chosen.target.provider, chosen.target.path
+        ctx.response_headers["x-portkey-retry-attempt-count"] = str(chosen.retries)
+        listed = [a.summary() for a in ctx.attempts] if len(ctx.attempts) > 1 else None
         if chosen.response is not None:
             if listed:
                 _add_attempts(chosen.response, listed)
@@ -149,7 +169,7 @@ class Router:
                 try:
                     return await self._run(ctx, child, walk)
                 except _Failure as failure:
-                    if not self._falls_back(node, failure) or walk.attempts_left <= 0:
+                    if not self._falls_back(node, failure):
                         raise
             raise walk.failures[-1]
         if node.mode is StrategyMode.LOADBALANCE:
@@ -160,6 +180,8 @@ class Router:
 
     @staticmethod
     def _falls_back(node: StrategyNode, failure: _Failure) -> bool:
+        if failure.refused:
+            return True  # nothing was tried; the next target may still answer
         if node.on_status_codes is not None:
             return failure.status in node.on_status_codes
         return failure.unreachable or failure.status == 429 or failure.status >= 500
@@ -184,6 +206,8 @@ class Router:
         self, ctx: RequestContext, target: ResolvedTarget, walk: _Walk
     ) -> GatewayResponse:
         ctx.provider, ctx.target_index = target.provider, target.path
+        # Circuits follow the upstream actually called, header-chosen host included.
+        upstream = _effective_upstream(ctx, target)
         retry = target.retry
         retries_allowed = retry.attempts if retry else 0
         retry_on = (
@@ -193,16 +217,16 @@ class Router:
         ) - NEVER_RETRIED
         retries = 0
         while True:
-            failure = self._refuse(ctx, target, walk)
+            failure = self._refuse(ctx, target, upstream, walk)
             if failure is not None:
                 walk.failures.append(failure)
                 raise failure
             walk.attempts_left -= 1
-            response, error = await self._attempt(ctx, target)
+            response, error = await self._attempt(ctx, target, upstream)
             ctx.response_headers["x-portkey-retry-attempt-count"] = str(retries)
             if response is not None and response.status < 400:
                 return response
-            failure = _Failure(response, error)
+            failure = _Failure(response, error, target, retries)
             retryable = failure.status in retry_on or failure.unreachable
             if retries < retries_allowed and retryable and walk.attempts_left > 0:
                 honour = retry is None or retry.use_retry_after_header
@@ -214,7 +238,9 @@ class Router:
             walk.failures.append(failure)
             raise failure
 
-    def _refuse(self, ctx: RequestContext, target: ResolvedTarget, walk: _Walk) -> _Failure | None:
+    def _refuse(
+        self, ctx: RequestContext, target: ResolvedTarget, upstream: ResolvedTarget, walk: _Walk
+    ) -> _Failure | None:
         """A failure standing for an attempt not made: budget spent or circuit open."""
         if walk.attempts_left <= 0:
             error = GatewayError(
@@ -224,10 +250,10 @@ class Router:
                 code="attempt_budget",
                 provider=target.provider,
             )
-        elif not self.breakers.acquire(target):
+        elif not self.breakers.acquire(upstream):
             error = GatewayError(
                 f"{target.path} ({target.provider}) is skipped: its circuit is open after "
-                f"repeated failures; next trial in {self.breakers.retry_in(target):.0f} s",
+                f"repeated failures; next trial in {self.breakers.retry_in(upstream):.0f} s",
                 status=503,
                 code="circuit_open",
                 provider=target.provider,
@@ -239,11 +265,12 @@ class Router:
                 target=target.path,
                 provider=target.provider,
                 status=error.status,
-                error_type=error.code,
+                error_type=error.type,
+                error_code=error.code,
                 error=error.message,
             )
         )
-        return _Failure(None, error)
+        return _Failure(None, error, target)
 
     def _backoff(self, retries: int, response: GatewayResponse | None, honour: bool) -> float:
         options = self.options
@@ -256,7 +283,7 @@ class Router:
         return self.rng.uniform(0, ceiling)
 
     async def _attempt(
-        self, ctx: RequestContext, target: ResolvedTarget
+        self, ctx: RequestContext, target: ResolvedTarget, upstream: ResolvedTarget
     ) -> tuple[GatewayResponse | None, GatewayError | None]:
         """One upstream call; a stream is read up to its first event before it counts."""
         provider = self.providers[target.provider]
@@ -278,7 +305,7 @@ class Router:
                     response = await provider.call(call, self.transport)
                     if response.stream is not None and response.status < 400:
                         # Still inside the attempt's deadline: a slow first event times out.
-                        await self._first_event(response, target)
+                        await self._first_event(response, upstream)
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"provider {target.provider!r} did not answer within "
@@ -287,24 +314,25 @@ class Router:
         except GatewayError as error:
             if response is not None:
                 await response.aclose()
-            self.breakers.record(target, healthy=not _provider_fault(error.status, error))
+            self.breakers.record(upstream, healthy=not _provider_fault(error.status, error))
             error.provider = error.provider or target.provider
-            attempt.status, attempt.error_type, attempt.error = (
+            attempt.status, attempt.error_type, attempt.error_code, attempt.error = (
                 error.status,
                 error.type,
+                error.code,
                 error.message,
             )
             return None, error
         except BaseException:
             # Cancelled (the client left) or a bug: no verdict on the upstream's health.
-            self.breakers.release(target)
+            self.breakers.release(upstream)
             if response is not None:
                 await response.aclose()
             raise
         finally:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
         if response.stream is None or response.status >= 400:
-            self.breakers.record(target, healthy=not _provider_fault(response.status, None))
+            self.breakers.record(upstream, healthy=not _provider_fault(response.status, None))
         # else: a committed stream's health is known when it ends (see _relay)
         attempt.status = response.status
         return response, None
@@ -336,6 +364,7 @@ class Router:
             healthy = True
         except GatewayError as error:
             healthy = not _provider_fault(error.status, error)
+            error.provider = error.provider or target.provider
             raise
         finally:
             if healthy is None:
@@ -361,16 +390,12 @@ def _choose_conditional(ctx: RequestContext, node: StrategyNode) -> PlanNode:
     )
 
 
-def _attempt_list(ctx: RequestContext) -> list[dict[str, Any]]:
-    return [
-        {
-            "target": a.target,
-            "provider": a.provider,
-            "status": a.status,
-            "error_type": a.error_type,
-        }
-        for a in ctx.attempts
-    ]
+def _effective_upstream(ctx: RequestContext, target: ResolvedTarget) -> ResolvedTarget:
+    """``target`` as its circuit sees it: with the host the request really goes to."""
+    header_host = ctx.headers.get("x-portkey-custom-host")
+    if target.custom_host or not header_host:
+        return target
+    return dataclasses.replace(target, custom_host=header_host.rstrip("/"))
 
 
 def _add_attempts(response: GatewayResponse, attempts: list[dict[str, Any]]) -> None:
