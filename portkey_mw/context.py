@@ -12,6 +12,7 @@ import orjson
 
 if TYPE_CHECKING:
     from portkey_mw.config.schema import Config
+    from portkey_mw.errors import GatewayError
 
 
 class Endpoint(StrEnum):
@@ -34,6 +35,11 @@ class Attempt:
     error_code: str | None = None
     error: str | None = None
     latency_ms: float = 0.0
+
+    def record_error(self, error: GatewayError) -> None:
+        """Note the gateway error this attempt ended with."""
+        self.status, self.error_type = error.status, error.type
+        self.error_code, self.error = error.code, error.message
 
     def summary(self) -> dict[str, Any]:
         """The attempt as listed in error bodies and log records (no message, no keys)."""

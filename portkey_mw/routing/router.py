@@ -260,16 +260,9 @@ class Router:
             )
         else:
             return None
-        ctx.attempts.append(
-            Attempt(
-                target=target.path,
-                provider=target.provider,
-                status=error.status,
-                error_type=error.type,
-                error_code=error.code,
-                error=error.message,
-            )
-        )
+        attempt = Attempt(target=target.path, provider=target.provider)
+        attempt.record_error(error)
+        ctx.attempts.append(attempt)
         return _Failure(None, error, target)
 
     def _backoff(self, retries: int, response: GatewayResponse | None, honour: bool) -> float:
@@ -316,12 +309,7 @@ class Router:
                 await response.aclose()
             self.breakers.record(upstream, healthy=not _provider_fault(error.status, error))
             error.provider = error.provider or target.provider
-            attempt.status, attempt.error_type, attempt.error_code, attempt.error = (
-                error.status,
-                error.type,
-                error.code,
-                error.message,
-            )
+            attempt.record_error(error)
             return None, error
         except BaseException:
             # Cancelled (the client left) or a bug: no verdict on the upstream's health.
