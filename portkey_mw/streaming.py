@@ -105,6 +105,8 @@ class StreamGuard:
         self.finished = False
         self.done = False
         self.events = 0
+        #: events that carried data (not comments or keep-alives)
+        self.data_events = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._relay()
@@ -159,6 +161,7 @@ class StreamGuard:
                     self._check_data(data)
                 except GatewayError as failure:
                     return out, failure
+                self.data_events += 1
             self.events += 1
             out += event + b"\n\n"
         return out, None

@@ -518,3 +518,18 @@ def test_config_problem_outranks_a_provider_outage(
     with pytest.raises(openai.AuthenticationError) as info:
         chat(sdk(gateway, fallback(upstream(fake, "a", api_key="sk-a"), no_key)))
     assert "no API key for provider 'groq'" in info.value.message
+
+
+def test_stream_whose_first_data_event_is_late_falls_back(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """Headers and a keep-alive came at once; the first real event would come too late."""
+    fake.script(
+        f"/a{CHAT}",
+        Reply(stream=[b": keep-alive\n\n", chunk("too late", "stop")], chunk_delay=5),
+    )
+    config = fallback(upstream(fake, "a", request_timeout=500), upstream(fake, "b"))
+    started = time.monotonic()
+    assert stream_text(sdk(gateway, config)) == "echo: route me"
+    assert time.monotonic() - started < 4
+    assert paths(fake) == ["/a", "/b"]

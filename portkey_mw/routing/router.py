@@ -326,17 +326,21 @@ class Router:
         return response, None
 
     async def _first_event(self, response: GatewayResponse, target: ResolvedTarget) -> None:
-        """Guard the stream and read its first event, so early failures can fall back."""
+        """Guard the stream and read up to its first data event, so that early failures (keep-
+        alive comments do not count as a start) can still fall back."""
         assert response.stream is not None
-        guarded = StreamGuard(
+        guard = StreamGuard(
             response.stream,
             provider=target.provider,
             idle_timeout=self.options.stream_idle_timeout,
-        ).__aiter__()
-        try:
-            first = await anext(guarded)
-        except StopAsyncIteration:
-            first = b""
+        )
+        guarded = guard.__aiter__()
+        first = b""
+        while not guard.data_events and not guard.done:
+            try:
+                first += await anext(guarded)
+            except StopAsyncIteration:
+                break
         response.stream = self._relay(first, guarded, target)
 
     async def _relay(
