@@ -104,3 +104,15 @@ def test_disabled_breaker_never_skips() -> None:
     for _ in range(10):
         fail(cb)
     assert cb.available(TARGET) and cb.acquire(TARGET)
+
+
+def test_healthy_upstreams_leave_no_state_and_the_table_is_bounded() -> None:
+    from portkey_mw.routing import breaker as module
+
+    cb = breakers(Clock(), threshold=1)
+    assert cb.acquire(TARGET)
+    cb.record(TARGET, healthy=True)
+    assert cb.snapshot() == []
+    for index in range(module.MAX_BREAKERS + 50):
+        fail(cb, ResolvedTarget(path="config", provider="openai", custom_host=f"http://h{index}"))
+    assert len(cb.snapshot()) == module.MAX_BREAKERS

@@ -422,7 +422,7 @@ def test_circuit_opens_and_loadbalance_spreads_over_healthy_targets(
         state = {c["base_url"]: c for c in circuits}
         assert state[f"{fake.host_url}/a/v1"]["state"] == "open"
         assert state[f"{fake.host_url}/a/v1"]["times_opened"] == 1
-        assert state[f"{fake.host_url}/b/v1"]["state"] == "closed"
+        assert f"{fake.host_url}/b/v1" not in state  # never failed: nothing to track
         fake.reset()
         for _ in range(20):
             chat(sdk(running, balanced))
@@ -533,3 +533,15 @@ def test_stream_whose_first_data_event_is_late_falls_back(
     assert stream_text(sdk(gateway, config)) == "echo: route me"
     assert time.monotonic() - started < 4
     assert paths(fake) == ["/a", "/b"]
+
+
+def test_circuit_opening_during_retries_returns_the_real_failure(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    fake.script(f"/a{CHAT}", *[Reply(status=500) for _ in range(5)])
+    with breaker_gateway(tmp_path, fake) as running:
+        with pytest.raises(openai.InternalServerError) as info:
+            chat(sdk(running, upstream(fake, "a", retry={"attempts": 4})))
+        assert info.value.status_code == 500  # the provider's answer, not circuit_open
+        assert info.value.response.headers["x-portkey-retry-attempt-count"] == "1"
+        assert len(fake.requests) == 2

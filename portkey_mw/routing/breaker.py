@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +20,9 @@ import orjson
 
 from portkey_mw.config.server import CircuitBreakerOptions
 from portkey_mw.routing.plan import ResolvedTarget
+
+#: Upstreams whose health is tracked at once; the oldest closed circuits are forgotten first.
+MAX_BREAKERS = 1024
 
 
 class CircuitState(StrEnum):
@@ -57,22 +61,35 @@ class CircuitBreakers:
     ) -> None:
         self.options = options
         self._clock = clock
-        self._breakers: dict[tuple[str, str, bytes], CircuitBreaker] = {}
+        # Only upstreams that failed get a breaker (a healthy one needs no state), and the
+        # table is bounded: clients choose hosts (x-portkey-custom-host), so they must not
+        # be able to grow it without limit.
+        self._breakers: OrderedDict[tuple[str, str, bytes], CircuitBreaker] = OrderedDict()
 
-    def _breaker(self, target: ResolvedTarget) -> CircuitBreaker:
+    def _breaker(self, target: ResolvedTarget, *, create: bool) -> CircuitBreaker | None:
         key = _key(target)
         breaker = self._breakers.get(key)
-        if breaker is None:
+        if breaker is None and create:
             digest = hashlib.sha256(key[2]).hexdigest()[:8] if key[2] else ""
             breaker = CircuitBreaker(target.provider, _without_query(target.custom_host), digest)
             self._breakers[key] = breaker
+            if len(self._breakers) > MAX_BREAKERS:
+                self._evict()
         return breaker
+
+    def _evict(self) -> None:
+        """Forget the oldest closed breaker (or, when all are open, the oldest one)."""
+        for key, breaker in self._breakers.items():
+            if breaker.state is CircuitState.CLOSED:
+                del self._breakers[key]
+                return
+        self._breakers.popitem(last=False)
 
     def available(self, target: ResolvedTarget) -> bool:
         """Whether a request may go to ``target`` now (without claiming a trial slot)."""
         if not self.options.enabled:
             return True
-        breaker = self._breakers.get(_key(target))
+        breaker = self._breaker(target, create=False)
         if breaker is None or breaker.state is CircuitState.CLOSED:
             return True
         if breaker.state is CircuitState.OPEN:
@@ -83,8 +100,8 @@ class CircuitBreakers:
         """Claim the right to send one request to ``target``; False means skip it."""
         if not self.options.enabled:
             return True
-        breaker = self._breaker(target)
-        if breaker.state is CircuitState.CLOSED:
+        breaker = self._breaker(target, create=False)
+        if breaker is None or breaker.state is CircuitState.CLOSED:
             return True
         if breaker.state is CircuitState.OPEN:
             if self._clock() - breaker.opened_at < self.options.cooldown:
@@ -108,7 +125,9 @@ class CircuitBreakers:
         """Record the outcome of a request that :meth:`acquire` let through."""
         if not self.options.enabled:
             return
-        breaker = self._breaker(target)
+        breaker = self._breaker(target, create=not healthy)
+        if breaker is None:
+            return
         breaker.trial_in_flight = False
         if healthy:
             breaker.state = CircuitState.CLOSED
@@ -126,14 +145,14 @@ class CircuitBreakers:
 
     def release(self, target: ResolvedTarget) -> None:
         """Give back a trial slot whose request ended without an outcome (client left)."""
-        breaker = self._breakers.get(_key(target))
+        breaker = self._breaker(target, create=False)
         if breaker is not None:
             breaker.trial_in_flight = False
 
     def retry_in(self, target: ResolvedTarget) -> float:
         """Seconds until an open circuit lets a trial request through."""
-        breaker = self._breaker(target)
-        if breaker.state is not CircuitState.OPEN:
+        breaker = self._breaker(target, create=False)
+        if breaker is None or breaker.state is not CircuitState.OPEN:
             return 0.0
         return max(0.0, self.options.cooldown - (self._clock() - breaker.opened_at))
 

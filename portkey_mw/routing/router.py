@@ -173,7 +173,7 @@ class Router:
                         raise
             raise walk.failures[-1]
         if node.mode is StrategyMode.LOADBALANCE:
-            return await self._run(ctx, self._choose_weighted(node), walk)
+            return await self._run(ctx, self._choose_weighted(ctx, node), walk)
         if node.mode is StrategyMode.CONDITIONAL:
             return await self._run(ctx, _choose_conditional(ctx, node), walk)
         return await self._run(ctx, node.children[0], walk)
@@ -186,19 +186,19 @@ class Router:
             return failure.status in node.on_status_codes
         return failure.unreachable or failure.status == 429 or failure.status >= 500
 
-    def _choose_weighted(self, node: StrategyNode) -> PlanNode:
+    def _choose_weighted(self, ctx: RequestContext, node: StrategyNode) -> PlanNode:
         """Pick a child by weight, among those with a closed (or trial-ready) circuit."""
-        healthy = [child for child in node.children if self._available(child)]
+        healthy = [child for child in node.children if self._available(ctx, child)]
         pool = healthy or list(node.children)
         weights = [child.weight for child in pool]
         if not any(weights):
             pool, weights = list(node.children), [child.weight for child in node.children]
         return self.rng.choices(pool, weights=weights)[0]
 
-    def _available(self, node: PlanNode) -> bool:
+    def _available(self, ctx: RequestContext, node: PlanNode) -> bool:
         if isinstance(node, ResolvedTarget):
-            return self.breakers.available(node)
-        return any(self._available(child) for child in node.children)
+            return self.breakers.available(_effective_upstream(ctx, node))
+        return any(self._available(ctx, child) for child in node.children)
 
     # -- one target: circuit, retries, backoff ------------------------------------------
 
@@ -228,7 +228,14 @@ class Router:
                 return response
             failure = _Failure(response, error, target, retries)
             retryable = failure.status in retry_on or failure.unreachable
-            if retries < retries_allowed and retryable and walk.attempts_left > 0:
+            if (
+                retries < retries_allowed
+                and retryable
+                and walk.attempts_left > 0
+                # A circuit that opened on this failure ends the retries: the client gets
+                # the real failure, not a refusal.
+                and self.breakers.available(upstream)
+            ):
                 honour = retry is None or retry.use_retry_after_header
                 delay = self._backoff(retries, response, honour)
                 await failure.aclose()
