@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
@@ -50,6 +51,8 @@ class SSEDecoder:
 
 def event_data(event: bytes) -> bytes | None:
     """The joined ``data:`` lines of one event, or ``None`` when it has none."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]  # the usual one-line event, without splitting
     data = [
         line[5:].lstrip(b" ") if line.startswith(b"data:") else None for line in event.split(b"\n")
     ]
@@ -65,6 +68,62 @@ async def split_events(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield event + b"\n\n"
     for event in decoder.flush():
         yield event + b"\n\n"
+
+
+class _Watchdog:
+    """A read timeout that costs one timer per quiet period, not one per chunk.
+
+    ``asyncio.timeout`` arms and cancels a timer around every read; on a stream of many small
+    chunks that is a large share of the relay's cost. Here a single timer stays armed: when
+    it fires and data came in the meantime, it re-arms itself for the current deadline.
+    Only the time spent waiting for the upstream counts, never the time the client takes.
+    """
+
+    __slots__ = ("_deadline", "_fired", "_handle", "_loop", "_task")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._deadline = math.inf
+        self._fired = False
+
+    async def wait(self, read: Awaitable[bytes], limit: float) -> bytes:
+        """Await ``read``; raise ``TimeoutError`` when it takes longer than ``limit`` s."""
+        self._task = asyncio.current_task()
+        self._deadline = self._loop.time() + limit
+        handle = self._handle
+        if handle is None or handle.when() > self._deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(self._deadline, self._expire)
+        try:
+            return await read
+        except asyncio.CancelledError:
+            task = self._task
+            if self._fired and task is not None and task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._deadline = math.inf
+            self._fired = False
+
+    def _expire(self) -> None:
+        self._handle = None
+        if self._deadline == math.inf:
+            return  # not waiting now; the next read arms a new timer
+        if self._loop.time() < self._deadline:
+            self._handle = self._loop.call_at(self._deadline, self._expire)
+            return
+        if self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def close(self) -> None:
+        """Disarm (the stream ended or was abandoned)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class StreamGuard:
@@ -113,24 +172,27 @@ class StreamGuard:
 
     async def _relay(self) -> AsyncIterator[bytes]:
         timeout = self._first
-        while True:
-            try:
-                async with asyncio.timeout(timeout):
-                    chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise UpstreamTimeout(
-                    f"{self._provider} stream stalled: nothing received for {timeout:g} s",
-                    code="stream_idle_timeout",
-                    provider=self._provider,
-                ) from None
-            timeout = self._idle
-            out, failure = self._check(self._decoder.feed(chunk))
-            if out:
-                yield out  # the good events before a bad one still reach the client
-            if failure is not None:
-                raise failure
+        watchdog = _Watchdog()
+        try:
+            while True:
+                try:
+                    chunk = await watchdog.wait(anext(self._chunks), timeout)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"{self._provider} stream stalled: nothing received for {timeout:g} s",
+                        code="stream_idle_timeout",
+                        provider=self._provider,
+                    ) from None
+                timeout = self._idle
+                out, failure = self._check(self._decoder.feed(chunk))
+                if out:
+                    yield out  # the good events before a bad one still reach the client
+                if failure is not None:
+                    raise failure
+        finally:
+            watchdog.close()
         out, failure = self._check(self._decoder.flush())
         if out and (failure is not None or not (self.done or self.finished)):
             yield out
