@@ -91,3 +91,39 @@ def test_partial_event_is_held_until_complete() -> None:
 def test_comments_and_keepalives_pass(keepalive: bytes) -> None:
     out, code = relay(keepalive, event("x", "stop"), b"data: [DONE]\n\n")
     assert code is None and out.startswith(keepalive)
+
+
+def test_steady_chunks_never_time_out_however_long_the_stream() -> None:
+    chunks = [event(str(i)) for i in range(8)] + [event("end", "stop")]
+    out, code = relay(*chunks, idle=0.2, pause=0.05)  # 0.45 s in all, 0.05 s apart
+    assert code is None and out.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_slow_client_is_not_an_idle_upstream() -> None:
+    async def run() -> str | None:
+        guard = StreamGuard(
+            upstream(event("a"), event("b", "stop")), provider="p", idle_timeout=0.05
+        )
+        try:
+            async for _ in guard:
+                await asyncio.sleep(0.2)  # the client is slow; the upstream had it all ready
+        except GatewayError as failure:
+            return failure.code
+        return None
+
+    assert asyncio.run(run()) is None
+
+
+def test_cancellation_from_outside_is_not_a_timeout() -> None:
+    async def run() -> bool:
+        guard = StreamGuard(upstream(event("a"), pause=5), provider="p", idle_timeout=10)
+        task = asyncio.ensure_future(anext(guard.__aiter__()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(run())
