@@ -139,14 +139,27 @@ class HTTPProvider(Provider):
     ) -> GatewayResponse:
         """Turn a provider error into an OpenAI-style error with the provider's status.
 
-        A body already in OpenAI's shape passes through; anything else is wrapped, with the
-        provider's text kept (shortened) in the message.
+        A body with an ``error`` object keeps its message, type, param and code; anything else
+        is wrapped, with the provider's text kept (shortened) in the message.
         """
         parsed = _loads(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            parsed["error"].setdefault("type", "upstream_error")
-            parsed.setdefault("provider", self.id)
-            return GatewayResponse.from_json(parsed, status, headers)
+            # OpenAI's shape, or one close to it (Anthropic wraps the same fields in
+            # {"type": "error", "error": {...}}): keep the provider's words, in OpenAI's keys.
+            error = parsed["error"]
+            return GatewayResponse.from_json(
+                {
+                    "error": {
+                        "message": str(error.get("message") or f"{self.id} error {status}"),
+                        "type": error.get("type") or "upstream_error",
+                        "param": error.get("param"),
+                        "code": error.get("code"),
+                    },
+                    "provider": self.id,
+                },
+                status,
+                headers,
+            )
         message = _error_text(parsed) if parsed is not None else body.decode("utf-8", "replace")
         message = " ".join(message.split())[:500] or "(empty body)"
         return GatewayResponse.from_json(

@@ -1,0 +1,117 @@
+"""The ``anthropic`` provider: OpenAI chat completions served by Anthropic's Messages API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.errors import AuthenticationError, UpstreamBadResponse
+from portkey_mw.interfaces import ProviderCall
+from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
+from portkey_mw.transport import UpstreamRequest
+
+from .stream import StreamTranslator
+from .translate import ANTHROPIC_VERSION, JSON_TOOL, to_anthropic, to_openai
+
+BASE_URL = "https://api.anthropic.com/v1"
+DROPPED_HEADER = "x-portkey-dropped-params"
+
+
+class AnthropicProvider(HTTPProvider):
+    """Chat completions (plain and streamed, tools, images, JSON mode) over the Messages API.
+
+    Options (config keys or ``x-portkey-<option>`` headers): ``anthropic_version``
+    (default 2023-06-01) and ``anthropic_beta``.
+    """
+
+    id = "anthropic"
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS})
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        key = call.target.api_key
+        if not key:
+            raise AuthenticationError(
+                "no API key for provider 'anthropic': send 'Authorization: Bearer <key>' "
+                "or set api_key on the target in the config",
+                provider=self.id,
+            )
+        headers = forwarded_headers(call)
+        headers["x-api-key"] = key
+        headers["anthropic-version"] = str(
+            self._option(call, "anthropic_version") or ANTHROPIC_VERSION
+        )
+        beta = self._option(call, "anthropic_beta")
+        if beta:
+            headers["anthropic-beta"] = str(beta)
+        base = custom_host(call) or BASE_URL
+        if call.endpoint is Endpoint.MODELS:
+            return UpstreamRequest("GET", base + "/models", headers=headers, timeout=call.timeout)
+        payload, dropped = to_anthropic(call.body or {})
+        if dropped:
+            call.ctx.response_headers[DROPPED_HEADER] = ",".join(sorted(dropped))
+        headers["content-type"] = "application/json"
+        headers["accept"] = "text/event-stream" if call.stream else "application/json"
+        return UpstreamRequest(
+            "POST",
+            base + "/messages",
+            headers=headers,
+            body=orjson.dumps(payload),
+            timeout=call.timeout,
+            stream=call.stream,
+        )
+
+    @staticmethod
+    def _option(call: ProviderCall, name: str) -> Any:
+        options = call.target.options or {}
+        return options.get(name) or call.ctx.headers.get("x-portkey-" + name.replace("_", "-"))
+
+    @staticmethod
+    def _json_mode(call: ProviderCall) -> bool:
+        response_format = (call.body or {}).get("response_format")
+        return isinstance(response_format, dict) and response_format.get("type") in (
+            "json_object",
+            "json_schema",
+        )
+
+    def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        body = call.body or {}
+        translator = StreamTranslator(
+            provider=self.id,
+            model=body.get("model"),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            json_mode=self._json_mode(call),
+        )
+        return translator.translate(chunks)
+
+    def map_body(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict):
+            raise UpstreamBadResponse(
+                f"anthropic answered {status} with a body that is not a JSON object",
+                provider=self.id,
+            )
+        if call.endpoint is Endpoint.MODELS:
+            models = [
+                {"id": m.get("id"), "object": "model", "created": 0, "owned_by": "anthropic"}
+                for m in message.get("data") or []
+            ]
+            return GatewayResponse.from_json({"object": "list", "data": models}, status, headers)
+        return GatewayResponse.from_json(
+            to_openai(message, json_mode=self._json_mode(call)), status, headers
+        )
+
+
+__all__ = ["JSON_TOOL", "AnthropicProvider"]
