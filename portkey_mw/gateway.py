@@ -25,6 +25,8 @@ from portkey_mw.errors import (
     NotFound,
     PluginError,
 )
+from portkey_mw.inbound import InboundFormat
+from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
@@ -49,6 +51,9 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/embeddings": (Endpoint.EMBEDDINGS, "POST"),
     "/v1/models": (Endpoint.MODELS, "GET"),
 }
+#: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
+INBOUND: dict[str, InboundFormat] = {"/v1/messages": AnthropicMessages()}
+ROUTES["/v1/messages"] = (Endpoint.CHAT_COMPLETIONS, "POST")
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
 #: the routing state of this process: every upstream's circuit breaker
 CIRCUITS_PATH = "/v1/admin/circuits"
@@ -243,7 +248,7 @@ class Gateway:
             response_headers=base_headers,
             gateway_state=self.state,
         )
-        await _Exchange(self, ctx, receive, send).run()
+        await _Exchange(self, ctx, receive, send, INBOUND.get(path)).run()
 
     # -- pipeline steps (used by _Exchange) -------------------------------------------
 
@@ -285,6 +290,7 @@ class _Exchange:
         "ctx",
         "error",
         "gateway",
+        "inbound",
         "receive",
         "response_started",
         "send",
@@ -292,8 +298,16 @@ class _Exchange:
         "ttfb",
     )
 
-    def __init__(self, gateway: Gateway, ctx: RequestContext, receive: Receive, send: Send):
+    def __init__(
+        self,
+        gateway: Gateway,
+        ctx: RequestContext,
+        receive: Receive,
+        send: Send,
+        inbound: InboundFormat | None = None,
+    ):
         self.gateway = gateway
+        self.inbound = inbound
         self.ctx = ctx
         self.receive = receive
         self.send = send
@@ -363,6 +377,10 @@ class _Exchange:
         if stream is not None and not isinstance(stream, bool):
             raise InvalidRequest("'stream' must be a boolean", param="stream")
         ctx.body = body
+        if self.inbound is not None:
+            # From here on the pipeline sees OpenAI's shape; the client gets its own back.
+            ctx.set_body(self.inbound.request(body))
+            ctx.state["inbound_format"] = self.inbound.name
 
     async def _process(self) -> None:
         ctx, gateway = self.ctx, self.gateway
@@ -399,9 +417,14 @@ class _Exchange:
         self.status = response.status
         self.response_started = True
         self._done = True
-        await _http.send_bytes(
-            self.send, response.status, response.body or b"", self._response_headers(response)
-        )
+        body = response.body or b""
+        if self.inbound is not None:
+            parsed = response.json()
+            if response.status < 400 and isinstance(parsed, dict):
+                body = orjson.dumps(self.inbound.response(parsed))
+            else:
+                body = self.inbound.provider_error(response.status, parsed)
+        await _http.send_bytes(self.send, response.status, body, self._response_headers(response))
 
     async def _send_stream(self, response: GatewayResponse) -> None:
         assert response.stream is not None
@@ -419,23 +442,22 @@ class _Exchange:
         self.response_started = True
         chunk_hooks = self.gateway.plugins.hook_calls("on_stream_chunk")
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
-        send, tail = self.send, b""
+        tail = _Tail(chunks)
+        relayed = tail if self.inbound is None else self.inbound.stream(tail)
+        send = self.send
         try:
-            async for chunk in chunks:
+            async for chunk in relayed:
                 if self.ttfb is None:
                     self.ttfb = time.perf_counter()
-                # Keep only the end of the stream: the usage chunk and [DONE] live there.
-                tail = (tail + chunk)[-TAIL_BYTES:]
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except GatewayError as error:
             # Bytes already left: the only honest ending is an error event, never a silently
             # truncated stream.
             self.error = error
-            await send(
-                {"type": "http.response.body", "body": error_event(error), "more_body": True}
-            )
-        response.stream_tail = tail
-        response.stream_complete = self.error is None and tail.rstrip().endswith(b"[DONE]")
+            event = error_event(error) if self.inbound is None else self.inbound.stream_error(error)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        response.stream_tail = tail.tail
+        response.stream_complete = self.error is None and tail.tail.rstrip().endswith(b"[DONE]")
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -469,7 +491,8 @@ class _Exchange:
             return
         self.response_started = True
         self._done = True
-        await _http.send_error(self.send, error, self._routing_headers())
+        body = error.to_bytes() if self.inbound is None else self.inbound.error(error)
+        await _http.send_bytes(self.send, error.status, body, self._routing_headers())
 
     async def _emit_log(self) -> None:
         ctx, response = self.ctx, self.ctx.response
@@ -502,6 +525,25 @@ class _Exchange:
             else:
                 event.response_bytes = response.body or b""
         await self.gateway.logs.emit(event)
+
+
+class _Tail:
+    """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
+    there) for the log, before any translation for the client."""
+
+    __slots__ = ("_chunks", "tail")
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.tail = b""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self.tail = (self.tail + chunk)[-TAIL_BYTES:]
+            yield chunk
 
 
 def header_items(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:

@@ -37,7 +37,7 @@ WEATHER_TOOL = {
 
 def test_request_translation() -> None:
     body = {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-fake-1",
         "messages": [
             {"role": "system", "content": "You are terse."},
             {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
@@ -85,7 +85,7 @@ def test_request_translation() -> None:
     }
     payload, dropped = to_anthropic(body)
     assert payload == {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-fake-1",
         "system": [
             {"type": "text", "text": "You are terse."},
             {"type": "text", "text": "Use tools."},
@@ -194,7 +194,7 @@ MESSAGE = {
     "id": "msg_01Aq9w938a90dw8q",
     "type": "message",
     "role": "assistant",
-    "model": "claude-sonnet-4-5",
+    "model": "claude-fake-1",
     "content": [
         {"type": "text", "text": "I'll check the weather."},
         {
@@ -278,7 +278,7 @@ TEXT_AND_TOOL_STREAM = sse(
             "type": "message",
             "role": "assistant",
             "content": [],
-            "model": "claude-sonnet-4-5",
+            "model": "claude-fake-1",
             "stop_reason": None,
             "stop_sequence": None,
             "usage": {"input_tokens": 25, "output_tokens": 1, "cache_read_input_tokens": 5},
@@ -365,7 +365,7 @@ def test_chat_through_the_openai_sdk(gateway: RunningGateway, fake: FakeUpstream
         ),
     )
     raw = client(gateway).chat.completions.with_raw_response.create(
-        model="claude-sonnet-4-5",
+        model="claude-fake-1",
         messages=[{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hello"}],
         seed=3,
     )
@@ -388,7 +388,7 @@ def test_chat_through_the_openai_sdk(gateway: RunningGateway, fake: FakeUpstream
 def test_tool_calls_through_the_openai_sdk(gateway: RunningGateway, fake: FakeUpstream) -> None:
     fake.script("/v1/messages", Reply(json=MESSAGE))
     completion = client(gateway).chat.completions.create(
-        model="claude-sonnet-4-5",
+        model="claude-fake-1",
         messages=[{"role": "user", "content": "Weather in SF?"}],
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
     )
@@ -403,7 +403,7 @@ def test_stream_with_parallel_tool_calls_and_usage(
 ) -> None:
     fake.script("/v1/messages", Reply(stream=TEXT_AND_TOOL_STREAM, done=False))
     stream = client(gateway).chat.completions.create(
-        model="claude-sonnet-4-5",
+        model="claude-fake-1",
         messages=[{"role": "user", "content": "Weather in SF and Paris?"}],
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
         stream=True,
@@ -445,7 +445,7 @@ def test_json_mode_answers_in_content(gateway: RunningGateway, fake: FakeUpstrea
     }
     fake.script("/v1/messages", Reply(json=answer))
     completion = client(gateway).chat.completions.create(
-        model="claude-sonnet-4-5",
+        model="claude-fake-1",
         messages=[{"role": "user", "content": "A city, as JSON"}],
         response_format={"type": "json_object"},
     )
@@ -466,7 +466,7 @@ def test_provider_error_keeps_its_status_and_words(
     )
     with pytest.raises(openai.APIStatusError) as info:
         client(gateway).chat.completions.create(
-            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Hi"}]
+            model="claude-fake-1", messages=[{"role": "user", "content": "Hi"}]
         )
     assert info.value.status_code == 529
     assert info.value.body == {
@@ -484,7 +484,7 @@ def test_error_in_an_unexpected_shape(gateway: RunningGateway, fake: FakeUpstrea
     )
     with pytest.raises(openai.APIStatusError) as info:
         client(gateway).chat.completions.create(
-            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Hi"}]
+            model="claude-fake-1", messages=[{"role": "user", "content": "Hi"}]
         )
     assert info.value.status_code == 502
     assert "anthropic error: <html>bad gateway</html>" in info.value.message
@@ -494,7 +494,7 @@ def test_missing_credentials(gateway: RunningGateway, fake: FakeUpstream) -> Non
     sdk = openai.OpenAI(base_url=gateway.base_url, api_key="OPENAI_API_KEY", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="no API key for provider 'anthropic'"):
         sdk.chat.completions.create(
-            model="claude-sonnet-4-5",
+            model="claude-fake-1",
             messages=[{"role": "user", "content": "Hi"}],
             extra_headers={"x-portkey-config": "claude"},
         )
@@ -504,7 +504,7 @@ def test_missing_credentials(gateway: RunningGateway, fake: FakeUpstream) -> Non
 def test_invalid_tool_arguments_are_a_400(gateway: RunningGateway, fake: FakeUpstream) -> None:
     with pytest.raises(openai.BadRequestError, match="not valid JSON"):
         client(gateway).chat.completions.create(
-            model="claude-sonnet-4-5",
+            model="claude-fake-1",
             messages=[
                 {"role": "user", "content": "Hi"},
                 {
@@ -527,7 +527,7 @@ def test_upstream_stream_error_event(gateway: RunningGateway, fake: FakeUpstream
     received = ""
     with (
         client(gateway).chat.completions.create(
-            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Hi"}], stream=True
+            model="claude-fake-1", messages=[{"role": "user", "content": "Hi"}], stream=True
         ) as stream,
         pytest.raises(openai.APIError, match="Overloaded"),
     ):

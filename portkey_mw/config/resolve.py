@@ -20,10 +20,15 @@ SDK_PLACEHOLDER_KEYS = frozenset({"OPENAI_API_KEY", ""})
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The client's ``Authorization: Bearer`` token; other schemes carry no provider key."""
+    """The client's ``Authorization: Bearer`` token; other schemes carry no provider key.
+
+    Without ``Authorization``, the ``x-api-key`` header (what the anthropic SDK sends) is
+    the key.
+    """
     value = headers.get("authorization")
     if not value:
-        return None
+        key = headers.get("x-api-key", "").strip()
+        return key if key and key not in SDK_PLACEHOLDER_KEYS else None
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None

@@ -1,0 +1,40 @@
+"""Inbound API formats: requests in another API's shape, served through the same pipeline.
+
+The pipeline speaks OpenAI chat completions inside: hooks, router and providers all see the
+OpenAI shape. An inbound format translates the client's request into it on the way in, and
+the response, the stream and the errors back on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any, Protocol
+
+from portkey_mw.errors import GatewayError
+
+
+class InboundFormat(Protocol):
+    """How one foreign API's requests and responses map onto OpenAI chat completions."""
+
+    name: str
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The OpenAI chat completions request for the client's body."""
+
+    def response(self, completion: dict[str, Any]) -> dict[str, Any]:
+        """The client's response for a successful OpenAI chat completion."""
+
+    def error(self, error: GatewayError) -> bytes:
+        """The client's error body for a gateway error."""
+
+    def provider_error(self, status: int, body: Any) -> bytes:
+        """The client's error body for a provider's (OpenAI-shaped) error response."""
+
+    def stream(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """The client's event stream for an OpenAI chat completion stream."""
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        """The event that ends a stream that failed after its start."""
+
+
+__all__ = ["InboundFormat"]
