@@ -115,6 +115,25 @@ def plugins_command(config: Path | None, as_json: bool) -> None:
     Console().print(table)
 
 
+@main.command("providers")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--markdown", is_flag=True, help="Print the table docs/providers.md embeds.")
+def providers_command(config: Path | None, markdown: bool) -> None:
+    """List provider ids with their endpoints and chat features."""
+    from portkey_mw.capabilities import markdown_table
+    from portkey_mw.gateway import Gateway
+
+    gateway = Gateway(_load_settings(config))
+    table = markdown_table(gateway.providers.values())
+    if markdown:
+        click.echo(table, nl=False)
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(table))
+
+
 @main.group()
 def config() -> None:
     """Work with server files and routing configs."""

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import orjson
+
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 
 if TYPE_CHECKING:
@@ -40,6 +42,16 @@ class ProviderCall:
         """Whether this call asks for a streamed response."""
         return bool(self.body and self.body.get("stream"))
 
+    def body_bytes(self) -> bytes:
+        """The body to send: the client's bytes when nothing changed them."""
+        if self.raw_body is not None:
+            return self.raw_body
+        return orjson.dumps(self.body) if self.body is not None else b""
+
+
+#: Chat features a provider may declare, with the column title docs/providers.md gives them.
+FEATURES = {"stream": "stream", "tools": "tools", "vision": "vision", "json": "JSON mode"}
+
 
 class Provider(ABC):
     """An LLM provider adapter.
@@ -54,6 +66,8 @@ class Provider(ABC):
     id: str
     #: the operations this provider serves
     endpoints: frozenset[Endpoint] = frozenset(Endpoint)
+    #: what it can do within chat, as listed in docs/providers.md (see ``FEATURES``)
+    features: frozenset[str] = frozenset()
     #: the distribution that registered it (filled in by the core)
     plugin_name: str = ""
 

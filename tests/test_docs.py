@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
@@ -47,3 +48,21 @@ def test_hook_examples_run(index: int) -> None:
     """Each example imports and defines what it shows (names it uses really exist)."""
     block = python_blocks(HOOKS_DOC.read_text())[index]
     exec(compile(block, f"plugin_hooks.md example {index}", "exec"), {})
+
+
+def test_provider_table_matches_the_plugins() -> None:
+    """docs/providers.md embeds the table the first-party plugins' declarations produce."""
+    from portkey_mw import Gateway
+    from portkey_mw.capabilities import END, START, markdown_table
+    from portkey_mw.config.server import ServerSettings
+
+    first_party = [
+        ep.name
+        for ep in importlib.metadata.entry_points(group="portkey_mw")
+        if ep.dist is not None and ep.dist.name == "portkey-mw"
+    ]
+    settings = ServerSettings.from_mapping({"plugins": {"load": first_party}})
+    table = markdown_table(Gateway(settings).providers.values())
+    page = (DOCS / "providers.md").read_text(encoding="utf-8")
+    embedded = page.split(START, 1)[1].split(END, 1)[0].lstrip("\n")
+    assert embedded == table, "docs/providers.md is stale: run `portkey-mw providers --markdown`"

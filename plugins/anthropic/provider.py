@@ -29,6 +29,7 @@ class AnthropicProvider(HTTPProvider):
 
     id = "anthropic"
     endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS})
+    features = frozenset({"stream", "tools", "vision", "json"})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.target.api_key

@@ -23,6 +23,7 @@ class MockProvider(Provider):
     """Deterministic replies with configurable latency, errors and streaming."""
 
     id = "mock"
+    features = frozenset({"stream"})
 
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
         self.defaults = {k: v for k, v in (defaults or {}).items() if k in _OPTION_KEYS}

@@ -25,6 +25,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         self.spec = spec
         self.id = spec.id
         self.endpoints = spec.endpoints
+        self.features = spec.features
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         spec = self.spec
@@ -89,7 +90,7 @@ class OpenAICompatibleProvider(HTTPProvider):
             ]
         if changed is not None:
             return orjson.dumps(changed)
-        return call.raw_body if call.raw_body is not None else orjson.dumps(body)
+        return call.body_bytes()
 
 
 def _has_developer_message(body: dict[str, Any]) -> bool:

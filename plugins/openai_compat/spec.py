@@ -28,6 +28,7 @@ class ProviderEntry(BaseModel):
     renames: dict[str, str] = Field(default_factory=dict)
     developer_role_as_system: bool = False
     option_headers: dict[str, str] = Field(default_factory=dict)
+    features: list[Literal["stream", "tools", "vision", "json"]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class ProviderSpec:
     renames: dict[str, str] = field(default_factory=dict)
     developer_role_as_system: bool = False
     option_headers: dict[str, str] = field(default_factory=dict)
+    features: frozenset[str] = frozenset()
 
 
 def load_catalog(extra: dict[str, dict[str, Any]] | None = None) -> dict[str, ProviderSpec]:
@@ -75,4 +77,5 @@ def _spec(
         renames=entry.renames,
         developer_role_as_system=entry.developer_role_as_system,
         option_headers=entry.option_headers,
+        features=frozenset(entry.features if entry.features is not None else defaults["features"]),
     )

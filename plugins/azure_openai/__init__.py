@@ -1,0 +1,92 @@
+"""The ``azure-openai`` provider: OpenAI's API as Azure serves it, per resource and deployment.
+
+Target options (or ``x-portkey-azure-<option>`` headers, as Portkey's): ``resource_name``,
+``deployment_id``, ``api_version`` (default ``2024-10-21``), and for Microsoft Entra ID
+``azure_ad_token`` (sent as a bearer token instead of the ``api-key`` header). A
+``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from portkey_mw import hookimpl
+from portkey_mw.context import Endpoint
+from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
+from portkey_mw.transport import UpstreamRequest
+
+DEFAULT_API_VERSION = "2024-10-21"
+PATHS = {
+    Endpoint.CHAT_COMPLETIONS: "/chat/completions",
+    Endpoint.COMPLETIONS: "/completions",
+    Endpoint.EMBEDDINGS: "/embeddings",
+}
+
+
+class AzureOpenAIProvider(HTTPProvider):
+    """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
+
+    id = "azure-openai"
+    endpoints = frozenset(Endpoint)
+    features = frozenset({"stream", "tools", "vision", "json"})
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        headers = forwarded_headers(call)
+        token = _option(call, "azure_ad_token")
+        if token:
+            headers["authorization"] = f"Bearer {str(token).removeprefix('Bearer ')}"
+        elif call.target.api_key:
+            headers["api-key"] = call.target.api_key
+        else:
+            raise AuthenticationError(
+                "no credentials for provider 'azure-openai': send 'Authorization: Bearer "
+                "<api key>', set api_key on the target, or give azure_ad_token (Entra ID)",
+                provider=self.id,
+            )
+        base = custom_host(call)
+        if base is None:
+            resource = _required(call, "resource_name")
+            base = f"https://{resource}.openai.azure.com/openai"
+        version = quote(str(_option(call, "api_version") or DEFAULT_API_VERSION), safe="")
+        if call.endpoint is Endpoint.MODELS:
+            url = f"{base}/models?api-version={version}"
+            return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)
+        deployment = quote(str(_required(call, "deployment_id")), safe="")
+        url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
+        headers["content-type"] = "application/json"
+        return UpstreamRequest(
+            "POST",
+            url,
+            headers=headers,
+            body=call.body_bytes(),
+            timeout=call.timeout,
+            stream=call.stream,
+        )
+
+
+def _option(call: ProviderCall, name: str) -> Any:
+    options = call.target.options or {}
+    header = "x-portkey-azure-" + name.removeprefix("azure_").replace("_", "-")
+    return options.get(name) or call.ctx.headers.get(header)
+
+
+def _required(call: ProviderCall, name: str) -> Any:
+    value = _option(call, name)
+    if not value:
+        header = "x-portkey-azure-" + name.replace("_", "-")
+        raise InvalidRequest(
+            f"provider 'azure-openai' needs {name}: set it on the target or send {header}",
+            param=name,
+            code="missing_provider_option",
+        )
+    return value
+
+
+@hookimpl
+def register_providers(register: Callable[[Provider], None]) -> None:
+    """Register the azure-openai provider."""
+    register(AzureOpenAIProvider())

@@ -1,0 +1,112 @@
+"""The azure-openai provider: deployment URLs, api-version, api-key or Entra ID token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import orjson
+import pytest
+
+from tests.conftest import RunningGateway, mounted_gateway, server_file
+from tests.fake_upstream import FakeUpstream, Reply
+
+COMPLETION = {
+    "id": "chatcmpl-az",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "from azure"},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+}
+CHAT_PATH = "/openai/deployments/gpt4o-prod/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    azure = {
+        "provider": "azure-openai",
+        "custom_host": f"{upstream_server.host_url}/openai",
+        "deployment_id": "gpt4o-prod",
+        "api_version": "2024-10-21",
+    }
+    path = server_file(tmp_path_factory.mktemp("azure"), upstream_server, configs={"azure": azure})
+    with mounted_gateway(path) as running:
+        yield running
+
+
+def sdk(gateway: RunningGateway, **headers: str) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key="azure-key",
+        max_retries=0,
+        default_headers={"x-portkey-config": "azure", **headers},
+    )
+
+
+def test_chat_goes_to_the_deployment(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(CHAT_PATH, Reply(json=COMPLETION))
+    reply = sdk(gateway).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message.content == "from azure"
+    (seen,) = fake.requests
+    assert seen.path == CHAT_PATH and seen.query == "api-version=2024-10-21"
+    assert seen.headers["api-key"] == "azure-key"
+    assert "authorization" not in seen.headers
+
+
+def test_stream_passes_through(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": {"content": "streamed"}, "finish_reason": "stop"}],
+    }
+    fake.script(CHAT_PATH, Reply(stream=[chunk]))
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in sdk(gateway).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        if c.choices
+    )
+    assert text == "streamed"
+
+
+def test_entra_token_is_a_bearer_token(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(CHAT_PATH, Reply(json=COMPLETION))
+    sdk(gateway, **{"x-portkey-azure-ad-token": "eyJ.entra"}).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
+    seen = fake.requests[0].headers
+    assert seen["authorization"] == "Bearer eyJ.entra" and "api-key" not in seen
+
+
+def test_resource_and_deployment_are_required(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    config = orjson.dumps({"provider": "azure-openai"}).decode()
+    with pytest.raises(openai.BadRequestError, match="resource_name"):
+        sdk(gateway, **{"x-portkey-config": config}).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert fake.requests == []
+
+
+def test_credentials_are_required(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="OPENAI_API_KEY", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="no credentials for provider"):
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-portkey-config": "azure"},
+        )
+    assert fake.requests == []
