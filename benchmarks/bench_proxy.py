@@ -62,6 +62,53 @@ STREAM_BODY = (
     )
     + b"data: [DONE]\n\n"
 )
+
+
+def _anthropic_event(kind: str, **data: object) -> bytes:
+    return f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+#: The same 8-piece answer as STREAM_BODY, in Anthropic's event format.
+ANTHROPIC_STREAM = b"".join(
+    [
+        _anthropic_event(
+            "message_start",
+            message={
+                "id": "msg_bench",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": "bench",
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            },
+        ),
+        _anthropic_event(
+            "content_block_start", index=0, content_block={"type": "text", "text": ""}
+        ),
+        *(
+            _anthropic_event(
+                "content_block_delta", index=0, delta={"type": "text_delta", "text": f"w{i} "}
+            )
+            for i in range(8)
+        ),
+        _anthropic_event("content_block_stop", index=0),
+        _anthropic_event(
+            "message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 8}
+        ),
+        _anthropic_event("message_stop"),
+    ]
+)
+ANTHROPIC_MESSAGE = orjson.dumps(
+    {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "bench",
+        "content": [{"type": "text", "text": "pong"}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    }
+)
 FAILURE_BODY = orjson.dumps(
     {"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}}
 )
@@ -86,6 +133,10 @@ def run_upstream(port: int) -> None:
         body = await request.read()
         if request.path.startswith("/fail/"):  # a provider that is down (for fallbacks)
             return web.Response(status=503, body=FAILURE_BODY, content_type="application/json")
+        if request.path.endswith("/messages"):  # Anthropic's Messages API
+            if b'"stream":true' in body.replace(b" ", b""):
+                return web.Response(body=ANTHROPIC_STREAM, content_type="text/event-stream")
+            return web.Response(body=ANTHROPIC_MESSAGE, content_type="application/json")
         if b'"stream":true' in body.replace(b" ", b""):
             return web.Response(body=STREAM_BODY, content_type="text/event-stream")
         return web.Response(body=CHAT_BODY, content_type="application/json")

@@ -53,7 +53,7 @@ def start_gateway(port: int, settings: dict[str, Any], workdir: Path) -> subproc
 
 
 async def send(
-    url: str, config: dict[str, Any], total: int, concurrency: int
+    url: str, config: dict[str, Any], total: int, concurrency: int, body: bytes = REQUEST
 ) -> tuple[Counter[str], list[float], int]:
     """``total`` requests with ``concurrency`` in flight: answering targets, latencies, errors."""
     headers = {
@@ -72,7 +72,7 @@ async def send(
             while remaining > 0:
                 remaining -= 1
                 started = time.perf_counter()
-                async with session.post(url, data=REQUEST, headers=headers) as response:
+                async with session.post(url, data=body, headers=headers) as response:
                     await response.read()
                     latencies.append(time.perf_counter() - started)
                     if response.status != 200:
