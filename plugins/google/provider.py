@@ -1,0 +1,149 @@
+"""The ``google`` provider: OpenAI chat completions served by the Gemini API (API key)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.errors import AuthenticationError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.interfaces import ProviderCall
+from portkey_mw.media import image_data_url
+from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
+from portkey_mw.transport import Transport, UpstreamRequest
+
+from .stream import StreamTranslator
+from .translate import DATA_URL, to_gemini, to_openai
+
+BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+DROPPED_HEADER = "x-portkey-dropped-params"
+
+
+class GoogleProvider(HTTPProvider):
+    """Chat (plain and streamed, tools, images, JSON output) over ``generateContent``.
+
+    :param allow_private_image_urls: fetch image URLs that resolve to private addresses
+        (plugin setting, for deployments whose images live on an internal network).
+    """
+
+    id = "google"
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS})
+    features = frozenset({"stream", "tools", "vision", "json"})
+
+    def __init__(self, *, allow_private_image_urls: bool = False) -> None:
+        self.allow_private_image_urls = allow_private_image_urls
+
+    async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        body = await self._fetch_images(call.body or {}, transport)
+        upstream = await transport.send(self._request(call, body))
+        return await self.build_response(call, upstream)
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        return self._request(call, call.body or {})
+
+    def _request(self, call: ProviderCall, body: dict[str, Any]) -> UpstreamRequest:
+        key = call.target.api_key
+        if not key:
+            raise AuthenticationError(
+                "no API key for provider 'google': send 'Authorization: Bearer <key>' or set "
+                "api_key on the target in the config",
+                provider=self.id,
+            )
+        headers = forwarded_headers(call)
+        headers["x-goog-api-key"] = key
+        base = custom_host(call) or BASE_URL
+        if call.endpoint is Endpoint.MODELS:
+            return UpstreamRequest("GET", f"{base}/models", headers=headers, timeout=call.timeout)
+        model = str(body.get("model") or "").removeprefix("models/")
+        if not model:
+            raise InvalidRequest("'model' is required for provider 'google'", param="model")
+        method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
+        payload, dropped = to_gemini(body)
+        if dropped:
+            call.ctx.response_headers[DROPPED_HEADER] = ",".join(sorted(dropped))
+        headers["content-type"] = "application/json"
+        return UpstreamRequest(
+            "POST",
+            f"{base}/models/{quote(model, safe='')}:{method}",
+            headers=headers,
+            body=orjson.dumps(payload),
+            timeout=call.timeout,
+            stream=call.stream,
+        )
+
+    async def _fetch_images(self, body: dict[str, Any], transport: Transport) -> dict[str, Any]:
+        """Gemini needs image bytes: http(s) image URLs are fetched (public hosts only)."""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not any(_remote_images(m) for m in messages):
+            return body
+        fetched = []
+        for message in messages:
+            if not _remote_images(message):
+                fetched.append(message)
+                continue
+            parts = []
+            for part in message["content"]:
+                url = _image_url(part)
+                if url is not None and not DATA_URL.match(url):
+                    data = await image_data_url(
+                        url, transport, allow_private=self.allow_private_image_urls
+                    )
+                    part = {"type": "image_url", "image_url": {"url": data}}
+                parts.append(part)
+            fetched.append({**message, "content": parts})
+        return {**body, "messages": fetched}
+
+    def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        body = call.body or {}
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamTranslator(model=body.get("model"), include_usage=include_usage).translate(
+            chunks
+        )
+
+    def map_body(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        try:
+            response = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            response = None
+        if not isinstance(response, dict):
+            raise UpstreamBadResponse(
+                f"google answered {status} with a body that is not a JSON object", provider=self.id
+            )
+        if call.endpoint is Endpoint.MODELS:
+            models = [
+                {
+                    "id": str(m.get("name", "")).removeprefix("models/"),
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "google",
+                }
+                for m in response.get("models") or []
+            ]
+            return GatewayResponse.from_json({"object": "list", "data": models}, status, headers)
+        return GatewayResponse.from_json(
+            to_openai(response, (call.body or {}).get("model")), status, headers
+        )
+
+
+def _image_url(part: Any) -> str | None:
+    if isinstance(part, dict) and part.get("type") == "image_url":
+        image = part.get("image_url")
+        return str(image.get("url", "")) if isinstance(image, dict) else None
+    return None
+
+
+def _remote_images(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return isinstance(content, list) and any(
+        (url := _image_url(part)) is not None and not DATA_URL.match(url) for part in content
+    )
