@@ -57,6 +57,29 @@ def custom_host(call: ProviderCall) -> str | None:
     return header.rstrip("/")
 
 
+DROPPED_HEADER = "x-portkey-dropped-params"
+STRICT_HEADER = "x-portkey-strict-open-ai-compliance"
+
+
+def report_dropped(call: ProviderCall, provider: str, dropped: list[str]) -> None:
+    """Say which request parameters a native provider could not take.
+
+    By default they are dropped and named in the ``x-portkey-dropped-params`` response
+    header; with ``x-portkey-strict-open-ai-compliance: true`` the request is refused instead.
+    """
+    if not dropped:
+        return
+    names = ",".join(sorted(dropped))
+    if call.ctx.headers.get(STRICT_HEADER, "").lower() == "true":
+        raise InvalidRequest(
+            f"provider {provider!r} cannot take these parameters: {names} (strict mode: "
+            f"{STRICT_HEADER} is true)",
+            param=sorted(dropped)[0],
+            code="unsupported_parameter",
+        )
+    call.ctx.response_headers[DROPPED_HEADER] = names
+
+
 def forwarded_headers(call: ProviderCall) -> dict[str, str]:
     """Client headers to pass on: ``x-portkey-forward-headers`` plus the config's list."""
     headers = call.ctx.headers

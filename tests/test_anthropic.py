@@ -534,3 +534,17 @@ def test_upstream_stream_error_event(gateway: RunningGateway, fake: FakeUpstream
         for chunk in stream:
             received += chunk.choices[0].delta.content or "" if chunk.choices else ""
     assert received == "Let me check."
+
+
+def test_strict_mode_refuses_what_anthropic_cannot_take(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="cannot take these parameters: seed") as info:
+        client(gateway).chat.completions.create(
+            model="claude-fake-1",
+            messages=[{"role": "user", "content": "Hi"}],
+            seed=1,
+            extra_headers={"x-portkey-strict-open-ai-compliance": "true"},
+        )
+    assert info.value.code == "unsupported_parameter"
+    assert fake.requests == []

@@ -10,14 +10,18 @@ import orjson
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import AuthenticationError, UpstreamBadResponse
 from portkey_mw.interfaces import ProviderCall
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    custom_host,
+    forwarded_headers,
+    report_dropped,
+)
 from portkey_mw.transport import UpstreamRequest
 
 from .stream import StreamTranslator
 from .translate import ANTHROPIC_VERSION, JSON_TOOL, to_anthropic, to_openai
 
 BASE_URL = "https://api.anthropic.com/v1"
-DROPPED_HEADER = "x-portkey-dropped-params"
 
 
 class AnthropicProvider(HTTPProvider):
@@ -51,8 +55,7 @@ class AnthropicProvider(HTTPProvider):
         if call.endpoint is Endpoint.MODELS:
             return UpstreamRequest("GET", base + "/models", headers=headers, timeout=call.timeout)
         payload, dropped = to_anthropic(call.body or {})
-        if dropped:
-            call.ctx.response_headers[DROPPED_HEADER] = ",".join(sorted(dropped))
+        report_dropped(call, self.id, dropped)
         headers["content-type"] = "application/json"
         headers["accept"] = "text/event-stream" if call.stream else "application/json"
         return UpstreamRequest(

@@ -12,14 +12,18 @@ from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import AuthenticationError, InvalidRequest, UpstreamBadResponse
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.media import image_data_url
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    custom_host,
+    forwarded_headers,
+    report_dropped,
+)
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
 from .translate import DATA_URL, to_gemini, to_openai
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
-DROPPED_HEADER = "x-portkey-dropped-params"
 
 
 class GoogleProvider(HTTPProvider):
@@ -62,8 +66,7 @@ class GoogleProvider(HTTPProvider):
             raise InvalidRequest("'model' is required for provider 'google'", param="model")
         method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
         payload, dropped = to_gemini(body)
-        if dropped:
-            call.ctx.response_headers[DROPPED_HEADER] = ",".join(sorted(dropped))
+        report_dropped(call, self.id, dropped)
         headers["content-type"] = "application/json"
         return UpstreamRequest(
             "POST",
