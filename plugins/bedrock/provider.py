@@ -1,0 +1,201 @@
+"""The ``bedrock`` provider: OpenAI chat completions over Bedrock's Converse API (SigV4)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    PluginMissingDependency,
+    UpstreamBadResponse,
+)
+from portkey_mw.interfaces import ProviderCall
+from portkey_mw.media import image_data_url
+from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.transport import Transport, UpstreamRequest
+
+from .stream import StreamTranslator
+from .translate import DATA_URL, to_converse, to_openai
+
+_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region")
+
+
+class BedrockProvider(HTTPProvider):
+    """Chat (plain and streamed, tools, images) over Converse / ConverseStream.
+
+    Credentials come from the target (``aws_access_key_id``, ``aws_secret_access_key``,
+    optional ``aws_session_token``, ``aws_region``) or the matching ``x-portkey-aws-*``
+    headers, as in Portkey. Requests are signed with SigV4 by botocore
+    (``pip install "portkey-mw[bedrock]"``).
+    """
+
+    id = "bedrock"
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS})
+    features = frozenset({"stream", "tools", "vision"})
+
+    def __init__(self, *, allow_private_image_urls: bool = False) -> None:
+        self.allow_private_image_urls = allow_private_image_urls
+
+    async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        body = await self._fetch_images(call.body or {}, transport)
+        upstream = await transport.send(self._request(call, body))
+        return await self.build_response(call, upstream)
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        return self._request(call, call.body or {})
+
+    def _request(self, call: ProviderCall, body: dict[str, Any]) -> UpstreamRequest:
+        credentials = {name: _option(call, name) for name in _CREDENTIALS}
+        missing = [
+            n
+            for n in ("aws_access_key_id", "aws_secret_access_key", "aws_region")
+            if not credentials[n]
+        ]
+        if missing:
+            names = ", ".join("x-portkey-" + n.replace("_", "-") for n in missing)
+            raise AuthenticationError(
+                f"provider 'bedrock' is missing {', '.join(missing)}: set them on the target "
+                f"or send {names}",
+                provider=self.id,
+            )
+        model = str(body.get("model") or "")
+        if not model:
+            raise InvalidRequest("'model' is required for provider 'bedrock'", param="model")
+        payload, dropped = to_converse(body)
+        report_dropped(call, self.id, dropped)
+        region = str(credentials["aws_region"])
+        base = custom_host(call) or f"https://bedrock-runtime.{region}.amazonaws.com"
+        operation = "converse-stream" if call.stream else "converse"
+        # ':' stays literal: the HTTP client sends it so, and the signature must cover the
+        # path exactly as sent.
+        url = f"{base}/model/{quote(model, safe=':')}/{operation}"
+        data = orjson.dumps(payload)
+        headers = {**forwarded_headers(call), **_signed(url, data, credentials)}
+        return UpstreamRequest(
+            "POST", url, headers=headers, body=data, timeout=call.timeout, stream=call.stream
+        )
+
+    async def _fetch_images(self, body: dict[str, Any], transport: Transport) -> dict[str, Any]:
+        """Converse takes image bytes only: http(s) image URLs are fetched (public hosts)."""
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return body
+        changed = False
+        fetched = []
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    image = part.get("image_url") if isinstance(part, dict) else None
+                    url = image.get("url") if isinstance(image, dict) else None
+                    if isinstance(url, str) and url.startswith(("http://", "https://")):
+                        url = await image_data_url(
+                            url, transport, allow_private=self.allow_private_image_urls
+                        )
+                        part = {"type": "image_url", "image_url": {"url": url}}
+                        changed = True
+                    parts.append(part)
+                message = {**message, "content": parts}
+            fetched.append(message)
+        return {**body, "messages": fetched} if changed else body
+
+    async def build_response(self, call: ProviderCall, upstream: Any) -> GatewayResponse:
+        content_type = upstream.headers.get("content-type", "")
+        if upstream.status < 400 and "amazon.eventstream" in content_type:
+            body = call.body or {}
+            translator = StreamTranslator(
+                model=body.get("model"),
+                include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            )
+            return GatewayResponse(
+                upstream.status,
+                headers={"content-type": "text/event-stream"},
+                stream=translator.translate(upstream.iter_chunks()),
+                close=upstream.aclose,
+            )
+        return await super().build_response(call, upstream)
+
+    def map_body(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        try:
+            response = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            response = None
+        if not isinstance(response, dict):
+            raise UpstreamBadResponse(
+                f"bedrock answered {status} with a body that is not a JSON object", provider=self.id
+            )
+        return GatewayResponse.from_json(
+            to_openai(response, (call.body or {}).get("model")), status, headers
+        )
+
+    def map_error(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        # Bedrock errors are {"message": "..."} with the type in x-amzn-ErrorType.
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(
+            parsed.get("message") or parsed.get("Message"), str
+        ):
+            return GatewayResponse.from_json(
+                {
+                    "error": {
+                        "message": parsed.get("message") or parsed.get("Message"),
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": None,
+                    },
+                    "provider": self.id,
+                },
+                status,
+                headers,
+            )
+        return super().map_error(call, status, headers, body, content_type)
+
+
+def _option(call: ProviderCall, name: str) -> Any:
+    options = call.target.options or {}
+    return options.get(name) or call.ctx.headers.get("x-portkey-" + name.replace("_", "-"))
+
+
+def _signed(url: str, body: bytes, credentials: dict[str, Any]) -> dict[str, str]:
+    """SigV4 headers for a Bedrock runtime request (botocore does the signing)."""
+    try:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+    except ImportError as exc:
+        raise PluginMissingDependency("bedrock", "bedrock", exc) from exc
+    request = AWSRequest(
+        method="POST", url=url, data=body, headers={"content-type": "application/json"}
+    )
+    keys = Credentials(
+        credentials["aws_access_key_id"],
+        credentials["aws_secret_access_key"],
+        credentials["aws_session_token"],
+    )
+    SigV4Auth(keys, "bedrock", str(credentials["aws_region"])).add_auth(request)
+    return {name.lower(): str(value) for name, value in request.headers.items()}
+
+
+__all__ = ["DATA_URL", "BedrockProvider"]

@@ -1,0 +1,251 @@
+"""OpenAI chat completions <-> Amazon Bedrock Converse.
+
+Request: system and developer messages become ``system`` blocks; tool calls and results
+become ``toolUse`` / ``toolResult`` blocks (results join the next user turn, as Converse
+alternates roles); images become ``image`` blocks with their bytes (http(s) URLs are
+fetched by the provider first); sampling and stop sequences go in ``inferenceConfig``;
+tools in ``toolConfig``. Response: text and ``toolUse`` blocks become content and
+``tool_calls``; stop reasons and usage (cache reads and writes included) are mapped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+
+from portkey_mw.errors import InvalidRequest
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+UNSUPPORTED = (
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "n",
+    "user",
+    "service_tier",
+    "response_format",
+    "parallel_tool_calls",
+)
+_PASSED = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+}
+DATA_URL = re.compile(
+    r"^data:image/(?P<format>png|jpeg|jpg|gif|webp);base64,(?P<data>.*)$", re.DOTALL
+)
+
+
+def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The Converse request for an OpenAI chat request, and the parameters dropped."""
+    system: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    for index, message in enumerate(body.get("messages") or []):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages[{index}] must be an object", param="messages")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(b for b in _blocks(message.get("content"), index) if "text" in b)
+        elif role == "user":
+            _append(messages, "user", _blocks(message.get("content"), index))
+        elif role == "assistant":
+            blocks = _blocks(message.get("content"), index)
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") or {}
+                blocks.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": call.get("id"),
+                            "name": function.get("name"),
+                            "input": _args(function, index),
+                        }
+                    }
+                )
+            _append(messages, "assistant", blocks)
+        elif role == "tool":
+            content = message.get("content")
+            text = (
+                content
+                if isinstance(content, str)
+                else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+            )
+            result = {"toolUseId": message.get("tool_call_id"), "content": [{"text": text}]}
+            _append(messages, "user", [{"toolResult": result}])
+        else:
+            raise InvalidRequest(
+                f"messages[{index}].role {role!r} is not supported", param="messages"
+            )
+    payload: dict[str, Any] = {"messages": messages}
+    if system:
+        payload["system"] = system
+    config: dict[str, Any] = {}
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit:
+        config["maxTokens"] = limit
+    if body.get("temperature") is not None:
+        config["temperature"] = body["temperature"]
+    if body.get("top_p") is not None:
+        config["topP"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if config:
+        payload["inferenceConfig"] = config
+    _tools(body, payload)
+    dropped = [name for name in body if name in UNSUPPORTED or name not in _PASSED]
+    return payload, dropped
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    if not blocks:
+        return
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": blocks})
+
+
+def _blocks(content: Any, index: int) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    if not isinstance(content, list):
+        raise InvalidRequest(f"messages[{index}].content must be a string or a list of parts")
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            blocks.append({"text": part.get("text", "")})
+        elif kind == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            match = DATA_URL.match(url)
+            if not match:
+                raise InvalidRequest(
+                    f"messages[{index}]: bedrock takes png, jpeg, gif or webp images "
+                    "(as data: or http(s) URLs)",
+                    param="messages",
+                )
+            image_format = "jpeg" if match["format"] == "jpg" else match["format"]
+            blocks.append({"image": {"format": image_format, "source": {"bytes": match["data"]}}})
+        else:
+            raise InvalidRequest(
+                f"messages[{index}]: content part type {kind!r} is not supported by bedrock",
+                param="messages",
+            )
+    return blocks
+
+
+def _args(function: dict[str, Any], index: int) -> Any:
+    arguments = function.get("arguments") or "{}"
+    if not isinstance(arguments, str):
+        return arguments
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            f"messages[{index}].tool_calls: the arguments of {function.get('name')!r} are not "
+            "valid JSON",
+            param="messages",
+            code="invalid_tool_arguments",
+        ) from None
+
+
+def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:
+    tools = [
+        {
+            "toolSpec": {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description") or tool["function"]["name"],
+                "inputSchema": {"json": tool["function"].get("parameters") or {"type": "object"}},
+            }
+        }
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
+    ]
+    if not tools:
+        return
+    config: dict[str, Any] = {"tools": tools}
+    choice = body.get("tool_choice")
+    if choice == "auto":
+        config["toolChoice"] = {"auto": {}}
+    elif choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
+    payload["toolConfig"] = config
+
+
+def usage(raw: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI usage from Converse's: prompt tokens include cache reads and writes."""
+    cached = int(raw.get("cacheReadInputTokens") or 0)
+    written = int(raw.get("cacheWriteInputTokens") or 0)
+    prompt = int(raw.get("inputTokens") or 0) + cached + written
+    completion = int(raw.get("outputTokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
+    }
+
+
+def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """The OpenAI chat completion for a Converse response."""
+    message = ((response.get("output") or {}).get("message")) or {}
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in message.get("content") or []:
+        if "text" in block:
+            text.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            calls.append(
+                {
+                    "id": use.get("toolUseId"),
+                    "type": "function",
+                    "function": {
+                        "name": use.get("name"),
+                        "arguments": orjson.dumps(use.get("input") or {}).decode(),
+                    },
+                }
+            )
+    reply: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        reply["tool_calls"] = calls
+    return {
+        "id": "chatcmpl-bedrock",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "finish_reason": FINISH_REASONS.get(response.get("stopReason") or "", "stop"),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage(response.get("usage") or {}),
+    }
