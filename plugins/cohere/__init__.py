@@ -1,0 +1,89 @@
+"""The ``cohere`` provider plugin: Cohere's v2 chat and embed APIs behind OpenAI's format."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import orjson
+
+from portkey_mw import hookimpl
+from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.errors import AuthenticationError, UpstreamBadResponse
+from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.transport import UpstreamRequest
+
+from .stream import StreamTranslator
+from .translate import embed_request, embed_response, to_cohere, to_openai
+
+BASE_URL = "https://api.cohere.com"
+
+
+class CohereProvider(HTTPProvider):
+    """Chat (plain and streamed, tools, JSON output) and embeddings over Cohere's v2 API."""
+
+    id = "cohere"
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS})
+    features = frozenset({"stream", "tools", "vision", "json"})
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        if not call.target.api_key:
+            raise AuthenticationError(
+                "no API key for provider 'cohere': send 'Authorization: Bearer <key>' or set "
+                "api_key on the target in the config",
+                provider=self.id,
+            )
+        headers = forwarded_headers(call)
+        headers["authorization"] = f"Bearer {call.target.api_key}"
+        headers["content-type"] = "application/json"
+        base = custom_host(call) or BASE_URL
+        body = call.body or {}
+        if call.endpoint is Endpoint.EMBEDDINGS:
+            payload = embed_request(body)
+            path = "/v2/embed"
+        else:
+            payload, dropped = to_cohere(body)
+            report_dropped(call, self.id, dropped)
+            path = "/v2/chat"
+        return UpstreamRequest(
+            "POST",
+            base + path,
+            headers=headers,
+            body=orjson.dumps(payload),
+            timeout=call.timeout,
+            stream=call.stream,
+        )
+
+    def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        body = call.body or {}
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamTranslator(model=body.get("model"), include_usage=include_usage).translate(
+            chunks
+        )
+
+    def map_body(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        try:
+            response = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            response = None
+        if not isinstance(response, dict):
+            raise UpstreamBadResponse(
+                f"cohere answered {status} with a body that is not a JSON object", provider=self.id
+            )
+        model = (call.body or {}).get("model")
+        if call.endpoint is Endpoint.EMBEDDINGS:
+            return GatewayResponse.from_json(embed_response(response, model), status, headers)
+        return GatewayResponse.from_json(to_openai(response, model), status, headers)
+
+
+@hookimpl
+def register_providers(register: Callable[[Provider], None]) -> None:
+    """Register the cohere provider."""
+    register(CohereProvider())
