@@ -318,3 +318,31 @@ def test_bedrock_error(gateway: RunningGateway, fake: FakeUpstream) -> None:
         sdk(gateway).chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "Hi"}]
         )
+
+
+def test_titan_embeddings_one_request_per_text(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    path = "/model/amazon.titan-embed-text-v2:0/invoke"
+    fake.script(
+        path,
+        Reply(json={"embedding": [0.1, 0.2], "inputTextTokenCount": 3}),
+        Reply(json={"embedding": [0.3, 0.4], "inputTextTokenCount": 4}),
+    )
+    result = sdk(gateway).embeddings.create(
+        model="amazon.titan-embed-text-v2:0", input=["one", "two"], encoding_format="float"
+    )
+    assert [d.embedding for d in result.data] == [[0.1, 0.2], [0.3, 0.4]]
+    assert result.usage.total_tokens == 7
+    assert [r.json() for r in fake.requests] == [{"inputText": "one"}, {"inputText": "two"}]
+    assert all(r.headers["authorization"].startswith("AWS4-HMAC-SHA256") for r in fake.requests)
+
+
+def test_cohere_embeddings_on_bedrock(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(
+        "/model/cohere.embed-english-v3/invoke",
+        Reply(json={"embeddings": [[1.0], [2.0]], "id": "x", "texts": ["a", "b"]}),
+    )
+    result = sdk(gateway).embeddings.create(
+        model="cohere.embed-english-v3", input=["a", "b"], encoding_format="float"
+    )
+    assert [d.embedding for d in result.data] == [[1.0], [2.0]]
+    assert fake.requests[0].json() == {"texts": ["a", "b"], "input_type": "search_document"}

@@ -332,3 +332,20 @@ def test_unknown_tool_result_is_a_400(gateway: RunningGateway, fake: FakeUpstrea
             ],
         )
     assert fake.requests == []
+
+
+def test_embeddings(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(
+        "/v1beta/models/gemini-embedding-001:batchEmbedContents",
+        Reply(json={"embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3, 0.4]}]}),
+    )
+    result = sdk(gateway).embeddings.create(
+        model="gemini-embedding-001", input=["a", "b"], encoding_format="float", dimensions=2
+    )
+    assert [d.embedding for d in result.data] == [[0.1, 0.2], [0.3, 0.4]]
+    sent = fake.requests[0].json()["requests"]
+    assert sent[0] == {
+        "model": "models/gemini-embedding-001",
+        "content": {"parts": [{"text": "a"}]},
+        "outputDimensionality": 2,
+    }

@@ -16,7 +16,13 @@ from portkey_mw.errors import (
 )
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.media import image_data_url
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    custom_host,
+    forwarded_headers,
+    passthrough_headers,
+    report_dropped,
+)
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
@@ -35,13 +41,15 @@ class BedrockProvider(HTTPProvider):
     """
 
     id = "bedrock"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS})
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS})
     features = frozenset({"stream", "tools", "vision"})
 
     def __init__(self, *, allow_private_image_urls: bool = False) -> None:
         self.allow_private_image_urls = allow_private_image_urls
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        if call.endpoint is Endpoint.EMBEDDINGS:
+            return await self._embed(call, transport)
         body = await self._fetch_images(call.body or {}, transport)
         upstream = await transport.send(self._request(call, body))
         return await self.build_response(call, upstream)
@@ -49,7 +57,53 @@ class BedrockProvider(HTTPProvider):
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         return self._request(call, call.body or {})
 
-    def _request(self, call: ProviderCall, body: dict[str, Any]) -> UpstreamRequest:
+    async def _embed(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        """Embeddings with InvokeModel: Titan takes one text per request, Cohere a batch."""
+        body = call.body or {}
+        model = str(body.get("model") or "")
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest(
+                "bedrock embeds text: 'input' must be a string or a list of strings",
+                param="input",
+            )
+        if model.startswith("cohere."):
+            payloads = [{"texts": texts, "input_type": body.get("input_type") or "search_document"}]
+        elif model.startswith("amazon.titan-embed"):
+            extra = {"dimensions": body["dimensions"]} if body.get("dimensions") else {}
+            payloads = [{"inputText": text, **extra} for text in texts]
+        else:
+            raise InvalidRequest(
+                "bedrock embeddings support amazon.titan-embed-* and cohere.embed-* models, "
+                f"not {model!r}",
+                param="model",
+            )
+        vectors: list[Any] = []
+        tokens = 0
+        for payload in payloads:
+            request = self._signed_request(call, f"/model/{quote(model, safe=':')}/invoke", payload)
+            upstream = await transport.send(request)
+            try:
+                raw = await upstream.read()
+            finally:
+                await upstream.aclose()
+            if upstream.status >= 400:
+                headers = passthrough_headers(upstream.headers)
+                return self.map_error(call, upstream.status, headers, raw, "")
+            answer = orjson.loads(raw) if raw else {}
+            if "embedding" in answer:
+                vectors.append(answer["embedding"])
+                tokens += int(answer.get("inputTextTokenCount") or 0)
+            else:
+                vectors.extend(answer.get("embeddings") or [])
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return GatewayResponse.from_json(
+            {"object": "list", "data": data, "model": model, "usage": usage}
+        )
+
+    def _credentials(self, call: ProviderCall) -> dict[str, Any]:
         credentials = {name: _option(call, name) for name in _CREDENTIALS}
         missing = [
             n
@@ -63,22 +117,32 @@ class BedrockProvider(HTTPProvider):
                 f"or send {names}",
                 provider=self.id,
             )
-        model = str(body.get("model") or "")
-        if not model:
-            raise InvalidRequest("'model' is required for provider 'bedrock'", param="model")
-        payload, dropped = to_converse(body)
-        report_dropped(call, self.id, dropped)
+        return credentials
+
+    def _signed_request(
+        self, call: ProviderCall, path: str, payload: dict[str, Any]
+    ) -> UpstreamRequest:
+        credentials = self._credentials(call)
         region = str(credentials["aws_region"])
         base = custom_host(call) or f"https://bedrock-runtime.{region}.amazonaws.com"
-        operation = "converse-stream" if call.stream else "converse"
-        # ':' stays literal: the HTTP client sends it so, and the signature must cover the
-        # path exactly as sent.
-        url = f"{base}/model/{quote(model, safe=':')}/{operation}"
+        url = base + path
         data = orjson.dumps(payload)
         headers = {**forwarded_headers(call), **_signed(url, data, credentials)}
         return UpstreamRequest(
             "POST", url, headers=headers, body=data, timeout=call.timeout, stream=call.stream
         )
+
+    def _request(self, call: ProviderCall, body: dict[str, Any]) -> UpstreamRequest:
+        self._credentials(call)  # missing credentials are a 401 before anything else
+        model = str(body.get("model") or "")
+        if not model:
+            raise InvalidRequest("'model' is required for provider 'bedrock'", param="model")
+        payload, dropped = to_converse(body)
+        report_dropped(call, self.id, dropped)
+        operation = "converse-stream" if call.stream else "converse"
+        # ':' stays literal: the HTTP client sends it so, and the signature must cover the
+        # path exactly as sent.
+        return self._signed_request(call, f"/model/{quote(model, safe=':')}/{operation}", payload)
 
     async def _fetch_images(self, body: dict[str, Any], transport: Transport) -> dict[str, Any]:
         """Converse takes image bytes only: http(s) image URLs are fetched (public hosts)."""

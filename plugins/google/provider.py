@@ -21,7 +21,7 @@ from portkey_mw.provider_http import (
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import DATA_URL, to_gemini, to_openai
+from .translate import DATA_URL, embed_request, embed_response, to_gemini, to_openai
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
@@ -34,7 +34,7 @@ class GoogleProvider(HTTPProvider):
     """
 
     id = "google"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS})
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.MODELS})
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def __init__(self, *, allow_private_image_urls: bool = False) -> None:
@@ -64,10 +64,18 @@ class GoogleProvider(HTTPProvider):
         model = str(body.get("model") or "").removeprefix("models/")
         if not model:
             raise InvalidRequest("'model' is required for provider 'google'", param="model")
+        headers["content-type"] = "application/json"
+        if call.endpoint is Endpoint.EMBEDDINGS:
+            return UpstreamRequest(
+                "POST",
+                f"{base}/models/{quote(model, safe='')}:batchEmbedContents",
+                headers=headers,
+                body=orjson.dumps(embed_request(body, model)),
+                timeout=call.timeout,
+            )
         method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
         payload, dropped = to_gemini(body)
         report_dropped(call, self.id, dropped)
-        headers["content-type"] = "application/json"
         return UpstreamRequest(
             "POST",
             f"{base}/models/{quote(model, safe='')}:{method}",
@@ -133,9 +141,10 @@ class GoogleProvider(HTTPProvider):
                 for m in response.get("models") or []
             ]
             return GatewayResponse.from_json({"object": "list", "data": models}, status, headers)
-        return GatewayResponse.from_json(
-            to_openai(response, (call.body or {}).get("model")), status, headers
-        )
+        model = str((call.body or {}).get("model") or "").removeprefix("models/")
+        if call.endpoint is Endpoint.EMBEDDINGS:
+            return GatewayResponse.from_json(embed_response(response, model), status, headers)
+        return GatewayResponse.from_json(to_openai(response, model), status, headers)
 
 
 def _image_url(part: Any) -> str | None:

@@ -230,6 +230,36 @@ def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:
         payload["toolConfig"] = {"functionCallingConfig": config}
 
 
+def embed_request(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """The ``batchEmbedContents`` request for an OpenAI embeddings request."""
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest(
+            "google embeds text: 'input' must be a string or a list of strings", param="input"
+        )
+    extra = {"outputDimensionality": body["dimensions"]} if body.get("dimensions") else {}
+    return {
+        "requests": [
+            {"model": f"models/{model}", "content": {"parts": [{"text": text}]}, **extra}
+            for text in texts
+        ]
+    }
+
+
+def embed_response(response: dict[str, Any], model: str) -> dict[str, Any]:
+    vectors = [item.get("values") or [] for item in response.get("embeddings") or []]
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},  # Gemini does not report tokens here
+    }
+
+
 # -- responses --------------------------------------------------------------------------------
 
 
