@@ -545,3 +545,22 @@ def test_circuit_opening_during_retries_returns_the_real_failure(
         assert info.value.status_code == 500  # the provider's answer, not circuit_open
         assert info.value.response.headers["x-portkey-retry-attempt-count"] == "1"
         assert len(fake.requests) == 2
+
+
+def test_model_list_spans_every_provider_of_the_config(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    fake.script("/claude/v1/models", Reply(json={"data": [{"id": "claude-x", "type": "model"}]}))
+    config = fallback(
+        upstream(fake, "a", api_key="sk-a"),  # several provider ids: each target has its key
+        {"provider": "anthropic", "custom_host": f"{fake.host_url}/claude/v1", "api_key": "k"},
+        {"provider": "perplexity-ai", "api_key": "k"},  # serves no model list: not asked
+        {"provider": "groq", "custom_host": f"http://127.0.0.1:{free_port()}/v1"},  # down
+    )
+    models = sdk(gateway, config).models.list()
+    assert {(m.id, getattr(m, "provider", None)) for m in models} == {
+        ("fake-gpt", "openai"),
+        ("fake-embed", "openai"),
+        ("claude-x", "anthropic"),
+    }
+    assert sorted(paths(fake)) == ["/a", "/claude"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from portkey_mw.config.schema import StrategyMode
 from portkey_mw.config.server import RoutingOptions
-from portkey_mw.context import Attempt, GatewayResponse, RequestContext
+from portkey_mw.context import Attempt, Endpoint, GatewayResponse, RequestContext
 from portkey_mw.errors import (
     GatewayError,
     InvalidConfig,
@@ -139,6 +139,8 @@ class Router:
 
     async def route(self, ctx: RequestContext, plan: PlanNode) -> GatewayResponse:
         """Run ``plan`` and return the answering response (successful or not)."""
+        if ctx.endpoint is Endpoint.MODELS and isinstance(plan, StrategyNode):
+            return await self._list_models(ctx, plan)
         walk = _Walk(self.options.max_attempts)
         try:
             return await self._run(ctx, plan, walk)
@@ -177,6 +179,51 @@ class Router:
         if node.mode is StrategyMode.CONDITIONAL:
             return await self._run(ctx, _choose_conditional(ctx, node), walk)
         return await self._run(ctx, node.children[0], walk)
+
+    async def _list_models(self, ctx: RequestContext, plan: StrategyNode) -> GatewayResponse:
+        """``GET /v1/models`` over a config with several targets: every provider's models.
+
+        Each distinct upstream that serves a model list is asked once, concurrently; the
+        lists are merged (first occurrence of an id wins) and each model names its provider.
+        The request fails only when every upstream failed.
+        """
+        upstreams: dict[tuple[str, str | None], ResolvedTarget] = {}
+        for leaf in _leaves(plan):
+            provider = self.providers.get(leaf.provider)
+            if provider is not None and Endpoint.MODELS in provider.endpoints:
+                upstreams.setdefault((leaf.provider, leaf.custom_host), leaf)
+        if not upstreams:
+            raise InvalidRequest(
+                "no provider in this config serves a model list", code="unsupported_endpoint"
+            )
+
+        async def one(target: ResolvedTarget) -> tuple[ResolvedTarget, GatewayResponse | None]:
+            response, _ = await self._attempt(ctx, target, _effective_upstream(ctx, target))
+            if response is not None and response.status >= 400:
+                await response.aclose()
+                return target, None
+            return target, response
+
+        results = await asyncio.gather(*(one(t) for t in upstreams.values()))
+        models: dict[str, dict[str, Any]] = {}
+        answered = []
+        for target, response in results:
+            listing = response.json() if response is not None else None
+            if not isinstance(listing, dict):
+                continue
+            answered.append(target.provider)
+            for model in listing.get("data") or []:
+                if isinstance(model, dict) and model.get("id") not in models:
+                    models[str(model.get("id"))] = {**model, "provider": target.provider}
+        if not answered:
+            raise GatewayError(
+                "no provider in this config answered with a model list",
+                status=502,
+                code="upstream_unreachable",
+                extra={"attempts": [a.summary() for a in ctx.attempts]},
+            )
+        ctx.provider = ",".join(dict.fromkeys(answered))
+        return GatewayResponse.from_json({"object": "list", "data": list(models.values())})
 
     @staticmethod
     def _falls_back(node: StrategyNode, failure: _Failure) -> bool:
@@ -387,6 +434,12 @@ def _choose_conditional(ctx: RequestContext, node: StrategyNode) -> PlanNode:
     raise InvalidConfig(
         f"{node.path}: no condition matched this request and the strategy has no default"
     )
+
+
+def _leaves(node: PlanNode) -> list[ResolvedTarget]:
+    if isinstance(node, ResolvedTarget):
+        return [node]
+    return [leaf for child in node.children for leaf in _leaves(child)]
 
 
 def _effective_upstream(ctx: RequestContext, target: ResolvedTarget) -> ResolvedTarget:
