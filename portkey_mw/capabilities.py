@@ -19,6 +19,7 @@ _ENDPOINT_COLUMNS = {
     Endpoint.COMPLETIONS: "completions",
     Endpoint.EMBEDDINGS: "embeddings",
     Endpoint.MODELS: "models",
+    Endpoint.IMAGES: "images",
 }
 
 

@@ -22,6 +22,7 @@ class Endpoint(StrEnum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     MODELS = "models"
+    IMAGES = "images"
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/completions": (Endpoint.COMPLETIONS, "POST"),
     "/v1/embeddings": (Endpoint.EMBEDDINGS, "POST"),
     "/v1/models": (Endpoint.MODELS, "GET"),
+    "/v1/images/generations": (Endpoint.IMAGES, "POST"),
 }
 #: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
 INBOUND: dict[str, InboundFormat] = {"/v1/messages": AnthropicMessages()}
@@ -62,6 +63,7 @@ REQUIRED_PARAM = {
     Endpoint.CHAT_COMPLETIONS: "messages",
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.EMBEDDINGS: "input",
+    Endpoint.IMAGES: "prompt",
 }
 
 

@@ -24,6 +24,7 @@ PATHS = {
     Endpoint.CHAT_COMPLETIONS: "/chat/completions",
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
+    Endpoint.IMAGES: "/images/generations",
 }
 
 

@@ -15,6 +15,11 @@ from portkey_mw.streaming import DONE_EVENT, json_event
 from portkey_mw.transport import Transport
 
 MODELS = ("mock-gpt", "mock-embed")
+#: A 1x1 transparent PNG: what the mock "generates" for every image prompt.
+TINY_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 DEFAULT_DIMENSIONS = 8
 _OPTION_KEYS = ("mock_reply", "mock_latency_ms", "mock_chunk_delay_ms", "mock_status")
 
@@ -59,6 +64,10 @@ class MockProvider(Provider):
                     ],
                 }
             )
+        if call.endpoint is Endpoint.IMAGES:
+            count = int(body.get("n") or 1)
+            image = {"b64_json": TINY_PNG, "revised_prompt": str(body.get("prompt", ""))}
+            return GatewayResponse.from_json({"created": int(time.time()), "data": [image] * count})
         if call.endpoint is Endpoint.EMBEDDINGS:
             return GatewayResponse.from_json(_embeddings(body, model))
         prompt = _prompt_text(call.endpoint, body)
