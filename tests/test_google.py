@@ -349,3 +349,39 @@ def test_embeddings(gateway: RunningGateway, fake: FakeUpstream) -> None:
         "content": {"parts": [{"text": "a"}]},
         "outputDimensionality": 2,
     }
+
+
+def test_stream_with_tool_calls(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    events = sse(
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Checking"}]}}]},
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}},
+                            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}},
+                        ],
+                    },
+                    "finishReason": "STOP",
+                }
+            ]
+        },
+    )
+    fake.script(STREAM, Reply(stream=events, done=False))
+    chunks = list(
+        sdk(gateway).chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=[{"role": "user", "content": "Weather?"}],
+            tools=[TOOL],  # type: ignore[list-item]
+            stream=True,
+        )
+    )
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    assert [call.index for call in calls] == [0, 1]
+    assert [orjson.loads(call.function.arguments or "") for call in calls if call.function] == [
+        {"city": "Rome"},
+        {"city": "Oslo"},
+    ]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"

@@ -141,3 +141,27 @@ def test_token_endpoint_refusal_is_a_401(tmp_path: object, fake: FakeUpstream) -
         sdk(running).chat.completions.create(
             model="gemini-2.5-flash", messages=[{"role": "user", "content": "Hi"}]
         )
+
+
+def test_claude_stream_on_vertex(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    from tests.test_anthropic import TEXT_AND_TOOL_STREAM
+
+    fake.script("/token", TOKEN)
+    fake.script(
+        f"{PREFIX}/anthropic/models/claude-fake-1:streamRawPredict",
+        Reply(stream=TEXT_AND_TOOL_STREAM, done=False),
+    )
+    chunks = list(
+        sdk(gateway).chat.completions.create(
+            model="claude-fake-1", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    names = [
+        call.function.name
+        for c in chunks
+        if c.choices
+        for call in c.choices[0].delta.tool_calls or []
+        if call.function is not None and call.function.name
+    ]
+    assert text == "Let me check." and names == ["get_weather", "get_weather"]
