@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError, UpstreamBadResponse
+from portkey_mw.errors import AuthenticationError
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.provider_http import (
     HTTPProvider,
@@ -16,6 +16,7 @@ from portkey_mw.provider_http import (
     forwarded_headers,
     report_dropped,
 )
+from portkey_mw.translation import json_object
 from portkey_mw.transport import UpstreamRequest
 
 from .stream import StreamTranslator
@@ -98,15 +99,7 @@ class AnthropicProvider(HTTPProvider):
         body: bytes,
         content_type: str,
     ) -> GatewayResponse:
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            message = None
-        if not isinstance(message, dict):
-            raise UpstreamBadResponse(
-                f"anthropic answered {status} with a body that is not a JSON object",
-                provider=self.id,
-            )
+        message = json_object(self.id, status, body)
         if call.endpoint is Endpoint.MODELS:
             models = [
                 {"id": m.get("id"), "object": "model", "created": 0, "owned_by": "anthropic"}

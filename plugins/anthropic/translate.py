@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.translation import tool_arguments
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: Anthropic requires max_tokens; OpenAI does not. Used when the client gives none.
@@ -171,22 +172,12 @@ def _assistant_blocks(message: dict[str, Any], index: int) -> list[dict[str, Any
     blocks = _text_blocks(message.get("content"), index)
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        arguments = function.get("arguments") or "{}"
-        try:
-            parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            raise InvalidRequest(
-                f"messages[{index}].tool_calls: the arguments of {function.get('name')!r} "
-                "are not valid JSON",
-                param="messages",
-                code="invalid_tool_arguments",
-            ) from None
         blocks.append(
             {
                 "type": "tool_use",
                 "id": call.get("id"),
                 "name": function.get("name"),
-                "input": parsed,
+                "input": tool_arguments(function, index),
             }
         )
     return blocks

@@ -12,7 +12,6 @@ from portkey_mw.errors import (
     AuthenticationError,
     InvalidRequest,
     PluginMissingDependency,
-    UpstreamBadResponse,
 )
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.media import image_data_url
@@ -23,6 +22,7 @@ from portkey_mw.provider_http import (
     passthrough_headers,
     report_dropped,
 )
+from portkey_mw.translation import embedding_texts, embeddings_response, json_object
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
@@ -61,13 +61,7 @@ class BedrockProvider(HTTPProvider):
         """Embeddings with InvokeModel: Titan takes one text per request, Cohere a batch."""
         body = call.body or {}
         model = str(body.get("model") or "")
-        texts = body.get("input")
-        texts = [texts] if isinstance(texts, str) else texts
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise InvalidRequest(
-                "bedrock embeds text: 'input' must be a string or a list of strings",
-                param="input",
-            )
+        texts = embedding_texts(body, "bedrock")
         if model.startswith("cohere."):
             payloads = [{"texts": texts, "input_type": body.get("input_type") or "search_document"}]
         elif model.startswith("amazon.titan-embed"):
@@ -97,11 +91,7 @@ class BedrockProvider(HTTPProvider):
                 tokens += int(answer.get("inputTextTokenCount") or 0)
             else:
                 vectors.extend(answer.get("embeddings") or [])
-        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return GatewayResponse.from_json(
-            {"object": "list", "data": data, "model": model, "usage": usage}
-        )
+        return embeddings_response(vectors, model, tokens)
 
     def _credentials(self, call: ProviderCall) -> dict[str, Any]:
         credentials = {name: _option(call, name) for name in _CREDENTIALS}
@@ -193,48 +183,10 @@ class BedrockProvider(HTTPProvider):
         body: bytes,
         content_type: str,
     ) -> GatewayResponse:
-        try:
-            response = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            response = None
-        if not isinstance(response, dict):
-            raise UpstreamBadResponse(
-                f"bedrock answered {status} with a body that is not a JSON object", provider=self.id
-            )
+        response = json_object(self.id, status, body)
         return GatewayResponse.from_json(
             to_openai(response, (call.body or {}).get("model")), status, headers
         )
-
-    def map_error(
-        self,
-        call: ProviderCall,
-        status: int,
-        headers: dict[str, str],
-        body: bytes,
-        content_type: str,
-    ) -> GatewayResponse:
-        # Bedrock errors are {"message": "..."} with the type in x-amzn-ErrorType.
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(
-            parsed.get("message") or parsed.get("Message"), str
-        ):
-            return GatewayResponse.from_json(
-                {
-                    "error": {
-                        "message": parsed.get("message") or parsed.get("Message"),
-                        "type": "upstream_error",
-                        "param": None,
-                        "code": None,
-                    },
-                    "provider": self.id,
-                },
-                status,
-                headers,
-            )
-        return super().map_error(call, status, headers, body, content_type)
 
 
 def _option(call: ProviderCall, name: str) -> Any:

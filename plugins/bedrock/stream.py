@@ -10,31 +10,25 @@ skipped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from portkey_mw.errors import GatewayError, UpstreamBadResponse
-from portkey_mw.streaming import DONE_EVENT, json_event
+from portkey_mw.translation import ChunkTranslator
 
 from .translate import FINISH_REASONS, usage
 
 
-class StreamTranslator:
-    """Translates one ConverseStream response."""
+class StreamTranslator(ChunkTranslator):
+    """Translates one ConverseStream response (binary frames, not SSE)."""
 
     def __init__(self, *, model: str | None, include_usage: bool) -> None:
         from botocore.eventstream import EventStreamBuffer  # the plugin's extra
 
+        super().__init__(provider="bedrock", model=model, include_usage=include_usage, usage=usage)
         self._buffer = EventStreamBuffer()
-        self.model = model
-        self.include_usage = include_usage
-        self.created = int(time.time())
+        self._headers: dict[str, Any] = {}
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
-        self.finish: str | None = None
-        self.usage: dict[str, Any] = {}
 
     async def translate(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
@@ -42,7 +36,8 @@ class StreamTranslator:
             out, failure = b"", None
             try:
                 for message in self._buffer:
-                    out += self._frame(message.headers, message.payload)
+                    self._headers = message.headers
+                    out += self.event(message.payload)
             except GatewayError as error:
                 failure = error
             except Exception as exc:  # botocore's parser: a corrupt frame
@@ -55,35 +50,13 @@ class StreamTranslator:
                 yield out
             if failure is not None:
                 raise failure
-        if self.finish is not None:
-            tail = b""
-            if self.include_usage and self.usage:
-                tail += json_event(self._chunk([], usage=usage(self.usage)))
-            yield tail + DONE_EVENT
+        ending = self.ending()
+        if ending:
+            yield ending
 
-    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-bedrock",
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-            **extra,
-        }
-
-    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return json_event(self._chunk([choice]))
-
-    def _frame(self, headers: dict[str, Any], payload: bytes) -> bytes:
-        try:
-            event = orjson.loads(payload) if payload else {}
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse(
-                "bedrock sent a stream event that is not JSON",
-                code="malformed_stream_chunk",
-                provider="bedrock",
-            ) from None
+    def event(self, data: bytes) -> bytes:
+        headers = self._headers
+        event = self.parse(data) if data else {}
         if headers.get(":message-type") == "exception":
             raise UpstreamBadResponse(
                 f"bedrock failed mid-stream ({headers.get(':exception-type')}): "
@@ -93,7 +66,7 @@ class StreamTranslator:
             )
         kind = headers.get(":event-type")
         if kind == "messageStart":
-            return self._delta({"role": "assistant", "content": ""})
+            return self.delta({"role": "assistant", "content": ""})
         if kind == "contentBlockStart":
             use = (event.get("start") or {}).get("toolUse")
             if not use:
@@ -106,22 +79,22 @@ class StreamTranslator:
                 "type": "function",
                 "function": {"name": use.get("name"), "arguments": ""},
             }
-            return self._delta({"tool_calls": [call]})
+            return self.delta({"tool_calls": [call]})
         if kind == "contentBlockDelta":
             delta = event.get("delta") or {}
             if "text" in delta:
-                return self._delta({"content": delta["text"]})
+                return self.delta({"content": delta["text"]})
             if "toolUse" in delta:
                 block = int(event.get("contentBlockIndex", 0))
                 piece = {
                     "index": self.tool_blocks.get(block, 0),
                     "function": {"arguments": delta["toolUse"].get("input", "")},
                 }
-                return self._delta({"tool_calls": [piece]})
+                return self.delta({"tool_calls": [piece]})
             return b""
         if kind == "messageStop":
-            self.finish = FINISH_REASONS.get(event.get("stopReason") or "", "stop")
-            return self._delta({}, self.finish)
+            self.finished = True
+            return self.delta({}, FINISH_REASONS.get(event.get("stopReason") or "", "stop"))
         if kind == "metadata":
             self.usage = event.get("usage") or {}
         return b""

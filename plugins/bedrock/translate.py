@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.translation import tool_arguments
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -78,7 +79,7 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                         "toolUse": {
                             "toolUseId": call.get("id"),
                             "name": function.get("name"),
-                            "input": _args(function, index),
+                            "input": tool_arguments(function, index),
                         }
                     }
                 )
@@ -155,21 +156,6 @@ def _blocks(content: Any, index: int) -> list[dict[str, Any]]:
                 param="messages",
             )
     return blocks
-
-
-def _args(function: dict[str, Any], index: int) -> Any:
-    arguments = function.get("arguments") or "{}"
-    if not isinstance(arguments, str):
-        return arguments
-    try:
-        return orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(
-            f"messages[{index}].tool_calls: the arguments of {function.get('name')!r} are not "
-            "valid JSON",
-            param="messages",
-            code="invalid_tool_arguments",
-        ) from None
 
 
 def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:

@@ -8,13 +8,14 @@ import orjson
 
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError, UpstreamBadResponse
+from portkey_mw.errors import AuthenticationError
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.translation import embeddings_response, json_object
 from portkey_mw.transport import UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import embed_request, embed_response, to_cohere, to_openai
+from .translate import embed_request, embed_vectors, to_cohere, to_openai
 
 BASE_URL = "https://api.cohere.com"
 
@@ -69,17 +70,11 @@ class CohereProvider(HTTPProvider):
         body: bytes,
         content_type: str,
     ) -> GatewayResponse:
-        try:
-            response = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            response = None
-        if not isinstance(response, dict):
-            raise UpstreamBadResponse(
-                f"cohere answered {status} with a body that is not a JSON object", provider=self.id
-            )
+        response = json_object(self.id, status, body)
         model = (call.body or {}).get("model")
         if call.endpoint is Endpoint.EMBEDDINGS:
-            return GatewayResponse.from_json(embed_response(response, model), status, headers)
+            vectors, tokens = embed_vectors(response)
+            return embeddings_response(vectors, model, tokens)
         return GatewayResponse.from_json(to_openai(response, model), status, headers)
 
 

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.translation import embedding_texts
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -130,30 +131,17 @@ def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
 
 def embed_request(body: dict[str, Any]) -> dict[str, Any]:
     """The ``/v2/embed`` request for an OpenAI embeddings request."""
-    texts = body.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise InvalidRequest(
-            "cohere embeds text: 'input' must be a string or a list of strings", param="input"
-        )
     return {
         "model": body.get("model"),
-        "texts": texts,
+        "texts": embedding_texts(body, "cohere"),
         "input_type": body.get("input_type") or "search_document",
         "embedding_types": ["float"],
         **({"output_dimension": body["dimensions"]} if body.get("dimensions") else {}),
     }
 
 
-def embed_response(response: dict[str, Any], model: str | None) -> dict[str, Any]:
+def embed_vectors(response: dict[str, Any]) -> tuple[list[Any], int]:
+    """The float vectors of a ``/v2/embed`` response, and the input tokens billed."""
     vectors = (response.get("embeddings") or {}).get("float") or []
     tokens = int(((response.get("meta") or {}).get("billed_units") or {}).get("input_tokens") or 0)
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
-        ],
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return vectors, tokens

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.media import image_data_url
 from portkey_mw.provider_http import (
@@ -18,10 +18,11 @@ from portkey_mw.provider_http import (
     forwarded_headers,
     report_dropped,
 )
+from portkey_mw.translation import embeddings_response, json_object
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import DATA_URL, embed_request, embed_response, to_gemini, to_openai
+from .translate import DATA_URL, embed_request, to_gemini, to_openai
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
@@ -122,14 +123,7 @@ class GoogleProvider(HTTPProvider):
         body: bytes,
         content_type: str,
     ) -> GatewayResponse:
-        try:
-            response = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            response = None
-        if not isinstance(response, dict):
-            raise UpstreamBadResponse(
-                f"google answered {status} with a body that is not a JSON object", provider=self.id
-            )
+        response = json_object(self.id, status, body)
         if call.endpoint is Endpoint.MODELS:
             models = [
                 {
@@ -143,7 +137,9 @@ class GoogleProvider(HTTPProvider):
             return GatewayResponse.from_json({"object": "list", "data": models}, status, headers)
         model = str((call.body or {}).get("model") or "").removeprefix("models/")
         if call.endpoint is Endpoint.EMBEDDINGS:
-            return GatewayResponse.from_json(embed_response(response, model), status, headers)
+            # Gemini reports no token counts for embeddings.
+            vectors = [item.get("values") or [] for item in response.get("embeddings") or []]
+            return embeddings_response(vectors, model)
         return GatewayResponse.from_json(to_openai(response, model), status, headers)
 
 

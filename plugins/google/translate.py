@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.translation import embedding_texts, tool_arguments
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -87,7 +88,12 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 function = call.get("function") or {}
                 names[str(call.get("id"))] = str(function.get("name"))
                 parts.append(
-                    {"functionCall": {"name": function.get("name"), "args": _args(function, index)}}
+                    {
+                        "functionCall": {
+                            "name": function.get("name"),
+                            "args": tool_arguments(function, index),
+                        }
+                    }
                 )
             _append(contents, "model", parts)
         elif role == "tool":
@@ -176,21 +182,6 @@ def _parts(content: Any, index: int) -> list[dict[str, Any]]:
     return parts
 
 
-def _args(function: dict[str, Any], index: int) -> Any:
-    arguments = function.get("arguments") or "{}"
-    if not isinstance(arguments, str):
-        return arguments
-    try:
-        return orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(
-            f"messages[{index}].tool_calls: the arguments of {function.get('name')!r} are not "
-            "valid JSON",
-            param="messages",
-            code="invalid_tool_arguments",
-        ) from None
-
-
 def _result(text: str) -> dict[str, Any]:
     """Gemini wants an object: a JSON object result is kept, anything else is wrapped."""
     try:
@@ -232,31 +223,12 @@ def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:
 
 def embed_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The ``batchEmbedContents`` request for an OpenAI embeddings request."""
-    texts = body.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise InvalidRequest(
-            "google embeds text: 'input' must be a string or a list of strings", param="input"
-        )
     extra = {"outputDimensionality": body["dimensions"]} if body.get("dimensions") else {}
     return {
         "requests": [
             {"model": f"models/{model}", "content": {"parts": [{"text": text}]}, **extra}
-            for text in texts
+            for text in embedding_texts(body, "google")
         ]
-    }
-
-
-def embed_response(response: dict[str, Any], model: str) -> dict[str, Any]:
-    vectors = [item.get("values") or [] for item in response.get("embeddings") or []]
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
-        ],
-        "model": model,
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},  # Gemini does not report tokens here
     }
 
 

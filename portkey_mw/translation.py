@@ -1,0 +1,175 @@
+"""Shared pieces of provider adapters that translate a native API to and from OpenAI's.
+
+Every native adapter (anthropic, google, bedrock, cohere, vertex-ai) streams OpenAI chunks
+the same way, parses tool-call arguments the same way and answers embeddings in the same
+shape; those parts live here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from portkey_mw.context import GatewayResponse
+from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
+
+
+class ChunkTranslator(ABC):
+    """Base of the stream translators: native events in, OpenAI chunk events out.
+
+    A subclass turns one native event into OpenAI SSE bytes (:meth:`event`) and keeps
+    ``usage`` (native shape) and ``finished``; this class frames the chunks, relays the good
+    events before a failing one, and ends a finished stream with the usage chunk (when the
+    client asked for it) and ``[DONE]``.
+
+    :param provider: the provider id, for error messages.
+    :param model: the model named in the request (until the stream names its own).
+    :param include_usage: ``stream_options.include_usage`` of the request.
+    :param usage: turns the native usage into OpenAI's.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str | None,
+        include_usage: bool,
+        usage: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        self.provider = provider
+        self.id = f"chatcmpl-{provider}"
+        self.model = model
+        self.created = int(time.time())
+        self.include_usage = include_usage
+        self.usage: dict[str, Any] = {}
+        self.finished = False
+        self._usage = usage
+
+    @abstractmethod
+    def event(self, data: bytes) -> bytes:
+        """OpenAI SSE bytes for one native event's data (may be empty)."""
+
+    async def translate(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """OpenAI SSE bytes for the native SSE bytes in ``chunks``."""
+        decoder = SSEDecoder()
+        async for chunk in chunks:
+            out, failure = self.events(decoder.feed(chunk))
+            if out:
+                yield out  # what came before a failing event still reaches the client
+            if failure is not None:
+                raise failure
+        out, failure = self.events(decoder.flush())
+        if out and failure is not None:
+            yield out
+            out = b""
+        if failure is not None:
+            raise failure
+        out += self.ending()
+        if out:
+            yield out
+
+    def events(self, events: list[bytes]) -> tuple[bytes, GatewayError | None]:
+        """Translate SSE events in order; stop at the first that fails."""
+        out = b""
+        for raw in events:
+            data = event_data(raw)
+            if not data or data == b"[DONE]":
+                continue
+            try:
+                out += self.event(data)
+            except GatewayError as failure:
+                return out, failure
+        return out, None
+
+    def ending(self) -> bytes:
+        """The usage chunk and ``[DONE]`` of a finished stream (nothing otherwise)."""
+        if not self.finished:
+            return b""
+        out = b""
+        if self.include_usage and self.usage:
+            out += json_event(self.chunk([], usage=self._usage(self.usage)))
+        return out + DONE_EVENT
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """One ``chat.completion.chunk`` object."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
+
+    def delta(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        """One chunk event for choice 0."""
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return json_event(self.chunk([choice]))
+
+    def parse(self, data: bytes) -> Any:
+        """One native event's JSON, or a ``malformed_stream_chunk`` failure."""
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse(
+                f"{self.provider} sent a stream event that is not JSON: {data[:80]!r}",
+                code="malformed_stream_chunk",
+                provider=self.provider,
+            ) from None
+
+
+def json_object(provider: str, status: int, body: bytes) -> dict[str, Any]:
+    """A native response body that must be a JSON object, or a 502 saying it was not."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UpstreamBadResponse(
+            f"{provider} answered {status} with a body that is not a JSON object",
+            provider=provider,
+        )
+    return parsed
+
+
+def tool_arguments(function: dict[str, Any], index: int) -> Any:
+    """The parsed arguments of an OpenAI tool call in ``messages[index]`` (400 if not JSON)."""
+    arguments = function.get("arguments") or "{}"
+    if not isinstance(arguments, str):
+        return arguments
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            f"messages[{index}].tool_calls: the arguments of {function.get('name')!r} are not "
+            "valid JSON",
+            param="messages",
+            code="invalid_tool_arguments",
+        ) from None
+
+
+def embedding_texts(body: dict[str, Any], provider: str) -> list[str]:
+    """The texts of an OpenAI embeddings request (providers that embed text only)."""
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest(
+            f"{provider} embeds text: 'input' must be a string or a list of strings",
+            param="input",
+        )
+    return texts
+
+
+def embeddings_response(vectors: list[Any], model: str | None, tokens: int = 0) -> GatewayResponse:
+    """An OpenAI embeddings response for ``vectors``, in input order."""
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return GatewayResponse.from_json(
+        {"object": "list", "data": data, "model": model, "usage": usage}
+    )
