@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.transport import Transport, UpstreamRequest
 
+#: A base64 ``data:`` URL, as OpenAI image parts carry inline images.
+DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 FETCH_TIMEOUT = 10.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import orjson
@@ -173,3 +173,31 @@ def embeddings_response(vectors: list[Any], model: str | None, tokens: int = 0) 
     return GatewayResponse.from_json(
         {"object": "list", "data": data, "model": model, "usage": usage}
     )
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]], key: str = "content"
+) -> None:
+    """Add ``items`` to the conversation, merging into the last turn when it has ``role``.
+
+    Native APIs that alternate roles (Anthropic, Gemini, Bedrock) want consecutive turns of
+    one role -- several tool results, or tool results and a user message -- as one turn.
+    """
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
+
+
+def stop_list(stop: Any) -> list[str]:
+    """OpenAI's ``stop`` (a string or a list) as a list."""
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def dropped_params(
+    body: dict[str, Any], passed: Collection[str], unsupported: Collection[str] = ()
+) -> list[str]:
+    """The request parameters an adapter does not carry over (for ``report_dropped``)."""
+    return [name for name in body if name in unsupported or name not in passed]

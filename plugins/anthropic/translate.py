@@ -10,14 +10,14 @@ and ``tool_calls``; stop reasons and usage (cache reads and writes included) are
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 import orjson
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.translation import tool_arguments
+from portkey_mw.media import DATA_URL
+from portkey_mw.translation import append_turn, dropped_params, stop_list, tool_arguments
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: Anthropic requires max_tokens; OpenAI does not. Used when the client gives none.
@@ -67,8 +67,6 @@ _PASSED = {
     "reasoning_effort",
 }
 
-_DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
-
 
 def to_anthropic(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The Messages API request for an OpenAI chat request, and the parameters dropped."""
@@ -81,11 +79,11 @@ def to_anthropic(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if role in ("system", "developer"):
             system.extend(_text_blocks(message.get("content"), index))
         elif role == "user":
-            _append(messages, "user", _user_blocks(message.get("content"), index))
+            append_turn(messages, "user", _user_blocks(message.get("content"), index))
         elif role == "assistant":
-            _append(messages, "assistant", _assistant_blocks(message, index))
+            append_turn(messages, "assistant", _assistant_blocks(message, index))
         elif role == "tool":
-            _append(messages, "user", [_tool_result(message, index)])
+            append_turn(messages, "user", [_tool_result(message, index)])
         else:
             raise InvalidRequest(
                 f"messages[{index}].role {role!r} is not supported", param="messages"
@@ -104,21 +102,14 @@ def to_anthropic(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             payload[name] = body[name]
     stop = body.get("stop")
     if stop:
-        payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        payload["stop_sequences"] = stop_list(stop)
     if body.get("user"):
         payload["metadata"] = {"user_id": str(body["user"])}
     if body.get("stream"):
         payload["stream"] = True
     _tools(body, payload)
-    dropped = [name for name in body if name in UNSUPPORTED or name not in _PASSED]
+    dropped = dropped_params(body, _PASSED, UNSUPPORTED)
     return payload, dropped
-
-
-def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": blocks})
 
 
 def _text_blocks(content: Any, index: int) -> list[dict[str, Any]]:
@@ -156,7 +147,7 @@ def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
 
 
 def _image(url: str, index: int) -> dict[str, Any]:
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match:
         source = {"type": "base64", "media_type": match["media"], "data": match["data"]}
         return {"type": "image", "source": source}

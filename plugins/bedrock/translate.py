@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.translation import tool_arguments
+from portkey_mw.translation import append_turn, dropped_params, stop_list, tool_arguments
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -69,7 +69,7 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if role in ("system", "developer"):
             system.extend(b for b in _blocks(message.get("content"), index) if "text" in b)
         elif role == "user":
-            _append(messages, "user", _blocks(message.get("content"), index))
+            append_turn(messages, "user", _blocks(message.get("content"), index))
         elif role == "assistant":
             blocks = _blocks(message.get("content"), index)
             for call in message.get("tool_calls") or []:
@@ -83,7 +83,7 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                         }
                     }
                 )
-            _append(messages, "assistant", blocks)
+            append_turn(messages, "assistant", blocks)
         elif role == "tool":
             content = message.get("content")
             text = (
@@ -92,7 +92,7 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
             )
             result = {"toolUseId": message.get("tool_call_id"), "content": [{"text": text}]}
-            _append(messages, "user", [{"toolResult": result}])
+            append_turn(messages, "user", [{"toolResult": result}])
         else:
             raise InvalidRequest(
                 f"messages[{index}].role {role!r} is not supported", param="messages"
@@ -110,21 +110,12 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         config["topP"] = body["top_p"]
     stop = body.get("stop")
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        config["stopSequences"] = stop_list(stop)
     if config:
         payload["inferenceConfig"] = config
     _tools(body, payload)
-    dropped = [name for name in body if name in UNSUPPORTED or name not in _PASSED]
+    dropped = dropped_params(body, _PASSED, UNSUPPORTED)
     return payload, dropped
-
-
-def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": blocks})
 
 
 def _blocks(content: Any, index: int) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import orjson
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import ProviderCall
-from portkey_mw.media import image_data_url
+from portkey_mw.media import DATA_URL, image_data_url
 from portkey_mw.provider_http import (
     HTTPProvider,
     custom_host,
@@ -22,7 +22,7 @@ from portkey_mw.translation import embeddings_response, json_object
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import DATA_URL, embed_request, to_gemini, to_openai
+from .translate import embed_request, to_gemini, to_openai
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 

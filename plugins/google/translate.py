@@ -11,14 +11,20 @@ finish reasons and usage are mapped.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 import orjson
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.translation import embedding_texts, tool_arguments
+from portkey_mw.media import DATA_URL
+from portkey_mw.translation import (
+    append_turn,
+    dropped_params,
+    embedding_texts,
+    stop_list,
+    tool_arguments,
+)
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -63,7 +69,6 @@ _PASSED = {
     "stop",
     *_GENERATION,
 }
-DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 
 
 def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -81,7 +86,7 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if role in ("system", "developer"):
             system.extend(_parts(message.get("content"), index))
         elif role == "user":
-            _append(contents, "user", _parts(message.get("content"), index))
+            append_turn(contents, "user", _parts(message.get("content"), index), "parts")
         elif role == "assistant":
             parts = _parts(message.get("content"), index)
             for call in message.get("tool_calls") or []:
@@ -95,7 +100,7 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                         }
                     }
                 )
-            _append(contents, "model", parts)
+            append_turn(contents, "model", parts, "parts")
         elif role == "tool":
             name = names.get(str(message.get("tool_call_id")))
             if name is None:
@@ -111,7 +116,12 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
             )
             response = _result(text)
-            _append(contents, "user", [{"functionResponse": {"name": name, "response": response}}])
+            append_turn(
+                contents,
+                "user",
+                [{"functionResponse": {"name": name, "response": response}}],
+                "parts",
+            )
         else:
             raise InvalidRequest(
                 f"messages[{index}].role {role!r} is not supported", param="messages"
@@ -127,7 +137,7 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         config["maxOutputTokens"] = limit
     stop = body.get("stop")
     if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        config["stopSequences"] = stop_list(stop)
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in (
         "json_object",
@@ -140,17 +150,8 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if config:
         payload["generationConfig"] = config
     _tools(body, payload)
-    dropped = [name for name in body if name in UNSUPPORTED or name not in _PASSED]
+    dropped = dropped_params(body, _PASSED, UNSUPPORTED)
     return payload, dropped
-
-
-def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": parts})
 
 
 def _parts(content: Any, index: int) -> list[dict[str, Any]]:
