@@ -23,6 +23,8 @@ class Endpoint(StrEnum):
     EMBEDDINGS = "embeddings"
     MODELS = "models"
     IMAGES = "images"
+    #: count a chat request's input tokens (``/v1/messages/count_tokens``)
+    COUNT_TOKENS = "count_tokens"
 
 
 @dataclass(slots=True)

@@ -53,8 +53,12 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/images/generations": (Endpoint.IMAGES, "POST"),
 }
 #: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
-INBOUND: dict[str, InboundFormat] = {"/v1/messages": AnthropicMessages()}
+INBOUND: dict[str, InboundFormat] = {
+    "/v1/messages": AnthropicMessages(),
+    "/v1/messages/count_tokens": AnthropicMessages(),
+}
 ROUTES["/v1/messages"] = (Endpoint.CHAT_COMPLETIONS, "POST")
+ROUTES["/v1/messages/count_tokens"] = (Endpoint.COUNT_TOKENS, "POST")
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
 #: the routing state of this process: every upstream's circuit breaker
 CIRCUITS_PATH = "/v1/admin/circuits"
@@ -64,6 +68,7 @@ REQUIRED_PARAM = {
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.EMBEDDINGS: "input",
     Endpoint.IMAGES: "prompt",
+    Endpoint.COUNT_TOKENS: "messages",
 }
 
 
@@ -420,7 +425,9 @@ class _Exchange:
         self.response_started = True
         self._done = True
         body = response.body or b""
-        if self.inbound is not None:
+        # A token count ({"input_tokens": n}) is already in the client's shape.
+        counted = self.ctx.endpoint is Endpoint.COUNT_TOKENS and response.status < 400
+        if self.inbound is not None and not counted:
             parsed = response.json()
             if response.status < 400 and isinstance(parsed, dict):
                 body = orjson.dumps(self.inbound.response(parsed))

@@ -65,7 +65,9 @@ class Provider(ABC):
     #: the id configs and ``x-portkey-provider`` use (Portkey's ids where one exists)
     id: str
     #: the operations this provider serves
-    endpoints: frozenset[Endpoint] = frozenset(Endpoint)
+    endpoints: frozenset[Endpoint] = frozenset(
+        {Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.MODELS}
+    )
     #: what it can do within chat, as listed in docs/providers.md (see ``FEATURES``)
     features: frozenset[str] = frozenset()
     #: the distribution that registered it (filled in by the core)

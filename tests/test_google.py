@@ -385,3 +385,24 @@ def test_stream_with_tool_calls(gateway: RunningGateway, fake: FakeUpstream) -> 
         {"city": "Oslo"},
     ]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_count_tokens_for_the_anthropic_endpoint(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    import anthropic
+
+    fake.script("/v1beta/models/gemini-2.5-flash:countTokens", Reply(json={"totalTokens": 31}))
+    client = anthropic.Anthropic(
+        base_url=gateway.root,
+        api_key="AIza-test",
+        max_retries=0,
+        default_headers={"x-portkey-config": "gemini"},
+    )
+    count = client.messages.count_tokens(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "How many tokens?"}]
+    )
+    assert count.input_tokens == 31
+    sent = fake.requests[0].json()["generateContentRequest"]
+    assert sent["model"] == "models/gemini-2.5-flash"
+    assert sent["contents"] == [{"role": "user", "parts": [{"text": "How many tokens?"}]}]

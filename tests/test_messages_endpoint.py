@@ -231,3 +231,36 @@ def test_stream_from_an_anthropic_upstream(gateway: RunningGateway, fake: FakeUp
     ]
     assert final.stop_reason == "tool_use"
     assert orjson.loads(fake.requests[0].body)["stream"] is True
+
+
+def test_count_tokens_through_anthropic(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script("/v1/messages/count_tokens", Reply(json={"input_tokens": 14}))
+    count = client(gateway, "claude").messages.count_tokens(
+        model="claude-fake-1",
+        system="Be brief.",
+        messages=[{"role": "user", "content": "Hello, Claude"}],
+    )
+    assert count.input_tokens == 14
+    sent = fake.requests[0].json()
+    assert set(sent) == {"model", "messages", "system"}  # no max_tokens, no sampling
+
+
+def test_count_tokens_where_no_provider_counts(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="does not serve count_tokens"):
+        client(gateway, "openai-fake").messages.count_tokens(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}]
+        )
+    assert fake.requests == []
+
+
+def test_count_tokens_with_the_mock(gateway: RunningGateway) -> None:
+    sdk = anthropic.Anthropic(
+        base_url=gateway.root,
+        api_key="x",
+        max_retries=0,
+        default_headers={"x-portkey-provider": "mock"},
+    )
+    count = sdk.messages.count_tokens(
+        model="mock-gpt", messages=[{"role": "user", "content": "three words here"}]
+    )
+    assert count.input_tokens == 3

@@ -23,6 +23,8 @@ from .stream import StreamTranslator
 from .translate import ANTHROPIC_VERSION, JSON_TOOL, to_anthropic, to_openai
 
 BASE_URL = "https://api.anthropic.com/v1"
+#: what /v1/messages/count_tokens takes of a Messages request
+COUNTED_KEYS = frozenset({"model", "messages", "system", "tools", "tool_choice"})
 
 
 class AnthropicProvider(HTTPProvider):
@@ -33,7 +35,7 @@ class AnthropicProvider(HTTPProvider):
     """
 
     id = "anthropic"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS})
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS, Endpoint.COUNT_TOKENS})
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
@@ -56,6 +58,16 @@ class AnthropicProvider(HTTPProvider):
         if call.endpoint is Endpoint.MODELS:
             return UpstreamRequest("GET", base + "/models", headers=headers, timeout=call.timeout)
         payload, dropped = to_anthropic(call.body or {})
+        if call.endpoint is Endpoint.COUNT_TOKENS:
+            # The count takes the prompt only: no sampling, limits or streaming.
+            counted = {k: v for k, v in payload.items() if k in COUNTED_KEYS}
+            return UpstreamRequest(
+                "POST",
+                base + "/messages/count_tokens",
+                headers={**headers, "content-type": "application/json"},
+                body=orjson.dumps(counted),
+                timeout=call.timeout,
+            )
         report_dropped(call, self.id, dropped)
         headers["content-type"] = "application/json"
         headers["accept"] = "text/event-stream" if call.stream else "application/json"
@@ -100,6 +112,9 @@ class AnthropicProvider(HTTPProvider):
         content_type: str,
     ) -> GatewayResponse:
         message = json_object(self.id, status, body)
+        if call.endpoint is Endpoint.COUNT_TOKENS:
+            count = {"input_tokens": int(message.get("input_tokens") or 0)}
+            return GatewayResponse.from_json(count, status, headers)
         if call.endpoint is Endpoint.MODELS:
             models = [
                 {"id": m.get("id"), "object": "model", "created": 0, "owned_by": "anthropic"}

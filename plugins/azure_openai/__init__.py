@@ -32,7 +32,7 @@ class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset(Endpoint)
+    endpoints = frozenset({*PATHS, Endpoint.MODELS})
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:

@@ -35,7 +35,9 @@ class GoogleProvider(HTTPProvider):
     """
 
     id = "google"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.MODELS})
+    endpoints = frozenset(
+        {Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.MODELS, Endpoint.COUNT_TOKENS}
+    )
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def __init__(self, *, allow_private_image_urls: bool = False) -> None:
@@ -74,8 +76,18 @@ class GoogleProvider(HTTPProvider):
                 body=orjson.dumps(embed_request(body, model)),
                 timeout=call.timeout,
             )
-        method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
         payload, dropped = to_gemini(body)
+        if call.endpoint is Endpoint.COUNT_TOKENS:
+            request = {"model": f"models/{model}", **payload}
+            request.pop("generationConfig", None)
+            return UpstreamRequest(
+                "POST",
+                f"{base}/models/{quote(model, safe='')}:countTokens",
+                headers=headers,
+                body=orjson.dumps({"generateContentRequest": request}),
+                timeout=call.timeout,
+            )
+        method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
         report_dropped(call, self.id, dropped)
         return UpstreamRequest(
             "POST",
@@ -136,6 +148,9 @@ class GoogleProvider(HTTPProvider):
             ]
             return GatewayResponse.from_json({"object": "list", "data": models}, status, headers)
         model = str((call.body or {}).get("model") or "").removeprefix("models/")
+        if call.endpoint is Endpoint.COUNT_TOKENS:
+            count = {"input_tokens": int(response.get("totalTokens") or 0)}
+            return GatewayResponse.from_json(count, status, headers)
         if call.endpoint is Endpoint.EMBEDDINGS:
             # Gemini reports no token counts for embeddings.
             vectors = [item.get("values") or [] for item in response.get("embeddings") or []]

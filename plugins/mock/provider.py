@@ -28,6 +28,7 @@ class MockProvider(Provider):
     """Deterministic replies with configurable latency, errors and streaming."""
 
     id = "mock"
+    endpoints = frozenset(Endpoint)
     features = frozenset({"stream"})
 
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
@@ -64,6 +65,9 @@ class MockProvider(Provider):
                     ],
                 }
             )
+        if call.endpoint is Endpoint.COUNT_TOKENS:
+            prompt = _prompt_text(Endpoint.CHAT_COMPLETIONS, body)
+            return GatewayResponse.from_json({"input_tokens": _usage(prompt, "")["prompt_tokens"]})
         if call.endpoint is Endpoint.IMAGES:
             count = int(body.get("n") or 1)
             image = {"b64_json": TINY_PNG, "revised_prompt": str(body.get("prompt", ""))}
