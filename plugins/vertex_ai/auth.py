@@ -95,6 +95,10 @@ def _credentials(info: dict[str, Any] | None) -> Any:
 
 
 def _refresh(credentials: Any) -> None:
+    import requests
     from google.auth.transport.requests import Request
 
-    credentials.refresh(Request())
+    # A session of our own, closed after: google-auth's default one is never closed and
+    # leaves its connection open until garbage collection.
+    with requests.Session() as session:
+        credentials.refresh(Request(session))
