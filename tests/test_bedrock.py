@@ -346,3 +346,36 @@ def test_cohere_embeddings_on_bedrock(gateway: RunningGateway, fake: FakeUpstrea
     )
     assert [d.embedding for d in result.data] == [[1.0], [2.0]]
     assert fake.requests[0].json() == {"texts": ["a", "b"], "input_type": "search_document"}
+
+
+def test_json_mode_through_a_forced_tool(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    answer = {
+        **RESPONSE,
+        "output": {
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {
+                        "toolUse": {
+                            "toolUseId": "t1",
+                            "name": "json_response",
+                            "input": {"song": "X"},
+                        }
+                    }
+                ],
+            }
+        },
+    }
+    fake.script(CONVERSE, Reply(json=answer))
+    schema = {"type": "object", "properties": {"song": {"type": "string"}}}
+    completion = sdk(gateway).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Top song, as JSON"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+    )
+    assert orjson.loads(completion.choices[0].message.content or "") == {"song": "X"}
+    assert completion.choices[0].finish_reason == "stop"
+    assert not completion.choices[0].message.tool_calls
+    sent = fake.requests[0].json()["toolConfig"]
+    assert sent["toolChoice"] == {"tool": {"name": "json_response"}}
+    assert sent["tools"][-1]["toolSpec"]["inputSchema"] == {"json": schema}

@@ -26,7 +26,7 @@ from portkey_mw.translation import embedding_texts, embeddings_response, json_ob
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import DATA_URL, to_converse, to_openai
+from .translate import DATA_URL, json_mode, to_converse, to_openai
 
 _CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region")
 
@@ -42,7 +42,7 @@ class BedrockProvider(HTTPProvider):
 
     id = "bedrock"
     endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS})
-    features = frozenset({"stream", "tools", "vision"})
+    features = frozenset({"stream", "tools", "vision", "json"})
 
     def __init__(self, *, allow_private_image_urls: bool = False) -> None:
         self.allow_private_image_urls = allow_private_image_urls
@@ -164,6 +164,7 @@ class BedrockProvider(HTTPProvider):
         if upstream.status < 400 and "amazon.eventstream" in content_type:
             body = call.body or {}
             translator = StreamTranslator(
+                json=json_mode(body),
                 model=body.get("model"),
                 include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             )
@@ -185,8 +186,13 @@ class BedrockProvider(HTTPProvider):
     ) -> GatewayResponse:
         response = json_object(self.id, status, body)
         return GatewayResponse.from_json(
-            to_openai(response, (call.body or {}).get("model")), status, headers
+            to_openai(response, body_model(call), json=json_mode(call.body or {})), status, headers
         )
+
+
+def body_model(call: ProviderCall) -> str | None:
+    model = (call.body or {}).get("model")
+    return str(model) if model else None
 
 
 def _option(call: ProviderCall, name: str) -> Any:

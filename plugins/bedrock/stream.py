@@ -16,19 +16,21 @@ from typing import Any
 from portkey_mw.errors import GatewayError, UpstreamBadResponse
 from portkey_mw.translation import ChunkTranslator
 
-from .translate import FINISH_REASONS, usage
+from .translate import FINISH_REASONS, JSON_TOOL, usage
 
 
 class StreamTranslator(ChunkTranslator):
     """Translates one ConverseStream response (binary frames, not SSE)."""
 
-    def __init__(self, *, model: str | None, include_usage: bool) -> None:
+    def __init__(self, *, model: str | None, include_usage: bool, json: bool = False) -> None:
         from botocore.eventstream import EventStreamBuffer  # the plugin's extra
 
         super().__init__(provider="bedrock", model=model, include_usage=include_usage, usage=usage)
         self._buffer = EventStreamBuffer()
         self._headers: dict[str, Any] = {}
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
+        self.json = json  # the JSON tool's input is the content
+        self.json_block: int | None = None
 
     async def translate(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
@@ -71,6 +73,9 @@ class StreamTranslator(ChunkTranslator):
             use = (event.get("start") or {}).get("toolUse")
             if not use:
                 return b""
+            if self.json and use.get("name") == JSON_TOOL:
+                self.json_block = int(event.get("contentBlockIndex", 0))
+                return b""
             index = len(self.tool_blocks)
             self.tool_blocks[int(event.get("contentBlockIndex", 0))] = index
             call = {
@@ -86,6 +91,8 @@ class StreamTranslator(ChunkTranslator):
                 return self.delta({"content": delta["text"]})
             if "toolUse" in delta:
                 block = int(event.get("contentBlockIndex", 0))
+                if block == self.json_block:
+                    return self.delta({"content": delta["toolUse"].get("input", "")})
                 piece = {
                     "index": self.tool_blocks.get(block, 0),
                     "function": {"arguments": delta["toolUse"].get("input", "")},
@@ -94,7 +101,10 @@ class StreamTranslator(ChunkTranslator):
             return b""
         if kind == "messageStop":
             self.finished = True
-            return self.delta({}, FINISH_REASONS.get(event.get("stopReason") or "", "stop"))
+            finish = FINISH_REASONS.get(event.get("stopReason") or "", "stop")
+            if self.json_block is not None and not self.tool_blocks:
+                finish = "stop"
+            return self.delta({}, finish)
         if kind == "metadata":
             self.usage = event.get("usage") or {}
         return b""

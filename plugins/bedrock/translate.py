@@ -19,6 +19,9 @@ import orjson
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.translation import append_turn, dropped_params, stop_list, tool_arguments
 
+#: The forced tool that carries a response_format answer.
+JSON_TOOL = "json_response"
+
 FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -37,7 +40,6 @@ UNSUPPORTED = (
     "n",
     "user",
     "service_tier",
-    "response_format",
     "parallel_tool_calls",
 )
 _PASSED = {
@@ -161,17 +163,39 @@ def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:
         for tool in body.get("tools") or []
         if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
     ]
+    choice = body.get("tool_choice")
+    tool_choice: dict[str, Any] | None = None
+    if choice == "auto":
+        tool_choice = {"auto": {}}
+    elif choice == "required":
+        tool_choice = {"any": {}}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        tool_choice = {"tool": {"name": choice["function"].get("name")}}
+    if json_mode(body):
+        # Converse has no JSON mode: a forced tool whose input is the answer stands in.
+        schema = (body["response_format"].get("json_schema") or {}).get("schema")
+        spec = {
+            "name": JSON_TOOL,
+            "description": "Respond with the answer as JSON.",
+            "inputSchema": {"json": schema or {"type": "object"}},
+        }
+        tools.append({"toolSpec": spec})
+        tool_choice = {"tool": {"name": JSON_TOOL}}
     if not tools:
         return
     config: dict[str, Any] = {"tools": tools}
-    choice = body.get("tool_choice")
-    if choice == "auto":
-        config["toolChoice"] = {"auto": {}}
-    elif choice == "required":
-        config["toolChoice"] = {"any": {}}
-    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
+    if tool_choice:
+        config["toolChoice"] = tool_choice
     payload["toolConfig"] = config
+
+
+def json_mode(body: dict[str, Any]) -> bool:
+    """Whether the request asks for JSON output (``response_format``)."""
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    )
 
 
 def usage(raw: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +212,9 @@ def usage(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
-    """The OpenAI chat completion for a Converse response."""
+def to_openai(response: dict[str, Any], model: str | None, *, json: bool = False) -> dict[str, Any]:
+    """The OpenAI chat completion for a Converse response (``json``: the JSON tool's input
+    is the content)."""
     message = ((response.get("output") or {}).get("message")) or {}
     text: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -198,6 +223,9 @@ def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
             text.append(block["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
+            if json and use.get("name") == JSON_TOOL:
+                text.append(orjson.dumps(use.get("input") or {}).decode())
+                continue
             calls.append(
                 {
                     "id": use.get("toolUseId"),
@@ -220,7 +248,9 @@ def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": reply,
-                "finish_reason": FINISH_REASONS.get(response.get("stopReason") or "", "stop"),
+                "finish_reason": "stop"
+                if json and not calls
+                else FINISH_REASONS.get(response.get("stopReason") or "", "stop"),
                 "logprobs": None,
             }
         ],
