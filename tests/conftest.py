@@ -132,6 +132,32 @@ def server_file(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _close_sdk_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every SDK client a test made, when the test ends.
+
+    The SDKs leave their connection pools to garbage collection, which then finds open
+    sockets (a ResourceWarning, an error under this suite's settings) at a moment that has
+    nothing to do with the test that made them.
+    """
+    import anthropic
+    import openai
+    import portkey_ai
+
+    created: list[Any] = []
+    for cls in (openai.OpenAI, anthropic.Anthropic, portkey_ai.Portkey):
+        original = cls.__init__
+
+        def init(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:
+            __original(self, *args, **kwargs)
+            created.append(self)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    yield
+    for client in created:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
