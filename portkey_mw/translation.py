@@ -201,3 +201,23 @@ def dropped_params(
 ) -> list[str]:
     """The request parameters an adapter does not carry over (for ``report_dropped``)."""
     return [name for name in body if name in unsupported or name not in passed]
+
+
+def openai_usage(
+    input_tokens: Any, output_tokens: Any, cache_read: Any = 0, cache_write: Any = 0
+) -> dict[str, Any]:
+    """OpenAI's usage object from a provider's counts.
+
+    OpenAI counts cached prompt tokens inside ``prompt_tokens``; providers that report
+    cache reads and writes apart (Anthropic, Bedrock) have them added back, and both are
+    reported in ``prompt_tokens_details``.
+    """
+    cached, written = int(cache_read or 0), int(cache_write or 0)
+    prompt = int(input_tokens or 0) + cached + written
+    completion = int(output_tokens or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
+    }

@@ -17,7 +17,13 @@ import orjson
 
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.media import DATA_URL
-from portkey_mw.translation import append_turn, dropped_params, stop_list, tool_arguments
+from portkey_mw.translation import (
+    append_turn,
+    dropped_params,
+    openai_usage,
+    stop_list,
+    tool_arguments,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: Anthropic requires max_tokens; OpenAI does not. Used when the client gives none.
@@ -230,17 +236,13 @@ def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:
 
 
 def usage(raw: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI usage from Anthropic's: prompt tokens include cache reads and writes."""
-    cached = int(raw.get("cache_read_input_tokens") or 0)
-    written = int(raw.get("cache_creation_input_tokens") or 0)
-    prompt = int(raw.get("input_tokens") or 0) + cached + written
-    completion = int(raw.get("output_tokens") or 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
-    }
+    """OpenAI usage from Anthropic's."""
+    return openai_usage(
+        raw.get("input_tokens"),
+        raw.get("output_tokens"),
+        raw.get("cache_read_input_tokens"),
+        raw.get("cache_creation_input_tokens"),
+    )
 
 
 def to_openai(message: dict[str, Any], *, json_mode: bool) -> dict[str, Any]:

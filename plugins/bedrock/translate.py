@@ -17,7 +17,13 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.translation import append_turn, dropped_params, stop_list, tool_arguments
+from portkey_mw.translation import (
+    append_turn,
+    dropped_params,
+    openai_usage,
+    stop_list,
+    tool_arguments,
+)
 
 #: The forced tool that carries a response_format answer.
 JSON_TOOL = "json_response"
@@ -199,17 +205,13 @@ def json_mode(body: dict[str, Any]) -> bool:
 
 
 def usage(raw: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI usage from Converse's: prompt tokens include cache reads and writes."""
-    cached = int(raw.get("cacheReadInputTokens") or 0)
-    written = int(raw.get("cacheWriteInputTokens") or 0)
-    prompt = int(raw.get("inputTokens") or 0) + cached + written
-    completion = int(raw.get("outputTokens") or 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
-    }
+    """OpenAI usage from Converse's."""
+    return openai_usage(
+        raw.get("inputTokens"),
+        raw.get("outputTokens"),
+        raw.get("cacheReadInputTokens"),
+        raw.get("cacheWriteInputTokens"),
+    )
 
 
 def to_openai(response: dict[str, Any], model: str | None, *, json: bool = False) -> dict[str, Any]:
