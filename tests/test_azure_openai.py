@@ -110,3 +110,23 @@ def test_credentials_are_required(gateway: RunningGateway, fake: FakeUpstream) -
             extra_headers={"x-portkey-config": "azure"},
         )
     assert fake.requests == []
+
+
+def test_tools_pass_through(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    reply = {
+        **COMPLETION,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+    }
+    fake.script(CHAT_PATH, Reply(json=reply))
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    completion = sdk(gateway).chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "call f"}],
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice="required",
+    )
+    assert completion.choices[0].message.tool_calls is not None
+    sent = fake.requests[0].json()
+    assert sent["tools"] == [tool] and sent["tool_choice"] == "required"
