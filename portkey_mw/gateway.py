@@ -15,6 +15,7 @@ import orjson
 import structlog
 
 from portkey_mw import _http
+from portkey_mw.caching import CACHEABLE, CacheUse, StreamRecorder
 from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
@@ -30,7 +31,7 @@ from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
-from portkey_mw.routing import Router
+from portkey_mw.routing import PlanNode, Router
 from portkey_mw.streaming import (
     DONE_EVENT,
     TAIL_BYTES,
@@ -272,6 +273,17 @@ class Gateway:
                 return result
         return None
 
+    def cache_for(self, ctx: RequestContext, plan: PlanNode) -> CacheUse | None:
+        """Caching for this request, when its config turns it on and a backend exists."""
+        settings = plan.cache
+        if settings is None or ctx.endpoint not in CACHEABLE:
+            return None
+        backend = self.cache_backends.get(self.settings.cache.backend)
+        if backend is None:
+            log.warning("cache backend not registered", backend=self.settings.cache.backend)
+            return None
+        return CacheUse(backend, ctx, settings.max_age)
+
     async def run_response_hooks(self, ctx: RequestContext) -> None:
         """Run ``on_response`` hooks in order."""
         for call in self.plugins.hook_calls("on_response"):
@@ -394,15 +406,25 @@ class _Exchange:
         _http.apply_request_options(ctx)
         plan = gateway.resolver.resolve(ctx.headers)
         response = await gateway.run_request_hooks(ctx)
+        cache = gateway.cache_for(ctx, plan) if response is None else None
+        if cache is not None:
+            response = await cache.lookup(ctx)
         if response is None:
             response = await gateway.router.route(ctx, plan)
         ctx.response = response
+        # Only a fresh, successful answer is stored; a hit is not stored again.
+        storing = cache if ctx.cache_status != "HIT" and response.status == 200 else None
         if response.stream is None:
             await gateway.run_response_hooks(ctx)
             await self._send_complete(response)
+            if storing is not None and response.body:
+                await storing.store(response.body)
         else:
-            await self._send_stream(response)
+            recorder = StreamRecorder() if storing is not None else None
+            await self._send_stream(response, recorder)
             await gateway.run_response_hooks(ctx)
+            if storing is not None and recorder is not None and response.stream_complete:
+                await storing.store(orjson.dumps(recorder.completion()))
 
     def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
         headers = {**response.headers, **self._routing_headers()}
@@ -435,7 +457,9 @@ class _Exchange:
                 body = self.inbound.provider_error(response.status, parsed)
         await _http.send_bytes(self.send, response.status, body, self._response_headers(response))
 
-    async def _send_stream(self, response: GatewayResponse) -> None:
+    async def _send_stream(
+        self, response: GatewayResponse, recorder: StreamRecorder | None = None
+    ) -> None:
         assert response.stream is not None
         self.status = response.status
         headers = self._response_headers(response)
@@ -451,7 +475,7 @@ class _Exchange:
         self.response_started = True
         chunk_hooks = self.gateway.plugins.hook_calls("on_stream_chunk")
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
-        tail = _Tail(chunks)
+        tail = _Tail(chunks, recorder)
         relayed = tail if self.inbound is None else self.inbound.stream(tail)
         send = self.send
         try:
@@ -540,10 +564,11 @@ class _Tail:
     """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
     there) for the log, before any translation for the client."""
 
-    __slots__ = ("_chunks", "tail")
+    __slots__ = ("_chunks", "_recorder", "tail")
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], recorder: StreamRecorder | None) -> None:
         self._chunks = chunks
+        self._recorder = recorder  # rebuilds the answer when it is to be cached
         self.tail = b""
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -552,6 +577,8 @@ class _Tail:
     async def _relay(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
+            if self._recorder is not None:
+                self._recorder.feed(chunk)
             yield chunk
 
 

@@ -62,6 +62,12 @@ class RoutingOptions(_Strict):
     circuit_breaker: CircuitBreakerOptions = Field(default_factory=CircuitBreakerOptions)
 
 
+class CacheOptions(_Strict):
+    """``cache``: where cached responses live (configs turn caching on per request)."""
+
+    backend: str = Field(default="memory", description="name of a registered cache backend")
+
+
 class PluginOptions(_Strict):
     """``plugins``: which entry points load, and settings handed to plugins by name."""
 
@@ -87,6 +93,7 @@ class ServerSettings(_Strict):
         description="extra OpenAI-compatible providers described as data (see docs)",
     )
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
+    cache: CacheOptions = Field(default_factory=CacheOptions)
     plugins: PluginOptions = Field(default_factory=PluginOptions)
 
     @field_validator("default_config")

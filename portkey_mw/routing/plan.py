@@ -53,6 +53,8 @@ class StrategyNode:
     on_status_codes: frozenset[int] | None = None
     conditions: tuple[tuple[dict[str, Any], str], ...] = ()
     default: str | None = None
+    #: the node's (possibly inherited) cache settings: the plan root's decide caching
+    cache: Cache | None = None
 
 
 PlanNode = ResolvedTarget | StrategyNode
@@ -149,6 +151,7 @@ def _compile(
             if strategy
             else (),
             default=strategy.default if strategy else None,
+            cache=inherited.cache,
         )
     if node.provider is None:
         raise InvalidConfig(f"{path}: a target needs a provider")
