@@ -177,12 +177,17 @@ class Gateway:
             self._started = True
 
     async def shutdown(self) -> None:
-        """Drain logs, run ``gateway_shutdown`` hooks, close the upstream pool."""
+        """Drain logs, run ``gateway_shutdown`` hooks, close cache backends and the pool."""
         if not self._started:
             return
         self._started = False
         await self.logs.aclose()
         await self.plugins.broadcast("gateway_shutdown", gateway=self)
+        for backend in self.cache_backends.values():
+            try:
+                await backend.aclose()
+            except Exception:
+                log.exception("cache backend failed to close", backend=backend.name)
         await self.transport.aclose()
 
     @contextlib.asynccontextmanager
