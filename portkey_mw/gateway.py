@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -63,6 +64,8 @@ ROUTES["/v1/messages/count_tokens"] = (Endpoint.COUNT_TOKENS, "POST")
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
 #: the routing state of this process: every upstream's circuit breaker
 CIRCUITS_PATH = "/v1/admin/circuits"
+#: DELETE purges the response cache: all of it, or one namespace (``?namespace=<name>``)
+CACHE_PATH = "/v1/admin/cache"
 #: body parameter each endpoint cannot do without
 REQUIRED_PARAM = {
     Endpoint.CHAT_COMPLETIONS: "messages",
@@ -242,6 +245,8 @@ class Gateway:
             elif path == CIRCUITS_PATH and scope["method"] == "GET":
                 body = orjson.dumps({"circuits": self.router.breakers.snapshot()})
                 await _http.send_bytes(send, 200, body, base_headers)
+            elif path == CACHE_PATH and scope["method"] == "DELETE":
+                await self._purge_cache(scope, send, base_headers)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
@@ -277,6 +282,25 @@ class Gateway:
                     )
                 return result
         return None
+
+    async def _purge_cache(self, scope: Scope, send: Send, headers: dict[str, str]) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        namespace = (query.get("namespace") or [""])[0]
+        backend = self.cache_backends.get(self.settings.cache.backend)
+        if backend is None:
+            missing = NotFound(f"no cache backend {self.settings.cache.backend!r} is registered")
+            await _http.send_error(send, missing, headers)
+            return
+        try:
+            purged = await backend.clear(f"{namespace}:" if namespace else "")
+        except Exception as exc:
+            error = GatewayError(
+                f"the cache backend failed: {exc}", status=503, code="cache_unavailable"
+            )
+            await _http.send_error(send, error, headers)
+            return
+        body = orjson.dumps({"purged": purged, "namespace": namespace or None})
+        await _http.send_bytes(send, 200, body, headers)
 
     def cache_for(self, ctx: RequestContext, plan: PlanNode) -> CacheUse | None:
         """Caching for this request, when its config turns it on and a backend exists."""

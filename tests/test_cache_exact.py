@@ -139,3 +139,19 @@ def test_no_cache_config_means_disabled(gateway: RunningGateway, fake: FakeUpstr
     )
     raw = ask(client)
     assert raw.headers["x-portkey-cache-status"] == "DISABLED"
+
+
+def test_purge_by_namespace_and_all(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    import httpx
+
+    one = sdk(gateway, fake, **{"x-portkey-cache-namespace": "purge-one"})
+    two = sdk(gateway, fake, **{"x-portkey-cache-namespace": "purge-two"})
+    ask(one)
+    ask(two)
+    purged = httpx.delete(gateway.base_url + "/admin/cache", params={"namespace": "purge-one"})
+    assert purged.status_code == 200 and purged.json() == {"purged": 1, "namespace": "purge-one"}
+    assert ask(one).headers["x-portkey-cache-status"] == "MISS"
+    assert ask(two).headers["x-portkey-cache-status"] == "HIT"
+    everything = httpx.delete(gateway.base_url + "/admin/cache").json()
+    assert everything["purged"] >= 2
+    assert ask(two).headers["x-portkey-cache-status"] == "MISS"
