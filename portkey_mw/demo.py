@@ -2,14 +2,15 @@
 
 The gateway serves on loopback with the in-process ``mock`` provider (no keys, no network).
 The official ``openai`` SDK then sends a short tour through it — a chat completion, a
-stream, embeddings, the model list, a fallback, a load-balanced split, a failing provider
-and a bad config — while a log sink prints one line per request, as the gateway records it.
+stream, embeddings, the model list, a fallback, a load-balanced split, a cache miss and
+hit, a failing provider and a bad config — while a log sink prints one line per request, as the gateway records it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,11 @@ DEMO_SETTINGS: dict[str, Any] = {
                 {"provider": "mock", "mock_status": 503, "name": "primary"},
                 {"provider": "mock", "mock_reply": "answered by the backup", "name": "backup"},
             ],
+        },
+        "cached": {
+            "provider": "mock",
+            "mock_latency_ms": 300,
+            "cache": {"mode": "simple", "max_age": 60},
         },
         "split-70-30": {
             "strategy": {"mode": "loadbalance"},
@@ -222,6 +228,17 @@ async def _tour(console: Console, base_url: str) -> int:
         reply = raw.parse().choices[0].message.content
         return f"{reply!r} (x-portkey-last-used-option-index: {raw.headers.get(LAST_USED)})"
 
+    async def cached() -> str:
+        started = time.perf_counter()
+        raw = await client.chat.completions.with_raw_response.create(
+            model="mock-gpt",
+            messages=[{"role": "user", "content": "What is a cache?"}],
+            extra_headers={"x-portkey-config": "cached"},
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        status = raw.headers.get("x-portkey-cache-status")
+        return f"x-portkey-cache-status: {status} in {elapsed:.0f} ms"
+
     async def split() -> str:
         counts = {"A": 0, "B": 0}
         for _ in range(SPLIT_REQUESTS):
@@ -254,6 +271,8 @@ async def _tour(console: Console, base_url: str) -> int:
     await step("model list", models, expect_error=False)
     await step("fallback: the primary answers 503, the backup answers", with_fallback, False)
     await step("load balancing", split, expect_error=False)
+    await step("exact cache: the first ask goes to the provider", cached, expect_error=False)
+    await step("exact cache: the same ask again is answered from the cache", cached, False)
     await step("a provider answering 503 (relayed as an OpenAI-style error)", broken, True)
     await step("an invalid config (400 naming the broken rule)", bad_config, True)
     await client.close()
