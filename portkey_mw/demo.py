@@ -3,7 +3,8 @@
 The gateway serves on loopback with the in-process ``mock`` provider (no keys, no network).
 The official ``openai`` SDK then sends a short tour through it — a chat completion, a
 stream, embeddings, the model list, a fallback, a load-balanced split, a cache miss and
-hit, a failing provider and a bad config — while a log sink prints one line per request, as the gateway records it.
+hit, a failing provider and a bad config — while a log sink prints one line per request,
+as the gateway records it.
 """
 
 from __future__ import annotations
