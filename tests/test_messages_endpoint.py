@@ -264,3 +264,23 @@ def test_count_tokens_with_the_mock(gateway: RunningGateway) -> None:
         model="mock-gpt", messages=[{"role": "user", "content": "three words here"}]
     )
     assert count.input_tokens == 3
+
+
+def test_messages_are_cached_and_replayed_as_anthropic_events(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    config = orjson.dumps(
+        {"provider": "openai", "custom_host": fake.base_url, "cache": {"mode": "simple"}}
+    ).decode()
+    sdk = client(gateway, config)
+    request: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "cache this message"}],
+    }
+    first = sdk.messages.with_raw_response.create(**request)
+    assert first.headers["x-portkey-cache-status"] == "MISS"
+    with sdk.messages.stream(**request) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "echo: cache this message"
+    assert len(fake.requests) == 1  # the stream was replayed from the cache

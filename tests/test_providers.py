@@ -173,3 +173,17 @@ def test_mock_streams_with_usage(http: httpx.Client) -> None:
         "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         == "Mock reply to: hi"
     )
+
+
+def test_voyage_embeddings(http: httpx.Client, fake: FakeUpstream) -> None:
+    config = {"provider": "voyage", "custom_host": fake.base_url}
+    response = http.post(
+        "/embeddings",
+        json={"model": "voyage-3.5", "input": ["a", "b"], "encoding_format": "float"},
+        headers=via(config),
+    )
+    assert response.status_code == 200
+    assert len(response.json()["data"]) == 2
+    assert fake.requests[0].path == "/v1/embeddings"
+    chat = http.post("/chat/completions", json=CHAT, headers=via(config))
+    assert chat.status_code == 400  # voyage serves embeddings only
