@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
+from portkey_mw.errors import AuthenticationError
 
 if TYPE_CHECKING:
     from portkey_mw.logevents import LogEvent
@@ -41,6 +42,30 @@ class ProviderCall:
     def stream(self) -> bool:
         """Whether this call asks for a streamed response."""
         return bool(self.body and self.body.get("stream"))
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed answer should end with a usage chunk."""
+        return bool(((self.body or {}).get("stream_options") or {}).get("include_usage"))
+
+    def option(self, name: str, header: str | None = None) -> Any:
+        """A provider option: the target's, else the ``x-portkey-<name>`` request header
+        (Portkey's spelling: underscores become dashes) or the ``header`` given."""
+        value = (self.target.options or {}).get(name)
+        if value:
+            return value
+        return self.ctx.headers.get(header or "x-portkey-" + name.replace("_", "-"))
+
+    def require_key(self, provider: str) -> str:
+        """The API key for this attempt; a 401 saying how to give one when there is none."""
+        key = self.target.api_key
+        if not key:
+            raise AuthenticationError(
+                f"no API key for provider {provider!r}: send 'Authorization: Bearer <key>' "
+                "or set api_key on the target in the config",
+                provider=provider,
+            )
+        return key
 
     def body_bytes(self) -> bytes:
         """The body to send: the client's bytes when nothing changed them."""

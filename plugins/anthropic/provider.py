@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.provider_http import (
     HTTPProvider,
@@ -39,19 +37,11 @@ class AnthropicProvider(HTTPProvider):
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        key = call.target.api_key
-        if not key:
-            raise AuthenticationError(
-                "no API key for provider 'anthropic': send 'Authorization: Bearer <key>' "
-                "or set api_key on the target in the config",
-                provider=self.id,
-            )
+        key = call.require_key(self.id)
         headers = forwarded_headers(call)
         headers["x-api-key"] = key
-        headers["anthropic-version"] = str(
-            self._option(call, "anthropic_version") or ANTHROPIC_VERSION
-        )
-        beta = self._option(call, "anthropic_beta")
+        headers["anthropic-version"] = str(call.option("anthropic_version") or ANTHROPIC_VERSION)
+        beta = call.option("anthropic_beta")
         if beta:
             headers["anthropic-beta"] = str(beta)
         base = custom_host(call) or BASE_URL
@@ -81,11 +71,6 @@ class AnthropicProvider(HTTPProvider):
         )
 
     @staticmethod
-    def _option(call: ProviderCall, name: str) -> Any:
-        options = call.target.options or {}
-        return options.get(name) or call.ctx.headers.get("x-portkey-" + name.replace("_", "-"))
-
-    @staticmethod
     def _json_mode(call: ProviderCall) -> bool:
         response_format = (call.body or {}).get("response_format")
         return isinstance(response_format, dict) and response_format.get("type") in (
@@ -98,7 +83,7 @@ class AnthropicProvider(HTTPProvider):
         translator = StreamTranslator(
             provider=self.id,
             model=body.get("model"),
-            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            include_usage=call.include_usage,
             json_mode=self._json_mode(call),
         )
         return translator.translate(chunks)

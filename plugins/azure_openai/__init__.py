@@ -70,9 +70,8 @@ class AzureOpenAIProvider(HTTPProvider):
 
 
 def _option(call: ProviderCall, name: str) -> Any:
-    options = call.target.options or {}
-    header = "x-portkey-azure-" + name.removeprefix("azure_").replace("_", "-")
-    return options.get(name) or call.ctx.headers.get(header)
+    # Portkey's azure headers: x-portkey-azure-<name without a leading azure_>.
+    return call.option(name, "x-portkey-azure-" + name.removeprefix("azure_").replace("_", "-"))
 
 
 def _required(call: ProviderCall, name: str) -> Any:

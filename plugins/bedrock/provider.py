@@ -94,7 +94,7 @@ class BedrockProvider(HTTPProvider):
         return embeddings_response(vectors, model, tokens)
 
     def _credentials(self, call: ProviderCall) -> dict[str, Any]:
-        credentials = {name: _option(call, name) for name in _CREDENTIALS}
+        credentials = {name: call.option(name) for name in _CREDENTIALS}
         missing = [
             n
             for n in ("aws_access_key_id", "aws_secret_access_key", "aws_region")
@@ -166,7 +166,7 @@ class BedrockProvider(HTTPProvider):
             translator = StreamTranslator(
                 json=json_mode(body),
                 model=body.get("model"),
-                include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+                include_usage=call.include_usage,
             )
             return GatewayResponse(
                 upstream.status,
@@ -193,11 +193,6 @@ class BedrockProvider(HTTPProvider):
 def body_model(call: ProviderCall) -> str | None:
     model = (call.body or {}).get("model")
     return str(model) if model else None
-
-
-def _option(call: ProviderCall, name: str) -> Any:
-    options = call.target.options or {}
-    return options.get(name) or call.ctx.headers.get("x-portkey-" + name.replace("_", "-"))
 
 
 def _signed(url: str, body: bytes, credentials: dict[str, Any]) -> dict[str, str]:

@@ -8,7 +8,6 @@ import orjson
 
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
 from portkey_mw.translation import embeddings_response, json_object
@@ -28,14 +27,9 @@ class CohereProvider(HTTPProvider):
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        if not call.target.api_key:
-            raise AuthenticationError(
-                "no API key for provider 'cohere': send 'Authorization: Bearer <key>' or set "
-                "api_key on the target in the config",
-                provider=self.id,
-            )
+        key = call.require_key(self.id)
         headers = forwarded_headers(call)
-        headers["authorization"] = f"Bearer {call.target.api_key}"
+        headers["authorization"] = f"Bearer {key}"
         headers["content-type"] = "application/json"
         base = custom_host(call) or BASE_URL
         body = call.body or {}
@@ -57,7 +51,7 @@ class CohereProvider(HTTPProvider):
 
     def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         body = call.body or {}
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = call.include_usage
         return StreamTranslator(model=body.get("model"), include_usage=include_usage).translate(
             chunks
         )

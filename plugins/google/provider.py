@@ -9,7 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.media import DATA_URL, image_data_url
 from portkey_mw.provider_http import (
@@ -52,13 +52,7 @@ class GoogleProvider(HTTPProvider):
         return self._request(call, call.body or {})
 
     def _request(self, call: ProviderCall, body: dict[str, Any]) -> UpstreamRequest:
-        key = call.target.api_key
-        if not key:
-            raise AuthenticationError(
-                "no API key for provider 'google': send 'Authorization: Bearer <key>' or set "
-                "api_key on the target in the config",
-                provider=self.id,
-            )
+        key = call.require_key(self.id)
         headers = forwarded_headers(call)
         headers["x-goog-api-key"] = key
         base = custom_host(call) or BASE_URL
@@ -122,7 +116,7 @@ class GoogleProvider(HTTPProvider):
 
     def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         body = call.body or {}
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = call.include_usage
         return StreamTranslator(model=body.get("model"), include_usage=include_usage).translate(
             chunks
         )

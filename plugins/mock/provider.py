@@ -79,7 +79,7 @@ class MockProvider(Provider):
         usage = _usage(prompt, reply)
         if call.stream:
             delay = float(options.get("mock_chunk_delay_ms", 0)) / 1000
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = call.include_usage
             stream = _stream(call.endpoint, model, reply, usage if include_usage else None, delay)
             return GatewayResponse(
                 200, headers={"content-type": "text/event-stream"}, stream=stream

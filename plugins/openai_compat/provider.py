@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.transport import UpstreamRequest
@@ -31,20 +31,11 @@ class OpenAICompatibleProvider(HTTPProvider):
         spec = self.spec
         headers = forwarded_headers(call)
         headers["accept"] = "text/event-stream" if call.stream else "application/json"
-        key = call.target.api_key
-        if spec.auth == "bearer" and not key:
-            raise AuthenticationError(
-                f"no API key for provider {spec.id!r}: send 'Authorization: Bearer <key>' "
-                "or set api_key on the target in the config",
-                provider=spec.id,
-            )
+        key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
         if key and spec.auth != "none":
             headers["authorization"] = f"Bearer {key}"
-        options = call.target.options or {}
         for option, header in spec.option_headers.items():
-            value = options.get(option) or call.ctx.headers.get(
-                "x-portkey-" + option.replace("_", "-")
-            )
+            value = call.option(option)
             if value:
                 headers[header.lower()] = str(value)
         body: bytes | None = None

@@ -17,7 +17,7 @@ import orjson
 
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
-from portkey_mw.errors import AuthenticationError, UpstreamBadResponse
+from portkey_mw.errors import UpstreamBadResponse
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
 from portkey_mw.transport import UpstreamRequest
@@ -34,12 +34,7 @@ class StabilityAIProvider(HTTPProvider):
     endpoints = frozenset({Endpoint.IMAGES})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        if not call.target.api_key:
-            raise AuthenticationError(
-                "no API key for provider 'stability-ai': send 'Authorization: Bearer <key>' "
-                "or set api_key on the target in the config",
-                provider=self.id,
-            )
+        key = call.require_key(self.id)
         body = call.body or {}
         model = str(body.get("model") or "stable-image-core")
         if model.startswith("sd3"):
@@ -61,7 +56,7 @@ class StabilityAIProvider(HTTPProvider):
         report_dropped(call, self.id, dropped)
         boundary = uuid.uuid4().hex
         headers = forwarded_headers(call)
-        headers["authorization"] = f"Bearer {call.target.api_key}"
+        headers["authorization"] = f"Bearer {key}"
         headers["accept"] = "application/json"
         headers["content-type"] = f"multipart/form-data; boundary={boundary}"
         base = custom_host(call) or BASE_URL

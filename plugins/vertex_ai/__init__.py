@@ -46,7 +46,7 @@ class VertexAIProvider(HTTPProvider):
         self.claude = AnthropicProvider()
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
-        account = _option(call, "vertex_service_account_json")
+        account = call.option("vertex_service_account_json")
         if account or not call.target.api_key:
             token = await self.tokens.token(account)
         else:
@@ -65,7 +65,7 @@ class VertexAIProvider(HTTPProvider):
         model = str(body.get("model") or "")
         if not model:
             raise InvalidRequest("'model' is required for provider 'vertex-ai'", param="model")
-        project = _option(call, "vertex_project_id")
+        project = call.option("vertex_project_id")
         if not project:
             raise InvalidRequest(
                 "provider 'vertex-ai' needs vertex_project_id: set it on the target or send "
@@ -73,7 +73,7 @@ class VertexAIProvider(HTTPProvider):
                 param="vertex_project_id",
                 code="missing_provider_option",
             )
-        region = str(_option(call, "vertex_region") or "us-central1")
+        region = str(call.option("vertex_region") or "us-central1")
         host = (
             "aiplatform.googleapis.com"
             if region == "global"
@@ -125,11 +125,6 @@ class VertexAIProvider(HTTPProvider):
 
 def _is_claude(body: dict[str, Any]) -> bool:
     return str(body.get("model") or "").startswith("claude")
-
-
-def _option(call: ProviderCall, name: str) -> Any:
-    options = call.target.options or {}
-    return options.get(name) or call.ctx.headers.get("x-portkey-" + name.replace("_", "-"))
 
 
 @hookimpl
