@@ -16,6 +16,7 @@ import orjson
 
 from portkey_mw.context import GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.media import DATA_URL
 from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
 
 
@@ -221,3 +222,43 @@ def openai_usage(
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
     }
+
+
+def text_and_images(
+    content: Any,
+    index: int,
+    provider: str,
+    image: Callable[[str, str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """OpenAI message content as ``{"text": ...}`` items and the provider's image items.
+
+    ``image(media_type, base64_data)`` builds one image item (it may refuse a type). Image
+    parts must already be ``data:`` URLs: providers that need bytes fetch http(s) images
+    before translating.
+    """
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    if not isinstance(content, list):
+        raise InvalidRequest(f"messages[{index}].content must be a string or a list of parts")
+    items: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            items.append({"text": part.get("text", "")})
+        elif kind == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            match = DATA_URL.match(url)
+            if not match:
+                raise InvalidRequest(
+                    f"messages[{index}]: an image must be a data: URL or an http(s) URL",
+                    param="messages",
+                )
+            items.append(image(match["media"], match["data"]))
+        else:
+            raise InvalidRequest(
+                f"messages[{index}]: content part type {kind!r} is not supported by {provider}",
+                param="messages",
+            )
+    return items

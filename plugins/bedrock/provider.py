@@ -26,7 +26,7 @@ from portkey_mw.translation import embedding_texts, embeddings_response, json_ob
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import DATA_URL, json_mode, to_converse, to_openai
+from .translate import json_mode, to_converse, to_openai
 
 _CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region")
 
@@ -215,4 +215,4 @@ def _signed(url: str, body: bytes, credentials: dict[str, Any]) -> dict[str, str
     return {name.lower(): str(value) for name, value in request.headers.items()}
 
 
-__all__ = ["DATA_URL", "BedrockProvider"]
+__all__ = ["BedrockProvider"]

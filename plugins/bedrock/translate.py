@@ -10,7 +10,6 @@ tools in ``toolConfig``. Response: text and ``toolUse`` blocks become content an
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from portkey_mw.translation import (
     dropped_params,
     openai_usage,
     stop_list,
+    text_and_images,
     tool_arguments,
 )
 
@@ -61,9 +61,7 @@ _PASSED = {
     "top_p",
     "stop",
 }
-DATA_URL = re.compile(
-    r"^data:image/(?P<format>png|jpeg|jpg|gif|webp);base64,(?P<data>.*)$", re.DOTALL
-)
+IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
 
 
 def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -127,34 +125,16 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _blocks(content: Any, index: int) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest(f"messages[{index}].content must be a string or a list of parts")
-    blocks: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            blocks.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            match = DATA_URL.match(url)
-            if not match:
-                raise InvalidRequest(
-                    f"messages[{index}]: bedrock takes png, jpeg, gif or webp images "
-                    "(as data: or http(s) URLs)",
-                    param="messages",
-                )
-            image_format = "jpeg" if match["format"] == "jpg" else match["format"]
-            blocks.append({"image": {"format": image_format, "source": {"bytes": match["data"]}}})
-        else:
+    def image(media: str, data: str) -> dict[str, Any]:
+        kind = media.removeprefix("image/").replace("jpg", "jpeg")
+        if kind not in IMAGE_FORMATS:
             raise InvalidRequest(
-                f"messages[{index}]: content part type {kind!r} is not supported by bedrock",
+                f"messages[{index}]: bedrock takes png, jpeg, gif or webp images, not {media}",
                 param="messages",
             )
-    return blocks
+        return {"image": {"format": kind, "source": {"bytes": data}}}
+
+    return text_and_images(content, index, "bedrock", image)
 
 
 def _tools(body: dict[str, Any], payload: dict[str, Any]) -> None:

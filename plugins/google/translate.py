@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.media import DATA_URL
 from portkey_mw.translation import (
     append_turn,
     dropped_params,
     embedding_texts,
     stop_list,
+    text_and_images,
     tool_arguments,
 )
 
@@ -155,32 +155,12 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _parts(content: Any, index: int) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest(f"messages[{index}].content must be a string or a list of parts")
-    parts: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            parts.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            match = DATA_URL.match(url)
-            if not match:
-                raise InvalidRequest(
-                    f"messages[{index}]: an image must be a data: URL or an http(s) URL",
-                    param="messages",
-                )
-            parts.append({"inlineData": {"mimeType": match["media"], "data": match["data"]}})
-        else:
-            raise InvalidRequest(
-                f"messages[{index}]: content part type {kind!r} is not supported by google",
-                param="messages",
-            )
-    return parts
+    return text_and_images(
+        content,
+        index,
+        "google",
+        lambda media, data: {"inlineData": {"mimeType": media, "data": data}},
+    )
 
 
 def _result(text: str) -> dict[str, Any]:
