@@ -12,6 +12,8 @@ from portkey_mw.interfaces import (
     LogSink,
     Provider,
     ProviderCall,
+    SemanticIndex,
+    SemanticMatch,
 )
 from portkey_mw.logevents import LogEvent
 from portkey_mw.middleware import GatewayMiddleware
@@ -41,6 +43,8 @@ __all__ = [
     "ProviderCall",
     "RequestContext",
     "RequestDenied",
+    "SemanticIndex",
+    "SemanticMatch",
     "ServerSettings",
     "Transport",
     "__version__",

@@ -6,21 +6,31 @@ covers the endpoint and the request body except what cannot change the answer (`
 ``metadata``, streaming options); a namespace (``x-portkey-cache-namespace``) partitions
 it. Only successful responses are stored; a streamed one only once it completed. A cached
 answer to a streamed request is replayed as a proper SSE stream, usage included.
+
+``mode: semantic`` adds a search by meaning after the exact lookup misses: the client's
+last question is embedded and looked up in a :class:`~portkey_mw.SemanticIndex`, within a
+scope that everything else in the request must match exactly (endpoint, model, system
+prompt, tools, sampling, earlier turns), so a hit never crosses them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
-from portkey_mw.interfaces import CacheBackend
+from portkey_mw.interfaces import CacheBackend, SemanticIndex
 from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
+
+if TYPE_CHECKING:
+    from portkey_mw.embedding import EmbeddingModel
 
 log = structlog.get_logger("portkey_mw.cache")
 
@@ -29,14 +39,56 @@ REFRESH_HEADER = "x-portkey-cache-force-refresh"
 CACHEABLE = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
 #: body parameters that do not change the answer, so they are not part of the key
 IGNORED = frozenset({"user", "metadata", "stream", "stream_options", "store", "service_tier"})
+HIT_STATUSES = frozenset({"HIT", "SEMANTIC_HIT"})
+
+
+def _scoped_digest(ctx: RequestContext, body: dict[str, Any]) -> str:
+    canonical = orjson.dumps([ctx.endpoint.value, body], option=orjson.OPT_SORT_KEYS)
+    namespace = ctx.headers.get(NAMESPACE_HEADER, "default")
+    return f"{namespace}:{hashlib.sha256(canonical).hexdigest()}"
 
 
 def cache_key(ctx: RequestContext) -> str:
     """``<namespace>:<sha256>`` over the endpoint and the answer-shaping request body."""
+    return _scoped_digest(ctx, {k: v for k, v in (ctx.body or {}).items() if k not in IGNORED})
+
+
+def semantic_question(ctx: RequestContext) -> tuple[str, str] | None:
+    """The text to embed and the scope to search in, or ``None`` when the request has no
+    plain-text question to compare by meaning (images, a tool result, embeddings...).
+
+    The question is the last user message of a chat (the prompt of a completion). The
+    scope covers the rest of the request exactly, earlier turns included: two
+    conversations that differ before the question never share answers.
+    """
     body = {k: v for k, v in (ctx.body or {}).items() if k not in IGNORED}
-    canonical = orjson.dumps([ctx.endpoint.value, body], option=orjson.OPT_SORT_KEYS)
-    namespace = ctx.headers.get(NAMESPACE_HEADER, "default")
-    return f"{namespace}:{hashlib.sha256(canonical).hexdigest()}"
+    if ctx.endpoint is Endpoint.CHAT_COMPLETIONS:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return None
+        last = messages[-1]
+        if not isinstance(last, dict) or last.get("role") != "user":
+            return None
+        question = _plain_text(last.get("content"))
+        body["messages"] = [*messages[:-1], {**last, "content": None}]
+    elif ctx.endpoint is Endpoint.COMPLETIONS:
+        prompt = body.pop("prompt", None)
+        question = prompt if isinstance(prompt, str) else None
+    else:
+        return None
+    if not question or not question.strip():
+        return None
+    return question, _scoped_digest(ctx, body)
+
+
+def _plain_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and part.get("type") == "text" for part in content
+    ):
+        return "\n".join(str(part.get("text", "")) for part in content)
+    return None
 
 
 def force_refresh(ctx: RequestContext) -> bool:
@@ -150,19 +202,60 @@ class StreamRecorder:
         return completion
 
 
+@dataclass(slots=True)
+class SemanticUse:
+    """The semantic half of a cache lookup: what to embed, where to search, how close."""
+
+    index: SemanticIndex
+    embedder: EmbeddingModel
+    question: str
+    scope: str
+    threshold: float
+    timeout: float
+    vector: list[float] | None = None
+
+    async def search(self) -> bytes | None:
+        """The closest answer in scope at or above the threshold (embedding on the way).
+
+        While the model is still loading (seconds, once per process) this is a miss at once
+        rather than a request waiting for it.
+        """
+        if not self.embedder.ready:
+            self.embedder.start_loading()
+            log.info("embedding model still loading; semantic lookup skipped")
+            return None
+        self.vector = await self.embedder.aembed(self.question)
+        match = await self.index.search(self.vector, self.scope, self.threshold)
+        return match.value if match is not None else None
+
+    async def add(self, body: bytes, ttl: float | None) -> None:
+        """File ``body`` under the question's vector (embedded now if the lookup was skipped)."""
+        if self.vector is None:
+            self.vector = await self.embedder.aembed(self.question)
+        await self.index.add(self.vector, self.scope, body, ttl)
+
+
 class CacheUse:
     """Caching for one request: where to look, under which key, for how long to keep.
 
-    A cache fault never fails a request: a backend error is a logged miss.
+    A cache fault never fails a request: a backend, index or embedding error, or a semantic
+    lookup slower than its timeout, is a logged miss.
     """
 
-    __slots__ = ("backend", "key", "refresh", "ttl")
+    __slots__ = ("backend", "key", "refresh", "semantic", "ttl")
 
-    def __init__(self, backend: CacheBackend, ctx: RequestContext, ttl: float | None) -> None:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        ctx: RequestContext,
+        ttl: float | None,
+        semantic: SemanticUse | None = None,
+    ) -> None:
         self.backend = backend
         self.key = cache_key(ctx)
         self.ttl = ttl
         self.refresh = force_refresh(ctx)
+        self.semantic = semantic
 
     async def lookup(self, ctx: RequestContext) -> GatewayResponse | None:
         """The cached answer, shaped for this request (replayed as a stream if streamed)."""
@@ -170,16 +263,21 @@ class CacheUse:
             ctx.cache_status = "REFRESH"
             return None
         ctx.cache_status = "MISS"
+        stored: bytes | None = None
         try:
             stored = await self.backend.get(self.key)
         except Exception as exc:
             log.warning(
                 "cache lookup failed; treated as a miss", backend=self.backend.name, error=str(exc)
             )
-            return None
+        if stored is not None:
+            ctx.cache_status = "HIT"
+        elif self.semantic is not None:
+            stored = await self._semantic_lookup(self.semantic)
+            if stored is not None:
+                ctx.cache_status = "SEMANTIC_HIT"
         if stored is None:
             return None
-        ctx.cache_status = "HIT"
         if ctx.stream and ctx.endpoint is not Endpoint.EMBEDDINGS:
             include_usage = bool(
                 ((ctx.body or {}).get("stream_options") or {}).get("include_usage")
@@ -190,8 +288,33 @@ class CacheUse:
             )
         return GatewayResponse(200, stored, headers={"content-type": "application/json"})
 
+    async def _semantic_lookup(self, semantic: SemanticUse) -> bytes | None:
+        try:
+            return await asyncio.wait_for(semantic.search(), semantic.timeout)
+        except Exception as exc:
+            log.warning(
+                "semantic cache lookup failed; treated as a miss",
+                index=semantic.index.name,
+                error=str(exc) or type(exc).__name__,
+            )
+            return None
+
     async def store(self, body: bytes) -> None:
         """Keep a successful answer (the complete JSON body) for ``ttl`` seconds."""
+        # The semantic entry goes first: once the exact one is visible, both are.
+        if self.semantic is not None:
+            try:
+                # Storing runs after the client has its answer, so it may wait for the
+                # model to load and the index to open; the timeout bounds the rest.
+                await self.semantic.embedder.wait_ready()
+                await self.semantic.index.open()
+                await asyncio.wait_for(self.semantic.add(body, self.ttl), self.semantic.timeout)
+            except Exception as exc:
+                log.warning(
+                    "semantic cache store failed",
+                    index=self.semantic.index.name,
+                    error=str(exc) or type(exc).__name__,
+                )
         try:
             await self.backend.set(self.key, body, self.ttl)
         except Exception as exc:

@@ -16,10 +16,20 @@ import orjson
 import structlog
 
 from portkey_mw import _http
-from portkey_mw.caching import CACHEABLE, CacheUse, StreamRecorder
+from portkey_mw.caching import (
+    CACHEABLE,
+    HIT_STATUSES,
+    CacheUse,
+    SemanticUse,
+    StreamRecorder,
+    semantic_question,
+)
 from portkey_mw.config.resolve import ConfigResolver
+from portkey_mw.config.schema import Cache as CacheConfig
+from portkey_mw.config.schema import Target
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
+from portkey_mw.embedding import EmbeddingModel
 from portkey_mw.errors import (
     GatewayError,
     InvalidRequest,
@@ -29,7 +39,7 @@ from portkey_mw.errors import (
 )
 from portkey_mw.inbound import InboundFormat
 from portkey_mw.inbound.anthropic import AnthropicMessages
-from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider
+from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider, SemanticIndex
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.routing import PlanNode, Router
@@ -120,10 +130,16 @@ class Gateway:
         self.providers: dict[str, Provider] = {}
         self.guardrails: dict[str, Guardrail] = {}
         self.cache_backends: dict[str, CacheBackend] = {}
+        self.semantic_indexes: dict[str, SemanticIndex] = {}
+        self._embedder: EmbeddingModel | None = None
+        self._opening: asyncio.Task[None] | None = None
         self.log_sinks: list[LogSink] = []
         #: free space for plugins, shared by every request (``ctx.gateway_state``); keys
         #: start with the plugin's name
         self.state: dict[str, Any] = {}
+        #: API requests being handled, counting the work after the response is sent
+        #: (storing a cache entry, emitting the log event): 0 means everything settled
+        self.in_flight = 0
         self._collect_registrations()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -143,6 +159,9 @@ class Gateway:
         for plugin, backend in self.plugins.collect("register_cache_backends", settings=settings):
             backend.plugin_name = plugin
             self.cache_backends[backend.name] = backend
+        for plugin, index in self.plugins.collect("register_semantic_indexes", settings=settings):
+            index.plugin_name = plugin
+            self.semantic_indexes[index.name] = index
         for plugin, sink in self.plugins.collect("register_log_sinks", settings=settings):
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
@@ -160,6 +179,7 @@ class Gateway:
         self.providers.clear()
         self.guardrails.clear()
         self.cache_backends.clear()
+        self.semantic_indexes.clear()
         self.log_sinks = []
         self._collect_registrations()
         if self._started:
@@ -177,7 +197,29 @@ class Gateway:
             await self.transport.open()
             self.logs.start()
             await self.plugins.broadcast("gateway_startup", gateway=self)
+            if self._configures_semantic_cache():
+                # Loading the model takes about a second: do it now, in the background,
+                # rather than on the first request that needs it.
+                self.embedder.start_loading()
+                index = self.semantic_indexes.get(self.settings.cache.semantic_index)
+                if index is not None:
+                    self._opening = asyncio.create_task(self._open_index(index))
             self._started = True
+
+    @staticmethod
+    async def _open_index(index: SemanticIndex) -> None:
+        try:
+            await index.open()
+        except Exception as exc:  # the first request that needs it tries again
+            log.warning("semantic index failed to open", index=index.name, error=str(exc))
+
+    def _configures_semantic_cache(self) -> bool:
+        configs = list(self.settings.configs.values())
+        if self.settings.default_config is not None and not isinstance(
+            self.settings.default_config, str
+        ):
+            configs.append(self.settings.default_config)
+        return any(_uses_semantic_cache(config) for config in configs)
 
     async def shutdown(self) -> None:
         """Drain logs, run ``gateway_shutdown`` hooks, close cache backends and the pool."""
@@ -186,11 +228,21 @@ class Gateway:
         self._started = False
         await self.logs.aclose()
         await self.plugins.broadcast("gateway_shutdown", gateway=self)
-        for backend in self.cache_backends.values():
+        if self._opening is not None:
+            await self._opening  # never raises; closing must not race opening
+            self._opening = None
+        stores: list[CacheBackend | SemanticIndex] = [
+            *self.cache_backends.values(),
+            *self.semantic_indexes.values(),
+        ]
+        for store in stores:
             try:
-                await backend.aclose()
+                await store.aclose()
             except Exception:
-                log.exception("cache backend failed to close", backend=backend.name)
+                log.exception("cache store failed to close", store=store.name)
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
         await self.transport.aclose()
 
     @contextlib.asynccontextmanager
@@ -266,7 +318,11 @@ class Gateway:
             response_headers=base_headers,
             gateway_state=self.state,
         )
-        await _Exchange(self, ctx, receive, send, INBOUND.get(path)).run()
+        self.in_flight += 1
+        try:
+            await _Exchange(self, ctx, receive, send, INBOUND.get(path)).run()
+        finally:
+            self.in_flight -= 1
 
     # -- pipeline steps (used by _Exchange) -------------------------------------------
 
@@ -291,8 +347,11 @@ class Gateway:
             missing = NotFound(f"no cache backend {self.settings.cache.backend!r} is registered")
             await _http.send_error(send, missing, headers)
             return
+        index = self.semantic_indexes.get(self.settings.cache.semantic_index)
         try:
             purged = await backend.clear(f"{namespace}:" if namespace else "")
+            if index is not None:
+                purged += await index.clear(namespace or None)
         except Exception as exc:
             error = GatewayError(
                 f"the cache backend failed: {exc}", status=503, code="cache_unavailable"
@@ -311,7 +370,35 @@ class Gateway:
         if backend is None:
             log.warning("cache backend not registered", backend=self.settings.cache.backend)
             return None
-        return CacheUse(backend, ctx, settings.max_age)
+        semantic = self._semantic_use(ctx, settings) if settings.mode == "semantic" else None
+        return CacheUse(backend, ctx, settings.max_age, semantic)
+
+    def _semantic_use(self, ctx: RequestContext, settings: CacheConfig) -> SemanticUse | None:
+        options = self.settings.cache
+        index = self.semantic_indexes.get(options.semantic_index)
+        if index is None:
+            log.warning("semantic index not registered", index=options.semantic_index)
+            return None
+        found = semantic_question(ctx)
+        if found is None:
+            return None
+        question, scope = found
+        threshold = settings.similarity_threshold
+        return SemanticUse(
+            index=index,
+            embedder=self.embedder,
+            question=question,
+            scope=scope,
+            threshold=options.similarity_threshold if threshold is None else threshold,
+            timeout=options.semantic_timeout,
+        )
+
+    @property
+    def embedder(self) -> EmbeddingModel:
+        """The sentence-embedding model (loaded on its first use, off the event loop)."""
+        if self._embedder is None:
+            self._embedder = EmbeddingModel(self.settings.embedding)
+        return self._embedder
 
     async def run_response_hooks(self, ctx: RequestContext) -> None:
         """Run ``on_response`` hooks in order."""
@@ -442,7 +529,7 @@ class _Exchange:
             response = await gateway.router.route(ctx, plan)
         ctx.response = response
         # Only a fresh, successful answer is stored; a hit is not stored again.
-        storing = cache if ctx.cache_status != "HIT" and response.status == 200 else None
+        storing = cache if ctx.cache_status not in HIT_STATUSES and response.status == 200 else None
         if response.stream is None:
             await gateway.run_response_hooks(ctx)
             await self._send_complete(response)
@@ -614,3 +701,10 @@ class _Tail:
 def header_items(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     """ASGI header pairs from a mapping (kept public for middleware authors)."""
     return _http.encode_headers(headers)
+
+
+def _uses_semantic_cache(target: Target) -> bool:
+    """Whether a config turns on semantic caching anywhere in its tree."""
+    if target.cache is not None and target.cache.mode == "semantic":
+        return True
+    return any(_uses_semantic_cache(child) for child in target.targets or ())

@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from portkey_mw.config.server import ServerSettings
     from portkey_mw.context import GatewayResponse, RequestContext
     from portkey_mw.gateway import Gateway
-    from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider
+    from portkey_mw.interfaces import (
+        CacheBackend,
+        Guardrail,
+        LogSink,
+        Provider,
+        SemanticIndex,
+    )
 
 PROJECT_NAME = "portkey_mw"
 
@@ -62,6 +68,17 @@ def register_cache_backends(
     """Register response cache backends, selected by ``name``.
 
     :param register: call it once per :class:`~portkey_mw.CacheBackend`.
+    :param settings: the validated server file.
+    """
+
+
+@hookspec
+def register_semantic_indexes(
+    register: Callable[[SemanticIndex], None], settings: ServerSettings
+) -> None:
+    """Register vector stores for the semantic cache, selected by ``name``.
+
+    :param register: call it once per :class:`~portkey_mw.SemanticIndex`.
     :param settings: the validated server file.
     """
 

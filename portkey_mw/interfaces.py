@@ -1,4 +1,4 @@
-"""The four kinds of object plugins register: providers, guardrails, cache backends, sinks.
+"""The kinds of object plugins register: providers, guardrails, caches, semantic indexes, sinks.
 
 Each is an abstract class with async methods; a plugin subclasses one and hands instances to
 the core from a registration hook (see :mod:`portkey_mw.hookspecs`).
@@ -160,6 +160,49 @@ class CacheBackend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional for backends holding nothing
         """Release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticMatch:
+    """The closest cached answer a :class:`SemanticIndex` found, with its similarity."""
+
+    value: bytes
+    score: float
+
+
+class SemanticIndex(ABC):
+    """A vector store for the semantic cache.
+
+    The core embeds the question and hands over unit vectors. ``scope`` is an opaque
+    ``<namespace>:<digest>`` string covering everything that must match exactly (endpoint,
+    model, system prompt, tools, sampling, earlier turns): a search never leaves its scope.
+    """
+
+    name: str
+    plugin_name: str = ""
+
+    @abstractmethod
+    async def search(
+        self, vector: Sequence[float], scope: str, threshold: float
+    ) -> SemanticMatch | None:
+        """The most similar live entry in ``scope`` scoring at least ``threshold``."""
+
+    @abstractmethod
+    async def add(
+        self, vector: Sequence[float], scope: str, value: bytes, ttl: float | None
+    ) -> None:
+        """Store ``value`` under ``vector`` in ``scope`` for ``ttl`` seconds."""
+
+    @abstractmethod
+    async def clear(self, namespace: str | None = None) -> int:
+        """Remove the entries of one namespace (``None``: all); return how many."""
+
+    async def open(self) -> None:  # noqa: B027 - optional for indexes with nothing to open
+        """Connect or load now; the core calls it at start-up when a config needs the index,
+        and before storing. Must be idempotent; without it, the first use opens."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional for indexes holding nothing
+        """Release connections and files."""
 
 
 class LogSink(ABC):

@@ -107,6 +107,16 @@ class RunningGateway:
     root: str  # scheme://host:port plus the mount prefix
     host_url: str  # scheme://host:port of the server
     output: Path | None = None  # a standalone server's stdout and stderr
+    app: Any = None  # the Gateway object, when it runs in this process
+
+    def settle(self, deadline: float = DEADLINE) -> None:
+        """Wait until the in-process gateway finished every request's after-work
+        (cache stores happen after the client has its answer)."""
+        assert self.app is not None, "only an in-process gateway can be waited on"
+        end = time.monotonic() + deadline
+        while self.app.in_flight:
+            assert time.monotonic() < end, "the gateway never settled"
+            time.sleep(0.01)
 
     @property
     def base_url(self) -> str:
@@ -188,7 +198,7 @@ def mounted_gateway(settings_path: Path) -> Iterator[RunningGateway]:
 
     app.mount("/llm", gateway)
     with ThreadedServer(app) as server:
-        yield RunningGateway("mounted", server.url + "/llm", server.url)
+        yield RunningGateway("mounted", server.url + "/llm", server.url, app=gateway)
 
 
 @contextlib.contextmanager

