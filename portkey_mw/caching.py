@@ -235,6 +235,51 @@ class SemanticUse:
         await self.index.add(self.vector, self.scope, body, ttl)
 
 
+@dataclass(slots=True)
+class CacheStats:
+    """Running totals since start: lookups by outcome and what the hits saved.
+
+    Shown by ``GET /v1/admin/cache``; each request's own figures are in its log event.
+    """
+
+    hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    refreshes: int = 0
+    cost_saved_usd: float = 0.0
+    #: hits whose model has no listed price, so their saving is not in the total
+    unpriced_hits: int = 0
+
+    def record(self, status: str | None, saved: float | None) -> None:
+        """Count one request's cache outcome (``saved``: dollars, for hits)."""
+        if status == "HIT":
+            self.hits += 1
+        elif status == "SEMANTIC_HIT":
+            self.semantic_hits += 1
+        elif status == "MISS":
+            self.misses += 1
+        elif status == "REFRESH":
+            self.refreshes += 1
+        if status in HIT_STATUSES:
+            if saved is None:
+                self.unpriced_hits += 1
+            else:
+                self.cost_saved_usd += saved
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        lookups = self.hits + self.semantic_hits + self.misses
+        return {
+            "hits": self.hits,
+            "semantic_hits": self.semantic_hits,
+            "misses": self.misses,
+            "refreshes": self.refreshes,
+            "hit_rate": round((self.hits + self.semantic_hits) / lookups, 4) if lookups else None,
+            "cost_saved_usd": round(self.cost_saved_usd, 8),
+            "unpriced_hits": self.unpriced_hits,
+        }
+
+
 class CacheUse:
     """Caching for one request: where to look, under which key, for how long to keep.
 

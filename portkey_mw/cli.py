@@ -1,4 +1,4 @@
-"""The ``portkey-mw`` command: serve, plugins, config validate, demo."""
+"""The ``portkey-mw`` command: serve, plugins, providers, config, cache, demo."""
 
 from __future__ import annotations
 
@@ -167,6 +167,56 @@ def config_schema() -> None:
     from portkey_mw.config.jsonschema import config_json_schema
 
     click.echo(orjson.dumps(config_json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def cache() -> None:
+    """Inspect or purge the response cache of a running gateway."""
+
+
+_GATEWAY_URL = click.option(
+    "--url",
+    default=f"http://127.0.0.1:{DEFAULT_PORT}",
+    show_default=True,
+    help="Where the gateway listens (with its mount prefix, if mounted).",
+)
+
+
+def _admin_call(method: str, url: str, params: dict[str, str] | None = None) -> Any:
+    import httpx
+
+    # The memory cache lives inside the serving process, so the purge has to go there.
+    try:
+        reply = httpx.request(method, f"{url.rstrip('/')}/v1/admin/cache", params=params)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the gateway at {url}: {exc}") from None
+    try:
+        body = reply.json()
+    except ValueError:
+        body = None
+    if reply.status_code != 200 or not isinstance(body, dict):
+        message = (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
+        raise click.ClickException(
+            f"the gateway answered {reply.status_code}: {message or reply.text[:200]}"
+        )
+    return body
+
+
+@cache.command("purge")
+@_GATEWAY_URL
+@click.option("--namespace", default=None, help="Purge one namespace only (default: all).")
+def cache_purge(url: str, namespace: str | None) -> None:
+    """Remove cached responses, exact and semantic: all, or one namespace."""
+    body = _admin_call("DELETE", url, {"namespace": namespace} if namespace else None)
+    where = f"namespace {namespace!r}" if namespace else "all namespaces"
+    click.echo(f"purged {body.get('purged', 0)} entries from {where}")
+
+
+@cache.command("stats")
+@_GATEWAY_URL
+def cache_stats(url: str) -> None:
+    """Print hits, misses and the cost saved since the gateway started (JSON)."""
+    click.echo(orjson.dumps(_admin_call("GET", url), option=orjson.OPT_INDENT_2).decode())
 
 
 @main.command()

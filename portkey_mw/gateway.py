@@ -19,6 +19,7 @@ from portkey_mw import _http
 from portkey_mw.caching import (
     CACHEABLE,
     HIT_STATUSES,
+    CacheStats,
     CacheUse,
     SemanticUse,
     StreamRecorder,
@@ -42,6 +43,7 @@ from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider, SemanticIndex
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
+from portkey_mw.pricing import Price, PriceTable
 from portkey_mw.routing import PlanNode, Router
 from portkey_mw.streaming import (
     DONE_EVENT,
@@ -74,7 +76,8 @@ ROUTES["/v1/messages/count_tokens"] = (Endpoint.COUNT_TOKENS, "POST")
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
 #: the routing state of this process: every upstream's circuit breaker
 CIRCUITS_PATH = "/v1/admin/circuits"
-#: DELETE purges the response cache: all of it, or one namespace (``?namespace=<name>``)
+#: GET shows cache totals since start (hits, misses, cost saved); DELETE purges the response
+#: cache, exact and semantic: all of it, or one namespace (``?namespace=<name>``)
 CACHE_PATH = "/v1/admin/cache"
 #: body parameter each endpoint cannot do without
 REQUIRED_PARAM = {
@@ -140,6 +143,13 @@ class Gateway:
         #: API requests being handled, counting the work after the response is sent
         #: (storing a cache entry, emitting the log event): 0 means everything settled
         self.in_flight = 0
+        self.prices = PriceTable(
+            {
+                model: Price(input=price.input, output=price.output)
+                for model, price in self.settings.pricing.items()
+            }
+        )
+        self.cache_stats = CacheStats()
         self._collect_registrations()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -299,6 +309,9 @@ class Gateway:
                 await _http.send_bytes(send, 200, body, base_headers)
             elif path == CACHE_PATH and scope["method"] == "DELETE":
                 await self._purge_cache(scope, send, base_headers)
+            elif path == CACHE_PATH and scope["method"] == "GET":
+                body = orjson.dumps(self.cache_stats.to_dict())
+                await _http.send_bytes(send, 200, body, base_headers)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
@@ -673,6 +686,11 @@ class _Exchange:
                 event.stream_complete = response.stream_complete
             else:
                 event.response_bytes = response.body or b""
+        event.prices = self.gateway.prices
+        if ctx.cache_status is not None:
+            # Only hits pay for working out a cost here (parsing the cached body's usage).
+            saved = event.cost_saved_usd if ctx.cache_status in HIT_STATUSES else None
+            self.gateway.cache_stats.record(ctx.cache_status, saved)
         await self.gateway.logs.emit(event)
 
 

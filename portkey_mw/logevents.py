@@ -17,6 +17,7 @@ import structlog
 
 from portkey_mw.context import Attempt
 from portkey_mw.interfaces import LogSink
+from portkey_mw.pricing import PriceTable
 
 log = structlog.get_logger("portkey_mw.logevents")
 
@@ -53,6 +54,8 @@ class LogEvent:
     #: the response body (complete responses) or its last bytes (streams), for usage
     response_bytes: bytes = b""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the price list the cost is worked out with
+    prices: PriceTable | None = field(default=None, repr=False)
     _usage: Any = field(default=None, repr=False)
 
     @property
@@ -61,6 +64,26 @@ class LogEvent:
         if self._usage is None:
             self._usage = _find_usage(self.response_bytes) or {}
         return self._usage or None
+
+    @property
+    def cache_hit(self) -> bool:
+        """Whether the answer came from the cache (exact or semantic)."""
+        return self.cache_status in ("HIT", "SEMANTIC_HIT")
+
+    @property
+    def list_cost(self) -> float | None:
+        """What the answer costs at the model's list price (``None``: unknown model/usage)."""
+        return self.prices.cost(self.model, self.usage) if self.prices else None
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What this request cost: nothing for a cache hit."""
+        return 0.0 if self.cache_hit else self.list_cost
+
+    @property
+    def cost_saved_usd(self) -> float | None:
+        """For a cache hit, what the provider would have charged for the answer."""
+        return self.list_cost if self.cache_hit else None
 
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-ready view for sinks that write records."""
@@ -93,6 +116,11 @@ class LogEvent:
         usage = self.usage
         if usage:
             record["usage"] = usage
+        cost = self.list_cost
+        if cost is not None:
+            record["cost_usd"] = 0.0 if self.cache_hit else round(cost, 8)
+            if self.cache_hit:
+                record["cost_saved_usd"] = round(cost, 8)
         record.update(self.extra)
         return record
 

@@ -310,3 +310,27 @@ def test_default_threshold_on_the_shipped_paraphrase_set() -> None:
     ]
     assert false_hits == []
     assert hit_rate >= 0.8
+
+
+def test_cli_purges_and_reports(semantic_gateway: RunningGateway, fake: FakeUpstream) -> None:
+    from click.testing import CliRunner
+
+    from portkey_mw.cli import main
+
+    sdk = Client(semantic_gateway, fake, "cli")
+    sdk.ask("How do I undo my last git commit?")
+    assert sdk.ask("How can I undo the last commit in git?")[0] == "SEMANTIC_HIT"
+    runner = CliRunner()
+    stats = runner.invoke(main, ["cache", "stats", "--url", semantic_gateway.root])
+    assert stats.exit_code == 0, stats.output
+    assert orjson.loads(stats.output)["semantic_hits"] >= 1
+    purge = ["cache", "purge", "--url", semantic_gateway.root, "--namespace", "cli"]
+    purged = runner.invoke(main, purge)
+    assert purged.exit_code == 0, purged.output
+    assert "purged 2 entries from namespace 'cli'" in purged.output
+    assert sdk.ask("How can I undo the last commit in git?")[0] == "MISS"
+    unreachable = runner.invoke(
+        main, ["cache", "purge", "--url", f"http://127.0.0.1:{free_port()}"]
+    )
+    assert unreachable.exit_code == 1
+    assert "cannot reach the gateway" in unreachable.output

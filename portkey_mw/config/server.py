@@ -109,6 +109,13 @@ class PluginOptions(_Strict):
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class PriceOptions(_Strict):
+    """One model's list price, in US dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
 class ServerSettings(_Strict):
     """The whole server file. Every key is optional: the defaults run the gateway."""
 
@@ -126,6 +133,10 @@ class ServerSettings(_Strict):
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
     cache: CacheOptions = Field(default_factory=CacheOptions)
     embedding: EmbeddingOptions = Field(default_factory=EmbeddingOptions)
+    pricing: dict[str, PriceOptions] = Field(
+        default_factory=dict,
+        description="model prices (USD per 1M tokens) added to or replacing the built-in table",
+    )
     plugins: PluginOptions = Field(default_factory=PluginOptions)
 
     @field_validator("default_config")
