@@ -2,9 +2,9 @@
 
 The gateway serves on loopback with the in-process ``mock`` provider (no keys, no network).
 The official ``openai`` SDK then sends a short tour through it — a chat completion, a
-stream, embeddings, the model list, a fallback, a load-balanced split, a cache miss and
-hit, a failing provider and a bad config — while a log sink prints one line per request,
-as the gateway records it.
+stream, embeddings, the model list, a fallback, a load-balanced split, a cache miss, an
+exact hit and a semantic hit, a failing provider and a bad config — while a log sink
+prints one line per request, as the gateway records it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ DEMO_SETTINGS: dict[str, Any] = {
         "cached": {
             "provider": "mock",
             "mock_latency_ms": 300,
-            "cache": {"mode": "simple", "max_age": 60},
+            # Semantic mode checks the exact key first, then compares meaning.
+            "cache": {"mode": "semantic", "max_age": 60},
         },
         "split-70-30": {
             "strategy": {"mode": "loadbalance"},
@@ -53,12 +54,20 @@ DEMO_SETTINGS: dict[str, Any] = {
         },
     },
     "default_config": "demo",
+    # A price for the mock model, so cache hits show what they saved (USD per 1M tokens).
+    "pricing": {"mock-gpt": {"input": 2.5, "output": 10.0}},
     # The demo prints its own view of each request instead of JSON log lines.
     "plugins": {"block": ["portkey-mw.structlog-sink"]},
 }
 
 
 LAST_USED = "x-portkey-last-used-option-index"
+
+
+class DemoStepFailed(Exception):
+    """A step got an answer, but not the one the demo shows."""
+
+
 SPLIT_REQUESTS = 20
 
 
@@ -79,10 +88,13 @@ class ConsoleSink(LogSink):
             tokens = f" tokens={usage.get('total_tokens')}" if usage else ""
             earlier = [str(a.status) for a in event.attempts[:-1]]
             tried = f" [dim](after {', '.join(earlier)})[/]" if earlier else ""
+            cache = f" cache={event.cache_status}" if event.cache_hit else ""
+            if event.cost_saved_usd is not None:
+                cache += f" saved=${event.cost_saved_usd:.6f}"
             self.console.print(
                 f"  [dim]gateway log[/] [{colour}]{event.status}[/] {event.method} {event.path}"
                 f" {event.provider or '-'} {event.target or ''}{tried}"
-                f" {event.latency_ms:.1f} ms{tokens}"
+                f" {event.latency_ms:.1f} ms{tokens}{cache}"
                 + (f" [red]{event.error_type}[/]" if event.error_type else "")
             )
 
@@ -148,7 +160,7 @@ async def _demo(port: int, keep_serving: bool) -> int:
     console.rule("portkey-mw demo")
     console.print(f"gateway on [bold]{base_url}[/], provider [bold]mock[/] (in process)")
     _print_plugins(console, gateway)
-    failures = await _tour(console, base_url)
+    failures = await _tour(console, base_url, gateway)
     if not keep_serving:
         server.should_exit = True
         await serving  # the gateway's shutdown drains its log queue: every line is printed
@@ -174,7 +186,7 @@ def _print_plugins(console: Console, gateway: Gateway) -> None:
     console.print(table)
 
 
-async def _tour(console: Console, base_url: str) -> int:
+async def _tour(console: Console, base_url: str, gateway: Gateway) -> int:
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="demo", max_retries=0)
@@ -186,6 +198,9 @@ async def _tour(console: Console, base_url: str) -> int:
         console.print(f"\n[bold cyan]▶ {title}[/]")
         try:
             result = await action()
+        except DemoStepFailed as exc:
+            console.print(f"  [red]{exc}[/]")
+            failures += 1
         except openai.APIStatusError as exc:
             error = exc.body if isinstance(exc.body, dict) else {}
             console.print(f"  client got [red]{exc.status_code}[/]: {error.get('message')}")
@@ -193,7 +208,11 @@ async def _tour(console: Console, base_url: str) -> int:
         else:
             console.print(f"  client got: {result}")
             failures += 1 if expect_error else 0
-        await asyncio.sleep(0.1)  # let the gateway's log line land under its step
+        # The gateway stores cache entries after answering: let that finish, and let its
+        # log line land under its step.
+        while gateway.in_flight:  # noqa: ASYNC110 - a counter, not an event, is what it keeps
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
 
     async def chat() -> str:
         reply = await client.chat.completions.create(model="mock-gpt", messages=messages)
@@ -229,16 +248,22 @@ async def _tour(console: Console, base_url: str) -> int:
         reply = raw.parse().choices[0].message.content
         return f"{reply!r} (x-portkey-last-used-option-index: {raw.headers.get(LAST_USED)})"
 
-    async def cached() -> str:
-        started = time.perf_counter()
-        raw = await client.chat.completions.with_raw_response.create(
-            model="mock-gpt",
-            messages=[{"role": "user", "content": "What is a cache?"}],
-            extra_headers={"x-portkey-config": "cached"},
-        )
-        elapsed = (time.perf_counter() - started) * 1000
-        status = raw.headers.get("x-portkey-cache-status")
-        return f"x-portkey-cache-status: {status} in {elapsed:.0f} ms"
+    def cached(question: str, expected: str) -> Callable[[], Awaitable[str]]:
+        async def ask() -> str:
+            started = time.perf_counter()
+            raw = await client.chat.completions.with_raw_response.create(
+                model="mock-gpt",
+                messages=[{"role": "user", "content": question}],
+                extra_headers={"x-portkey-config": "cached"},
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            status = raw.headers.get("x-portkey-cache-status")
+            answer = raw.parse().choices[0].message.content
+            if status != expected:
+                raise DemoStepFailed(f"expected x-portkey-cache-status {expected}, got {status}")
+            return f"{answer!r} (x-portkey-cache-status: {status} in {elapsed:.0f} ms)"
+
+        return ask
 
     async def split() -> str:
         counts = {"A": 0, "B": 0}
@@ -272,8 +297,14 @@ async def _tour(console: Console, base_url: str) -> int:
     await step("model list", models, expect_error=False)
     await step("fallback: the primary answers 503, the backup answers", with_fallback, False)
     await step("load balancing", split, expect_error=False)
-    await step("exact cache: the first ask goes to the provider", cached, expect_error=False)
-    await step("exact cache: the same ask again is answered from the cache", cached, False)
+    first, same, reworded = "What is a cache?", "What is a cache?", "What does a cache do?"
+    await step(f"cache: {first!r} goes to the provider", cached(first, "MISS"), False)
+    await step(f"exact cache hit: {same!r} again", cached(same, "HIT"), False)
+    await step(
+        f"semantic cache hit: {reworded!r} is answered with the first answer",
+        cached(reworded, "SEMANTIC_HIT"),
+        False,
+    )
     await step("a provider answering 503 (relayed as an OpenAI-style error)", broken, True)
     await step("an invalid config (400 naming the broken rule)", bad_config, True)
     await client.close()

@@ -29,6 +29,7 @@ def test_demo_runs_and_exits_by_itself() -> None:
     assert "config.targets[1] (after 503)" in out
     assert "20 requests over weights 70/30: A " in out
     assert "x-portkey-cache-status: MISS" in out and "x-portkey-cache-status: HIT" in out
+    assert "x-portkey-cache-status: SEMANTIC_HIT" in out and "cache=SEMANTIC_HIT saved=$" in out
 
 
 def test_serve_help_lists_its_options() -> None:
