@@ -210,8 +210,7 @@ async def _tour(console: Console, base_url: str, gateway: Gateway) -> int:
             failures += 1 if expect_error else 0
         # The gateway stores cache entries after answering: let that finish, and let its
         # log line land under its step.
-        while gateway.in_flight:  # noqa: ASYNC110 - a counter, not an event, is what it keeps
-            await asyncio.sleep(0.01)
+        await gateway.settled()
         await asyncio.sleep(0.1)
 
     async def chat() -> str:

@@ -216,6 +216,12 @@ class Gateway:
                     self._opening = asyncio.create_task(self._open_index(index))
             self._started = True
 
+    async def settled(self) -> None:
+        """Wait until no request is being handled, after-work included (cache entries are
+        stored once the client has its answer). For demos, benchmarks and tests."""
+        while self.in_flight:  # noqa: ASYNC110 - a counter, polled only by these callers
+            await asyncio.sleep(0.005)
+
     @staticmethod
     async def _open_index(index: SemanticIndex) -> None:
         try:
