@@ -96,30 +96,22 @@ async def timed_requests(
 
 
 def fill_index(index: QdrantIndex, scopes: list[str], total: int, rng: np.random.Generator) -> None:
-    """``total`` random entries spread evenly over ``scopes`` (straight into Qdrant)."""
+    """``total`` random entries spread evenly over ``scopes``, in batches."""
     from qdrant_client import models
 
     client = index._qdrant()
     per_scope = total // len(scopes)
+    payload = {"expires_at": time.time() + 3600, "value": "{}"}
     for scope in scopes:
-        name = index._scope_collection(scope)
-        if name not in index._scopes:
-            client.create_collection(name, vectors_config=index._vectors())
-            index._scopes[name] = 0
         for start in range(0, per_scope, INSERT_BATCH):
             size = min(INSERT_BATCH, per_scope - start)
             vectors = rng.standard_normal((size, DIM)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            payload = {"scope": scope, "expires_at": time.time() + 3600, "value": "{}"}
-            client.upsert(
-                name,
-                points=models.Batch(
-                    ids=[str(uuid.uuid4()) for _ in range(size)],
-                    vectors=vectors.tolist(),
-                    payloads=[payload] * size,
-                ),
-            )
-            index._scopes[name] += size
+            points = [
+                models.PointStruct(id=str(uuid.uuid4()), vector=v, payload=payload)
+                for v in vectors.tolist()
+            ]
+            index.layout.add(client, points, scope)
 
 
 async def measure_size(

@@ -40,6 +40,8 @@ CACHEABLE = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint
 #: body parameters that do not change the answer, so they are not part of the key
 IGNORED = frozenset({"user", "metadata", "stream", "stream_options", "store", "service_tier"})
 HIT_STATUSES = frozenset({"HIT", "SEMANTIC_HIT"})
+#: seconds a store may wait for a semantic index to open (a first import can take one)
+OPEN_TIMEOUT = 10.0
 
 
 def _scoped_digest(ctx: RequestContext, body: dict[str, Any]) -> str:
@@ -352,7 +354,7 @@ class CacheUse:
                 # Storing runs after the client has its answer, so it may wait for the
                 # model to load and the index to open; the timeout bounds the rest.
                 await self.semantic.embedder.wait_ready()
-                await self.semantic.index.open()
+                await asyncio.wait_for(self.semantic.index.open(), OPEN_TIMEOUT)
                 await asyncio.wait_for(self.semantic.add(body, self.ttl), self.semantic.timeout)
             except Exception as exc:
                 log.warning(

@@ -334,3 +334,33 @@ def test_cli_purges_and_reports(semantic_gateway: RunningGateway, fake: FakeUpst
     )
     assert unreachable.exit_code == 1
     assert "cannot reach the gateway" in unreachable.output
+
+
+def test_a_slow_index_is_a_miss_within_the_semantic_timeout(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    import socket
+
+    # A "Qdrant server" that accepts connections and never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    path = server_file(
+        tmp_path,
+        fake,
+        cache={"semantic_timeout": 0.3},
+        plugins={"settings": {"portkey-mw.qdrant-cache": {"url": url, "timeout": 1}}},
+    )
+    try:
+        with mounted_gateway(path) as gateway:
+            sdk = Client(gateway, fake, "slow")
+            sdk.ask("Who painted the Mona Lisa?")
+            started = time.monotonic()
+            status, answer = sdk.ask("Which artist painted the Mona Lisa?")
+            took = time.monotonic() - started
+            assert (status, answer) == ("MISS", "echo: Which artist painted the Mona Lisa?")
+            assert took < 5  # bounded by semantic_timeout per lookup and store, not hanging
+    finally:
+        silent.close()
+    assert len(fake.requests) == 2
