@@ -155,3 +155,31 @@ def test_purge_by_namespace_and_all(gateway: RunningGateway, fake: FakeUpstream)
     everything = httpx.delete(gateway.base_url + "/admin/cache").json()
     assert everything["purged"] >= 2
     assert ask(two).headers["x-portkey-cache-status"] == "MISS"
+
+
+def test_portkey_sdk_cache_options(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    from portkey_ai import Portkey
+
+    def portkey(**options: Any) -> Any:
+        return Portkey(
+            base_url=gateway.base_url,
+            config={
+                "provider": "openai",
+                "api_key": "sk-cache",
+                "custom_host": fake.base_url,
+                "cache": {"mode": "simple", "max_age": 60},
+            },
+            max_retries=0,
+            **options,
+        )
+
+    def status(client: Any) -> str:
+        completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        return str(completion.get_headers()["cache-status"])  # the SDK strips x-portkey-
+
+    first = portkey(cache_namespace="sdk-a")
+    assert status(first) == "MISS"
+    assert status(first) == "HIT"
+    assert status(portkey(cache_namespace="sdk-b")) == "MISS"  # another partition
+    assert status(portkey(cache_namespace="sdk-a", cache_force_refresh=True)) == "REFRESH"
+    assert len(fake.requests) == 3
