@@ -37,7 +37,7 @@ from portkey_mw_plugins.memory_cache import MemoryCache
 from portkey_mw_plugins.qdrant_cache import QdrantIndex
 
 from portkey_mw import Endpoint, Gateway, RequestContext, ServerSettings
-from portkey_mw.caching import CacheUse, SemanticUse, semantic_question
+from portkey_mw.caching import CacheUse, SemanticUse, route_partition, semantic_question
 from portkey_mw.config.server import DEFAULT_SIMILARITY_THRESHOLD
 from portkey_mw.embedding import EmbeddingModel
 
@@ -164,11 +164,13 @@ async def measure_size(
 
     # Whole requests answered from the cache, with this many entries in the store (in a
     # namespace of their own, so the question starts as a miss).
-    found = semantic_question(context(QUESTION, "whole"))
-    assert found is not None
-    scope = found[1]
+    semantic = headers("semantic", "whole")
     settings = ServerSettings.from_mapping({"plugins": {"block": ["portkey-mw.structlog-sink"]}})
     gateway = Gateway(settings)
+    partition = route_partition(gateway.resolver.resolve(semantic), semantic)
+    found = semantic_question(context(QUESTION, "whole"), partition)
+    assert found is not None
+    scope = found[1]
     gateway.cache_backends["memory"] = memory
     index = QdrantIndex(max_entries=size * 2)
     fill_index(index, [scope], size, rng)
@@ -176,7 +178,6 @@ async def measure_size(
     gateway._embedder = embedder
     transport = httpx.ASGITransport(app=gateway)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-        semantic = headers("semantic", "whole")
         await timed_requests(client, [chat_body(QUESTION)], semantic, "MISS")
         await gateway.settled()  # the miss is stored after it was answered
         hits = await timed_requests(client, [chat_body(QUESTION)] * lookups, semantic, "HIT")

@@ -2,10 +2,12 @@
 
 A config turns caching on (``cache: {mode: simple, max_age: <seconds>}``); the server file
 names the backend (``cache.backend``, the in-process ``memory`` one by default). The key
-covers the endpoint and the request body except what cannot change the answer (``user``,
-``metadata``, streaming options); a namespace (``x-portkey-cache-namespace``) partitions
-it. Only successful responses are stored; a streamed one only once it completed. A cached
-answer to a streamed request is replayed as a proper SSE stream, usage included.
+covers the endpoint, the request body except what cannot change the answer (``user``,
+``metadata``, streaming options), and the route with its API keys (answers are not shared
+across models a config overrides, or across keys); a namespace
+(``x-portkey-cache-namespace``) partitions it further. Only successful responses are
+stored; a streamed one only once it completed. A cached answer to a streamed request is
+replayed as a proper SSE stream, usage included.
 
 ``mode: semantic`` adds a search by meaning after the exact lookup misses: the client's
 last question is embedded and looked up in a :class:`~portkey_mw.SemanticIndex`, within a
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ import structlog
 
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.interfaces import CacheBackend, SemanticIndex
+from portkey_mw.routing.plan import PlanNode, StrategyNode
 from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
 
 if TYPE_CHECKING:
@@ -44,18 +47,40 @@ HIT_STATUSES = frozenset({"HIT", "SEMANTIC_HIT"})
 OPEN_TIMEOUT = 10.0
 
 
-def _scoped_digest(ctx: RequestContext, body: dict[str, Any]) -> str:
-    canonical = orjson.dumps([ctx.endpoint.value, body], option=orjson.OPT_SORT_KEYS)
+def route_partition(plan: PlanNode, headers: Mapping[str, str]) -> str:
+    """A digest of where a request goes and with whose key: every leaf's provider, host,
+    ``override_params``, provider options and API key (as a digest), plus a client-chosen
+    host. Answers are never shared across routes (a config may send the same body to
+    another model) or keys (another tenant); cache, retry and timeout settings do not count.
+    """
+    leaves: list[Any] = []
+    pending: list[PlanNode] = [plan]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, StrategyNode):
+            pending.extend(node.children)
+            continue
+        key = hashlib.sha256(node.api_key.encode()).hexdigest() if node.api_key else None
+        leaves.append([node.provider, node.custom_host, node.override_params, node.options, key])
+    leaves.append(headers.get("x-portkey-custom-host"))
+    canonical = orjson.dumps(leaves, option=orjson.OPT_SORT_KEYS, default=dict)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _scoped_digest(ctx: RequestContext, body: dict[str, Any], partition: str) -> str:
+    canonical = orjson.dumps([ctx.endpoint.value, partition, body], option=orjson.OPT_SORT_KEYS)
     namespace = ctx.headers.get(NAMESPACE_HEADER, "default")
     return f"{namespace}:{hashlib.sha256(canonical).hexdigest()}"
 
 
-def cache_key(ctx: RequestContext) -> str:
-    """``<namespace>:<sha256>`` over the endpoint and the answer-shaping request body."""
-    return _scoped_digest(ctx, {k: v for k, v in (ctx.body or {}).items() if k not in IGNORED})
+def cache_key(ctx: RequestContext, partition: str = "") -> str:
+    """``<namespace>:<sha256>`` over the endpoint, the route partition (see
+    :func:`route_partition`) and the answer-shaping request body."""
+    body = {k: v for k, v in (ctx.body or {}).items() if k not in IGNORED}
+    return _scoped_digest(ctx, body, partition)
 
 
-def semantic_question(ctx: RequestContext) -> tuple[str, str] | None:
+def semantic_question(ctx: RequestContext, partition: str = "") -> tuple[str, str] | None:
     """The text to embed and the scope to search in, or ``None`` when the request has no
     plain-text question to compare by meaning (images, a tool result, embeddings...).
 
@@ -80,7 +105,7 @@ def semantic_question(ctx: RequestContext) -> tuple[str, str] | None:
         return None
     if not question or not question.strip():
         return None
-    return question, _scoped_digest(ctx, body)
+    return question, _scoped_digest(ctx, body, partition)
 
 
 def _plain_text(content: Any) -> str | None:
@@ -297,9 +322,10 @@ class CacheUse:
         ctx: RequestContext,
         ttl: float | None,
         semantic: SemanticUse | None = None,
+        partition: str = "",
     ) -> None:
         self.backend = backend
-        self.key = cache_key(ctx)
+        self.key = cache_key(ctx, partition)
         self.ttl = ttl
         self.refresh = force_refresh(ctx)
         self.semantic = semantic

@@ -23,6 +23,7 @@ from portkey_mw.caching import (
     CacheUse,
     SemanticUse,
     StreamRecorder,
+    route_partition,
     semantic_question,
 )
 from portkey_mw.config.resolve import ConfigResolver
@@ -389,16 +390,21 @@ class Gateway:
         if backend is None:
             log.warning("cache backend not registered", backend=self.settings.cache.backend)
             return None
-        semantic = self._semantic_use(ctx, settings) if settings.mode == "semantic" else None
-        return CacheUse(backend, ctx, settings.max_age, semantic)
+        partition = route_partition(plan, ctx.headers)
+        semantic = (
+            self._semantic_use(ctx, settings, partition) if settings.mode == "semantic" else None
+        )
+        return CacheUse(backend, ctx, settings.max_age, semantic, partition)
 
-    def _semantic_use(self, ctx: RequestContext, settings: CacheConfig) -> SemanticUse | None:
+    def _semantic_use(
+        self, ctx: RequestContext, settings: CacheConfig, partition: str
+    ) -> SemanticUse | None:
         options = self.settings.cache
         index = self.semantic_indexes.get(options.semantic_index)
         if index is None:
             log.warning("semantic index not registered", index=options.semantic_index)
             return None
-        found = semantic_question(ctx)
+        found = semantic_question(ctx, partition)
         if found is None:
             return None
         question, scope = found

@@ -183,3 +183,34 @@ def test_portkey_sdk_cache_options(gateway: RunningGateway, fake: FakeUpstream) 
     assert status(portkey(cache_namespace="sdk-b")) == "MISS"  # another partition
     assert status(portkey(cache_namespace="sdk-a", cache_force_refresh=True)) == "REFRESH"
     assert len(fake.requests) == 3
+
+
+def test_answers_are_not_shared_across_api_keys_or_routes(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    namespace = {"x-portkey-cache-namespace": "partition-test"}
+    alice = sdk(gateway, fake, **namespace)
+    assert ask(alice).headers["x-portkey-cache-status"] == "MISS"
+    assert ask(alice).headers["x-portkey-cache-status"] == "HIT"
+    bob = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key="sk-someone-else",
+        max_retries=0,
+        default_headers=dict(alice.default_headers),  # type: ignore[arg-type]
+    )
+    assert ask(bob).headers["x-portkey-cache-status"] == "MISS"
+    # A config that sends the same request to another model must not get gpt-4o-mini's answer.
+    rerouted = {
+        "provider": "openai",
+        "custom_host": fake.base_url,
+        "override_params": {"model": "gpt-4o"},
+        "cache": {"mode": "simple", "max_age": 60},
+    }
+    other_route = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key="sk-cache",
+        max_retries=0,
+        default_headers={"x-portkey-config": orjson.dumps(rerouted).decode(), **namespace},
+    )
+    assert ask(other_route).headers["x-portkey-cache-status"] == "MISS"
+    assert len(fake.requests) == 3

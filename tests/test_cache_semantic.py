@@ -276,6 +276,8 @@ def test_the_question_is_the_last_user_turn_and_the_rest_is_scope() -> None:
     assert semantic_question(context(sampled))[1] != found[1]  # type: ignore[index]
     user_only = {**asked, "user": "u-1", "metadata": {"a": 1}}
     assert semantic_question(context(user_only))[1] == found[1]  # type: ignore[index]
+    other_route = semantic_question(context(asked), partition="another route")
+    assert other_route is not None and other_route[1] != found[1]
 
 
 def test_requests_without_a_plain_question_are_exact_only() -> None:
