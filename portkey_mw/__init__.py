@@ -4,11 +4,10 @@ from portkey_mw.config import Config, ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.errors import GatewayError, RequestDenied
 from portkey_mw.gateway import Gateway
+from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict
 from portkey_mw.hookspecs import hookimpl
 from portkey_mw.interfaces import (
     CacheBackend,
-    Guardrail,
-    GuardrailVerdict,
     LogSink,
     Provider,
     ProviderCall,
@@ -33,6 +32,7 @@ __all__ = [
     "GatewayMiddleware",
     "GatewayResponse",
     "Guardrail",
+    "GuardrailInput",
     "GuardrailVerdict",
     "HTTPProvider",
     "HttpxTransport",

@@ -39,9 +39,12 @@ from portkey_mw.errors import (
     NotFound,
     PluginError,
 )
+from portkey_mw.guardrails.api import Guardrail
+from portkey_mw.guardrails.flow import RequestGuardrails
+from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
 from portkey_mw.inbound.anthropic import AnthropicMessages
-from portkey_mw.interfaces import CacheBackend, Guardrail, LogSink, Provider, SemanticIndex
+from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import Price, PriceTable
@@ -80,6 +83,8 @@ CIRCUITS_PATH = "/v1/admin/circuits"
 #: GET shows cache totals since start (hits, misses, cost saved); DELETE purges the response
 #: cache, exact and semantic: all of it, or one namespace (``?namespace=<name>``)
 CACHE_PATH = "/v1/admin/cache"
+#: GET shows guardrail checks since start: passed, failed, errored, latency per check id
+GUARDRAILS_PATH = "/v1/admin/guardrails"
 #: body parameter each endpoint cannot do without
 REQUIRED_PARAM = {
     Endpoint.CHAT_COMPLETIONS: "messages",
@@ -151,6 +156,7 @@ class Gateway:
             }
         )
         self.cache_stats = CacheStats()
+        self.guardrail_stats = GuardrailStats()
         self._collect_registrations()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -176,7 +182,7 @@ class Gateway:
         for plugin, sink in self.plugins.collect("register_log_sinks", settings=settings):
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
-        self.resolver = ConfigResolver(settings, self.providers)
+        self.resolver = ConfigResolver(settings, self.providers, self.guardrails)
         self.router = Router(
             self.providers,
             self.transport,
@@ -319,6 +325,9 @@ class Gateway:
             elif path == CACHE_PATH and scope["method"] == "GET":
                 body = orjson.dumps(self.cache_stats.to_dict())
                 await _http.send_bytes(send, 200, body, base_headers)
+            elif path == GUARDRAILS_PATH and scope["method"] == "GET":
+                body = orjson.dumps(self.guardrail_stats.to_dict())
+                await _http.send_bytes(send, 200, body, base_headers)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
@@ -450,6 +459,7 @@ class _Exchange:
         "ctx",
         "error",
         "gateway",
+        "guards",
         "inbound",
         "receive",
         "response_started",
@@ -477,6 +487,7 @@ class _Exchange:
         self.ttfb: float | None = None
         self._done = False
         self._disconnected = False
+        self.guards: RequestGuardrails | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -547,11 +558,26 @@ class _Exchange:
         _http.apply_request_options(ctx)
         plan = gateway.resolver.resolve(ctx.headers)
         response = await gateway.run_request_hooks(ctx)
-        cache = gateway.cache_for(ctx, plan) if response is None else None
+        guards = self.guards = RequestGuardrails.for_plan(plan, gateway.guardrail_stats)
+        per_target = None
+        if guards is not None and response is None:
+            if guards.shared is not None:
+                # Before the cache: a cached answer never skips an input guardrail.
+                await guards.check_request(ctx, guards.shared.before)
+            else:
+                per_target = guards.before_target
+        # With per-target input guardrails the cache is not consulted (see guardrails.flow).
+        cache = gateway.cache_for(ctx, plan) if response is None and per_target is None else None
         if cache is not None:
             response = await cache.lookup(ctx)
         if response is None:
-            response = await gateway.router.route(ctx, plan)
+            response = await gateway.router.route(ctx, plan, per_target)
+        if guards is not None:
+            response = (
+                guards.guard_stream(ctx, response)
+                if response.stream is not None
+                else await guards.check_response(ctx, response)
+            )
         ctx.response = response
         # Only a fresh, successful answer is stored; a hit is not stored again.
         storing = cache if ctx.cache_status not in HIT_STATUSES and response.status == 200 else None
@@ -698,6 +724,13 @@ class _Exchange:
                 event.stream_complete = response.stream_complete
             else:
                 event.response_bytes = response.body or b""
+        if self.guards is not None:
+            # The client has its answer: asynchronous hooks may finish now, for the log.
+            hook_results = self.guards.results()
+            async_results = await self.guards.settle()
+            if async_results:
+                hook_results["async_hooks"] = async_results
+            event.extra["hook_results"] = hook_results
         event.prices = self.gateway.prices
         if ctx.cache_status is not None:
             # Only hits pay for working out a cost here (parsing the cached body's usage).

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from portkey_mw.config.server import ServerSettings
     from portkey_mw.context import GatewayResponse, RequestContext
     from portkey_mw.gateway import Gateway
+    from portkey_mw.guardrails.api import Guardrail
     from portkey_mw.interfaces import (
         CacheBackend,
-        Guardrail,
         LogSink,
         Provider,
         SemanticIndex,

@@ -1,4 +1,4 @@
-"""The kinds of object plugins register: providers, guardrails, caches, semantic indexes, sinks.
+"""The kinds of object plugins register: providers, caches, semantic indexes, log sinks.
 
 Each is an abstract class with async methods; a plugin subclasses one and hands instances to
 the core from a registration hook (see :mod:`portkey_mw.hookspecs`).
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -101,43 +101,6 @@ class Provider(ABC):
     @abstractmethod
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         """Perform one attempt and return the OpenAI-format response."""
-
-
-@dataclass(slots=True)
-class GuardrailVerdict:
-    """What a guardrail check decided.
-
-    :param passed: whether the check passed.
-    :param explanation: why, in words for logs and the ``hook_results`` body.
-    :param data: optional transformed data (a rewritten body or text) when the check
-        transforms rather than judges.
-    """
-
-    passed: bool
-    explanation: str | None = None
-    data: Any = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class Guardrail(ABC):
-    """A check run on a request (``before``) or a response (``after``).
-
-    Guardrails are referenced from configs by ``id`` (e.g. ``default.regexMatch``) with their
-    parameters; the core hands those to :meth:`check`.
-    """
-
-    id: ClassVar[str]
-    plugin_name: str = ""
-
-    @abstractmethod
-    async def check(
-        self,
-        ctx: RequestContext,
-        params: dict[str, Any],
-        *,
-        phase: Literal["before", "after"],
-    ) -> GuardrailVerdict:
-        """Judge ``ctx`` (its request, or with ``phase="after"`` its response)."""
 
 
 class CacheBackend(ABC):

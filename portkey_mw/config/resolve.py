@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 
 import orjson
 from pydantic import ValidationError
@@ -11,7 +12,10 @@ from pydantic import ValidationError
 from portkey_mw.config.schema import Config
 from portkey_mw.config.server import ServerSettings, describe_validation_error
 from portkey_mw.errors import InvalidConfig, InvalidRequest
+from portkey_mw.guardrails.api import Guardrail
+from portkey_mw.guardrails.spec import HookCompiler, HookSet
 from portkey_mw.routing import PlanNode, ResolvedTarget, compile_plan, plan_providers
+from portkey_mw.routing.plan import StrategyNode
 
 #: Distinct inline configs kept compiled; clients send a handful, so this bound is generous.
 INLINE_CACHE_SIZE = 1024
@@ -58,16 +62,23 @@ class ConfigResolver:
     :param known_providers: registered provider ids, to reject unknown ones up front.
     """
 
-    def __init__(self, settings: ServerSettings, known_providers: Collection[str]) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        known_providers: Collection[str],
+        guardrails: Mapping[str, Guardrail] | None = None,
+    ) -> None:
         self._known = known_providers
+        self._hooks = HookCompiler(guardrails or {}, settings.guardrails)
+        self._hooks.validate_named()
         self._named: dict[str, Config] = dict(settings.configs)
         default = settings.default_config
         self._default = self._named[default] if isinstance(default, str) else default
         self._inline: OrderedDict[tuple[str, str | None, str | None], PlanNode] = OrderedDict()
         for name, config in self._named.items():
-            self._check_providers(compile_plan(config), f"config {name!r}")
+            self._check(compile_plan(config), f"config {name!r}")
         if isinstance(default, Config):
-            self._check_providers(compile_plan(default), "default_config")
+            self._check(compile_plan(default), "default_config")
 
     def resolve(self, headers: Mapping[str, str]) -> PlanNode:
         """The plan for a request with these (lower-cased) headers."""
@@ -138,12 +149,38 @@ class ConfigResolver:
                 )
             config, source = named, f"config {text!r}"
         plan = compile_plan(config, default_api_key=key, server_held=source != "x-portkey-config")
-        self._check_providers(plan, source)
-        return plan
+        return self._check(plan, source)
 
-    def _check_providers(self, plan: PlanNode, source: str) -> None:
+    def _check(self, plan: PlanNode, source: str) -> PlanNode:
+        """Reject unknown providers; compile and validate every target's hooks."""
         for provider in sorted(plan_providers(plan)):
             self._check_known(provider, source)
+        return self._with_guardrails(plan, source, {})
+
+    def _with_guardrails(
+        self, node: PlanNode, source: str, compiled: dict[int, HookSet]
+    ) -> PlanNode:
+        if isinstance(node, StrategyNode):
+            children = tuple(self._with_guardrails(c, source, compiled) for c in node.children)
+            return replace(node, children=children)
+        hooks = node.hooks
+        if not (
+            hooks.before_request
+            or hooks.after_request
+            or hooks.input_guardrails
+            or hooks.output_guardrails
+        ):
+            return node
+        # Inherited lists are the same objects in every target: compile each once.
+        if id(hooks) not in compiled:
+            compiled[id(hooks)] = self._hooks.compile(
+                before_request_hooks=hooks.before_request,
+                after_request_hooks=hooks.after_request,
+                input_guardrails=hooks.input_guardrails,
+                output_guardrails=hooks.output_guardrails,
+                where=source if node.path == "config" else f"{source} at {node.path}",
+            )
+        return replace(node, guardrails=compiled[id(hooks)])
 
     def _check_known(self, provider: str, source: str) -> None:
         if provider not in self._known:

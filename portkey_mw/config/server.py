@@ -133,6 +133,10 @@ class ServerSettings(_Strict):
     routing: RoutingOptions = Field(default_factory=RoutingOptions)
     cache: CacheOptions = Field(default_factory=CacheOptions)
     embedding: EmbeddingOptions = Field(default_factory=EmbeddingOptions)
+    guardrails: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named guardrails (hooks), referenced by id from input/output_guardrails",
+    )
     pricing: dict[str, PriceOptions] = Field(
         default_factory=dict,
         description="model prices (USD per 1M tokens) added to or replacing the built-in table",

@@ -16,6 +16,7 @@ from typing import Any
 
 from portkey_mw.config.schema import Cache, Config, Retry, StrategyMode
 from portkey_mw.errors import InvalidConfig
+from portkey_mw.guardrails.spec import NO_HOOKS, HookSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class ResolvedTarget:
     #: the key comes from a config the server holds (named or default), not from the client:
     #: a client-chosen host must never receive it
     key_from_server: bool = False
+    #: ``hooks`` compiled and validated against the registered guardrails (by the resolver)
+    guardrails: HookSet = NO_HOOKS
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -100,14 +100,19 @@ class _Failure(Exception):
             await self.response.aclose()
 
 
+#: per-target work before the first call (guardrails); raising GatewayError refuses it
+BeforeTarget = Callable[[RequestContext, ResolvedTarget], Awaitable[None]]
+
+
 class _Walk:
     """One request's way through its plan: the failures seen and the attempts left."""
 
-    __slots__ = ("attempts_left", "failures")
+    __slots__ = ("attempts_left", "before_target", "failures")
 
-    def __init__(self, max_attempts: int) -> None:
+    def __init__(self, max_attempts: int, before_target: BeforeTarget | None = None) -> None:
         self.attempts_left = max_attempts
         self.failures: list[_Failure] = []
+        self.before_target = before_target
 
 
 class Router:
@@ -137,11 +142,17 @@ class Router:
         self.default_timeout_ms = default_timeout_ms
         self.breakers = CircuitBreakers(self.options.circuit_breaker)
 
-    async def route(self, ctx: RequestContext, plan: PlanNode) -> GatewayResponse:
-        """Run ``plan`` and return the answering response (successful or not)."""
+    async def route(
+        self, ctx: RequestContext, plan: PlanNode, before_target: BeforeTarget | None = None
+    ) -> GatewayResponse:
+        """Run ``plan`` and return the answering response (successful or not).
+
+        :param before_target: awaited before a target is first called (its own input
+            guardrails); a :class:`GatewayError` it raises is that target's failure.
+        """
         if ctx.endpoint is Endpoint.MODELS and isinstance(plan, StrategyNode):
             return await self._list_models(ctx, plan)
-        walk = _Walk(self.options.max_attempts)
+        walk = _Walk(self.options.max_attempts, before_target)
         try:
             return await self._run(ctx, plan, walk)
         except _Failure:
@@ -263,6 +274,13 @@ class Router:
             else DEFAULT_RETRY_STATUSES
         ) - NEVER_RETRIED
         retries = 0
+        if walk.before_target is not None:
+            try:
+                await walk.before_target(ctx, target)
+            except GatewayError as refusal:
+                denied = _Failure(None, refusal, target, 0)
+                walk.failures.append(denied)
+                raise denied from None
         while True:
             failure = self._refuse(ctx, target, upstream, walk)
             if failure is not None:

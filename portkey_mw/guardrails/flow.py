@@ -1,0 +1,315 @@
+"""Guardrails in one request's life: before the call, on the answer, on a stream.
+
+When every target of the plan carries the same hooks (the common case: hooks set at the top
+of the config and inherited), input guardrails run once, before the cache lookup, so a
+cached answer is never served to a request they would have denied, and output guardrails
+run on whatever answers, cached or not. When targets carry different hooks, each target's
+input guardrails run before that target is called, and the cache is not consulted.
+
+Outcomes follow Portkey: a failed ``deny`` hook answers 446 with ``hook_results`` (before
+the call, the provider is never called); any other failed hook turns a 200 into a 246 and
+keeps the body; rewrites replace the request's or the answer's text. Hooks with ``async:
+true`` run beside the request and are awaited only for its log event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+
+from portkey_mw.context import GatewayResponse, RequestContext
+from portkey_mw.errors import RequestDenied
+from portkey_mw.guardrails.api import GuardrailInput
+from portkey_mw.guardrails.runner import GuardrailStats, HookResult, Outcome, run_phase
+from portkey_mw.guardrails.spec import NO_HOOKS, HookSet, HookSpec
+from portkey_mw.guardrails.subject import (
+    request_texts,
+    request_type,
+    response_texts,
+    with_request_texts,
+    with_response_texts,
+)
+from portkey_mw.routing.plan import PlanNode, ResolvedTarget
+from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data
+
+DENIED_MESSAGE = (
+    "The guardrail checks defined in the config failed. You can find more information in "
+    "the `hook_results` object."
+)
+#: seconds the log event waits for asynchronous hooks (their checks have timeouts too)
+ASYNC_WAIT = 30.0
+
+
+class GuardrailDenied(RequestDenied):
+    """A ``deny`` hook failed: 446, with every hook's result beside the error."""
+
+    code = "hooks_failed"
+
+    def __init__(self, hook_results: dict[str, Any]) -> None:
+        super().__init__(DENIED_MESSAGE)
+        self.hook_results = hook_results
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["hook_results"] = self.hook_results
+        return body
+
+
+def plan_leaves(plan: PlanNode) -> list[ResolvedTarget]:
+    """Every target of the plan, in order."""
+    if isinstance(plan, ResolvedTarget):
+        return [plan]
+    return [leaf for child in plan.children for leaf in plan_leaves(child)]
+
+
+class RequestGuardrails:
+    """The guardrails of one request and what they decided so far."""
+
+    def __init__(self, plan: PlanNode, stats: GuardrailStats) -> None:
+        self.leaves = {leaf.path: leaf for leaf in plan_leaves(plan)}
+        sets = [leaf.guardrails for leaf in self.leaves.values()]
+        #: the hooks every target shares, or ``None`` when targets differ
+        self.shared: HookSet | None = sets[0] if all(s == sets[0] for s in sets) else None
+        self.stats = stats
+        self.before: list[HookResult] = []
+        self.after: list[HookResult] = []
+        self.pending: list[asyncio.Task[HookResult]] = []
+
+    @staticmethod
+    def for_plan(plan: PlanNode, stats: GuardrailStats) -> RequestGuardrails | None:
+        """The request's guardrails, or ``None`` when no target has any."""
+        if isinstance(plan, ResolvedTarget) and not plan.guardrails:
+            return None
+        guards = RequestGuardrails(plan, stats)
+        if not any(leaf.guardrails for leaf in guards.leaves.values()):
+            return None
+        return guards
+
+    @property
+    def failed(self) -> bool:
+        """Some synchronous hook failed."""
+        return any(not result.verdict for result in (*self.before, *self.after))
+
+    def results(self) -> dict[str, Any]:
+        """Portkey's ``hook_results`` object."""
+        return {
+            "before_request_hooks": [result.to_dict() for result in self.before],
+            "after_request_hooks": [result.to_dict() for result in self.after],
+        }
+
+    # -- before the call ----------------------------------------------------------------
+
+    async def check_request(self, ctx: RequestContext, hooks: Sequence[HookSpec]) -> None:
+        """Run input hooks; rewrite the request or raise :class:`GuardrailDenied`."""
+        if not hooks or ctx.body is None:
+            return
+        subject = GuardrailInput(
+            phase="before",
+            texts=request_texts(ctx.endpoint, ctx.body),
+            request=ctx.body,
+            request_type=request_type(ctx.endpoint, ctx.state.get("inbound_format")),
+            metadata=ctx.metadata,
+            streaming=ctx.stream,
+            ctx=ctx,
+        )
+        outcome = await run_phase(hooks, subject, record=self.stats.record)
+        self.before.extend(outcome.results)
+        self.pending.extend(outcome.pending)
+        if outcome.denied:
+            raise GuardrailDenied(self.results())
+        body = ctx.body
+        if outcome.request is not None:
+            body = outcome.request
+        if outcome.texts is not None:
+            body = with_request_texts(ctx.endpoint, body, outcome.texts)
+        if body is not ctx.body:
+            ctx.set_body(body)
+
+    async def before_target(self, ctx: RequestContext, target: ResolvedTarget) -> None:
+        """Per-target input hooks (only when targets carry different hooks)."""
+        if self.shared is None:
+            await self.check_request(ctx, target.guardrails.before)
+
+    # -- on the answer ------------------------------------------------------------------
+
+    def output_hooks(self, ctx: RequestContext) -> tuple[HookSpec, ...]:
+        """The output hooks of the target that answered (the shared ones for a cache hit)."""
+        if self.shared is not None:
+            return self.shared.after
+        leaf = self.leaves.get(ctx.target_index or "")
+        return (leaf.guardrails if leaf is not None else NO_HOOKS).after
+
+    async def check_response(
+        self, ctx: RequestContext, response: GatewayResponse
+    ) -> GatewayResponse:
+        """Run output hooks on a complete answer; mark, rewrite or deny it."""
+        hooks = self.output_hooks(ctx)
+        body = _json_body(response) if response.status == 200 else None
+        if hooks and body is not None:
+            subject = GuardrailInput(
+                phase="after",
+                texts=response_texts(body),
+                request=ctx.body or {},
+                response=body,
+                request_type=request_type(ctx.endpoint, ctx.state.get("inbound_format")),
+                metadata=ctx.metadata,
+                ctx=ctx,
+            )
+            outcome = await run_phase(hooks, subject, record=self.stats.record)
+            self.after.extend(outcome.results)
+            self.pending.extend(outcome.pending)
+            if outcome.denied:
+                await response.aclose()
+                raise GuardrailDenied(self.results())
+            body = _rewritten(body, outcome)
+        return self._finish(response, body)
+
+    def _finish(self, response: GatewayResponse, body: dict[str, Any] | None) -> GatewayResponse:
+        if response.status != 200:
+            return response
+        status = 246 if self.failed else 200
+        if body is None:
+            body = _json_body(response)
+        if body is None or not isinstance(body, dict):
+            response.status = status
+            return response
+        body = {**body, "hook_results": self.results()}
+        return GatewayResponse(status, orjson.dumps(body), headers=dict(response.headers))
+
+    # -- on a stream ----------------------------------------------------------------------
+
+    def guard_stream(self, ctx: RequestContext, response: GatewayResponse) -> GatewayResponse:
+        """Mark a streamed answer (246) and follow it with the output hooks."""
+        if response.status == 200 and self.failed:
+            response.status = 246
+        hooks = self.output_hooks(ctx)
+        if hooks and response.stream is not None and response.status in (200, 246):
+            response.stream = self._guarded(ctx, response.stream, hooks)
+        return response
+
+    async def _guarded(
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes], hooks: Sequence[HookSpec]
+    ) -> AsyncIterator[bytes]:
+        """Relay the stream while its text so far passes; stop it with an error event when
+        a ``deny`` hook fails. Incremental checks run after every content chunk, the rest on
+        the complete text, before ``[DONE]`` is let through."""
+        incremental = _incremental_only(hooks)
+        decoder = SSEDecoder()
+        parts: dict[int, str] = {}  # choice index -> text so far
+        request_kind = request_type(ctx.endpoint, ctx.state.get("inbound_format"))
+
+        async def judge(final: bool) -> None:
+            subject = GuardrailInput(
+                phase="after",
+                texts=[parts[i] for i in sorted(parts)],
+                request=ctx.body or {},
+                request_type=request_kind,
+                metadata=ctx.metadata,
+                streaming=True,
+                final=final,
+                ctx=ctx,
+            )
+            outcome = await run_phase(
+                hooks if final else incremental, subject, record=self.stats.record
+            )
+            if final or outcome.denied:
+                self.after.extend(outcome.results)
+            self.pending.extend(outcome.pending)
+            if outcome.denied:
+                raise GuardrailDenied(self.results())
+
+        done = False
+        try:
+            async for raw in chunks:
+                out, grew = b"", False
+                for event in decoder.feed(raw):
+                    data = event_data(event)
+                    if data == b"[DONE]":
+                        done = True
+                        continue
+                    if data:
+                        grew |= _collect(data, parts)
+                    out += event + b"\n\n"
+                if grew and incremental:
+                    await judge(final=False)
+                if out:
+                    yield out
+                if done:
+                    break
+            await judge(final=True)
+            if done:
+                yield DONE_EVENT
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def settle(self) -> list[dict[str, Any]]:
+        """Wait for the asynchronous hooks; their results, for the log event."""
+        if not self.pending:
+            return []
+        done, running = await asyncio.wait(self.pending, timeout=ASYNC_WAIT)
+        for task in running:
+            task.cancel()
+        return [task.result().to_dict() for task in done if task.exception() is None]
+
+
+def _incremental_only(hooks: Sequence[HookSpec]) -> tuple[HookSpec, ...]:
+    """The hooks restricted to checks that can judge a partial text (deny hooks only:
+    other failures are reported once, on the complete text)."""
+    kept = []
+    for hook in hooks:
+        if not hook.deny or hook.run_async:
+            continue
+        checks = tuple(c for c in hook.checks if c.guardrail.stream_mode == "incremental")
+        if checks:
+            kept.append(
+                HookSpec(
+                    id=hook.id,
+                    phase=hook.phase,
+                    checks=checks,
+                    type=hook.type,
+                    deny=True,
+                    sequential=hook.sequential,
+                    timeout=hook.timeout,
+                )
+            )
+    return tuple(kept)
+
+
+def _collect(data: bytes, parts: dict[int, str]) -> bool:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    grew = False
+    for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
+        delta = choice.get("delta") or {}
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if text is None:
+            text = choice.get("text")
+        if isinstance(text, str) and text:
+            index = int(choice.get("index", 0))
+            parts[index] = parts.get(index, "") + text
+            grew = True
+    return grew
+
+
+def _json_body(response: GatewayResponse) -> Any:
+    if response.stream is not None or not response.body:
+        return None
+    try:
+        return orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _rewritten(body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    if outcome.response is not None:
+        body = outcome.response
+    if outcome.texts is not None:
+        body = with_response_texts(body, outcome.texts)
+    return body
