@@ -204,3 +204,17 @@ class EmbeddingModel:
 
 
 _registered: set[str] = set()
+_shared: dict[str, EmbeddingModel] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_model(options: EmbeddingOptions | None = None) -> EmbeddingModel:
+    """The process's model for these options, shared by every user (the semantic cache,
+    guardrails, every gateway in the process): it is loaded, and held in memory, once."""
+    options = options or EmbeddingOptions()
+    key = options.model_dump_json()
+    with _shared_lock:
+        model = _shared.get(key)
+        if model is None:
+            model = _shared[key] = EmbeddingModel(options)
+        return model

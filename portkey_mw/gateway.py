@@ -31,7 +31,7 @@ from portkey_mw.config.schema import Cache as CacheConfig
 from portkey_mw.config.schema import Target
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
-from portkey_mw.embedding import EmbeddingModel
+from portkey_mw.embedding import EmbeddingModel, shared_model
 from portkey_mw.errors import (
     GatewayError,
     InvalidRequest,
@@ -254,6 +254,11 @@ class Gateway:
         if self._opening is not None:
             await self._opening  # never raises; closing must not race opening
             self._opening = None
+        for guardrail in self.guardrails.values():
+            try:
+                await guardrail.aclose()
+            except Exception:
+                log.exception("guardrail failed to close", guardrail=guardrail.id)
         stores: list[CacheBackend | SemanticIndex] = [
             *self.cache_backends.values(),
             *self.semantic_indexes.values(),
@@ -263,9 +268,8 @@ class Gateway:
                 await store.aclose()
             except Exception:
                 log.exception("cache store failed to close", store=store.name)
-        if self._embedder is not None:
-            self._embedder.close()
-            self._embedder = None
+        # The embedding model is the process's (shared_model): other gateways may use it.
+        self._embedder = None
         await self.transport.aclose()
 
     @contextlib.asynccontextmanager
@@ -431,7 +435,7 @@ class Gateway:
     def embedder(self) -> EmbeddingModel:
         """The sentence-embedding model (loaded on its first use, off the event loop)."""
         if self._embedder is None:
-            self._embedder = EmbeddingModel(self.settings.embedding)
+            self._embedder = shared_model(self.settings.embedding)
         return self._embedder
 
     async def run_response_hooks(self, ctx: RequestContext) -> None:

@@ -107,6 +107,9 @@ class Guardrail(ABC):
         """Reject bad parameters when a config is loaded, by raising ``ValueError`` with a
         message naming the parameter (a regex that does not compile, a bad schema...)."""
 
+    async def aclose(self) -> None:  # noqa: B027 - optional for checks holding nothing
+        """Release what the check holds (HTTP clients...); called at gateway shutdown."""
+
     @abstractmethod
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         """Judge ``subject`` with the config's ``params`` (credentials included, under
