@@ -76,6 +76,8 @@ class RequestGuardrails:
         self.stats = stats
         self.before: list[HookResult] = []
         self.after: list[HookResult] = []
+        #: per-target input results (reported, but only the answering target's count)
+        self._by_target: dict[str, list[HookResult]] = {}
         self.pending: list[asyncio.Task[HookResult]] = []
 
     @staticmethod
@@ -88,10 +90,13 @@ class RequestGuardrails:
             return None
         return guards
 
-    @property
-    def failed(self) -> bool:
-        """Some synchronous hook failed."""
-        return any(not result.verdict for result in (*self.before, *self.after))
+    def failed(self, ctx: RequestContext) -> bool:
+        """Some synchronous hook that applies to the answer failed: shared input hooks, the
+        answering target's own, and output hooks (targets that were denied and fallen back
+        from do not count)."""
+        counted = [r for r in self.before if not any(r in rs for rs in self._by_target.values())]
+        counted += self._by_target.get(ctx.target_index or "", [])
+        return any(not result.verdict for result in (*counted, *self.after))
 
     def results(self) -> dict[str, Any]:
         """Portkey's ``hook_results`` object."""
@@ -104,8 +109,19 @@ class RequestGuardrails:
 
     async def check_request(self, ctx: RequestContext, hooks: Sequence[HookSpec]) -> None:
         """Run input hooks; rewrite the request or raise :class:`GuardrailDenied`."""
+        outcome = await self._run_input(ctx, hooks)
+        self._apply_input(ctx, outcome)
+
+    async def before_target(self, ctx: RequestContext, target: ResolvedTarget) -> None:
+        """Per-target input hooks (only when targets carry different hooks)."""
+        if self.shared is None:
+            outcome = await self._run_input(ctx, target.guardrails.before)
+            self._by_target[target.path] = outcome.results
+            self._apply_input(ctx, outcome)
+
+    async def _run_input(self, ctx: RequestContext, hooks: Sequence[HookSpec]) -> Outcome:
         if not hooks or ctx.body is None:
-            return
+            return Outcome()
         subject = GuardrailInput(
             phase="before",
             texts=request_texts(ctx.endpoint, ctx.body),
@@ -118,8 +134,13 @@ class RequestGuardrails:
         outcome = await run_phase(hooks, subject, record=self.stats.record)
         self.before.extend(outcome.results)
         self.pending.extend(outcome.pending)
+        return outcome
+
+    def _apply_input(self, ctx: RequestContext, outcome: Outcome) -> None:
         if outcome.denied:
             raise GuardrailDenied(self.results())
+        if ctx.body is None:
+            return
         body = ctx.body
         if outcome.request is not None:
             body = outcome.request
@@ -127,11 +148,6 @@ class RequestGuardrails:
             body = with_request_texts(ctx.endpoint, body, outcome.texts)
         if body is not ctx.body:
             ctx.set_body(body)
-
-    async def before_target(self, ctx: RequestContext, target: ResolvedTarget) -> None:
-        """Per-target input hooks (only when targets carry different hooks)."""
-        if self.shared is None:
-            await self.check_request(ctx, target.guardrails.before)
 
     # -- on the answer ------------------------------------------------------------------
 
@@ -165,12 +181,14 @@ class RequestGuardrails:
                 await response.aclose()
                 raise GuardrailDenied(self.results())
             body = _rewritten(body, outcome)
-        return self._finish(response, body)
+        return self._finish(ctx, response, body)
 
-    def _finish(self, response: GatewayResponse, body: dict[str, Any] | None) -> GatewayResponse:
+    def _finish(
+        self, ctx: RequestContext, response: GatewayResponse, body: dict[str, Any] | None
+    ) -> GatewayResponse:
         if response.status != 200:
             return response
-        status = 246 if self.failed else 200
+        status = 246 if self.failed(ctx) else 200
         if body is None:
             body = _json_body(response)
         if body is None or not isinstance(body, dict):
@@ -183,7 +201,7 @@ class RequestGuardrails:
 
     def guard_stream(self, ctx: RequestContext, response: GatewayResponse) -> GatewayResponse:
         """Mark a streamed answer (246) and follow it with the output hooks."""
-        if response.status == 200 and self.failed:
+        if response.status == 200 and self.failed(ctx):
             response.status = 246
         hooks = self.output_hooks(ctx)
         if hooks and response.stream is not None and response.status in (200, 246):
