@@ -66,3 +66,36 @@ def test_provider_table_matches_the_plugins() -> None:
     page = (DOCS / "providers.md").read_text(encoding="utf-8")
     embedded = page.split(START, 1)[1].split(END, 1)[0].lstrip("\n")
     assert embedded == table, "docs/providers.md is stale: run `portkey-mw providers --markdown`"
+
+
+GUARDRAILS_DOC = DOCS / "guardrails.md"
+
+
+def test_the_guardrail_example_in_the_docs_runs() -> None:
+    import asyncio
+
+    from portkey_mw import GuardrailInput
+
+    block = python_blocks(GUARDRAILS_DOC.read_text(encoding="utf-8"))[0]
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(GUARDRAILS_DOC), "exec"), namespace)
+    check = namespace["BannedTopics"]()  # type: ignore[operator]
+    params = {"topics": ["merger"], "mask": True}
+    check.validate(params)
+    subject = GuardrailInput(phase="before", texts=["the merger"], request={})
+    verdict = asyncio.run(check.check(subject, params))
+    assert verdict.passed and verdict.texts == ["the ******"]
+
+
+def test_every_builtin_check_is_documented() -> None:
+    from portkey_mw import Gateway, ServerSettings
+
+    page = GUARDRAILS_DOC.read_text(encoding="utf-8")
+    first_party = [
+        ep.name
+        for ep in importlib.metadata.entry_points(group="portkey_mw")
+        if ep.dist is not None and ep.dist.name == "portkey-mw"
+    ]
+    settings = ServerSettings.from_mapping({"plugins": {"load": first_party}})
+    for check_id in Gateway(settings).guardrails:
+        assert f"`{check_id}`" in page, f"docs/guardrails.md does not document {check_id}"
