@@ -20,6 +20,7 @@ _ENDPOINT_COLUMNS = {
     Endpoint.EMBEDDINGS: "embeddings",
     Endpoint.MODELS: "models",
     Endpoint.IMAGES: "images",
+    Endpoint.MODERATIONS: "moderations",
 }
 
 

@@ -23,6 +23,7 @@ class Endpoint(StrEnum):
     EMBEDDINGS = "embeddings"
     MODELS = "models"
     IMAGES = "images"
+    MODERATIONS = "moderations"
     #: count a chat request's input tokens (``/v1/messages/count_tokens``)
     COUNT_TOKENS = "count_tokens"
 

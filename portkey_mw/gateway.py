@@ -69,6 +69,7 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/embeddings": (Endpoint.EMBEDDINGS, "POST"),
     "/v1/models": (Endpoint.MODELS, "GET"),
     "/v1/images/generations": (Endpoint.IMAGES, "POST"),
+    "/v1/moderations": (Endpoint.MODERATIONS, "POST"),
 }
 #: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
 INBOUND: dict[str, InboundFormat] = {
@@ -91,6 +92,7 @@ REQUIRED_PARAM = {
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.EMBEDDINGS: "input",
     Endpoint.IMAGES: "prompt",
+    Endpoint.MODERATIONS: "input",
     Endpoint.COUNT_TOKENS: "messages",
 }
 
@@ -562,7 +564,7 @@ class _Exchange:
         _http.apply_request_options(ctx)
         plan = gateway.resolver.resolve(ctx.headers)
         response = await gateway.run_request_hooks(ctx)
-        guards = self.guards = RequestGuardrails.for_plan(plan, gateway.guardrail_stats)
+        guards = self.guards = RequestGuardrails.for_plan(plan, gateway)
         per_target = None
         if guards is not None and response is None:
             if guards.shared is not None:

@@ -252,3 +252,38 @@ def test_bad_parameters_are_rejected(
 ) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         checks[check_id].validate(params)
+
+
+def test_moderation_goes_through_the_gateway_itself(fake: FakeUpstream) -> None:
+    from portkey_mw import Gateway
+
+    manager = PluginManager()
+    manager.load_entry_points()
+    gateway = Gateway(ServerSettings(), plugins=manager)
+    check = gateway.guardrails["default.moderation"]
+    params = {"config": {"provider": "mock"}, "categories": ["violence"]}
+    check.validate(params)
+
+    async def scenario() -> None:
+        async def judge_via_gateway(text: str, options: dict[str, Any]) -> GuardrailVerdict:
+            subject = GuardrailInput(phase="before", texts=[text], request={}, gateway=gateway)
+            return await check.check(subject, options)
+
+        async with gateway.lifespan():
+            calm = await judge_via_gateway("a calm day", params)
+            assert calm.passed and calm.data["model"] == "omni-moderation-latest"
+            violent = await judge_via_gateway("I will attack", params)
+            assert not violent.passed and violent.data["flaggedCategories"] == ["violence"]
+            only_hate = {"config": {"provider": "mock"}, "categories": ["hate"]}
+            assert (await judge_via_gateway("I will attack", only_hate)).passed
+            unrouted = {
+                "config": {"provider": "openai", "custom_host": fake.base_url},
+                "credentials": {"apiKey": "sk-moderation"},
+            }
+            fake.script("/v1/moderations", Reply(status=503))
+            with pytest.raises(RuntimeError, match="503"):
+                await judge_via_gateway("x", unrouted)
+            assert fake.requests[-1].path == "/v1/moderations"
+            assert fake.requests[-1].headers["authorization"] == "Bearer sk-moderation"
+
+    asyncio.run(scenario())

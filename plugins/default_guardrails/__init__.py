@@ -12,13 +12,13 @@ from portkey_mw import hookimpl
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.guardrails.api import Guardrail
 
-from . import injection, pii, remote, structured, text
+from . import injection, moderation, pii, remote, structured, text
 
 
 @hookimpl
 def register_guardrails(register: Callable[[Guardrail], None], settings: ServerSettings) -> None:
     """Register every built-in check."""
-    for module in (text, structured, remote, pii):
+    for module in (text, structured, remote, pii, moderation):
         for check in module.CHECKS:
             register(check())
     register(injection.PromptInjection(settings.embedding))

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import struct
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -74,6 +75,8 @@ class MockProvider(Provider):
             return GatewayResponse.from_json({"created": int(time.time()), "data": [image] * count})
         if call.endpoint is Endpoint.EMBEDDINGS:
             return GatewayResponse.from_json(_embeddings(body, model))
+        if call.endpoint is Endpoint.MODERATIONS:
+            return GatewayResponse.from_json(_moderation(body, model))
         prompt = _prompt_text(call.endpoint, body)
         reply = str(options.get("mock_reply") or f"Mock reply to: {prompt}")
         usage = _usage(prompt, reply)
@@ -85,6 +88,36 @@ class MockProvider(Provider):
                 200, headers={"content-type": "text/event-stream"}, stream=stream
             )
         return GatewayResponse.from_json(_completion(call.endpoint, model, reply, usage))
+
+
+#: words the mock moderation model flags, by OpenAI moderation category
+FLAGGED_WORDS = {
+    "violence": ("kill", "attack", "bomb"),
+    "harassment": ("idiot", "stupid"),
+    "hate": ("hate",),
+}
+
+
+def _moderation(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """OpenAI's moderation answer: a category is flagged when one of its words appears."""
+    raw = body.get("input")
+    inputs = raw if isinstance(raw, list) else [raw]
+    results = []
+    for item in inputs:
+        text = str(item or "").lower()
+        categories = {
+            name: any(word in text for word in words) for name, words in FLAGGED_WORDS.items()
+        }
+        scores = {name: 0.99 if hit else 0.001 for name, hit in categories.items()}
+        results.append(
+            {
+                "flagged": any(categories.values()),
+                "categories": categories,
+                "category_scores": scores,
+            }
+        )
+    model_name = model if model != "mock-gpt" else "mock-moderation"
+    return {"id": f"modr-{uuid.uuid4().hex[:12]}", "model": model_name, "results": results}
 
 
 def _prompt_text(endpoint: Endpoint, body: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from portkey_mw.context import RequestContext
+    from portkey_mw.gateway import Gateway
 
 Phase = Literal["before", "after"]
 #: how a check can follow a streamed response: on the text so far after every chunk, or
@@ -39,6 +40,8 @@ class GuardrailInput:
     :param streaming: the text comes from a stream still being received.
     :param final: for a stream, whether the text is complete.
     :param ctx: the request, for checks that need more (headers, gateway state).
+    :param gateway: the gateway running the check, for checks that call it (moderation
+        goes through the gateway's own routing to a provider's moderation endpoint).
     """
 
     phase: Phase
@@ -50,6 +53,7 @@ class GuardrailInput:
     streaming: bool = False
     final: bool = True
     ctx: RequestContext | None = None
+    gateway: Gateway | None = None
 
     @property
     def text(self) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +34,9 @@ from portkey_mw.guardrails.subject import (
 )
 from portkey_mw.routing.plan import PlanNode, ResolvedTarget
 from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data
+
+if TYPE_CHECKING:
+    from portkey_mw.gateway import Gateway
 
 DENIED_MESSAGE = (
     "The guardrail checks defined in the config failed. You can find more information in "
@@ -68,12 +71,13 @@ def plan_leaves(plan: PlanNode) -> list[ResolvedTarget]:
 class RequestGuardrails:
     """The guardrails of one request and what they decided so far."""
 
-    def __init__(self, plan: PlanNode, stats: GuardrailStats) -> None:
+    def __init__(self, plan: PlanNode, gateway: Gateway) -> None:
         self.leaves = {leaf.path: leaf for leaf in plan_leaves(plan)}
         sets = [leaf.guardrails for leaf in self.leaves.values()]
         #: the hooks every target shares, or ``None`` when targets differ
         self.shared: HookSet | None = sets[0] if all(s == sets[0] for s in sets) else None
-        self.stats = stats
+        self.gateway = gateway
+        self.stats: GuardrailStats = gateway.guardrail_stats
         self.before: list[HookResult] = []
         self.after: list[HookResult] = []
         #: per-target input results (reported, but only the answering target's count)
@@ -81,11 +85,11 @@ class RequestGuardrails:
         self.pending: list[asyncio.Task[HookResult]] = []
 
     @staticmethod
-    def for_plan(plan: PlanNode, stats: GuardrailStats) -> RequestGuardrails | None:
+    def for_plan(plan: PlanNode, gateway: Gateway) -> RequestGuardrails | None:
         """The request's guardrails, or ``None`` when no target has any."""
         if isinstance(plan, ResolvedTarget) and not plan.guardrails:
             return None
-        guards = RequestGuardrails(plan, stats)
+        guards = RequestGuardrails(plan, gateway)
         if not any(leaf.guardrails for leaf in guards.leaves.values()):
             return None
         return guards
@@ -130,6 +134,7 @@ class RequestGuardrails:
             metadata=ctx.metadata,
             streaming=ctx.stream,
             ctx=ctx,
+            gateway=self.gateway,
         )
         outcome = await run_phase(hooks, subject, record=self.stats.record)
         self.before.extend(outcome.results)
@@ -173,6 +178,7 @@ class RequestGuardrails:
                 request_type=request_type(ctx.endpoint, ctx.state.get("inbound_format")),
                 metadata=ctx.metadata,
                 ctx=ctx,
+                gateway=self.gateway,
             )
             outcome = await run_phase(hooks, subject, record=self.stats.record)
             self.after.extend(outcome.results)
@@ -229,6 +235,7 @@ class RequestGuardrails:
                 streaming=True,
                 final=final,
                 ctx=ctx,
+                gateway=self.gateway,
             )
             outcome = await run_phase(
                 hooks if final else incremental, subject, record=self.stats.record

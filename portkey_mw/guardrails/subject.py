@@ -20,6 +20,14 @@ REQUEST_TYPES = {
     Endpoint.EMBEDDINGS: "embed",
     Endpoint.IMAGES: "imageGenerate",
     Endpoint.MODELS: "listModels",
+    Endpoint.MODERATIONS: "moderate",
+}
+
+#: where the checked text of a non-chat request is
+INPUT_KEYS = {
+    Endpoint.COMPLETIONS: "prompt",
+    Endpoint.EMBEDDINGS: "input",
+    Endpoint.MODERATIONS: "input",
 }
 
 
@@ -37,7 +45,7 @@ def request_texts(endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
         if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
             return _content_texts(messages[-1].get("content"))
         return []
-    key = {Endpoint.COMPLETIONS: "prompt", Endpoint.EMBEDDINGS: "input"}.get(endpoint)
+    key = INPUT_KEYS.get(endpoint)
     if key is None:
         prompt = body.get("prompt")
         return [prompt] if isinstance(prompt, str) else []
@@ -58,7 +66,7 @@ def with_request_texts(
         last = body["messages"][-1]
         last["content"] = _replace_content(last.get("content"), texts)
         return body
-    key = {Endpoint.COMPLETIONS: "prompt", Endpoint.EMBEDDINGS: "input"}.get(endpoint, "prompt")
+    key = INPUT_KEYS.get(endpoint, "prompt")
     value = body.get(key)
     if isinstance(value, list):
         replaced = iter(texts)
