@@ -30,6 +30,8 @@ def test_demo_runs_and_exits_by_itself() -> None:
     assert "20 requests over weights 70/30: A " in out
     assert "x-portkey-cache-status: MISS" in out and "x-portkey-cache-status: HIT" in out
     assert "x-portkey-cache-status: SEMANTIC_HIT" in out and "cache=SEMANTIC_HIT saved=$" in out
+    assert "Mock reply to: My e-mail is <EMAIL_ADDRESS>" in out  # redacted before the provider
+    assert "client got 446" in out and "failed check default.promptInjection" in out
 
 
 def test_serve_help_lists_its_options() -> None:
