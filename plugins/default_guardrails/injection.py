@@ -4,8 +4,8 @@ attacks with the local embedding model.
 The text fails when one of the patterns matches (attempts to override, reveal or replace
 the instructions), or when its meaning is at least ``threshold`` (default 0.6) similar to
 one of the known attacks in ``data/injection_attacks.txt`` (plus any ``attacks`` the config
-adds). ``patterns: false`` or ``similarity: false`` turn either half off. The attack list
-is embedded once per process.
+adds). ``patterns: false`` or ``similarity: false`` turn either half off; ``max_chars``
+(1000) bounds the text compared by meaning. The attack list is embedded once per process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdic
 from portkey_mw.guardrails.spec import optional_number
 
 DEFAULT_THRESHOLD = 0.6
+#: characters of the text compared by meaning (the patterns read all of it)
+DEFAULT_MAX_CHARS = 1000
 PATTERNS = [
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
@@ -95,7 +97,9 @@ class PromptInjection(Guardrail):
             return GuardrailVerdict(True, "no injection pattern found", {"method": "patterns"})
         threshold = optional_number(params, "threshold") or DEFAULT_THRESHOLD
         attacks, matrix = await self._attack_matrix(tuple(params.get("attacks", [])))
-        vector = np.asarray(await self.model.aembed(text[:2000]), dtype=np.float32)
+        # Encoding costs about a third of a millisecond per word on one core: bound it.
+        limit = int(optional_number(params, "max_chars") or DEFAULT_MAX_CHARS)
+        vector = np.asarray(await self.model.aembed(text[:limit]), dtype=np.float32)
         scores = matrix @ vector
         best = int(scores.argmax())
         similarity = float(scores[best])
