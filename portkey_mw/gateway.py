@@ -591,7 +591,10 @@ class _Exchange:
             await gateway.run_response_hooks(ctx)
             await self._send_complete(response)
             if storing is not None and response.body:
-                await storing.store(response.body)
+                body = response.body
+                if self.guards is not None:
+                    body = self.guards.without_results(body)  # this request's verdicts only
+                await storing.store(body)
         else:
             recorder = StreamRecorder() if storing is not None else None
             await self._send_stream(response, recorder)

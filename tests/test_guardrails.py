@@ -383,3 +383,67 @@ def test_guardrail_totals_per_check(fake: FakeUpstream) -> None:
         assert stats["mean_ms"] is not None
 
     run(fake, requests)
+
+
+def test_feedback_names_the_checks_that_passed_failed_and_errored(fake: FakeUpstream) -> None:
+    hook = {
+        "id": "graded",
+        "type": "guardrail",
+        "on_fail": {"feedback": {"value": -1, "weight": 0.5, "metadata": {"team": "a"}}},
+        "on_success": {"feedback": {"value": 1, "weight": 1}},
+        "checks": [
+            {"id": "default.contains", "parameters": {"words": ["hello"], "operator": "any"}},
+            {"id": "default.wordCount", "parameters": {"maxWords": 1}},
+            {"id": "test.broken", "parameters": {}},
+        ],
+    }
+
+    async def requests(client: httpx.AsyncClient, headers: Any) -> None:
+        reply = await client.post(
+            "/v1/chat/completions", json=CHAT, headers=headers(before_request_hooks=[hook])
+        )
+        assert reply.status_code == 246
+        feedback = reply.json()["hook_results"]["before_request_hooks"][0]["feedback"]
+        assert feedback["value"] == -1 and feedback["weight"] == 0.5
+        assert feedback["metadata"] == {
+            "team": "a",
+            "successfulChecks": "default.contains",
+            "failedChecks": "default.wordCount",
+            "erroredChecks": "test.broken",
+        }
+
+    run(fake, requests)
+
+
+def test_a_check_on_the_complete_text_stops_a_stream_before_done(fake: FakeUpstream) -> None:
+    too_long = {"default.wordCount": {"maxWords": 2}, "deny": True}  # judged on the whole text
+
+    async def requests(client: httpx.AsyncClient, headers: Any) -> None:
+        body = {**CHAT, "stream": True}
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=body, headers=headers(output_guardrails=[too_long])
+        ) as reply:
+            text = (await reply.aread()).decode()
+        events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+        assert "[DONE]" not in events
+        last = orjson.loads(events[-1])
+        assert last["error"]["type"] == "hooks_failed"
+        assert last["hook_results"]["after_request_hooks"][0]["checks"][0]["data"]["wordCount"] == 3
+
+    run(fake, requests)
+
+
+def test_cached_answers_do_not_keep_old_verdicts(fake: FakeUpstream) -> None:
+    passes = {"default.wordCount": {"maxWords": 50}}
+
+    async def requests(client: httpx.AsyncClient, headers: Any) -> None:
+        guarded = headers(cache={"mode": "simple"}, output_guardrails=[passes])
+        first = await client.post("/v1/chat/completions", json=CHAT, headers=guarded)
+        assert first.status_code == 200 and "hook_results" in first.json()
+        # The same route without guardrails shares the cache entry: it has no verdicts.
+        plain = headers(cache={"mode": "simple"})
+        hit = await client.post("/v1/chat/completions", json=CHAT, headers=plain)
+        assert hit.headers["x-portkey-cache-status"] == "HIT"
+        assert "hook_results" not in hit.json()
+
+    run(fake, requests)
