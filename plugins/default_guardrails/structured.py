@@ -10,7 +10,12 @@ import jsonschema
 import orjson
 
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict
-from portkey_mw.guardrails.spec import require
+from portkey_mw.guardrails.spec import (
+    operator_holds,
+    require,
+    require_names,
+    require_operator,
+)
 
 from .text import excerpt, inverted
 
@@ -97,11 +102,8 @@ class JsonKeys(Guardrail):
     id: ClassVar[str] = "default.jsonKeys"
 
     def validate(self, params: Mapping[str, Any]) -> None:
-        keys = require(params, "keys", list)
-        if not keys:
-            raise ValueError("'keys' must not be empty")
-        if params.get("operator", "all") not in ("any", "all", "none"):
-            raise ValueError("'operator' must be 'any', 'all' or 'none'")
+        require_names(params, "keys")
+        require_operator(params, "all")
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         keys = [str(k) for k in params["keys"]]
@@ -112,8 +114,7 @@ class JsonKeys(Guardrail):
                 continue
             present = [k for k in keys if k in value]
             missing = [k for k in keys if k not in value]
-            passed = {"any": bool(present), "all": not missing, "none": not present}[operator]
-            if passed:
+            if operator_holds(operator, present, missing):
                 return GuardrailVerdict(
                     True, "the JSON has the keys asked for", {"presentKeys": present}
                 )
@@ -154,18 +155,15 @@ class RequiredMetadataKeys(Guardrail):
     phases: ClassVar[frozenset[str]] = frozenset({"before"})
 
     def validate(self, params: Mapping[str, Any]) -> None:
-        keys = require(params, "metadataKeys", list)
-        if not keys:
-            raise ValueError("'metadataKeys' must not be empty")
-        if params.get("operator", "all") not in ("any", "all", "none"):
-            raise ValueError("'operator' must be 'any', 'all' or 'none'")
+        require_names(params, "metadataKeys")
+        require_operator(params, "all")
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         keys = [str(k) for k in params["metadataKeys"]]
         operator = params.get("operator", "all")
         found = [k for k in keys if k in subject.metadata]
         missing = [k for k in keys if k not in subject.metadata]
-        passed = {"any": bool(found), "all": not missing, "none": not found}[operator]
+        passed = operator_holds(operator, found, missing)
         return GuardrailVerdict(
             passed,
             f"metadata keys check '{operator}' {'passed' if passed else 'failed'}",

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict, StreamMode
-from portkey_mw.guardrails.spec import compile_regex, optional_number, require
+from portkey_mw.guardrails.spec import (
+    compile_regex,
+    operator_holds,
+    optional_number,
+    require,
+    require_names,
+    require_operator,
+)
 
 EXCERPT = 100
 
@@ -93,11 +100,8 @@ class Contains(Guardrail):
     stream_mode: ClassVar[StreamMode] = "incremental"
 
     def validate(self, params: Mapping[str, Any]) -> None:
-        words = require(params, "words", list)
-        if not words or not all(isinstance(w, str) for w in words):
-            raise ValueError("'words' must be a non-empty list of strings")
-        if params.get("operator", "any") not in ("any", "all", "none"):
-            raise ValueError("'operator' must be 'any', 'all' or 'none'")
+        require_names(params, "words")
+        require_operator(params, "any")
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         text = subject.text
@@ -110,7 +114,7 @@ class Contains(Guardrail):
         elif subject.streaming and not subject.final:
             passed = True  # 'any'/'all' may still be satisfied by text not yet received
         else:
-            passed = bool(found) if operator == "any" else not missing
+            passed = operator_holds(operator, found, missing)
         return GuardrailVerdict(
             passed,
             f"found {found}" if found else "none of the words found",

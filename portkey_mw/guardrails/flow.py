@@ -22,7 +22,7 @@ import orjson
 
 from portkey_mw.context import GatewayResponse, RequestContext
 from portkey_mw.errors import RequestDenied
-from portkey_mw.guardrails.api import GuardrailInput
+from portkey_mw.guardrails.api import GuardrailInput, Phase
 from portkey_mw.guardrails.runner import GuardrailStats, HookResult, Outcome, run_phase
 from portkey_mw.guardrails.spec import NO_HOOKS, HookSet, HookSpec
 from portkey_mw.guardrails.subject import (
@@ -126,20 +126,26 @@ class RequestGuardrails:
     async def _run_input(self, ctx: RequestContext, hooks: Sequence[HookSpec]) -> Outcome:
         if not hooks or ctx.body is None:
             return Outcome()
-        subject = GuardrailInput(
-            phase="before",
-            texts=request_texts(ctx.endpoint, ctx.body),
-            request=ctx.body,
-            request_type=request_type(ctx.endpoint, ctx.state.get("inbound_format")),
-            metadata=ctx.metadata,
-            streaming=ctx.stream,
-            ctx=ctx,
-            gateway=self.gateway,
-        )
+        texts = request_texts(ctx.endpoint, ctx.body)
+        subject = self._subject(ctx, "before", texts, streaming=ctx.stream)
         outcome = await run_phase(hooks, subject, record=self.stats.record)
         self.before.extend(outcome.results)
         self.pending.extend(outcome.pending)
         return outcome
+
+    def _subject(
+        self, ctx: RequestContext, phase: Phase, texts: list[str], **extra: Any
+    ) -> GuardrailInput:
+        return GuardrailInput(
+            phase=phase,
+            texts=texts,
+            request=ctx.body or {},
+            request_type=request_type(ctx.endpoint, ctx.state.get("inbound_format")),
+            metadata=ctx.metadata,
+            ctx=ctx,
+            gateway=self.gateway,
+            **extra,
+        )
 
     def _apply_input(self, ctx: RequestContext, outcome: Outcome) -> None:
         if outcome.denied:
@@ -170,16 +176,7 @@ class RequestGuardrails:
         hooks = self.output_hooks(ctx)
         body = _json_body(response) if response.status == 200 else None
         if hooks and body is not None:
-            subject = GuardrailInput(
-                phase="after",
-                texts=response_texts(body),
-                request=ctx.body or {},
-                response=body,
-                request_type=request_type(ctx.endpoint, ctx.state.get("inbound_format")),
-                metadata=ctx.metadata,
-                ctx=ctx,
-                gateway=self.gateway,
-            )
+            subject = self._subject(ctx, "after", response_texts(body), response=body)
             outcome = await run_phase(hooks, subject, record=self.stats.record)
             self.after.extend(outcome.results)
             self.pending.extend(outcome.pending)
@@ -235,20 +232,10 @@ class RequestGuardrails:
         incremental = _incremental_only(hooks)
         decoder = SSEDecoder()
         parts: dict[int, str] = {}  # choice index -> text so far
-        request_kind = request_type(ctx.endpoint, ctx.state.get("inbound_format"))
 
         async def judge(final: bool) -> None:
-            subject = GuardrailInput(
-                phase="after",
-                texts=[parts[i] for i in sorted(parts)],
-                request=ctx.body or {},
-                request_type=request_kind,
-                metadata=ctx.metadata,
-                streaming=True,
-                final=final,
-                ctx=ctx,
-                gateway=self.gateway,
-            )
+            texts = [parts[i] for i in sorted(parts)]
+            subject = self._subject(ctx, "after", texts, streaming=True, final=final)
             outcome = await run_phase(
                 hooks if final else incremental, subject, record=self.stats.record
             )

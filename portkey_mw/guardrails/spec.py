@@ -291,6 +291,30 @@ def require(params: Mapping[str, Any], name: str, kind: type | tuple[type, ...])
     return value
 
 
+OPERATORS = ("any", "all", "none")
+
+
+def require_operator(params: Mapping[str, Any], default: str) -> str:
+    """``params["operator"]`` (``any``, ``all`` or ``none``), or ``ValueError``."""
+    operator = params.get("operator", default)
+    if operator not in OPERATORS:
+        raise ValueError("'operator' must be 'any', 'all' or 'none'")
+    return str(operator)
+
+
+def require_names(params: Mapping[str, Any], name: str) -> list[str]:
+    """``params[name]``: a non-empty list of strings, or ``ValueError``."""
+    value = require(params, name, list)
+    if not value or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"'{name}' must be a non-empty list of strings")
+    return [str(item) for item in value]
+
+
+def operator_holds(operator: str, present: list[str], missing: list[str]) -> bool:
+    """Whether ``any``/``all``/``none`` of the wanted items are present."""
+    return {"any": bool(present), "all": not missing, "none": not present}[operator]
+
+
 def optional_number(params: Mapping[str, Any], name: str) -> float | None:
     """``params[name]`` if given, as a number; ``ValueError`` if it is not one."""
     value = params.get(name)
