@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import httpx
 import pytest
 
 from portkey_mw import ServerSettings
@@ -211,6 +212,9 @@ def test_webhook_verdicts_transforms_and_errors(
     web.script("/hook", Reply(status=500))
     with pytest.raises(RuntimeError, match="500"):
         judge(check, "hello", {"webhookURL": url})
+    web.script("/hook", Reply(json={"verdict": True}, delay=2))
+    with pytest.raises(httpx.TimeoutException):
+        judge(check, "hello", {"webhookURL": url, "timeout": 100})
 
 
 def test_prompt_injection_patterns_and_similarity(checks: dict[str, Guardrail]) -> None:
