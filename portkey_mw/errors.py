@@ -20,6 +20,9 @@ class GatewayError(Exception):
     :param code: a short machine-readable code.
     :param param: the request parameter at fault, when there is one.
     :param extra: more keys for the ``error`` object (e.g. ``attempts``).
+
+    ``body_extra`` holds keys for the top level of the body, beside ``error`` (e.g. a
+    guardrail denial's ``hook_results``); every response format keeps them.
     """
 
     status: int = 500
@@ -48,6 +51,7 @@ class GatewayError(Exception):
         self.param = param
         self.provider = provider
         self.extra = extra or {}
+        self.body_extra: dict[str, Any] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The response body: ``{"error": {...}}`` (plus ``provider`` as Portkey adds it)."""
@@ -61,6 +65,7 @@ class GatewayError(Exception):
         body: dict[str, Any] = {"error": error}
         if self.provider:
             body["provider"] = self.provider
+        body.update(self.body_extra)
         return body
 
     def to_bytes(self) -> bytes:

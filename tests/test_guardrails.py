@@ -447,3 +447,30 @@ def test_cached_answers_do_not_keep_old_verdicts(fake: FakeUpstream) -> None:
         assert "hook_results" not in hit.json()
 
     run(fake, requests)
+
+
+def test_anthropic_messages_keep_hook_results(fake: FakeUpstream) -> None:
+    deny = {"default.contains": {"operator": "none", "words": ["secret"]}, "deny": True}
+    stop = {"default.contains": {"operator": "none", "words": ["there"]}, "deny": True}
+
+    async def requests(client: httpx.AsyncClient, headers: Any) -> None:
+        body = {"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "secret"}]}
+        reply = await client.post(
+            "/v1/messages", json=body, headers=headers(input_guardrails=[deny])
+        )
+        assert reply.status_code == 446
+        assert reply.json()["type"] == "error"
+        assert reply.json()["hook_results"]["before_request_hooks"][0]["deny"] is True
+        streamed = {
+            **body,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hello there"}],
+        }
+        async with client.stream(
+            "POST", "/v1/messages", json=streamed, headers=headers(output_guardrails=[stop])
+        ) as reply:
+            text = (await reply.aread()).decode()
+        error = orjson.loads(text.rstrip().splitlines()[-1][len("data: ") :])
+        assert error["type"] == "error" and error["hook_results"]["after_request_hooks"]
+
+    run(fake, requests)

@@ -53,12 +53,7 @@ class GuardrailDenied(RequestDenied):
 
     def __init__(self, hook_results: dict[str, Any]) -> None:
         super().__init__(DENIED_MESSAGE)
-        self.hook_results = hook_results
-
-    def to_dict(self) -> dict[str, Any]:
-        body = super().to_dict()
-        body["hook_results"] = self.hook_results
-        return body
+        self.body_extra["hook_results"] = hook_results
 
 
 def plan_leaves(plan: PlanNode) -> list[ResolvedTarget]:

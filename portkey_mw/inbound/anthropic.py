@@ -39,9 +39,13 @@ def _error_type(status: int) -> str:
     return ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
-def _error_body(status: int, message: str) -> bytes:
+def _error_body(status: int, message: str, extra: dict[str, Any] | None = None) -> bytes:
     return orjson.dumps(
-        {"type": "error", "error": {"type": _error_type(status), "message": message}}
+        {
+            "type": "error",
+            "error": {"type": _error_type(status), "message": message},
+            **(extra or {}),
+        }
     )
 
 
@@ -119,7 +123,7 @@ class AnthropicMessages:
         }
 
     def error(self, error: GatewayError) -> bytes:
-        return _error_body(error.status, error.message)
+        return _error_body(error.status, error.message, error.body_extra)
 
     def provider_error(self, status: int, body: Any) -> bytes:
         error = body.get("error") if isinstance(body, dict) else None
@@ -131,7 +135,11 @@ class AnthropicMessages:
 
     def stream_error(self, error: GatewayError) -> bytes:
         return _event(
-            "error", {"error": {"type": _error_type(error.status), "message": error.message}}
+            "error",
+            {
+                "error": {"type": _error_type(error.status), "message": error.message},
+                **error.body_extra,
+            },
         )
 
 
