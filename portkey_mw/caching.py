@@ -29,8 +29,8 @@ import structlog
 
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.interfaces import CacheBackend, SemanticIndex
-from portkey_mw.routing.plan import PlanNode, StrategyNode
-from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
+from portkey_mw.routing.plan import PlanNode, route_digest
+from portkey_mw.streaming import DONE_EVENT, json_event
 
 if TYPE_CHECKING:
     from portkey_mw.embedding import EmbeddingModel
@@ -53,18 +53,9 @@ def route_partition(plan: PlanNode, headers: Mapping[str, str]) -> str:
     host. Answers are never shared across routes (a config may send the same body to
     another model) or keys (another tenant); cache, retry and timeout settings do not count.
     """
-    leaves: list[Any] = []
-    pending: list[PlanNode] = [plan]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, StrategyNode):
-            pending.extend(node.children)
-            continue
-        key = hashlib.sha256(node.api_key.encode()).hexdigest() if node.api_key else None
-        leaves.append([node.provider, node.custom_host, node.override_params, node.options, key])
-    leaves.append(headers.get("x-portkey-custom-host"))
-    canonical = orjson.dumps(leaves, option=orjson.OPT_SORT_KEYS, default=dict)
-    return hashlib.sha256(canonical).hexdigest()
+    route = route_digest(plan)  # computed once per config by the resolver
+    host = headers.get("x-portkey-custom-host")
+    return f"{route}@{host}" if host else route
 
 
 def _scoped_digest(ctx: RequestContext, body: dict[str, Any], partition: str) -> str:
@@ -161,31 +152,19 @@ async def replay(completion: dict[str, Any], *, include_usage: bool) -> AsyncIte
 class StreamRecorder:
     """Rebuilds the complete chat completion from the OpenAI chunks of a stream.
 
-    Fed the bytes the client received; :meth:`completion` gives what to cache.
+    Listens to the stream's parsed chunks (:func:`~portkey_mw.streaming.listen`);
+    :meth:`completion` gives what to cache.
     """
 
     def __init__(self) -> None:
-        self._decoder = SSEDecoder()
         self._base: dict[str, Any] = {}
         self._content: dict[int, list[str]] = {}
         self._calls: dict[int, dict[int, dict[str, Any]]] = {}
         self._finish: dict[int, str | None] = {}
         self._usage: dict[str, Any] | None = None
 
-    def feed(self, chunk: bytes) -> None:
-        """Take the next bytes of the stream."""
-        for event in self._decoder.feed(chunk):
-            data = event_data(event)
-            if not data or data == b"[DONE]":
-                continue
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(parsed, dict):
-                self._take(parsed)
-
-    def _take(self, chunk: dict[str, Any]) -> None:
+    def take(self, chunk: dict[str, Any]) -> None:
+        """Take the next parsed chunk of the stream."""
         if not self._base:
             self._base = {k: chunk.get(k) for k in ("id", "created", "model")}
         if chunk.get("usage"):

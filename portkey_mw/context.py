@@ -13,6 +13,7 @@ import orjson
 if TYPE_CHECKING:
     from portkey_mw.config.schema import Config
     from portkey_mw.errors import GatewayError
+    from portkey_mw.streaming import ChunkFeed
 
 
 class Endpoint(StrEnum):
@@ -73,6 +74,7 @@ class GatewayResponse:
         "_close",
         "_json",
         "body",
+        "chunks",
         "headers",
         "status",
         "stream",
@@ -99,6 +101,9 @@ class GatewayResponse:
         self.stream_complete = False
         #: the last bytes of a stream, kept for the log (usage arrives in the final event)
         self.stream_tail = b""
+        #: the stream's parsed chunks, published by whatever already parses them (the
+        #: router's stream check); ``None`` while nothing does (see ``streaming.listen``)
+        self.chunks: ChunkFeed | None = None
 
     @classmethod
     def from_json(

@@ -56,6 +56,7 @@ from portkey_mw.streaming import (
     error_event,
     event_data,
     json_event,
+    listen,
 )
 from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
 from portkey_mw.types import Receive, Scope, Send
@@ -596,8 +597,11 @@ class _Exchange:
                     body = self.guards.without_results(body)  # this request's verdicts only
                 await storing.store(body)
         else:
-            recorder = StreamRecorder() if storing is not None else None
-            await self._send_stream(response, recorder)
+            recorder = None
+            if storing is not None:
+                recorder = StreamRecorder()  # hears the chunks the router's check parses
+                listen(response, recorder.take)
+            await self._send_stream(response)
             await gateway.run_response_hooks(ctx)
             if storing is not None and recorder is not None and response.stream_complete:
                 await storing.store(orjson.dumps(recorder.completion()))
@@ -633,9 +637,7 @@ class _Exchange:
                 body = self.inbound.provider_error(response.status, parsed)
         await _http.send_bytes(self.send, response.status, body, self._response_headers(response))
 
-    async def _send_stream(
-        self, response: GatewayResponse, recorder: StreamRecorder | None = None
-    ) -> None:
+    async def _send_stream(self, response: GatewayResponse) -> None:
         assert response.stream is not None
         self.status = response.status
         headers = self._response_headers(response)
@@ -651,7 +653,7 @@ class _Exchange:
         self.response_started = True
         chunk_hooks = self.gateway.plugins.hook_calls("on_stream_chunk")
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
-        tail = _Tail(chunks, recorder)
+        tail = _Tail(chunks)
         relayed = tail if self.inbound is None else self.inbound.stream(tail)
         send = self.send
         try:
@@ -752,11 +754,10 @@ class _Tail:
     """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
     there) for the log, before any translation for the client."""
 
-    __slots__ = ("_chunks", "_recorder", "tail")
+    __slots__ = ("_chunks", "tail")
 
-    def __init__(self, chunks: AsyncIterator[bytes], recorder: StreamRecorder | None) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self._chunks = chunks
-        self._recorder = recorder  # rebuilds the answer when it is to be cached
         self.tail = b""
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -765,8 +766,6 @@ class _Tail:
     async def _relay(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
-            if self._recorder is not None:
-                self._recorder.feed(chunk)
             yield chunk
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from portkey_mw.errors import GatewayError, UpstreamBadResponse, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from portkey_mw.context import GatewayResponse
+
+#: receives each parsed data chunk of a stream (a JSON object), in order
+ChunkListener = Callable[[dict[str, Any]], None]
 
 DONE_EVENT = b"data: [DONE]\n\n"
 #: How much of a stream's end the log keeps (the usage chunk and ``[DONE]`` live there).
@@ -166,6 +172,8 @@ class StreamGuard:
         self.events = 0
         #: events that carried data (not comments or keep-alives)
         self.data_events = 0
+        #: every chunk this guard parses, published so nothing downstream parses it again
+        self.chunks = ChunkFeed()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._relay()
@@ -250,3 +258,89 @@ class StreamGuard:
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finished = True
+        self.chunks.publish(chunk)
+
+
+class ChunkFeed:
+    """The parsed chunks of one stream, handed to whoever listens, so that one parse serves
+    the stream check, caching and guardrails alike.
+
+    The router reads a stream's first event before anyone can listen (to know the target
+    answered); chunks published until :meth:`seal` are kept and replayed to each listener
+    as it joins. Once the stream is relayed, it is sealed and the backlog dropped.
+    """
+
+    __slots__ = ("_early", "_listeners")
+
+    def __init__(self) -> None:
+        self._listeners: list[ChunkListener] = []
+        self._early: list[dict[str, Any]] | None = []
+
+    def add(self, listener: ChunkListener) -> None:
+        """Start handing chunks to ``listener`` (the backlog first, if not sealed)."""
+        for chunk in self._early or ():
+            listener(chunk)
+        self._listeners.append(listener)
+
+    def publish(self, chunk: dict[str, Any]) -> None:
+        """Hand one parsed chunk to every listener."""
+        if self._early is not None:
+            self._early.append(chunk)
+        for listener in self._listeners:
+            listener(chunk)
+
+    def seal(self) -> None:
+        """The stream is being relayed: nobody joins late, the backlog can go."""
+        self._early = None
+
+
+def listen(response: GatewayResponse, listener: ChunkListener) -> None:
+    """Have ``listener`` see every parsed chunk of ``response``'s stream.
+
+    A provider's stream comes through the router's :class:`StreamGuard`, which parses each
+    chunk and publishes it; any other stream (a plugin's, a cache replay) is wrapped once,
+    so it too is parsed in one place. Events are relayed whole and unchanged.
+    """
+    if response.chunks is None:
+        assert response.stream is not None
+        feed = response.chunks = ChunkFeed()
+        feed.seal()  # parsed only as it is relayed: no backlog to keep
+        response.stream = _observed(response.stream, feed)
+    response.chunks.add(listener)
+
+
+async def _observed(stream: AsyncIterator[bytes], feed: ChunkFeed) -> AsyncIterator[bytes]:
+    decoder = SSEDecoder()
+
+    def relay(events: list[bytes]) -> bytes:
+        out = b""
+        for event in events:
+            data = event_data(event)
+            if data and data != b"[DONE]":
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    chunk = None
+                if isinstance(chunk, dict):
+                    feed.publish(chunk)
+            out += event + b"\n\n"
+        return out
+
+    async for raw in stream:
+        out = relay(decoder.feed(raw))
+        if out:
+            yield out
+    out = relay(decoder.flush())
+    if out:
+        yield out
+
+
+def split_done(chunk: bytes) -> tuple[bytes, bool]:
+    """``chunk`` (whole events) without a final ``[DONE]`` event, and whether it had one."""
+    if not chunk.endswith(b"\n\n"):
+        return chunk, False
+    start = chunk.rfind(b"\n\n", 0, len(chunk) - 2)
+    start = 0 if start < 0 else start + 2
+    if event_data(chunk[start:-2]) == b"[DONE]":
+        return chunk[:start], True
+    return chunk, False

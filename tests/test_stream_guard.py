@@ -127,3 +127,27 @@ def test_cancellation_from_outside_is_not_a_timeout() -> None:
         return False
 
     assert asyncio.run(run())
+
+
+def test_parsed_chunks_reach_listeners_that_join_after_the_first_event() -> None:
+    from portkey_mw.streaming import split_done
+
+    seen: list[str] = []
+
+    async def run() -> bytes:
+        guard = StreamGuard(
+            upstream(event("a"), event("b", "stop"), b"data: [DONE]\n\n"),
+            provider="p",
+            idle_timeout=5,
+        )
+        chunks = guard.__aiter__()
+        first = await anext(chunks)  # read before anyone listens, as the router does
+        guard.chunks.add(lambda c: seen.append(c["choices"][0]["delta"].get("content", "")))
+        guard.chunks.seal()
+        return first + b"".join([chunk async for chunk in chunks])
+
+    relayed = asyncio.run(run())
+    assert seen == ["a", "b"]  # one parse, by the guard; the early chunk was kept for them
+    body, done = split_done(relayed)
+    assert done and body + b"data: [DONE]\n\n" == relayed
+    assert split_done(event("a")) == (event("a"), False)

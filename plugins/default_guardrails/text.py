@@ -7,6 +7,7 @@ unchanged; ``not: true`` inverts a verdict where Portkey's check has it.
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -136,8 +137,9 @@ class _Count(Guardrail):
         if low is not None and high is not None and low > high:
             raise ValueError(f"'{self.low}' is above '{self.high}'")
 
+    @abstractmethod
     def count(self, text: str) -> int:
-        raise NotImplementedError
+        """How many of :attr:`noun` ``text`` has."""
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         text = subject.text

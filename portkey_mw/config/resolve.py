@@ -15,7 +15,7 @@ from portkey_mw.errors import InvalidConfig, InvalidRequest
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.spec import HookCompiler, HookSet
 from portkey_mw.routing import PlanNode, ResolvedTarget, compile_plan, plan_providers
-from portkey_mw.routing.plan import StrategyNode
+from portkey_mw.routing.plan import StrategyNode, route_digest
 
 #: Distinct inline configs kept compiled; clients send a handful, so this bound is generous.
 INLINE_CACHE_SIZE = 1024
@@ -155,14 +155,18 @@ class ConfigResolver:
         """Reject unknown providers; compile and validate every target's hooks."""
         for provider in sorted(plan_providers(plan)):
             self._check_known(provider, source)
-        return self._with_guardrails(plan, source, {})
+        plan = self._with_guardrails(plan, source, {})
+        return replace(plan, route=route_digest(plan))
 
     def _with_guardrails(
         self, node: PlanNode, source: str, compiled: dict[int, HookSet]
     ) -> PlanNode:
         if isinstance(node, StrategyNode):
             children = tuple(self._with_guardrails(c, source, compiled) for c in node.children)
-            return replace(node, children=children)
+            # What each request would otherwise work out again: do targets share hooks?
+            sets = [c.guardrails for c in children]
+            shared = sets[0] if all(s is not None and s == sets[0] for s in sets) else None
+            return replace(node, children=children, guardrails=shared)
         hooks = node.hooks
         if not (
             hooks.before_request

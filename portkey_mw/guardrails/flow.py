@@ -33,7 +33,7 @@ from portkey_mw.guardrails.subject import (
     with_response_texts,
 )
 from portkey_mw.routing.plan import PlanNode, ResolvedTarget
-from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data
+from portkey_mw.streaming import DONE_EVENT, listen, split_done
 
 if TYPE_CHECKING:
     from portkey_mw.gateway import Gateway
@@ -67,10 +67,11 @@ class RequestGuardrails:
     """The guardrails of one request and what they decided so far."""
 
     def __init__(self, plan: PlanNode, gateway: Gateway) -> None:
-        self.leaves = {leaf.path: leaf for leaf in plan_leaves(plan)}
-        sets = [leaf.guardrails for leaf in self.leaves.values()]
-        #: the hooks every target shares, or ``None`` when targets differ
-        self.shared: HookSet | None = sets[0] if all(s == sets[0] for s in sets) else None
+        #: the hooks every target shares, or ``None`` when targets differ (the resolver
+        #: worked that out once per config)
+        self.shared: HookSet | None = plan.guardrails
+        #: targets by path, to find the answering one's hooks when they differ
+        self.leaves = {} if self.shared is not None else {t.path: t for t in plan_leaves(plan)}
         self.gateway = gateway
         self.stats: GuardrailStats = gateway.guardrail_stats
         self.before: list[HookResult] = []
@@ -82,12 +83,9 @@ class RequestGuardrails:
     @staticmethod
     def for_plan(plan: PlanNode, gateway: Gateway) -> RequestGuardrails | None:
         """The request's guardrails, or ``None`` when no target has any."""
-        if isinstance(plan, ResolvedTarget) and not plan.guardrails:
-            return None
-        guards = RequestGuardrails(plan, gateway)
-        if not any(leaf.guardrails for leaf in guards.leaves.values()):
-            return None
-        return guards
+        if plan.guardrails is not None and not plan.guardrails:
+            return None  # the usual case, decided without allocating
+        return RequestGuardrails(plan, gateway)
 
     def failed(self, ctx: RequestContext) -> bool:
         """Some synchronous hook that applies to the answer failed: shared input hooks, the
@@ -157,18 +155,18 @@ class RequestGuardrails:
 
     # -- on the answer ------------------------------------------------------------------
 
-    def output_hooks(self, ctx: RequestContext) -> tuple[HookSpec, ...]:
-        """The output hooks of the target that answered (the shared ones for a cache hit)."""
+    def output_hooks(self, ctx: RequestContext) -> HookSet:
+        """The hooks of the target that answered (the shared ones for a cache hit)."""
         if self.shared is not None:
-            return self.shared.after
+            return self.shared
         leaf = self.leaves.get(ctx.target_index or "")
-        return (leaf.guardrails if leaf is not None else NO_HOOKS).after
+        return leaf.guardrails if leaf is not None else NO_HOOKS
 
     async def check_response(
         self, ctx: RequestContext, response: GatewayResponse
     ) -> GatewayResponse:
         """Run output hooks on a complete answer; mark, rewrite or deny it."""
-        hooks = self.output_hooks(ctx)
+        hooks = self.output_hooks(ctx).after
         body = _json_body(response) if response.status == 200 else None
         if hooks and body is not None:
             subject = self._subject(ctx, "after", response_texts(body), response=body)
@@ -214,25 +212,30 @@ class RequestGuardrails:
         if response.status == 200 and self.failed(ctx):
             response.status = 246
         hooks = self.output_hooks(ctx)
-        if hooks and response.stream is not None and response.status in (200, 246):
-            response.stream = self._guarded(ctx, response.stream, hooks)
+        if hooks.after and response.stream is not None and response.status in (200, 246):
+            text = _StreamText()
+            listen(response, text.take)  # the chunks as the router's check parsed them
+            response.stream = self._guarded(ctx, response.stream, hooks, text)
         return response
 
     async def _guarded(
-        self, ctx: RequestContext, chunks: AsyncIterator[bytes], hooks: Sequence[HookSpec]
+        self,
+        ctx: RequestContext,
+        chunks: AsyncIterator[bytes],
+        hooks: HookSet,
+        text: _StreamText,
     ) -> AsyncIterator[bytes]:
         """Relay the stream while its text so far passes; stop it with an error event when
         a ``deny`` hook fails. Incremental checks run after every content chunk, the rest on
         the complete text, before ``[DONE]`` is let through."""
-        incremental = _incremental_only(hooks)
-        decoder = SSEDecoder()
-        parts: dict[int, str] = {}  # choice index -> text so far
 
         async def judge(final: bool) -> None:
-            texts = [parts[i] for i in sorted(parts)]
+            texts = [text.parts[i] for i in sorted(text.parts)]
             subject = self._subject(ctx, "after", texts, streaming=True, final=final)
             outcome = await run_phase(
-                hooks if final else incremental, subject, record=self.stats.record
+                hooks.after if final else hooks.after_incremental,
+                subject,
+                record=self.stats.record,
             )
             if final or outcome.denied:
                 self.after.extend(outcome.results)
@@ -242,17 +245,10 @@ class RequestGuardrails:
 
         done = False
         try:
-            async for raw in chunks:
-                out, grew = b"", False
-                for event in decoder.feed(raw):
-                    data = event_data(event)
-                    if data == b"[DONE]":
-                        done = True
-                        continue
-                    if data:
-                        grew |= _collect(data, parts)
-                    out += event + b"\n\n"
-                if grew and incremental:
+            async for raw in chunks:  # whole events, already parsed for ``text``
+                out, done = split_done(raw)
+                if text.grew and hooks.after_incremental:
+                    text.grew = False
                     await judge(final=False)
                 if out:
                     yield out
@@ -276,45 +272,29 @@ class RequestGuardrails:
         return [task.result().to_dict() for task in done if task.exception() is None]
 
 
-def _incremental_only(hooks: Sequence[HookSpec]) -> tuple[HookSpec, ...]:
-    """The hooks restricted to checks that can judge a partial text (deny hooks only:
-    other failures are reported once, on the complete text)."""
-    kept = []
-    for hook in hooks:
-        if not hook.deny or hook.run_async:
-            continue
-        checks = tuple(c for c in hook.checks if c.guardrail.stream_mode == "incremental")
-        if checks:
-            kept.append(
-                HookSpec(
-                    id=hook.id,
-                    phase=hook.phase,
-                    checks=checks,
-                    type=hook.type,
-                    deny=True,
-                    sequential=hook.sequential,
-                    timeout=hook.timeout,
-                )
-            )
-    return tuple(kept)
+class _StreamText:
+    """The text of a stream so far, per choice, from its parsed chunks."""
 
+    __slots__ = ("grew", "parts")
 
-def _collect(data: bytes, parts: dict[int, str]) -> bool:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    grew = False
-    for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
-        delta = choice.get("delta") or {}
-        text = delta.get("content") if isinstance(delta, dict) else None
-        if text is None:
-            text = choice.get("text")
-        if isinstance(text, str) and text:
-            index = int(choice.get("index", 0))
-            parts[index] = parts.get(index, "") + text
-            grew = True
-    return grew
+    def __init__(self) -> None:
+        self.parts: dict[int, str] = {}
+        #: content arrived since the incremental checks last ran
+        self.grew = False
+
+    def take(self, chunk: dict[str, Any]) -> None:
+        """Add a chunk's content (a listener of the stream's chunks)."""
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+            if text is None:
+                text = choice.get("text")
+            if isinstance(text, str) and text:
+                index = int(choice.get("index", 0))
+                self.parts[index] = self.parts.get(index, "") + text
+                self.grew = True
 
 
 def _json_body(response: GatewayResponse) -> Any:

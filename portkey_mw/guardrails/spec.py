@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portkey_mw.errors import InvalidConfig
@@ -79,8 +79,9 @@ class HookSet:
 
     before: tuple[HookSpec, ...] = ()
     after: tuple[HookSpec, ...] = ()
-    #: the raw config lists they came from, to compare targets cheaply
-    source: Any = field(default=None, compare=False)
+    #: ``after`` cut down to what can judge a stream's partial text: the deny hooks' checks
+    #: whose ``stream_mode`` is ``incremental`` (other failures are judged on the whole text)
+    after_incremental: tuple[HookSpec, ...] = field(default=(), compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.before or self.after)
@@ -132,7 +133,7 @@ class HookCompiler:
             self._shorthand(entry, "after", f"{where}.output_guardrails[{i}]")
             for i, entry in enumerate(output_guardrails)
         ]
-        return HookSet(tuple(before), tuple(after))
+        return HookSet(tuple(before), tuple(after), _incremental_only(after))
 
     # -- shapes ------------------------------------------------------------------------
 
@@ -240,6 +241,17 @@ class HookCompiler:
     def _next_id(self, phase: Phase) -> str:
         self._counter += 1
         return f"{'input' if phase == 'before' else 'output'}_guardrail_{self._counter}"
+
+
+def _incremental_only(hooks: list[HookSpec]) -> tuple[HookSpec, ...]:
+    kept = []
+    for hook in hooks:
+        if not hook.deny or hook.run_async:
+            continue
+        checks = tuple(c for c in hook.checks if c.guardrail.stream_mode == "incremental")
+        if checks:
+            kept.append(replace(hook, checks=checks))
+    return tuple(kept)
 
 
 def _qualified(check_id: str) -> str:

@@ -10,9 +10,12 @@ the child sets its own, which replaces the parent's whole.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from portkey_mw.config.schema import Cache, Config, Retry, StrategyMode
 from portkey_mw.errors import InvalidConfig
@@ -42,6 +45,9 @@ class ResolvedTarget:
     key_from_server: bool = False
     #: ``hooks`` compiled and validated against the registered guardrails (by the resolver)
     guardrails: HookSet = NO_HOOKS
+    #: :func:`route_digest` of this plan when it is the root, computed once per config by
+    #: the resolver ("" when not computed)
+    route: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,11 @@ class StrategyNode:
     default: str | None = None
     #: the node's (possibly inherited) cache settings: the plan root's decide caching
     cache: Cache | None = None
+    #: the hooks every target below shares, or ``None`` when targets carry different ones
+    #: (set by the resolver, which compiles them)
+    guardrails: HookSet | None = NO_HOOKS
+    #: :func:`route_digest` of this plan when it is the root (see ResolvedTarget.route)
+    route: str = ""
 
 
 PlanNode = ResolvedTarget | StrategyNode
@@ -181,3 +192,22 @@ def plan_providers(plan: PlanNode) -> set[str]:
     if isinstance(plan, ResolvedTarget):
         return {plan.provider}
     return set().union(*(plan_providers(child) for child in plan.children))
+
+
+def route_digest(plan: PlanNode) -> str:
+    """A digest of where a plan sends requests and with whose key: every target's provider,
+    host, ``override_params``, provider options and API key (as a digest). Cache, retry,
+    timeout and hook settings do not count."""
+    if plan.route:
+        return plan.route
+    leaves: list[Any] = []
+    pending: list[PlanNode] = [plan]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, StrategyNode):
+            pending.extend(node.children)
+            continue
+        key = hashlib.sha256(node.api_key.encode()).hexdigest() if node.api_key else None
+        leaves.append([node.provider, node.custom_host, node.override_params, node.options, key])
+    canonical = orjson.dumps(leaves, option=orjson.OPT_SORT_KEYS, default=dict)
+    return hashlib.sha256(canonical).hexdigest()

@@ -37,7 +37,7 @@ from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.routing.breaker import CircuitBreakers
 from portkey_mw.routing.conditions import matches
 from portkey_mw.routing.plan import PlanNode, ResolvedTarget, StrategyNode
-from portkey_mw.streaming import StreamGuard
+from portkey_mw.streaming import ChunkFeed, StreamGuard
 from portkey_mw.transport import Transport
 
 #: Retried when ``retry.on_status_codes`` is not set (Portkey's list).
@@ -413,12 +413,19 @@ class Router:
                 first += await anext(guarded)
             except StopAsyncIteration:
                 break
-        response.stream = self._relay(first, guarded, target)
+        response.stream = self._relay(first, guarded, target, guard.chunks)
+        # Consumers of the chunks (caching, guardrails) hear them from the guard's parse.
+        response.chunks = guard.chunks
 
     async def _relay(
-        self, first: bytes, rest: AsyncIterator[bytes], target: ResolvedTarget
+        self,
+        first: bytes,
+        rest: AsyncIterator[bytes],
+        target: ResolvedTarget,
+        chunks: ChunkFeed,
     ) -> AsyncIterator[bytes]:
         """The committed stream; how it ends is what counts for the target's circuit."""
+        chunks.seal()  # relaying starts: every listener has joined
         healthy: bool | None = None
         try:
             if first:
