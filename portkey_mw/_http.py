@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from portkey_mw.bounds import check_json_depth
 from portkey_mw.context import RequestContext
 from portkey_mw.errors import (
     GatewayError,
@@ -104,6 +105,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             f"request body must be a JSON object, not {type(body).__name__}", code="invalid_json"
         )
+    check_json_depth(raw, body, "the request body")
     return body
 
 
@@ -121,6 +123,7 @@ def apply_request_options(ctx: RequestContext) -> None:
                 'x-portkey-metadata must be a JSON object, e.g. {"user": "u-1", "env": "prod"}',
                 code="invalid_metadata",
             )
+        check_json_depth(metadata, parsed, "x-portkey-metadata")
         # Values keep their JSON types, so conditional routing can compare numbers as numbers.
         ctx.metadata = parsed
     custom_host = headers.get("x-portkey-custom-host")

@@ -34,7 +34,6 @@ from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.embedding import EmbeddingModel, shared_model
 from portkey_mw.errors import (
     GatewayError,
-    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PluginError,
@@ -48,6 +47,7 @@ from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugins import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import Price, PriceTable
+from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.routing import PlanNode, Router
 from portkey_mw.streaming import (
     DONE_EVENT,
@@ -87,15 +87,6 @@ CIRCUITS_PATH = "/v1/admin/circuits"
 CACHE_PATH = "/v1/admin/cache"
 #: GET shows guardrail checks since start: passed, failed, errored, latency per check id
 GUARDRAILS_PATH = "/v1/admin/guardrails"
-#: body parameter each endpoint cannot do without
-REQUIRED_PARAM = {
-    Endpoint.CHAT_COMPLETIONS: "messages",
-    Endpoint.COMPLETIONS: "prompt",
-    Endpoint.EMBEDDINGS: "input",
-    Endpoint.IMAGES: "prompt",
-    Endpoint.MODERATIONS: "input",
-    Endpoint.COUNT_TOKENS: "messages",
-}
 
 
 class Gateway:
@@ -546,19 +537,16 @@ class _Exchange:
             raise _http.too_large(limit)
         ctx.raw_body = await _http.read_body(self.receive, limit)
         body = _http.parse_json_object(ctx.raw_body)
-        required = REQUIRED_PARAM.get(ctx.endpoint)
-        if required and required not in body:
-            raise InvalidRequest(
-                f"'{required}' is a required property", param=required, code="missing_param"
-            )
-        stream = body.get("stream")
-        if stream is not None and not isinstance(stream, bool):
-            raise InvalidRequest("'stream' must be a boolean", param="stream")
+        if self.inbound is None:
+            check_body(ctx.endpoint, body)
+        else:
+            require_param(ctx.endpoint, body)
         ctx.body = body
         if self.inbound is not None:
             # From here on the pipeline sees OpenAI's shape; the client gets its own back.
             ctx.set_body(self.inbound.request(body))
             ctx.state["inbound_format"] = self.inbound.name
+            check_body(ctx.endpoint, ctx.body or {})
 
     async def _process(self) -> None:
         ctx, gateway = self.ctx, self.gateway

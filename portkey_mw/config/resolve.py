@@ -9,6 +9,7 @@ from dataclasses import replace
 import orjson
 from pydantic import ValidationError
 
+from portkey_mw.bounds import check_json_depth
 from portkey_mw.config.schema import Config
 from portkey_mw.config.server import ServerSettings, describe_validation_error
 from portkey_mw.errors import InvalidConfig, InvalidRequest
@@ -129,6 +130,7 @@ class ConfigResolver:
                 raw = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise InvalidConfig(f"x-portkey-config is not valid JSON: {exc}") from exc
+            check_json_depth(text, raw, "x-portkey-config")
             # Portkey: a config without provider or targets takes the header's provider.
             header_provider = headers.get("x-portkey-provider")
             if (
