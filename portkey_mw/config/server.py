@@ -13,6 +13,10 @@ from portkey_mw.errors import InvalidConfig
 
 DEFAULT_PORT = 8787  # the Portkey gateway's port
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_HEADER_VALUE_BYTES = 32 * 1024
+DEFAULT_MAX_CONFIG_BYTES = 16 * 1024
+DEFAULT_MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
 #: measured on tests/data/paraphrases.toml with all-MiniLM-L6-v2 (benchmarks/bench_cache.py)
 DEFAULT_SIMILARITY_THRESHOLD = 0.88
 
@@ -31,6 +35,37 @@ class ServerOptions(_Strict):
     request_timeout: int | None = Field(default=None, gt=0, description="ms, per attempt")
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
     max_connections: int = Field(default=1000, gt=0, description="upstream pool size")
+    max_connections_per_host: int = Field(
+        default=256,
+        gt=0,
+        description="upstream connections to any one host: a slow host cannot take the pool",
+    )
+    max_header_bytes: int = Field(
+        default=DEFAULT_MAX_HEADER_BYTES,
+        gt=0,
+        description="request line and headers together; more is a 431",
+    )
+    max_header_value_bytes: int = Field(
+        default=DEFAULT_MAX_HEADER_VALUE_BYTES,
+        gt=0,
+        description="any one request header; more is a 431",
+    )
+    max_config_bytes: int = Field(
+        default=DEFAULT_MAX_CONFIG_BYTES,
+        gt=0,
+        description="an inline x-portkey-config; more is a 400",
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a client has to send its request headers"
+    )
+    body_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a client has to send the whole request body"
+    )
+    max_upstream_body_bytes: int = Field(
+        default=DEFAULT_MAX_UPSTREAM_BODY_BYTES,
+        gt=0,
+        description="a complete (not streamed) upstream response; more is a 502",
+    )
 
 
 class CircuitBreakerOptions(_Strict):
