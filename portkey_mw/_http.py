@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,10 +12,12 @@ from portkey_mw.bounds import check_json_depth
 from portkey_mw.context import RequestContext
 from portkey_mw.errors import (
     GatewayError,
+    HeadersTooLarge,
     InvalidRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from portkey_mw.forwarding import check_forwardable
 from portkey_mw.types import Receive, Scope, Send
 
 JSON_CONTENT_TYPE = "application/json"
@@ -29,9 +32,28 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def header_dict(scope: Scope) -> dict[str, str]:
-    """Request headers as a dict of lower-case names (ASGI already lower-cases them)."""
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+def header_dict(scope: Scope, max_total: int, max_each: int) -> dict[str, str]:
+    """Request headers as a dict of lower-case names (ASGI already lower-cases them).
+
+    :raises HeadersTooLarge: all headers together are over ``max_total`` bytes, or one
+        header's value is over ``max_each`` (431, before anything else reads them).
+    """
+    headers: dict[str, str] = {}
+    total = 0
+    for name, value in scope["headers"]:
+        size = len(value)
+        total += len(name) + size + 4  # ": " and CRLF, as on the wire
+        if size > max_each:
+            raise HeadersTooLarge(
+                f"request header {name.decode('latin-1')!r} is larger than the gateway's "
+                f"limit of {max_each} bytes"
+            )
+        headers[name.decode("latin-1")] = value.decode("latin-1")
+    if total > max_total:
+        raise HeadersTooLarge(
+            f"request headers are larger than the gateway's limit of {max_total} bytes"
+        )
+    return headers
 
 
 def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
@@ -72,8 +94,22 @@ def unsupported_media_type(content_type: str) -> UnsupportedMediaType:
     )
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the whole request body, failing with 413 as soon as it passes ``limit``."""
+async def read_body(receive: Receive, limit: int, time_limit: float | None = None) -> bytes:
+    """Read the whole request body, failing with 413 as soon as it passes ``limit`` and with
+    408 when it has not arrived within ``time_limit`` seconds (a client that trickles a body
+    must not hold a request open forever)."""
+    try:
+        async with asyncio.timeout(time_limit):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise InvalidRequest(
+            f"the request body did not arrive within {time_limit:g} s",
+            status=408,
+            code="body_timeout",
+        ) from None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -139,7 +175,5 @@ def apply_request_options(ctx: RequestContext) -> None:
             code="invalid_request_timeout",
         )
     forward = headers.get("x-portkey-forward-headers")
-    if forward and "x-portkey-forward-headers" in forward.lower():
-        raise InvalidRequest(
-            "x-portkey-forward-headers must not list itself", code="invalid_forward_headers"
-        )
+    if forward:
+        check_forwardable(forward.split(","), "x-portkey-forward-headers")

@@ -47,15 +47,50 @@ HIT_STATUSES = frozenset({"HIT", "SEMANTIC_HIT"})
 OPEN_TIMEOUT = 10.0
 
 
+#: ``x-portkey-*`` headers that cannot change the answer (or are already in the key some
+#: other way); every other one is part of the key -- provider options such as an OpenAI
+#: organisation, a custom host, strict mode -- so that no header that reaches the upstream
+#: is left out. Unknown ones count: a new header shares nothing until it is listed here.
+ANSWER_NEUTRAL = frozenset(
+    {
+        "x-portkey-trace-id",
+        "x-portkey-span-id",
+        "x-portkey-parent-span-id",
+        "x-portkey-span-name",
+        "x-portkey-request-timeout",
+        NAMESPACE_HEADER,  # the key's prefix
+        REFRESH_HEADER,
+        "x-portkey-config",  # the plan's route digest covers what it decides
+        "x-portkey-provider",
+        "x-portkey-metadata",  # counted when a conditional strategy routes on it
+        "x-portkey-forward-headers",  # the headers it names count instead
+    }
+)
+
+
 def route_partition(plan: PlanNode, headers: Mapping[str, str]) -> str:
-    """A digest of where a request goes and with whose key: every leaf's provider, host,
-    ``override_params``, provider options and API key (as a digest), plus a client-chosen
-    host. Answers are never shared across routes (a config may send the same body to
-    another model) or keys (another tenant); cache, retry and timeout settings do not count.
+    """A digest of where a request goes, with whose key, and with what else reaches the
+    upstream: every leaf's provider, host, ``override_params``, provider options and API
+    key (as a digest), plus every header that is forwarded or mapped upstream (forwarded
+    headers, ``x-portkey-*`` options, a client-chosen host). Answers are never shared
+    across routes, keys (another tenant) or such headers (a tenant split by a forwarded
+    header); cache, retry and timeout settings do not count.
     """
     route = route_digest(plan)  # computed once per config by the resolver
-    host = headers.get("x-portkey-custom-host")
-    return f"{route}@{host}" if host else route
+    varying = [(name, headers[name]) for name in plan.varies_on if name in headers]
+    listed = headers.get("x-portkey-forward-headers")
+    if listed:
+        names = {name.strip().lower() for name in listed.split(",")}
+        varying.extend((name, headers[name]) for name in sorted(names) if name in headers)
+    varying.extend(
+        (name, value)
+        for name, value in headers.items()
+        if name.startswith("x-portkey-") and name not in ANSWER_NEUTRAL
+    )
+    if not varying:
+        return route
+    digest = hashlib.sha256(orjson.dumps(sorted(set(varying)))).hexdigest()
+    return f"{route}+{digest}"
 
 
 def _scoped_digest(ctx: RequestContext, body: dict[str, Any], partition: str) -> str:

@@ -1,4 +1,4 @@
-"""The ``portkey-mw`` command: serve, plugins, providers, config, cache, demo."""
+"""The ``portkey-mw`` command: serve, plugins, providers, config, cache, admin, demo."""
 
 from __future__ import annotations
 
@@ -123,8 +123,9 @@ def providers_command(config: Path | None, markdown: bool) -> None:
     from portkey_mw.capabilities import markdown_table
     from portkey_mw.gateway import Gateway
 
-    gateway = Gateway(_load_settings(config))
-    table = markdown_table(gateway.providers.values())
+    # Every provider there is, the mock included (a server file turns it on with mock: true).
+    settings = _load_settings(config).model_copy(update={"mock": True})
+    table = markdown_table(Gateway(settings).providers.values())
     if markdown:
         click.echo(table, nl=False)
         return
@@ -180,14 +181,25 @@ _GATEWAY_URL = click.option(
     show_default=True,
     help="Where the gateway listens (with its mount prefix, if mounted).",
 )
+_ADMIN_KEY = click.option(
+    "--admin-key",
+    envvar="PORTKEY_MW_ADMIN_KEY",
+    required=True,
+    help="The gateway's admin key (default: $PORTKEY_MW_ADMIN_KEY).",
+)
 
 
-def _admin_call(method: str, url: str, params: dict[str, str] | None = None) -> Any:
+def _admin_call(method: str, url: str, admin_key: str, params: dict[str, str] | None = None) -> Any:
     import httpx
 
     # The memory cache lives inside the serving process, so the purge has to go there.
     try:
-        reply = httpx.request(method, f"{url.rstrip('/')}/v1/admin/cache", params=params)
+        reply = httpx.request(
+            method,
+            f"{url.rstrip('/')}/v1/admin/cache",
+            params=params,
+            headers={"x-portkey-api-key": admin_key},
+        )
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach the gateway at {url}: {exc}") from None
     try:
@@ -204,19 +216,44 @@ def _admin_call(method: str, url: str, params: dict[str, str] | None = None) -> 
 
 @cache.command("purge")
 @_GATEWAY_URL
+@_ADMIN_KEY
 @click.option("--namespace", default=None, help="Purge one namespace only (default: all).")
-def cache_purge(url: str, namespace: str | None) -> None:
+def cache_purge(url: str, admin_key: str, namespace: str | None) -> None:
     """Remove cached responses, exact and semantic: all, or one namespace."""
-    body = _admin_call("DELETE", url, {"namespace": namespace} if namespace else None)
+    params = {"namespace": namespace} if namespace else None
+    body = _admin_call("DELETE", url, admin_key, params)
     where = f"namespace {namespace!r}" if namespace else "all namespaces"
     click.echo(f"purged {body.get('purged', 0)} entries from {where}")
 
 
 @cache.command("stats")
 @_GATEWAY_URL
-def cache_stats(url: str) -> None:
+@_ADMIN_KEY
+def cache_stats(url: str, admin_key: str) -> None:
     """Print hits, misses and the cost saved since the gateway started (JSON)."""
-    click.echo(orjson.dumps(_admin_call("GET", url), option=orjson.OPT_INDENT_2).decode())
+    body = _admin_call("GET", url, admin_key)
+    click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def admin() -> None:
+    """Set up the admin API."""
+
+
+@admin.command("hash-key")
+@click.option(
+    "--key",
+    prompt="admin key",
+    hide_input=True,
+    help="The admin key to hash (prompted for when not given, so it stays out of history).",
+)
+def admin_hash_key(key: str) -> None:
+    """Print the SHA-256 of an admin key, for admin.key_sha256 in the server file."""
+    from portkey_mw.auth.admin import MIN_ADMIN_KEY_LENGTH, hash_key
+
+    if len(key) < MIN_ADMIN_KEY_LENGTH:
+        raise click.ClickException(f"an admin key needs at least {MIN_ADMIN_KEY_LENGTH} characters")
+    click.echo(hash_key(key))
 
 
 @main.command()

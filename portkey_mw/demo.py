@@ -30,6 +30,7 @@ from portkey_mw.plugins import PluginManager
 
 #: The demo's server file: the mock provider answers, a little slowly so streams are visible.
 DEMO_SETTINGS: dict[str, Any] = {
+    "mock": True,  # the in-process mock provider is off unless a server file turns it on
     "configs": {
         "demo": {"provider": "mock", "mock_latency_ms": 40, "mock_chunk_delay_ms": 60},
         "broken-provider": {"provider": "mock", "mock_status": 503},

@@ -111,6 +111,14 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class HeadersTooLarge(GatewayError):
+    """The request headers, or one of them, are over the configured limit (431)."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_fields_too_large"
+
+
 class UnsupportedMediaType(GatewayError):
     """The request body is not JSON (415)."""
 
@@ -125,6 +133,15 @@ class AuthenticationError(GatewayError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class DestinationNotAllowed(GatewayError):
+    """The gateway refuses to contact a URL or address: the outbound policy does not allow
+    it, or a client tried to steer a credential the server holds (403)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "destination_not_allowed"
 
 
 class RequestDenied(GatewayError):

@@ -16,6 +16,8 @@ import orjson
 import structlog
 
 from portkey_mw import _http
+from portkey_mw.auth.admin import AdminKey
+from portkey_mw.auth.outbound import OutboundPolicy
 from portkey_mw.caching import (
     CACHEABLE,
     HIT_STATUSES,
@@ -38,6 +40,7 @@ from portkey_mw.errors import (
     NotFound,
     PluginError,
 )
+from portkey_mw.fetch import Fetcher
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
@@ -80,6 +83,8 @@ INBOUND: dict[str, InboundFormat] = {
 ROUTES["/v1/messages"] = (Endpoint.CHAT_COMPLETIONS, "POST")
 ROUTES["/v1/messages/count_tokens"] = (Endpoint.COUNT_TOKENS, "POST")
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
+#: every route below needs the admin key (see portkey_mw.auth.admin)
+ADMIN_PREFIX = "/v1/admin"
 #: the routing state of this process: every upstream's circuit breaker
 CIRCUITS_PATH = "/v1/admin/circuits"
 #: GET shows cache totals since start (hits, misses, cost saved); DELETE purges the response
@@ -117,16 +122,30 @@ class Gateway:
         if config_file is not None:
             settings = ServerSettings.from_file(config_file)
         self.settings = settings or ServerSettings()
+        server = self.settings.server
+        outbound = self.settings.outbound
+        #: where the gateway may connect on a client's or a config's behalf
+        self.policy = OutboundPolicy.from_settings(
+            outbound.allow, loopback_custom_hosts=outbound.loopback_custom_hosts
+        )
         if transport is None:
             transport = (
-                HttpxTransport(http_client)
+                HttpxTransport(
+                    http_client, policy=self.policy, max_body_bytes=server.max_upstream_body_bytes
+                )
                 if http_client is not None
                 else AiohttpTransport(
-                    max_connections=self.settings.server.max_connections,
-                    connect_timeout=self.settings.server.connect_timeout,
+                    max_connections=server.max_connections,
+                    max_connections_per_host=server.max_connections_per_host,
+                    connect_timeout=server.connect_timeout,
+                    policy=self.policy,
+                    max_body_bytes=server.max_upstream_body_bytes,
                 )
             )
         self.transport = transport
+        #: fetches for webhooks, validUrls and images, through the transport's policy
+        self.fetcher = Fetcher(transport)
+        self.admin_key = AdminKey.from_settings(self.settings.admin.key_sha256)
         self.plugins = plugins or PluginManager(self.settings.plugins)
         if load_entry_points and plugins is None:
             self.plugins.load_entry_points()
@@ -308,24 +327,22 @@ class Gateway:
         if not self._started:
             await self.startup()
         path = _http.route_path(scope)
-        headers = _http.header_dict(scope)
+        server = self.settings.server
+        try:
+            headers = _http.header_dict(
+                scope, server.max_header_bytes, server.max_header_value_bytes
+            )
+        except GatewayError as too_large:
+            await _http.send_error(send, too_large, {"connection": "close"})
+            return
         trace_id = headers.get("x-portkey-trace-id") or uuid.uuid4().hex
         base_headers = {"x-portkey-trace-id": trace_id}
         route = ROUTES.get(path)
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
-            elif path == CIRCUITS_PATH and scope["method"] == "GET":
-                body = orjson.dumps({"circuits": self.router.breakers.snapshot()})
-                await _http.send_bytes(send, 200, body, base_headers)
-            elif path == CACHE_PATH and scope["method"] == "DELETE":
-                await self._purge_cache(scope, send, base_headers)
-            elif path == CACHE_PATH and scope["method"] == "GET":
-                body = orjson.dumps(self.cache_stats.to_dict())
-                await _http.send_bytes(send, 200, body, base_headers)
-            elif path == GUARDRAILS_PATH and scope["method"] == "GET":
-                body = orjson.dumps(self.guardrail_stats.to_dict())
-                await _http.send_bytes(send, 200, body, base_headers)
+            elif path.startswith(ADMIN_PREFIX):
+                await self._admin(scope, path, headers, send, base_headers)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
@@ -350,6 +367,29 @@ class Gateway:
             await _Exchange(self, ctx, receive, send, INBOUND.get(path)).run()
         finally:
             self.in_flight -= 1
+
+    async def _admin(
+        self, scope: Scope, path: str, headers: dict[str, str], send: Send, base: dict[str, str]
+    ) -> None:
+        """The admin routes: every one needs the admin key, unknown ones included (an
+        unauthenticated caller learns nothing about which exist)."""
+        try:
+            self.admin_key.check(headers)
+        except GatewayError as error:
+            await _http.send_error(send, error, base)
+            return
+        method = scope["method"]
+        if path == CIRCUITS_PATH and method == "GET":
+            body = orjson.dumps({"circuits": self.router.breakers.snapshot()})
+            await _http.send_bytes(send, 200, body, base)
+        elif path == CACHE_PATH and method == "DELETE":
+            await self._purge_cache(scope, send, base)
+        elif path == CACHE_PATH and method == "GET":
+            await _http.send_bytes(send, 200, orjson.dumps(self.cache_stats.to_dict()), base)
+        elif path == GUARDRAILS_PATH and method == "GET":
+            await _http.send_bytes(send, 200, orjson.dumps(self.guardrail_stats.to_dict()), base)
+        else:
+            await _http.send_error(send, NotFound(f"no route for {path}"), base)
 
     # -- pipeline steps (used by _Exchange) -------------------------------------------
 
@@ -535,7 +575,9 @@ class _Exchange:
         declared = ctx.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _http.too_large(limit)
-        ctx.raw_body = await _http.read_body(self.receive, limit)
+        ctx.raw_body = await _http.read_body(
+            self.receive, limit, self.gateway.settings.server.body_timeout
+        )
         body = _http.parse_json_object(ctx.raw_body)
         if self.inbound is None:
             check_body(ctx.endpoint, body)
@@ -725,7 +767,7 @@ class _Exchange:
                 event.response_bytes = response.body or b""
         if self.guards is not None:
             # The client has its answer: asynchronous hooks may finish now, for the log.
-            hook_results = self.guards.results()
+            hook_results = self.guards.results(with_data=False)
             async_results = await self.guards.settle()
             if async_results:
                 hook_results["async_hooks"] = async_results

@@ -54,7 +54,14 @@ class ProviderCall:
         value = (self.target.options or {}).get(name)
         if value:
             return value
-        return self.ctx.headers.get(header or "x-portkey-" + name.replace("_", "-"))
+        return self.ctx.headers.get(header or option_header(name))
+
+    def option_from_client(self, name: str, header: str | None = None) -> bool:
+        """Whether option ``name`` comes from the client: a request header, or a config the
+        client sent (not one from the server file)."""
+        if (self.target.options or {}).get(name):
+            return not self.target.from_server
+        return bool(self.ctx.headers.get(header or option_header(name)))
 
     def require_key(self, provider: str) -> str:
         """The API key for this attempt; a 401 saying how to give one when there is none."""
@@ -78,6 +85,12 @@ class ProviderCall:
 FEATURES = {"stream": "stream", "tools": "tools", "vision": "vision", "json": "JSON mode"}
 
 
+def option_header(name: str) -> str:
+    """The request header that carries provider option ``name`` by default (Portkey's
+    spelling: ``x-portkey-`` and the name with dashes)."""
+    return "x-portkey-" + name.replace("_", "-")
+
+
 class Provider(ABC):
     """An LLM provider adapter.
 
@@ -85,6 +98,13 @@ class Provider(ABC):
     complete JSON body, or an SSE stream of OpenAI chunks). Failures are raised as
     :class:`~portkey_mw.errors.GatewayError` or returned as error responses carrying the
     provider's status; the router decides what to do next.
+
+    Two declarations let the core keep the server's credentials where the operator bound
+    them (see ``docs/security.md``): ``secret_options`` name the options that are
+    credentials, ``destination_options`` the options that decide where requests go. When a
+    target's credential is held by the server, a client may change neither the host
+    (``x-portkey-custom-host``) nor any destination option (by its header); the core
+    refuses the request before the provider is called.
     """
 
     #: the id configs and ``x-portkey-provider`` use (Portkey's ids where one exists)
@@ -95,8 +115,27 @@ class Provider(ABC):
     )
     #: what it can do within chat, as listed in docs/providers.md (see ``FEATURES``)
     features: frozenset[str] = frozenset()
+    #: options that decide where requests go: a region, resource, deployment, endpoint
+    destination_options: frozenset[str] = frozenset()
+    #: options that hold credentials (keys, tokens, service accounts)
+    secret_options: frozenset[str] = frozenset()
     #: the distribution that registered it (filled in by the core)
     plugin_name: str = ""
+
+    def option_header(self, name: str) -> str:
+        """The request header a client sets option ``name`` with."""
+        return option_header(name)
+
+    def holds_server_credentials(self, target: ResolvedTarget) -> bool:
+        """Whether a call to ``target`` uses a credential the server holds: its API key, or
+        a secret option, set in a config from the server file. Providers that can fall back
+        on ambient credentials (a cloud's default credentials) say so here too."""
+        if target.key_from_server:
+            return True
+        if not target.from_server:
+            return False
+        options = target.options or {}
+        return any(options.get(name) for name in self.secret_options)
 
     @abstractmethod
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:

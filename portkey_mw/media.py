@@ -1,72 +1,55 @@
-"""Fetching images for providers that need the bytes, never from private addresses.
+"""Fetching images for providers that need the bytes, through the outbound policy.
 
 Some providers (Gemini, Bedrock) cannot take an image by URL; the gateway then fetches it
 for them. A gateway that fetches whatever URL a client names is a server-side request
-forgery tool, so only hosts that resolve exclusively to public addresses are fetched.
+forgery tool, so images come through :class:`~portkey_mw.fetch.Fetcher`: public addresses
+only (unless the operator allows more in ``outbound.allow``), each redirect checked again,
+and never more than 20 MiB read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import ipaddress
 import re
-import socket
-from urllib.parse import urlsplit
 
-from portkey_mw.errors import InvalidRequest
-from portkey_mw.transport import Transport, UpstreamRequest
+from portkey_mw.errors import DestinationNotAllowed, GatewayError, InvalidRequest
+from portkey_mw.fetch import Fetcher
+from portkey_mw.redact import redact_url
+from portkey_mw.transport import Transport
 
 #: A base64 ``data:`` URL, as OpenAI image parts carry inline images.
 DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 FETCH_TIMEOUT = 10.0
+#: Redirects an image URL may take (each hop passes the outbound policy again).
+MAX_IMAGE_REDIRECTS = 3
 
 
-async def image_data_url(url: str, transport: Transport, *, allow_private: bool = False) -> str:
+async def image_data_url(url: str, transport: Transport) -> str:
     """The image at ``url`` as a ``data:`` URL.
 
-    :raises InvalidRequest: the URL is not http(s), resolves to a private address (unless
-        ``allow_private``), or does not answer with an image of at most 20 MiB.
+    :raises DestinationNotAllowed: the outbound policy refuses the URL or an address on
+        the way (a redirect included).
+    :raises InvalidRequest: the URL does not answer with an image of at most 20 MiB.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(
-            f"image URL {url[:100]!r} is not an http(s) URL", code="invalid_image_url"
-        )
-    if not allow_private:
-        await _check_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    response = await transport.send(UpstreamRequest("GET", url, timeout=FETCH_TIMEOUT))
+    shown = redact_url(url)
     try:
-        media = response.headers.get("content-type", "").split(";", 1)[0].strip()
-        if response.status != 200 or not media.startswith("image/"):
-            raise InvalidRequest(
-                f"image URL {url[:100]!r} answered {response.status} {media or 'without a type'}, "
-                "not an image",
-                code="invalid_image_url",
-            )
-        data = await response.read()
-    finally:
-        await response.aclose()
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidRequest(
-            f"image at {url[:100]!r} is larger than 20 MiB", code="image_too_large"
+        fetched = await Fetcher(transport).request(
+            "GET",
+            url,
+            time_limit=FETCH_TIMEOUT,
+            max_bytes=MAX_IMAGE_BYTES,
+            redirects=MAX_IMAGE_REDIRECTS,
         )
-    return f"data:{media};base64,{base64.b64encode(data).decode()}"
-
-
-async def _check_public(host: str, port: int) -> None:
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except DestinationNotAllowed as exc:
+        raise DestinationNotAllowed(f"image URL refused: {exc.message}", param="messages") from None
+    except GatewayError as exc:
+        code = "image_too_large" if exc.code == "upstream_body_too_large" else "invalid_image_url"
+        raise InvalidRequest(f"image URL {shown!r} failed: {exc.message}", code=code) from None
+    if fetched.status != 200 or not fetched.media_type.startswith("image/"):
         raise InvalidRequest(
-            f"image host {host!r} does not resolve", code="invalid_image_url"
-        ) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InvalidRequest(
-                f"image URL host {host!r} resolves to a private address ({address}); the gateway "
-                "only fetches images from public addresses",
-                code="private_image_url",
-            )
+            f"image URL {shown!r} answered {fetched.status} "
+            f"{fetched.media_type or 'without a type'}, not an image",
+            code="invalid_image_url",
+        )
+    return f"data:{fetched.media_type};base64,{base64.b64encode(fetched.body).decode()}"

@@ -15,6 +15,7 @@ import orjson
 
 from portkey_mw.context import GatewayResponse
 from portkey_mw.errors import InvalidRequest, UpstreamBadResponse
+from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.transport import Transport, UpstreamRequest, UpstreamResponse
 
@@ -40,21 +41,13 @@ def custom_host(call: ProviderCall) -> str | None:
     """The base URL that replaces the provider's: the target's ``custom_host``, else the
     ``x-portkey-custom-host`` header.
 
-    The header may not redirect a key the server holds (one set in a named or default config):
-    otherwise any client could have the gateway send that key to a host of its choosing.
+    The router has already refused the header when the target's credentials are held by
+    the server (:func:`~portkey_mw.auth.credentials.enforce_binding`).
     """
     if call.target.custom_host:
         return call.target.custom_host.rstrip("/")
     header = call.ctx.headers.get("x-portkey-custom-host")
-    if not header:
-        return None
-    if call.target.key_from_server:
-        raise InvalidRequest(
-            f"x-portkey-custom-host cannot redirect target {call.target.path}: its API key is "
-            "held by the server; set custom_host in the server's config instead",
-            code="custom_host_not_allowed",
-        )
-    return header.rstrip("/")
+    return header.rstrip("/") if header else None
 
 
 DROPPED_HEADER = "x-portkey-dropped-params"
@@ -81,7 +74,11 @@ def report_dropped(call: ProviderCall, provider: str, dropped: list[str]) -> Non
 
 
 def forwarded_headers(call: ProviderCall) -> dict[str, str]:
-    """Client headers to pass on: ``x-portkey-forward-headers`` plus the config's list."""
+    """Client headers to pass on: ``x-portkey-forward-headers`` plus the config's list.
+
+    Both lists were checked when they arrived (:mod:`portkey_mw.forwarding`); the test here
+    keeps a plugin-built target from forwarding what no list may name.
+    """
     headers = call.ctx.headers
     names = list(call.target.forward_headers)
     listed = headers.get("x-portkey-forward-headers")
@@ -90,7 +87,12 @@ def forwarded_headers(call: ProviderCall) -> dict[str, str]:
     forwarded = {}
     for name in names:
         lower = name.lower()
-        if lower and lower in headers and not lower.startswith("x-portkey-"):
+        if (
+            lower
+            and lower in headers
+            and lower not in NEVER_FORWARDED
+            and not lower.startswith("x-portkey-")
+        ):
             forwarded[lower] = headers[lower]
     return forwarded
 

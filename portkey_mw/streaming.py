@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from portkey_mw.bounds import MAX_SSE_EVENT_BYTES
 from portkey_mw.errors import GatewayError, UpstreamBadResponse, UpstreamTimeout
 
 if TYPE_CHECKING:
@@ -33,26 +34,66 @@ def json_event(data: Any) -> bytes:
 
 
 class SSEDecoder:
-    """Splits a byte stream into whole server-sent events (the blocks between blank lines)."""
+    """Splits a byte stream into whole server-sent events (the blocks between blank lines).
 
-    __slots__ = ("_buffer",)
+    An event may not grow past ``max_event_bytes``: an upstream that never ends one would
+    otherwise make the gateway buffer without limit. The pieces of an event still open are
+    kept in a list and joined once, when a chunk can end it, so a large event arriving in
+    small chunks costs linear time, not quadratic.
 
-    def __init__(self) -> None:
+    :param max_event_bytes: the largest event accepted; a longer one raises
+        :class:`~portkey_mw.errors.UpstreamBadResponse`.
+    """
+
+    __slots__ = ("_buffer", "_limit", "_pending", "_pending_size")
+
+    def __init__(self, max_event_bytes: int = MAX_SSE_EVENT_BYTES) -> None:
         self._buffer = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._limit = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add bytes; return the events they completed, without their blank-line ending."""
-        buffer = self._buffer + chunk
+        if self._buffer and not _may_end_event(chunk):
+            # Cannot complete an event (no blank line, none across the boundary): keep it.
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            self._check(len(self._buffer) + self._pending_size)
+            return []
+        if self._pending:
+            buffer = b"".join((self._buffer, *self._pending, chunk))
+            self._pending.clear()
+            self._pending_size = 0
+        else:
+            buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         events = buffer.split(b"\n\n")
         self._buffer = events.pop()
+        self._check(len(self._buffer))
+        for event in events:
+            self._check(len(event))
         return [event for event in events if event.strip()]
 
     def flush(self) -> list[bytes]:
         """Whatever remains when the stream ended without a final blank line."""
-        rest, self._buffer = self._buffer, b""
+        rest = b"".join((self._buffer, *self._pending))
+        self._buffer, self._pending, self._pending_size = b"", [], 0
         return [rest] if rest.strip() else []
+
+    def _check(self, size: int) -> None:
+        if size > self._limit:
+            raise UpstreamBadResponse(
+                f"the upstream sent a stream event larger than {self._limit} bytes",
+                code="upstream_event_too_large",
+            )
+
+
+def _may_end_event(chunk: bytes) -> bool:
+    """Whether ``chunk``, appended to an unfinished event, may complete it: it holds a blank
+    line, starts one (after a newline that ended the buffer), or has a CR to normalise."""
+    return b"\n\n" in chunk or chunk.startswith(b"\n") or b"\r" in chunk
 
 
 def event_data(event: bytes) -> bytes | None:

@@ -6,6 +6,14 @@ with aiohttp against ~180 with httpx's own pool (see DESIGN.md). An ``httpx.Asyn
 :class:`HttpxTransport`. Both raise only :class:`~portkey_mw.errors.UpstreamConnectionError`
 and :class:`~portkey_mw.errors.UpstreamTimeout`, so nothing above this module knows which
 library is underneath.
+
+Every request passes the outbound policy (:mod:`portkey_mw.auth.outbound`) first: the
+URL before anything is sent and, with aiohttp, every resolved address inside the pool's
+resolver. Nothing here follows a redirect: a provider's redirect is an upstream error (a
+credential must not follow it to another origin), and the fetcher that may follow one
+(:mod:`portkey_mw.fetch`) sends each hop through the policy again. A complete body is read
+up to a size limit, and an error body has every credential the request carried masked
+before anyone sees it.
 """
 
 from __future__ import annotations
@@ -18,8 +26,19 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver
 
-from portkey_mw.errors import UpstreamConnectionError, UpstreamTimeout
+from portkey_mw.auth.outbound import BlockedAddress, Destination, OutboundPolicy
+from portkey_mw.errors import (
+    DestinationNotAllowed,
+    UpstreamBadResponse,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
+from portkey_mw.redact import credential_values, mask, redact_url
+
+#: A complete body larger than this is refused unless the transport is given another limit.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -33,6 +52,16 @@ class UpstreamRequest:
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False
+    #: what the request is for, which decides the outbound policy it passes
+    destination: Destination = Destination.PROVIDER
+    #: more values to mask in an error body, beside the credential headers and parameters
+    secrets: tuple[str, ...] = ()
+    #: largest complete body to read (``None``: the transport's limit)
+    max_body: int | None = None
+
+    def credentials(self) -> list[str]:
+        """The credentials this request carries, longest first (see :mod:`portkey_mw.redact`)."""
+        return credential_values(self.headers, self.url, self.secrets)
 
 
 class UpstreamResponse(ABC):
@@ -43,7 +72,9 @@ class UpstreamResponse(ABC):
 
     @abstractmethod
     async def read(self) -> bytes:
-        """The whole body."""
+        """The whole body, up to the request's size limit. When the status is 400 or more,
+        every credential the request carried is masked in it (an upstream that echoes the
+        key it was sent must not hand it to the client)."""
 
     @abstractmethod
     def iter_chunks(self) -> AsyncIterator[bytes]:
@@ -55,19 +86,55 @@ class UpstreamResponse(ABC):
 
 
 class Transport(ABC):
-    """Sends :class:`UpstreamRequest` objects. One instance serves the whole process."""
+    """Sends :class:`UpstreamRequest` objects. One instance serves the whole process.
+
+    :param policy: the outbound policy every request passes (default: public addresses,
+        and loopback for provider destinations).
+    :param max_body_bytes: the largest complete body :meth:`UpstreamResponse.read` returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: OutboundPolicy | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.policy = policy or OutboundPolicy()
+        self.max_body_bytes = max_body_bytes
 
     @abstractmethod
     async def open(self) -> None:
         """Create the pool (inside the running event loop)."""
 
-    @abstractmethod
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Send the request and return once the status line and headers arrived."""
+        """Send the request and return once the status line and headers arrived.
+
+        :raises DestinationNotAllowed: the outbound policy refuses the URL or its addresses.
+        :raises UpstreamBadResponse: a provider answered with a redirect.
+        """
+        self.policy.check_url(request.url, request.destination)
+        response = await self._send(request)
+        if 300 <= response.status < 400 and request.destination is Destination.PROVIDER:
+            await response.aclose()
+            target = response.headers.get("location", "")
+            raise UpstreamBadResponse(
+                f"the provider at {redact_url(request.url)} answered {response.status}, a "
+                f"redirect to {redact_url(target) or 'nowhere'!r}: the gateway never follows "
+                "a provider's redirect (credentials stay with the host they were bound to)",
+                code="upstream_redirect",
+            )
+        return response
+
+    @abstractmethod
+    async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send the request as it is (the policy has passed it); never follow redirects."""
 
     @abstractmethod
     async def aclose(self) -> None:
         """Close the pool."""
+
+    def _limit(self, request: UpstreamRequest) -> int:
+        return request.max_body if request.max_body is not None else self.max_body_bytes
 
 
 def _timeout_error(request: UpstreamRequest) -> UpstreamTimeout:
@@ -105,11 +172,27 @@ class _ClientErrors:
         try:
             yield
         except self.connect as exc:
+            blocked = _blocked_cause(exc)
+            if blocked is not None:
+                raise DestinationNotAllowed(
+                    f"the gateway will not contact {_host(request.url)!r}: {blocked.reason}",
+                    param="url",
+                ) from None
             raise _connection_error(request, exc) from exc
         except self.timeouts as exc:
             raise _timeout_error(request) from exc
         except self.other as exc:
             raise _connection_error(request, exc, mid_response=mid_response) from exc
+
+
+def _blocked_cause(exc: BaseException) -> BlockedAddress | None:
+    """The policy refusal behind a connection error, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BlockedAddress):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__
+    return None
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -118,8 +201,27 @@ def _deadline(timeout: float | None) -> float | None:
 
 
 def _host(url: str) -> str:
-    # Name the host, never the query string (it may carry a key, e.g. Gemini's ?key=).
-    return url.split("?", 1)[0]
+    # Name the host, never the query string or userinfo (they may carry a key).
+    return redact_url(url) or ""
+
+
+async def _collect(
+    chunks: AsyncIterator[bytes], request: UpstreamRequest, limit: int, status: int
+) -> bytes:
+    """A body read chunk by chunk, refused as soon as it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamBadResponse(
+                f"{_host(request.url)} sent a body larger than the gateway's limit of "
+                f"{limit} bytes",
+                code="upstream_body_too_large",
+            )
+        parts.append(chunk)
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    return mask(body, request.credentials()) if status >= 400 else body
 
 
 # -------------------------------------------------------------------------
@@ -136,21 +238,27 @@ _AIOHTTP_ERRORS = _ClientErrors(
 
 
 class _AiohttpResponse(UpstreamResponse):
-    __slots__ = ("_deadline", "_request", "_response", "headers", "status")
+    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "status")
 
     def __init__(
-        self, response: aiohttp.ClientResponse, request: UpstreamRequest, deadline: float | None
+        self,
+        response: aiohttp.ClientResponse,
+        request: UpstreamRequest,
+        deadline: float | None,
+        limit: int,
     ) -> None:
         self._response = response
         self._request = request
         self._deadline = deadline
+        self._limit = limit
         self.status = response.status
         self.headers = response.headers
 
     async def read(self) -> bytes:
         with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
             async with asyncio.timeout_at(self._deadline):
-                return await self._response.read()
+                chunks = self._response.content.iter_any()
+                return await _collect(chunks, self._request, self._limit, self.status)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
@@ -166,44 +274,85 @@ class _AiohttpResponse(UpstreamResponse):
             self._response.close()
 
 
-class AiohttpTransport(Transport):
-    """The default transport: an ``aiohttp.ClientSession`` with a bounded connection pool.
+#: Pool sizes for fetches (webhooks, validUrls, images, token endpoints), which are few.
+FETCH_CONNECTIONS = 100
+FETCH_CONNECTIONS_PER_HOST = 10
 
-    :param max_connections: pool size across all hosts.
-    :param connect_timeout: seconds to establish a connection.
+
+class AiohttpTransport(Transport):
+    """The default transport: ``aiohttp`` pools, one per :class:`Destination`.
+
+    Separate pools keep the policies apart: a connection opened to a loopback custom host is
+    never reused for a webhook, and fetches cannot take the providers' connections. Each
+    pool resolves host names through a :class:`~portkey_mw.auth.outbound.PolicyResolver`.
+
+    :param max_connections: provider pool size across all hosts.
+    :param max_connections_per_host: provider connections to any one host, so that one
+        slow host cannot take the whole pool.
+    :param connect_timeout: seconds to get a connection: a free slot in the pool, then the
+        TCP and TLS handshakes.
+    :param resolver: the resolver under the policy (default: aiohttp's threaded one);
+        tests pass one that answers what they need.
     """
 
-    def __init__(self, *, max_connections: int = 1000, connect_timeout: float = 10.0) -> None:
-        self._max_connections = max_connections
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1000,
+        max_connections_per_host: int = 256,
+        connect_timeout: float = 10.0,
+        policy: OutboundPolicy | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        super().__init__(policy=policy, max_body_bytes=max_body_bytes)
+        self._limits = {
+            Destination.PROVIDER: (max_connections, max_connections_per_host),
+            Destination.FETCH: (FETCH_CONNECTIONS, FETCH_CONNECTIONS_PER_HOST),
+        }
         self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._base_resolver = resolver
+        self._sessions: dict[Destination, aiohttp.ClientSession] = {}
 
     async def open(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
+        for destination, (limit, per_host) in self._limits.items():
+            if destination in self._sessions:
+                continue
+            connector = aiohttp.TCPConnector(
+                limit=limit,
+                limit_per_host=per_host,
+                ttl_dns_cache=300,
+                resolver=self.policy.resolver(destination, self._base_resolver),
+            )
+            self._sessions[destination] = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
+                trust_env=False,  # no proxy from the environment: the policy sees the target
             )
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        if self._session is None:
+    async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
+        session = self._sessions.get(request.destination)
+        if session is None:
             await self.open()
-        assert self._session is not None
+            session = self._sessions[request.destination]
         deadline = _deadline(request.timeout)
         with _AIOHTTP_ERRORS.mapped(request):
             async with asyncio.timeout_at(deadline):
-                response = await self._session.request(
-                    request.method, request.url, headers=request.headers, data=request.body
+                response = await session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body,
+                    allow_redirects=False,
                 )
-        return _AiohttpResponse(response, request, deadline)
+        return _AiohttpResponse(response, request, deadline, self._limit(request))
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
 
 
 # -------------------------------------------------------------------------
@@ -220,21 +369,27 @@ _HTTPX_ERRORS = _ClientErrors(
 
 
 class _HttpxResponse(UpstreamResponse):
-    __slots__ = ("_deadline", "_request", "_response", "headers", "status")
+    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "status")
 
     def __init__(
-        self, response: httpx.Response, request: UpstreamRequest, deadline: float | None
+        self,
+        response: httpx.Response,
+        request: UpstreamRequest,
+        deadline: float | None,
+        limit: int,
     ) -> None:
         self._response = response
         self._request = request
         self._deadline = deadline
+        self._limit = limit
         self.status = response.status_code
         self.headers = response.headers
 
     async def read(self) -> bytes:
         with _HTTPX_ERRORS.mapped(self._request, mid_response=True):
             async with asyncio.timeout_at(self._deadline):
-                return await self._response.aread()
+                chunks = self._response.aiter_bytes()
+                return await _collect(chunks, self._request, self._limit, self.status)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         with _HTTPX_ERRORS.mapped(self._request, mid_response=True):
@@ -248,26 +403,39 @@ class _HttpxResponse(UpstreamResponse):
 class HttpxTransport(Transport):
     """Sends through a caller-owned ``httpx.AsyncClient``.
 
+    The outbound policy checks each URL (literal addresses included); host names are
+    resolved by httpx, outside the policy's resolver, so the connect-time check is the
+    aiohttp transport's. Use this one for tests (``httpx.MockTransport``) or an app's own
+    client.
+
     :param client: the client to use. The gateway closes it on shutdown only when
         ``owns_client`` is true.
     """
 
-    def __init__(self, client: httpx.AsyncClient, *, owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        owns_client: bool = False,
+        policy: OutboundPolicy | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        super().__init__(policy=policy, max_body_bytes=max_body_bytes)
         self._client = client
         self._owns_client = owns_client
 
     async def open(self) -> None:
         return None
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
         built = self._client.build_request(
             request.method, request.url, headers=request.headers, content=request.body
         )
         deadline = _deadline(request.timeout)
         with _HTTPX_ERRORS.mapped(request):
             async with asyncio.timeout_at(deadline):
-                response = await self._client.send(built, stream=True)
-        return _HttpxResponse(response, request, deadline)
+                response = await self._client.send(built, stream=True, follow_redirects=False)
+        return _HttpxResponse(response, request, deadline, self._limit(request))
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -30,10 +30,14 @@ import uvicorn
 import yaml
 
 from tests.fake_upstream import FakeUpstream
+from tests.planted import ADMIN_KEY
 
 # Gateways served inside the test process log through the stdlib, which pytest captures
 # per test (and shows for failing ones), instead of printing into the progress output.
 structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())
+# Every gateway of the suite, in process or `portkey-mw serve`, has the planted admin key;
+# tests of a gateway without one remove it.
+os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
 
 DEADLINE = 20.0
 MAX_BODY_BYTES = 64 * 1024  # small, so the size limit is cheap to test
@@ -132,6 +136,7 @@ def server_file(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Path:
     }
     settings: dict[str, Any] = {
         "server": {"max_body_bytes": MAX_BODY_BYTES},
+        "mock": True,  # several tests call the in-process mock provider
         # Tests script failures on purpose; circuit breaking is tested on its own.
         "routing": {"circuit_breaker": {"enabled": False}},
         "configs": configs,

@@ -492,7 +492,7 @@ class FakeUpstream:
                     await resp.write(body[: len(body) // 2])
                     await _flush(request)
                     return _abort(request, resp)
-                if body:
+                if body and request.method != "HEAD":  # HEAD: the length, not the body
                     await resp.write(body)
                 await resp.write_eof()
                 finished = True

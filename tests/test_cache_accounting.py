@@ -14,6 +14,7 @@ from portkey_mw import Gateway, LogSink, ServerSettings, hookimpl
 from portkey_mw.plugins import PluginManager
 from portkey_mw.pricing import Price, PriceTable
 from tests.conftest import in_process
+from tests.planted import ADMIN
 from tests.test_logging import ListSink
 
 PRICED = {"pricing": {"mock-gpt": {"input": 1000.0, "output": 2000.0}}}
@@ -41,7 +42,7 @@ def run(settings: dict[str, Any], requests: Callable[[httpx.AsyncClient], Any]) 
         manager = PluginManager()
         manager.load_entry_points()
         manager.register(SinkPlugin(), "list-sink")
-        gateway = Gateway(ServerSettings.from_mapping(settings), plugins=manager)
+        gateway = Gateway(ServerSettings.from_mapping({**settings, "mock": True}), plugins=manager)
         async with in_process(gateway) as client:
             await requests(client)
 
@@ -56,7 +57,7 @@ def test_a_hit_is_logged_with_the_cost_it_saved() -> None:
         for _ in range(3):
             reply = await client.post("/v1/chat/completions", json=chat(), headers=CACHED)
             assert reply.status_code == 200
-        stats.update((await client.get("/v1/admin/cache")).json())
+        stats.update((await client.get("/v1/admin/cache", headers=ADMIN)).json())
 
     sink = run(PRICED, requests)
     miss, *hits = (event.to_dict() for event in sink.events)
@@ -80,7 +81,7 @@ def test_unpriced_models_have_no_cost_rather_than_a_guess() -> None:
     async def requests(client: httpx.AsyncClient) -> None:
         for _ in range(2):
             await client.post("/v1/chat/completions", json=chat(), headers=CACHED)
-        stats.update((await client.get("/v1/admin/cache")).json())
+        stats.update((await client.get("/v1/admin/cache", headers=ADMIN)).json())
 
     sink = run({}, requests)
     assert all("cost_usd" not in event.to_dict() for event in sink.events)

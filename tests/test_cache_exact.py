@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import RunningGateway
 from tests.fake_upstream import FakeUpstream
+from tests.planted import ADMIN
 
 MESSAGES = [{"role": "user", "content": "cache me"}]
 
@@ -148,11 +149,13 @@ def test_purge_by_namespace_and_all(gateway: RunningGateway, fake: FakeUpstream)
     two = sdk(gateway, fake, **{"x-portkey-cache-namespace": "purge-two"})
     ask(one)
     ask(two)
-    purged = httpx.delete(gateway.base_url + "/admin/cache", params={"namespace": "purge-one"})
+    purged = httpx.delete(
+        gateway.base_url + "/admin/cache", params={"namespace": "purge-one"}, headers=ADMIN
+    )
     assert purged.status_code == 200 and purged.json() == {"purged": 1, "namespace": "purge-one"}
     assert ask(one).headers["x-portkey-cache-status"] == "MISS"
     assert ask(two).headers["x-portkey-cache-status"] == "HIT"
-    everything = httpx.delete(gateway.base_url + "/admin/cache").json()
+    everything = httpx.delete(gateway.base_url + "/admin/cache", headers=ADMIN).json()
     assert everything["purged"] >= 2
     assert ask(two).headers["x-portkey-cache-status"] == "MISS"
 

@@ -20,6 +20,7 @@ from portkey_mw.config.server import DEFAULT_SIMILARITY_THRESHOLD, EmbeddingOpti
 from portkey_mw.embedding import EmbeddingModel, bundled_model_dir
 from tests.conftest import RunningGateway, free_port, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream
+from tests.planted import ADMIN
 
 PARAPHRASES = tomllib.loads(
     (Path(__file__).parent / "data" / "paraphrases.toml").read_text(encoding="utf-8")
@@ -192,7 +193,9 @@ def test_purge_removes_semantic_entries(
     sdk = Client(semantic_gateway, fake, "purge-me")
     sdk.ask("Do you ship internationally?")
     assert sdk.ask("Do you offer international shipping?")[0] == "SEMANTIC_HIT"
-    purged = httpx.delete(f"{semantic_gateway.base_url}/admin/cache?namespace=purge-me")
+    purged = httpx.delete(
+        f"{semantic_gateway.base_url}/admin/cache?namespace=purge-me", headers=ADMIN
+    )
     assert purged.status_code == 200
     assert purged.json()["purged"] == 2  # the exact entry and the semantic one
     assert sdk.ask("Do you offer international shipping?")[0] == "MISS"

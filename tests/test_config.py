@@ -170,7 +170,8 @@ def test_cli_validates_a_json_config(tmp_path: Path) -> None:
 def test_cli_validates_a_server_file(tmp_path: Path) -> None:
     good = tmp_path / "portkey-mw.yaml"
     good.write_text(
-        "server:\n  port: 9000\nconfigs:\n  main:\n    provider: mock\ndefault_config: main\n"
+        "server:\n  port: 9000\nmock: true\nconfigs:\n  main:\n    provider: mock\n"
+        "default_config: main\n"
     )
     assert run("config", "validate", str(good))[0] == 0
     bad = tmp_path / "bad.yaml"
@@ -246,6 +247,7 @@ def test_server_request_timeout_is_the_default_per_attempt(tmp_path: Path) -> No
     settings = ServerSettings.from_mapping(
         {
             "server": {"request_timeout": 100},
+            "mock": True,
             "configs": {"slow": {"provider": "mock", "mock_latency_ms": 2000}},
         }
     )

@@ -61,7 +61,7 @@ def test_provider_table_matches_the_plugins() -> None:
         for ep in importlib.metadata.entry_points(group="portkey_mw")
         if ep.dist is not None and ep.dist.name == "portkey-mw"
     ]
-    settings = ServerSettings.from_mapping({"plugins": {"load": first_party}})
+    settings = ServerSettings.from_mapping({"mock": True, "plugins": {"load": first_party}})
     table = markdown_table(Gateway(settings).providers.values())
     page = (DOCS / "providers.md").read_text(encoding="utf-8")
     embedded = page.split(START, 1)[1].split(END, 1)[0].lstrip("\n")

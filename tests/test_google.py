@@ -185,7 +185,7 @@ def gateway(
         configs={
             "gemini": {"provider": "google", "custom_host": f"{upstream_server.host_url}/v1beta"}
         },
-        plugins={"settings": {"portkey-mw.google": {"allow_private_image_urls": True}}},
+        outbound={"allow": ["127.0.0.1"]},  # the images are on the fake upstream
     )
     with mounted_gateway(path) as running:
         yield running
@@ -282,7 +282,7 @@ def test_private_image_url_is_refused(tmp_path: Any, fake: FakeUpstream) -> None
     )
     with (
         mounted_gateway(path) as running,
-        pytest.raises(openai.BadRequestError, match="private address") as info,
+        pytest.raises(openai.PermissionDeniedError, match="loopback address") as info,
     ):
         sdk(running).chat.completions.create(
             model="gemini-2.5-flash",
@@ -298,7 +298,7 @@ def test_private_image_url_is_refused(tmp_path: Any, fake: FakeUpstream) -> None
                 }
             ],
         )
-    assert info.value.code == "private_image_url"
+    assert info.value.code == "destination_not_allowed"
     assert fake.requests == []  # neither the image nor Gemini was called
 
 

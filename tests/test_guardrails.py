@@ -16,6 +16,7 @@ from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdic
 from portkey_mw.plugins import PluginManager
 from tests.conftest import in_process
 from tests.fake_upstream import FakeUpstream
+from tests.planted import ADMIN
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -84,7 +85,7 @@ def run(
         manager = PluginManager()
         manager.load_entry_points()
         manager.register(ChecksPlugin(sink), "guardrail-test")
-        gateway = Gateway(ServerSettings.from_mapping(server), plugins=manager)
+        gateway = Gateway(ServerSettings.from_mapping({**server, "mock": True}), plugins=manager)
         async with in_process(gateway) as client:
             await requests(client, headers)
 
@@ -206,7 +207,7 @@ def test_async_hooks_run_without_delaying_the_response_and_are_logged(fake: Fake
     manager = PluginManager()
     manager.load_entry_points()
     manager.register(ChecksPlugin(sink), "guardrail-test")
-    gateway = Gateway(plugins=manager)
+    gateway = Gateway(ServerSettings(mock=True), plugins=manager)
     headers = {"x-portkey-config": orjson.dumps({**config, "input_guardrails": [slow]}).decode()}
     # Over a real socket: the client has its answer while the hook still runs.
     with ThreadedServer(gateway) as server:
@@ -378,7 +379,9 @@ def test_guardrail_totals_per_check(fake: FakeUpstream) -> None:
         await client.post("/v1/chat/completions", json=CHAT, headers=hooks)
         secret = {**CHAT, "messages": [{"role": "user", "content": "secret"}]}
         await client.post("/v1/chat/completions", json=secret, headers=hooks)
-        stats = (await client.get("/v1/admin/guardrails")).json()["checks"]["default.contains"]
+        stats = (await client.get("/v1/admin/guardrails", headers=ADMIN)).json()["checks"][
+            "default.contains"
+        ]
         assert (stats["passed"], stats["failed"], stats["errored"]) == (1, 1, 0)
         assert stats["mean_ms"] is not None
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from portkey_mw import Gateway, LogEvent, LogSink, hookimpl
+from portkey_mw import Gateway, LogEvent, LogSink, ServerSettings, hookimpl
 from portkey_mw.plugins import PluginManager
 from tests.conftest import in_process, server_file, standalone_gateway
 from tests.fake_upstream import FakeUpstream
@@ -46,7 +46,7 @@ def serve(sink: ListSink, requests: Callable[[httpx.AsyncClient], Any]) -> None:
         manager = PluginManager()
         manager.load_entry_points()
         manager.register(SinkPlugin(sink), "list-sink")
-        async with in_process(Gateway(plugins=manager)) as client:
+        async with in_process(Gateway(ServerSettings(mock=True), plugins=manager)) as client:
             await requests(client)
         # lifespan exit drained the queue: every event is delivered by now
 

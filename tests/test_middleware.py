@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from portkey_mw import GatewayMiddleware
+from portkey_mw import GatewayMiddleware, ServerSettings
 from tests.conftest import ThreadedServer
 
 MOCK = {"x-portkey-provider": "mock"}
@@ -20,7 +20,7 @@ MOCK = {"x-portkey-provider": "mock"}
 
 def fastapi_app(prefix: str) -> FastAPI:
     app = FastAPI()
-    app.add_middleware(GatewayMiddleware, prefix=prefix)
+    app.add_middleware(GatewayMiddleware, prefix=prefix, settings=ServerSettings(mock=True))
 
     @app.get("/")
     def root() -> dict[str, str]:
@@ -76,7 +76,8 @@ def test_root_prefix_in_starlette() -> None:
         return PlainTextResponse("home")
 
     app = Starlette(routes=[Route("/", home)])
-    app.add_middleware(GatewayMiddleware)  # prefix "" serves /v1/*
+    # prefix "" serves /v1/*
+    app.add_middleware(GatewayMiddleware, settings=ServerSettings(mock=True))
     with ThreadedServer(app) as server:
         assert httpx.get(server.url + "/").text == "home"
         models = httpx.get(server.url + "/v1/models", headers=MOCK).json()

@@ -63,7 +63,7 @@ def test_example_plugin_request_hook_runs(gateway: RunningGateway) -> None:
 
 def test_example_plugin_reads_its_settings() -> None:
     settings = ServerSettings.from_mapping(
-        {"plugins": {"settings": {EXAMPLE: {"blocked_words": ["Sprouts"]}}}}
+        {"mock": True, "plugins": {"settings": {EXAMPLE: {"blocked_words": ["Sprouts"]}}}}
     )
 
     async def scenario() -> tuple[int, int]:
@@ -121,7 +121,7 @@ def test_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_allow_list_from_server_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PORTKEY_MW_LOAD_PLUGINS", raising=False)
-    settings = ServerSettings.from_mapping({"plugins": {"load": ["portkey-mw.mock"]}})
+    settings = ServerSettings.from_mapping({"mock": True, "plugins": {"load": ["portkey-mw.mock"]}})
     gateway = Gateway(settings)
     assert [info.name for info in gateway.plugins.plugins()] == ["portkey-mw.mock"]
     assert list(gateway.providers) == ["mock"]
@@ -150,7 +150,7 @@ def run_with(*plugins: object, request: Callable[[httpx.AsyncClient], Any]) -> A
         manager.load_entry_points()
         for index, plugin in enumerate(plugins):
             manager.register(plugin, f"inline-{index}")
-        gateway = Gateway(plugins=manager)
+        gateway = Gateway(ServerSettings(mock=True), plugins=manager)
         async with in_process(gateway) as client:
             return await request(client)
 

@@ -32,7 +32,10 @@ def blank_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def ask(model: Path, text: str, guardrail: dict[str, Any]) -> httpx.Response:
     settings = ServerSettings.from_mapping(
-        {"plugins": {"settings": {"portkey-mw.presidio": {"spacy_model": str(model)}}}}
+        {
+            "mock": True,
+            "plugins": {"settings": {"portkey-mw.presidio": {"spacy_model": str(model)}}},
+        }
     )
     config = {"provider": "mock", "input_guardrails": [guardrail]}
 

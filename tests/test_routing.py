@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import RunningGateway, free_port, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream, Reply
+from tests.planted import ADMIN
 
 MESSAGES = [{"role": "user", "content": "route me"}]
 CHAT = "/v1/chat/completions"
@@ -418,7 +419,7 @@ def test_circuit_opens_and_loadbalance_spreads_over_healthy_targets(
             chat(sdk(running, group))
         # a failed twice, then its circuit opened: later requests went straight to b.
         assert paths(fake) == ["/a", "/b", "/a", "/b", "/b", "/b"]
-        circuits = httpx.get(running.base_url + "/admin/circuits").json()["circuits"]
+        circuits = httpx.get(running.base_url + "/admin/circuits", headers=ADMIN).json()["circuits"]
         state = {c["base_url"]: c for c in circuits}
         assert state[f"{fake.host_url}/a/v1"]["state"] == "open"
         assert state[f"{fake.host_url}/a/v1"]["times_opened"] == 1

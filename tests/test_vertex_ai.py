@@ -21,6 +21,9 @@ from tests.test_anthropic import MESSAGE
 from tests.test_google import RESPONSE
 
 PREFIX = "/v1/projects/proj-1/locations/us-central1/publishers"
+#: The operator's service account names a token endpoint on the fake upstream (loopback),
+#: which the outbound policy refuses unless allowed.
+LOOPBACK_TOKEN_ENDPOINT = {"allow": ["127.0.0.1"]}
 
 
 def service_account(token_uri: str) -> dict[str, str]:
@@ -53,7 +56,10 @@ def gateway(
         "vertex_service_account_json": service_account(f"{upstream_server.host_url}/token"),
     }
     path = server_file(
-        tmp_path_factory.mktemp("vertex"), upstream_server, configs={"vertex": vertex}
+        tmp_path_factory.mktemp("vertex"),
+        upstream_server,
+        configs={"vertex": vertex},
+        outbound=LOOPBACK_TOKEN_ENDPOINT,
     )
     with mounted_gateway(path) as running:
         yield running
@@ -133,10 +139,14 @@ def test_token_endpoint_refusal_is_a_401(tmp_path: object, fake: FakeUpstream) -
         "vertex_service_account_json": service_account(f"{fake.host_url}/token"),
     }
     fake.script("/token", Reply(status=400, json={"error": "invalid_grant"}))
-    path = server_file(Path(str(tmp_path)), fake, configs={"vertex": vertex})
+    path = server_file(
+        Path(str(tmp_path)), fake, configs={"vertex": vertex}, outbound=LOOPBACK_TOKEN_ENDPOINT
+    )
     with (
         mounted_gateway(path) as running,
-        pytest.raises(openai.AuthenticationError, match="could not get a Google access token"),
+        pytest.raises(
+            openai.AuthenticationError, match=r"could not get a Google access token: invalid_grant$"
+        ),
     ):
         sdk(running).chat.completions.create(
             model="gemini-2.5-flash", messages=[{"role": "user", "content": "Hi"}]

@@ -8,6 +8,7 @@ Target options (or ``x-portkey-azure-<option>`` headers, as Portkey's): ``resour
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,8 @@ from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_header
 from portkey_mw.transport import UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
+#: An Azure resource name is one DNS label: it becomes <name>.openai.azure.com.
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
 PATHS = {
     Endpoint.CHAT_COMPLETIONS: "/chat/completions",
     Endpoint.COMPLETIONS: "/completions",
@@ -34,6 +37,11 @@ class AzureOpenAIProvider(HTTPProvider):
     id = "azure-openai"
     endpoints = frozenset({*PATHS, Endpoint.MODELS})
     features = frozenset({"stream", "tools", "vision", "json"})
+    destination_options = frozenset({"resource_name", "deployment_id"})
+    secret_options = frozenset({"azure_ad_token"})
+
+    def option_header(self, name: str) -> str:
+        return _header(name)
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         headers = forwarded_headers(call)
@@ -50,7 +58,14 @@ class AzureOpenAIProvider(HTTPProvider):
             )
         base = custom_host(call)
         if base is None:
-            resource = _required(call, "resource_name")
+            resource = str(_required(call, "resource_name"))
+            if not RESOURCE_NAME.fullmatch(resource):
+                raise InvalidRequest(
+                    f"azure-openai resource_name {resource[:80]!r} is not an Azure resource "
+                    "name (letters, digits and dashes)",
+                    param="resource_name",
+                    code="invalid_provider_option",
+                )
             base = f"https://{resource}.openai.azure.com/openai"
         version = quote(str(_option(call, "api_version") or DEFAULT_API_VERSION), safe="")
         if call.endpoint is Endpoint.MODELS:
@@ -69,15 +84,19 @@ class AzureOpenAIProvider(HTTPProvider):
         )
 
 
-def _option(call: ProviderCall, name: str) -> Any:
+def _header(name: str) -> str:
     # Portkey's azure headers: x-portkey-azure-<name without a leading azure_>.
-    return call.option(name, "x-portkey-azure-" + name.removeprefix("azure_").replace("_", "-"))
+    return "x-portkey-azure-" + name.removeprefix("azure_").replace("_", "-")
+
+
+def _option(call: ProviderCall, name: str) -> Any:
+    return call.option(name, _header(name))
 
 
 def _required(call: ProviderCall, name: str) -> Any:
     value = _option(call, name)
     if not value:
-        header = "x-portkey-azure-" + name.replace("_", "-")
+        header = _header(name)
         raise InvalidRequest(
             f"provider 'azure-openai' needs {name}: set it on the target or send {header}",
             param=name,

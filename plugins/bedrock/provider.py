@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +30,8 @@ from .stream import StreamTranslator
 from .translate import json_mode, to_converse, to_openai
 
 _CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region")
+#: An AWS region name; it becomes part of the host name, so nothing else may pass.
+REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 
 class BedrockProvider(HTTPProvider):
@@ -43,9 +46,8 @@ class BedrockProvider(HTTPProvider):
     id = "bedrock"
     endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS})
     features = frozenset({"stream", "tools", "vision", "json"})
-
-    def __init__(self, *, allow_private_image_urls: bool = False) -> None:
-        self.allow_private_image_urls = allow_private_image_urls
+    destination_options = frozenset({"aws_region"})
+    secret_options = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         if call.endpoint is Endpoint.EMBEDDINGS:
@@ -114,6 +116,12 @@ class BedrockProvider(HTTPProvider):
     ) -> UpstreamRequest:
         credentials = self._credentials(call)
         region = str(credentials["aws_region"])
+        if not REGION.fullmatch(region):
+            raise InvalidRequest(
+                f"bedrock aws_region {region[:40]!r} is not an AWS region (e.g. us-east-1)",
+                param="aws_region",
+                code="invalid_provider_option",
+            )
         base = custom_host(call) or f"https://bedrock-runtime.{region}.amazonaws.com"
         url = base + path
         data = orjson.dumps(payload)
@@ -149,9 +157,7 @@ class BedrockProvider(HTTPProvider):
                     image = part.get("image_url") if isinstance(part, dict) else None
                     url = image.get("url") if isinstance(image, dict) else None
                     if isinstance(url, str) and url.startswith(("http://", "https://")):
-                        url = await image_data_url(
-                            url, transport, allow_private=self.allow_private_image_urls
-                        )
+                        url = await image_data_url(url, transport)
                         part = {"type": "image_url", "image_url": {"url": url}}
                         changed = True
                     parts.append(part)

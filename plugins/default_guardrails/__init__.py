@@ -21,4 +21,5 @@ def register_guardrails(register: Callable[[Guardrail], None], settings: ServerS
     for module in (text, structured, remote, pii, moderation):
         for check in module.CHECKS:
             register(check())
+    register(remote.ValidUrls(max_urls=settings.outbound.max_valid_urls))
     register(injection.PromptInjection(settings.embedding))

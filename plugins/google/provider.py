@@ -30,8 +30,8 @@ BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 class GoogleProvider(HTTPProvider):
     """Chat (plain and streamed, tools, images, JSON output) over ``generateContent``.
 
-    :param allow_private_image_urls: fetch image URLs that resolve to private addresses
-        (plugin setting, for deployments whose images live on an internal network).
+    Image URLs are fetched through the outbound policy (``outbound.allow`` in the server
+    file lets images come from an internal network).
     """
 
     id = "google"
@@ -39,9 +39,6 @@ class GoogleProvider(HTTPProvider):
         {Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.MODELS, Endpoint.COUNT_TOKENS}
     )
     features = frozenset({"stream", "tools", "vision", "json"})
-
-    def __init__(self, *, allow_private_image_urls: bool = False) -> None:
-        self.allow_private_image_urls = allow_private_image_urls
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         body = await self._fetch_images(call.body or {}, transport)
@@ -106,9 +103,7 @@ class GoogleProvider(HTTPProvider):
             for part in message["content"]:
                 url = _image_url(part)
                 if url is not None and not DATA_URL.match(url):
-                    data = await image_data_url(
-                        url, transport, allow_private=self.allow_private_image_urls
-                    )
+                    data = await image_data_url(url, transport)
                     part = {"type": "image_url", "image_url": {"url": data}}
                 parts.append(part)
             fetched.append({**message, "content": parts})

@@ -10,6 +10,8 @@ options shape it (all optional)::
      "mock_status": 503}                # answer with this error status instead
 
 The server file's ``plugins.settings["portkey-mw.mock"]`` gives defaults for the same keys.
+The provider is registered only when the server file says ``mock: true`` (or ``portkey-mw
+serve --mock``): a production gateway does not answer for a provider that does not exist.
 """
 
 from __future__ import annotations
@@ -29,5 +31,6 @@ PLUGIN_NAME = "portkey-mw.mock"
 
 @hookimpl
 def register_providers(register: Callable[[Provider], None], settings: ServerSettings) -> None:
-    """Register the mock provider with the server file's defaults."""
-    register(MockProvider(defaults=settings.plugins.settings.get(PLUGIN_NAME, {})))
+    """Register the mock provider with the server file's defaults, when enabled."""
+    if settings.mock:
+        register(MockProvider(defaults=settings.plugins.settings.get(PLUGIN_NAME, {})))

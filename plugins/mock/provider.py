@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.streaming import DONE_EVENT, json_event
 from portkey_mw.transport import Transport
@@ -23,6 +24,13 @@ TINY_PNG = (
 )
 DEFAULT_DIMENSIONS = 8
 _OPTION_KEYS = ("mock_reply", "mock_latency_ms", "mock_chunk_delay_ms", "mock_status")
+# Bounds on what a request may make the mock do: it answers in process, so an unbounded
+# vector size or delay would block the event loop or hold a request open for any client.
+MAX_DIMENSIONS = 4096
+MAX_EMBEDDING_VALUES = 1_000_000
+MAX_IMAGES = 10
+MAX_LATENCY_MS = 60_000
+MAX_CHUNK_DELAY_MS = 10_000
 
 
 class MockProvider(Provider):
@@ -37,10 +45,12 @@ class MockProvider(Provider):
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         options = {**self.defaults, **(call.target.options or {})}
-        latency = float(options.get("mock_latency_ms", 0)) / 1000
+        latency = _number(options, "mock_latency_ms", 0, MAX_LATENCY_MS) / 1000
         if latency:
             await asyncio.sleep(latency)
-        status = int(options.get("mock_status", 200))
+        status = int(_number(options, "mock_status", 200, 599))
+        if status != 200 and status < 400:
+            raise InvalidRequest("mock_status must be 200 or 400-599", param="mock_status")
         if status >= 400:
             return GatewayResponse.from_json(
                 {
@@ -70,7 +80,7 @@ class MockProvider(Provider):
             prompt = _prompt_text(Endpoint.CHAT_COMPLETIONS, body)
             return GatewayResponse.from_json({"input_tokens": _usage(prompt, "")["prompt_tokens"]})
         if call.endpoint is Endpoint.IMAGES:
-            count = int(body.get("n") or 1)
+            count = int(_number(body, "n", 1, MAX_IMAGES, minimum=1))
             image = {"b64_json": TINY_PNG, "revised_prompt": str(body.get("prompt", ""))}
             return GatewayResponse.from_json({"created": int(time.time()), "data": [image] * count})
         if call.endpoint is Endpoint.EMBEDDINGS:
@@ -81,7 +91,7 @@ class MockProvider(Provider):
         reply = str(options.get("mock_reply") or f"Mock reply to: {prompt}")
         usage = _usage(prompt, reply)
         if call.stream:
-            delay = float(options.get("mock_chunk_delay_ms", 0)) / 1000
+            delay = _number(options, "mock_chunk_delay_ms", 0, MAX_CHUNK_DELAY_MS) / 1000
             include_usage = call.include_usage
             stream = _stream(call.endpoint, model, reply, usage if include_usage else None, delay)
             return GatewayResponse(
@@ -237,7 +247,12 @@ def _vector(text: str, dimensions: int) -> list[float]:
 def _embeddings(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     inputs = body.get("input")
     texts = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
-    dimensions = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
+    dimensions = int(_number(body, "dimensions", DEFAULT_DIMENSIONS, MAX_DIMENSIONS, minimum=1))
+    if dimensions * len(texts) > MAX_EMBEDDING_VALUES:
+        raise InvalidRequest(
+            f"the mock makes at most {MAX_EMBEDDING_VALUES} embedding values per request",
+            param="input",
+        )
     data: list[dict[str, Any]] = []
     for index, text in enumerate(texts):
         vector = _vector(text, dimensions)
@@ -254,3 +269,17 @@ def _embeddings(body: Mapping[str, Any], model: str) -> dict[str, Any]:
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def _number(
+    source: Mapping[str, Any], name: str, default: float, maximum: float, *, minimum: float = 0
+) -> float:
+    """A numeric option or parameter within its bounds (a 400 naming it otherwise)."""
+    value = source.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{name} must be a number", param=name)
+    if not minimum <= value <= maximum:
+        raise InvalidRequest(f"{name} must be between {minimum:g} and {maximum:g}", param=name)
+    return float(value)

@@ -16,10 +16,13 @@ from portkey_mw.errors import InvalidConfig, InvalidRequest
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.spec import HookCompiler, HookSet
 from portkey_mw.routing import PlanNode, ResolvedTarget, compile_plan, plan_providers
-from portkey_mw.routing.plan import StrategyNode, route_digest
+from portkey_mw.routing.plan import StrategyNode, answer_headers, route_digest
 
 #: Distinct inline configs kept compiled; clients send a handful, so this bound is generous.
 INLINE_CACHE_SIZE = 1024
+#: The header text the compiled-config cache may hold in all (a compiled plan is about as
+#: large as its text): clients choose these texts, so their memory is bounded by bytes too.
+INLINE_CACHE_BYTES = 8 * 1024 * 1024
 #: The literal key the portkey-ai SDK sends when the user gave none: it means "no key".
 SDK_PLACEHOLDER_KEYS = frozenset({"OPENAI_API_KEY", ""})
 
@@ -76,6 +79,8 @@ class ConfigResolver:
         default = settings.default_config
         self._default = self._named[default] if isinstance(default, str) else default
         self._inline: OrderedDict[tuple[str, str | None, str | None], PlanNode] = OrderedDict()
+        self._inline_bytes = 0
+        self._max_config_bytes = settings.server.max_config_bytes
         for name, config in self._named.items():
             self._check(compile_plan(config), f"config {name!r}")
         if isinstance(default, Config):
@@ -86,6 +91,13 @@ class ConfigResolver:
         key = bearer_token(headers)
         header_config = headers.get("x-portkey-config")
         if header_config:
+            if len(header_config) > self._max_config_bytes:
+                raise InvalidConfig(
+                    f"x-portkey-config is larger than the gateway's limit of "
+                    f"{self._max_config_bytes} bytes (server.max_config_bytes); save large "
+                    "configs in the server file and send their id",
+                    code="config_too_large",
+                )
             # The provider header is part of the key: a config without a provider uses it.
             return self._cached((header_config, key, headers.get("x-portkey-provider")), headers)
         provider = headers.get("x-portkey-provider")
@@ -117,8 +129,10 @@ class ConfigResolver:
             return plan
         plan = self._build(cache_key[0], headers, cache_key[1])
         self._inline[cache_key] = plan
-        if len(self._inline) > INLINE_CACHE_SIZE:
-            self._inline.popitem(last=False)
+        self._inline_bytes += _size(cache_key)
+        while len(self._inline) > INLINE_CACHE_SIZE or self._inline_bytes > INLINE_CACHE_BYTES:
+            evicted, _ = self._inline.popitem(last=False)
+            self._inline_bytes -= _size(evicted)
         return plan
 
     def _build(self, text: str, headers: Mapping[str, str], key: str | None) -> PlanNode:
@@ -158,7 +172,7 @@ class ConfigResolver:
         for provider in sorted(plan_providers(plan)):
             self._check_known(provider, source)
         plan = self._with_guardrails(plan, source, {})
-        return replace(plan, route=route_digest(plan))
+        return replace(plan, route=route_digest(plan), varies_on=answer_headers(plan))
 
     def _with_guardrails(
         self, node: PlanNode, source: str, compiled: dict[int, HookSet]
@@ -196,3 +210,7 @@ class ConfigResolver:
                 code="unknown_provider",
                 param="provider",
             )
+
+
+def _size(cache_key: tuple[str, str | None, str | None]) -> int:
+    return sum(len(part) for part in cache_key if part)

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from portkey_mw.forwarding import refusal, unforwardable
+
 #: The most retries one target may ask for. Portkey's gateway caps attempts at 5.
 MAX_RETRY_ATTEMPTS = 5
 
@@ -160,6 +162,14 @@ class Target(BaseModel):
     strict_open_ai_compliance: bool | None = None
 
     _codes = field_validator("on_status_codes")(_check_status_codes)
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _forwardable(cls, value: list[str] | None) -> list[str] | None:
+        refused = unforwardable(value or ())
+        if refused:
+            raise ValueError(refusal("forward_headers", refused))
+        return value
 
     @field_validator("custom_host")
     @classmethod

@@ -134,6 +134,36 @@ class EmbeddingOptions(_Strict):
     workers: int = Field(default=2, ge=1, description="encodings that may run at once")
 
 
+class OutboundOptions(_Strict):
+    """``outbound``: what the gateway may contact on a client's or a config's behalf (see
+    docs/security.md). Public addresses always; loopback for custom hosts; anything else
+    only when listed here."""
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="host names, *.domains, IP addresses and CIDR networks the gateway may "
+        "reach although they are private (an internal vLLM, a webhook on the intranet)",
+    )
+    loopback_custom_hosts: bool = Field(
+        default=True,
+        description="whether custom hosts may be loopback addresses (a local vLLM or Ollama)",
+    )
+    max_valid_urls: int = Field(
+        default=10, ge=1, le=100, description="URLs one validUrls check probes at most"
+    )
+
+
+class AdminOptions(_Strict):
+    """``admin``: the key every ``/v1/admin/*`` route requires (PORTKEY_MW_ADMIN_KEY, or the
+    SHA-256 of it here, so that the file need not hold the key itself)."""
+
+    key_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="hex SHA-256 of the admin key (portkey-mw admin hash-key prints it)",
+    )
+
+
 class PluginOptions(_Strict):
     """``plugins``: which entry points load, and settings handed to plugins by name."""
 
@@ -175,6 +205,12 @@ class ServerSettings(_Strict):
     pricing: dict[str, PriceOptions] = Field(
         default_factory=dict,
         description="model prices (USD per 1M tokens) added to or replacing the built-in table",
+    )
+    outbound: OutboundOptions = Field(default_factory=OutboundOptions)
+    admin: AdminOptions = Field(default_factory=AdminOptions)
+    mock: bool = Field(
+        default=False,
+        description="register the in-process mock provider (for demos and tests only)",
     )
     plugins: PluginOptions = Field(default_factory=PluginOptions)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from portkey_mw.context import RequestContext
+    from portkey_mw.fetch import Fetcher
     from portkey_mw.gateway import Gateway
 
 Phase = Literal["before", "after"]
@@ -42,6 +43,9 @@ class GuardrailInput:
     :param ctx: the request, for checks that need more (headers, gateway state).
     :param gateway: the gateway running the check, for checks that call it (moderation
         goes through the gateway's own routing to a provider's moderation endpoint).
+    :param fetcher: the gateway's client for URLs (webhooks, links to check): it applies
+        the operator's outbound policy, so a check must call out through it and nothing
+        else.
     """
 
     phase: Phase
@@ -54,6 +58,7 @@ class GuardrailInput:
     final: bool = True
     ctx: RequestContext | None = None
     gateway: Gateway | None = None
+    fetcher: Fetcher | None = None
 
     @property
     def text(self) -> str:
@@ -72,8 +77,10 @@ class GuardrailVerdict:
     """What a check decided.
 
     :param passed: whether the check passed.
-    :param explanation: why, in words, for logs and ``hook_results``.
-    :param data: details for ``hook_results`` (JSON-ready).
+    :param explanation: why, in words, for logs and ``hook_results``; it is logged, so it
+        must not quote the text under check.
+    :param data: details for ``hook_results`` (JSON-ready); it may quote the text (the
+        client sees it), and the request log leaves it out.
     :param texts: rewritten text parts, one per part of :attr:`GuardrailInput.texts`
         (e.g. with personal data redacted); the core puts them back where they came from.
     :param request: a whole replacement request body (``before``).

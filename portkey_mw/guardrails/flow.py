@@ -95,11 +95,12 @@ class RequestGuardrails:
         counted += self._by_target.get(ctx.target_index or "", [])
         return any(not result.verdict for result in (*counted, *self.after))
 
-    def results(self) -> dict[str, Any]:
-        """Portkey's ``hook_results`` object."""
+    def results(self, *, with_data: bool = True) -> dict[str, Any]:
+        """Portkey's ``hook_results`` object. The log takes it ``with_data=False``: a check's
+        data may quote the request or response text, which the log never carries."""
         return {
-            "before_request_hooks": [result.to_dict() for result in self.before],
-            "after_request_hooks": [result.to_dict() for result in self.after],
+            "before_request_hooks": [r.to_dict(with_data=with_data) for r in self.before],
+            "after_request_hooks": [r.to_dict(with_data=with_data) for r in self.after],
         }
 
     # -- before the call ----------------------------------------------------------------
@@ -137,6 +138,7 @@ class RequestGuardrails:
             metadata=ctx.metadata,
             ctx=ctx,
             gateway=self.gateway,
+            fetcher=self.gateway.fetcher,
             **extra,
         )
 
@@ -263,13 +265,14 @@ class RequestGuardrails:
                 await aclose()
 
     async def settle(self) -> list[dict[str, Any]]:
-        """Wait for the asynchronous hooks; their results, for the log event."""
+        """Wait for the asynchronous hooks; their results for the log event (without data,
+        as :meth:`results` gives them to the log)."""
         if not self.pending:
             return []
         done, running = await asyncio.wait(self.pending, timeout=ASYNC_WAIT)
         for task in running:
             task.cancel()
-        return [task.result().to_dict() for task in done if task.exception() is None]
+        return [task.result().to_dict(with_data=False) for task in done if task.exception() is None]
 
 
 class _StreamText:

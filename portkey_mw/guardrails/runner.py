@@ -43,14 +43,17 @@ class CheckResult:
         """Passed, or errored without ``fail_on_error``."""
         return self.verdict or (self.error is not None and not self.fail_on_error)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Portkey's check-result object."""
+    def to_dict(self, *, with_data: bool = True) -> dict[str, Any]:
+        """Portkey's check-result object.
+
+        :param with_data: include the check's ``data``, which may quote the text under
+            check (a match, an excerpt); the request log leaves it out.
+        """
+        data = self.data if with_data else {}
         result: dict[str, Any] = {
             "verdict": self.verdict,
             "id": self.id,
-            "data": {**self.data, "explanation": self.explanation}
-            if self.explanation
-            else self.data or None,
+            "data": {**data, "explanation": self.explanation} if self.explanation else data or None,
             "transformed": self.transformed,
             "execution_time": round(self.execution_time, 3),
             "created_at": self.created_at,
@@ -84,13 +87,13 @@ class HookResult:
         """Whether any check rewrote anything."""
         return any(check.transformed for check in self.checks)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Portkey's hook-result object."""
+    def to_dict(self, *, with_data: bool = True) -> dict[str, Any]:
+        """Portkey's hook-result object (``with_data``: see :meth:`CheckResult.to_dict`)."""
         return {
             "verdict": self.verdict,
             "id": self.id,
             "transformed": self.transformed,
-            "checks": [check.to_dict() for check in self.checks],
+            "checks": [check.to_dict(with_data=with_data) for check in self.checks],
             "feedback": self.feedback,
             "execution_time": round(self.execution_time, 3),
             "async": self.run_async,

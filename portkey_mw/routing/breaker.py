@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.config.server import CircuitBreakerOptions
+from portkey_mw.redact import redact_url
 from portkey_mw.routing.plan import ResolvedTarget
 
 #: Upstreams whose health is tracked at once; the oldest closed circuits are forgotten first.
@@ -71,7 +72,8 @@ class CircuitBreakers:
         breaker = self._breakers.get(key)
         if breaker is None and create:
             digest = hashlib.sha256(key[2]).hexdigest()[:8] if key[2] else ""
-            breaker = CircuitBreaker(target.provider, _without_query(target.custom_host), digest)
+            shown = redact_url(target.custom_host) or ""  # userinfo or a query may hold a key
+            breaker = CircuitBreaker(target.provider, shown, digest)
             self._breakers[key] = breaker
             if len(self._breakers) > MAX_BREAKERS:
                 self._evict()
@@ -157,7 +159,7 @@ class CircuitBreakers:
         return max(0.0, self.options.cooldown - (self._clock() - breaker.opened_at))
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Every breaker's state, for the admin endpoint (no keys, no query strings)."""
+        """Every breaker's state, for the admin endpoint (no keys, userinfo or query strings)."""
         now = self._clock()
         rows = []
         for breaker in self._breakers.values():
@@ -185,8 +187,3 @@ def _key(target: ResolvedTarget) -> tuple[str, str, bytes]:
     # may hang on them), so two targets differing only there do not share a circuit.
     options = orjson.dumps(target.options, option=orjson.OPT_SORT_KEYS) if target.options else b""
     return target.provider, target.custom_host or "", options
-
-
-def _without_query(url: str | None) -> str:
-    """A custom host as shown to operators: a query string may carry a key."""
-    return (url or "").split("?", 1)[0]

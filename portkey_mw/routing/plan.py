@@ -43,11 +43,15 @@ class ResolvedTarget:
     #: the key comes from a config the server holds (named or default), not from the client:
     #: a client-chosen host must never receive it
     key_from_server: bool = False
+    #: the target comes from a config the server holds (its options are the operator's)
+    from_server: bool = False
     #: ``hooks`` compiled and validated against the registered guardrails (by the resolver)
     guardrails: HookSet = NO_HOOKS
     #: :func:`route_digest` of this plan when it is the root, computed once per config by
     #: the resolver ("" when not computed)
     route: str = ""
+    #: :func:`answer_headers` of this plan when it is the root (set by the resolver)
+    varies_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,8 @@ class StrategyNode:
     guardrails: HookSet | None = NO_HOOKS
     #: :func:`route_digest` of this plan when it is the root (see ResolvedTarget.route)
     route: str = ""
+    #: :func:`answer_headers` of this plan when it is the root (see ResolvedTarget)
+    varies_on: tuple[str, ...] = ()
 
 
 PlanNode = ResolvedTarget | StrategyNode
@@ -184,6 +190,7 @@ def _compile(
         weight=weight,
         options=node.provider_options or None,
         key_from_server=server_held and bool(node.api_key),
+        from_server=server_held,
     )
 
 
@@ -211,3 +218,20 @@ def route_digest(plan: PlanNode) -> str:
         leaves.append([node.provider, node.custom_host, node.override_params, node.options, key])
     canonical = orjson.dumps(leaves, option=orjson.OPT_SORT_KEYS, default=dict)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def answer_headers(plan: PlanNode) -> tuple[str, ...]:
+    """The client headers this plan's configs make part of the answer: every header its
+    targets forward (``forward_headers``), and ``x-portkey-metadata`` when a conditional
+    strategy routes on it."""
+    names: set[str] = set()
+    pending: list[PlanNode] = [plan]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, StrategyNode):
+            if node.mode is StrategyMode.CONDITIONAL:
+                names.add("x-portkey-metadata")
+            pending.extend(node.children)
+        else:
+            names.update(name.lower() for name in node.forward_headers)
+    return tuple(sorted(names))

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from portkey_mw.auth.credentials import enforce_binding
 from portkey_mw.config.schema import StrategyMode
 from portkey_mw.config.server import RoutingOptions
 from portkey_mw.context import Attempt, Endpoint, GatewayResponse, RequestContext
@@ -362,6 +363,9 @@ class Router:
                     f"provider {target.provider!r} does not serve {ctx.endpoint.value}",
                     code="unsupported_endpoint",
                 )
+            # Before anything is built: a server-held credential never follows a client's
+            # choice of host, region or resource.
+            enforce_binding(ctx.headers, target, provider)
             call = _provider_call(ctx, target, self.default_timeout_ms)
             try:
                 # Every provider gets the deadline, not only those that go through the

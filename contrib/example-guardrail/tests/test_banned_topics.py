@@ -10,7 +10,7 @@ import orjson
 import pytest
 from portkey_mw_example_guardrail import BannedTopics
 
-from portkey_mw import Gateway, GuardrailInput
+from portkey_mw import Gateway, GuardrailInput, ServerSettings
 
 TOPICS = {"topics": ["merger", "layoffs"]}
 
@@ -40,7 +40,7 @@ def test_rejects_missing_topics() -> None:
 def test_installed_and_discovered_by_the_gateway() -> None:
     names = {ep.name for ep in importlib.metadata.entry_points(group="portkey_mw")}
     assert "portkey-mw-example-guardrail" in names
-    gateway = Gateway()
+    gateway = Gateway(ServerSettings(mock=True))
     assert isinstance(gateway.guardrails["example.bannedTopics"], BannedTopics)
     info = {p.name: p for p in gateway.plugins.plugins()}["portkey-mw-example-guardrail"]
     assert info.distribution == "portkey-mw-example-guardrail"
