@@ -53,6 +53,7 @@ def serve(
 
     from portkey_mw.gateway import Gateway
     from portkey_mw.logging import configure_logging
+    from portkey_mw.server import uvicorn_http_options
 
     settings = _load_settings(config)  # validate before forking workers
     try:
@@ -73,6 +74,7 @@ def serve(
         log_level=log_level,
         access_log=False,  # the gateway logs each request itself, with more to say
         lifespan="on",
+        **uvicorn_http_options(options),  # request heads bounded in time and size
     )
 
 
