@@ -293,6 +293,8 @@ class AiohttpTransport(Transport):
         TCP and TLS handshakes.
     :param resolver: the resolver under the policy (default: aiohttp's threaded one);
         tests pass one that answers what they need.
+    :param dns_cache: seconds a resolved (and checked) answer is reused; ``None`` caches
+        nothing, so every new connection resolves and is checked again.
     """
 
     def __init__(
@@ -304,8 +306,10 @@ class AiohttpTransport(Transport):
         policy: OutboundPolicy | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         resolver: AbstractResolver | None = None,
+        dns_cache: int | None = 300,
     ) -> None:
         super().__init__(policy=policy, max_body_bytes=max_body_bytes)
+        self._dns_cache = dns_cache
         self._limits = {
             Destination.PROVIDER: (max_connections, max_connections_per_host),
             Destination.FETCH: (FETCH_CONNECTIONS, FETCH_CONNECTIONS_PER_HOST),
@@ -321,7 +325,8 @@ class AiohttpTransport(Transport):
             connector = aiohttp.TCPConnector(
                 limit=limit,
                 limit_per_host=per_host,
-                ttl_dns_cache=300,
+                use_dns_cache=self._dns_cache is not None,
+                ttl_dns_cache=self._dns_cache,
                 resolver=self.policy.resolver(destination, self._base_resolver),
             )
             self._sessions[destination] = aiohttp.ClientSession(

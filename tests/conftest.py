@@ -29,6 +29,7 @@ import structlog
 import uvicorn
 import yaml
 
+from tests import secret_scan
 from tests.fake_upstream import FakeUpstream
 from tests.planted import ADMIN_KEY
 
@@ -38,6 +39,18 @@ structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())
 # Every gateway of the suite, in process or `portkey-mw serve`, has the planted admin key;
 # tests of a gateway without one remove it.
 os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
+# Every response and log record of the suite is searched for planted secrets.
+secret_scan.install()
+
+
+@pytest.fixture(autouse=True)
+def _no_planted_secret_leaks() -> Iterator[None]:
+    """Fail the test during which a planted secret showed up in a response or a log."""
+    secret_scan.SCANNER.take()
+    yield
+    leaks = secret_scan.SCANNER.take()
+    assert not leaks, "planted secrets leaked:\n" + "\n".join(leaks)
+
 
 DEADLINE = 20.0
 MAX_BODY_BYTES = 64 * 1024  # small, so the size limit is cheap to test
@@ -247,6 +260,7 @@ def standalone_gateway(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(DEADLINE)
+        secret_scan.SCANNER.scan(f"output of portkey-mw serve ({output.name})", output.read_bytes())
 
 
 @pytest.fixture(scope="module", params=["mounted", "standalone"])

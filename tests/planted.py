@@ -22,8 +22,8 @@ VERTEX_TOKEN = "ya29.planted-vertex-access-token-2wE5rT8y"
 ANTHROPIC_KEY = "sk-ant-planted-anthropic-6tY9uI2oP5aS"
 USERINFO_PASSWORD = "planted-userinfo-pass-1qA4zX7c"
 
-#: Every planted value: the scan fails the run if any of them shows up anywhere it looks.
-ALL = (
+#: Every planted value: the scan fails the test if any of them shows up where it looks.
+ALL = [
     ADMIN_KEY,
     OPENAI_KEY,
     GOOGLE_KEY,
@@ -35,4 +35,11 @@ ALL = (
     VERTEX_TOKEN,
     ANTHROPIC_KEY,
     USERINFO_PASSWORD,
-)
+]
+
+
+def plant(value: str) -> str:
+    """Add a value made at run time (a generated private key) to the scanned ones."""
+    if value not in ALL:
+        ALL.append(value)
+    return value

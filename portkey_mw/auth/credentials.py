@@ -46,8 +46,8 @@ def enforce_binding(headers: Mapping[str, str], target: ResolvedTarget, provider
         header = provider.option_header(name)
         if headers.get(header):
             raise InvalidRequest(
-                f"{header} cannot change where target {target.path} sends the credentials "
-                f"the server holds; set {name} on the target in the server's config",
+                f"{header} cannot change where target {target.path} sends its credentials: "
+                f"they are held by the server; set {name} on the target in the server's config",
                 param=header,
                 code="destination_option_not_allowed",
             )

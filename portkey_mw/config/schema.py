@@ -175,7 +175,10 @@ class Target(BaseModel):
     @classmethod
     def _absolute_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"custom_host must be an http(s) URL, got {value!r}")
+            raise ValueError(f"custom_host must be an http(s) URL, got {value[:100]!r}")
+        if value and "@" in value.split("/", 3)[2]:
+            # Credentials in a URL end up in logs and error messages: they are refused.
+            raise ValueError("custom_host must not carry a user name or password (user:pass@)")
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
