@@ -9,6 +9,7 @@ every request with one configurable HTTP response and keeps what it received.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -93,10 +94,8 @@ class Detector:
                     b"content-length: " + str(len(self.body)).encode() + b"\r\n"
                     b"connection: close\r\n\r\n" + self.body
                 )
-                try:
+                with contextlib.suppress(OSError):  # the client may be gone already
                     conn.sendall(reply)
-                except OSError:
-                    pass
 
     @staticmethod
     def _read(conn: socket.socket) -> bytes:
