@@ -221,9 +221,10 @@ def mounted_gateway(settings_path: Path) -> Iterator[RunningGateway]:
 
 @contextlib.contextmanager
 def standalone_gateway(
-    settings_path: Path, env: dict[str, str] | None = None
+    settings_path: Path, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
 ) -> Iterator[RunningGateway]:
-    """``portkey-mw serve`` in a subprocess."""
+    """``portkey-mw serve`` in a subprocess, with this process's environment plus ``env``
+    and without the variables named in ``unset``."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -240,9 +241,8 @@ def standalone_gateway(
     # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
     output = settings_path.with_suffix(f".{port}.log")
     with output.open("wb") as sink:
-        proc = subprocess.Popen(
-            cmd, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT
-        )
+        environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
+        proc = subprocess.Popen(cmd, env=environ, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         try:

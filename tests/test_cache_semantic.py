@@ -369,3 +369,16 @@ def test_a_slow_index_is_a_miss_within_the_semantic_timeout(
     finally:
         silent.close()
     assert len(fake.requests) == 2
+
+
+def test_no_hit_across_tenants_split_by_a_forwarded_header(
+    semantic_gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """A header the gateway forwards upstream is part of the semantic scope too."""
+    sdk = Client(semantic_gateway, fake, "tenants")
+    forward = {"x-portkey-forward-headers": "x-tenant"}
+    sdk.ask("How do I rotate my API key?", extra_headers={**forward, "x-tenant": "a"})
+    paraphrase = "How can I rotate my API key?"
+    assert sdk.ask(paraphrase, extra_headers={**forward, "x-tenant": "b"})[0] == "MISS"
+    assert sdk.ask(paraphrase, extra_headers={**forward, "x-tenant": "a"})[0] == "SEMANTIC_HIT"
+    assert [r.headers.get("x-tenant") for r in fake.requests] == ["a", "b"]
