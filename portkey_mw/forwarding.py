@@ -1,9 +1,11 @@
 """Which client headers may be forwarded upstream (``forward_headers``).
 
-Forwarding is for headers the upstream reads as data (a tenant id, a feature flag). Headers
-that frame or route the HTTP exchange, or carry credentials, are never forwarded: a
-client-chosen ``Host`` or ``Content-Length`` changes where and what the upstream receives,
-and a forwarded credential would travel beside (or instead of) the one the gateway sends.
+Forwarding is for headers the upstream reads as data (a tenant id, a feature flag, the
+client's own ``Authorization`` for a provider the gateway holds no key for). Headers that
+frame or route the HTTP exchange are never forwarded: a client-chosen ``Host`` or
+``Content-Length`` changes where and what the upstream receives. Nor are ``x-portkey-*``
+headers, which are the gateway's own. A forwarded header never replaces one the provider
+adapter sets (its credentials among them): those are set after.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.redact import CREDENTIAL_HEADERS
 
 #: RFC 9110 hop-by-hop headers, and those that frame or address the message.
 HOP_BY_HOP = frozenset(
@@ -27,7 +28,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 FRAMING = frozenset({"host", "content-length", "content-encoding", "content-type", "expect"})
-NEVER_FORWARDED = HOP_BY_HOP | FRAMING | CREDENTIAL_HEADERS
+NEVER_FORWARDED = HOP_BY_HOP | FRAMING
 
 
 def unforwardable(names: Iterable[str]) -> list[str]:
@@ -40,7 +41,7 @@ def refusal(source: str, refused: Iterable[str]) -> str:
     """The message for a list that names headers that are never forwarded."""
     return (
         f"{source} lists {', '.join(refused)}, which the gateway never forwards "
-        "(hop-by-hop, framing, credential and x-portkey-* headers)"
+        "(hop-by-hop, framing and x-portkey-* headers)"
     )
 
 

@@ -99,3 +99,29 @@ def test_every_builtin_check_is_documented() -> None:
     settings = ServerSettings.from_mapping({"plugins": {"load": first_party}})
     for check_id in Gateway(settings).guardrails:
         assert f"`{check_id}`" in page, f"docs/guardrails.md does not document {check_id}"
+
+
+def yaml_blocks(text: str) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("page", ["configuration.md", "security.md", "caching.md"])
+def test_server_file_examples_validate(page: str) -> None:
+    """Every YAML example of a page is a valid server file (or a valid part of one)."""
+    import yaml
+
+    from portkey_mw.config.server import ServerSettings
+
+    blocks = yaml_blocks((DOCS / page).read_text(encoding="utf-8"))
+    assert blocks
+    for block in blocks:
+        ServerSettings.from_mapping(yaml.safe_load(block) or {}, source=f"{page} example")
+
+
+def test_security_doc_lists_every_refused_range() -> None:
+    from portkey_mw.auth.outbound import BLOCKED_IPV4, BLOCKED_IPV6
+
+    page = (DOCS / "security.md").read_text(encoding="utf-8")
+    for network, _ in (*BLOCKED_IPV4, *BLOCKED_IPV6):
+        shown = str(network).removesuffix("/128").replace("255.255.255.255/32", "")
+        assert f"`{shown}`" in page or f"`{network}`" in page, network
