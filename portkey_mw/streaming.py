@@ -67,10 +67,15 @@ class SSEDecoder:
             self._pending_size = 0
         else:
             buffer = self._buffer + chunk
+        held = b""
         if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
+            # CRLF, CR and LF all end a line. A CR at the very end may be the first half of
+            # a CRLF split across chunks: it waits for the next chunk.
+            if buffer.endswith(b"\r"):
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = buffer.split(b"\n\n")
-        self._buffer = events.pop()
+        self._buffer = events.pop() + held
         self._check(len(self._buffer))
         for event in events:
             self._check(len(event))
@@ -80,7 +85,10 @@ class SSEDecoder:
         """Whatever remains when the stream ended without a final blank line."""
         rest = b"".join((self._buffer, *self._pending))
         self._buffer, self._pending, self._pending_size = b"", [], 0
-        return [rest] if rest.strip() else []
+        if b"\r" in rest:
+            rest = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events = [event for event in rest.split(b"\n\n") if event.strip()]
+        return events
 
     def _check(self, size: int) -> None:
         if size > self._limit:
