@@ -163,7 +163,11 @@ class AllowList:
         return any(address in network for network in self.networks)
 
 
-@dataclass(frozen=True, slots=True)
+#: Host verdicts kept per policy: checking a host costs microseconds, every request asks,
+#: and clients choose custom hosts, so the memo is bounded.
+MAX_REMEMBERED_HOSTS = 4096
+
+
 class OutboundPolicy:
     """Which destinations the gateway may contact (see the module docstring).
 
@@ -172,9 +176,17 @@ class OutboundPolicy:
     :param loopback_custom_hosts: whether provider destinations may be loopback addresses.
     """
 
-    allow: AllowList = AllowList()
-    custom_hosts: AllowList = AllowList()
-    loopback_custom_hosts: bool = True
+    def __init__(
+        self,
+        allow: AllowList | None = None,
+        custom_hosts: AllowList | None = None,
+        loopback_custom_hosts: bool = True,
+    ) -> None:
+        self.allow = allow or AllowList()
+        self.custom_hosts = custom_hosts or AllowList()
+        self.loopback_custom_hosts = loopback_custom_hosts
+        # (host, destination) -> why it is refused ("" when allowed), for the URL check
+        self._hosts: dict[tuple[str, Destination], str] = {}
 
     @classmethod
     def from_settings(
@@ -210,20 +222,28 @@ class OutboundPolicy:
             raise _refused(url, "URLs with a user name or password (user:pass@host) are refused")
         if not host:
             raise _refused(url, "it has no host")
+        key = (host, destination)
+        reason = self._hosts.get(key)
+        if reason is None:
+            reason = self._host_refusal(host, destination) or ""
+            if len(self._hosts) >= MAX_REMEMBERED_HOSTS:
+                self._hosts.clear()
+            self._hosts[key] = reason
+        if reason:
+            raise _refused(url, reason)
+        return parsed
+
+    def _host_refusal(self, host: str, destination: Destination) -> str | None:
+        """Why a URL naming ``host`` is refused before anything is resolved, if it is."""
         host = host.lower().rstrip(".")
         if any(c in host for c in "%\\ ") or not host:
-            raise _refused(url, f"the host {host!r} is not a plain host name")
+            return f"the host {host!r} is not a plain host name"
         address = _literal_address(host)
         if address is None:
             if _NUMERIC_HOST.match(host) and _legacy_ipv4(host):
-                raise _refused(
-                    url, f"the host {host!r} spells an IPv4 address ambiguously: write a.b.c.d"
-                )
-            return parsed  # a name: its addresses are checked when it is resolved
-        reason = self.refusal(host, address, destination)
-        if reason is not None:
-            raise _refused(url, reason)
-        return parsed
+                return f"the host {host!r} spells an IPv4 address ambiguously: write a.b.c.d"
+            return None  # a name: its addresses are checked when it is resolved
+        return self.refusal(host, address, destination)
 
     def refusal(self, host: str, address: IPAddress, destination: Destination) -> str | None:
         """Why connecting to ``address`` (for ``host``) is refused, or ``None`` if allowed."""
