@@ -11,7 +11,12 @@ Starts, each in its own process on loopback:
 and prints requests/s and p50/p99 latency for "direct" and "gateway", with the ratios,
 measured in the same run. Nothing is asserted: the numbers depend on the machine.
 
+``--compare DIR`` adds a second gateway run from another checkout of portkey-mw (say a
+``git worktree`` of an earlier commit), measured in the same run, so a change's cost is a
+ratio between two gateways on the same machine at the same moment.
+
     python benchmarks/bench_proxy.py [--duration 10] [--concurrency 32] [--stream]
+                                     [--compare ../portkey-mw-before]
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from multiprocessing import Process, Queue
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -222,6 +229,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--stream", action="store_true", help="streamed chat completions")
+    parser.add_argument(
+        "--compare", metavar="DIR", help="another checkout to measure beside this one"
+    )
     args = parser.parse_args()
 
     body = REQUEST
@@ -231,44 +241,45 @@ def main() -> None:
     upstream_port, gateway_port = free_port(), free_port()
     upstream = Process(target=run_upstream, args=(upstream_port,), daemon=True)
     upstream.start()
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "portkey_mw", "serve", "--port", str(gateway_port)],
-        env={
-            **os.environ,
-            "PORTKEY_MW_BLOCK_PLUGINS": os.environ.get(
-                "PORTKEY_MW_BLOCK_PLUGINS", "portkey-mw-example-plugin"
-            ),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    gateways = {"gateway": start_gateway(gateway_port, None)}
+    compare_port = free_port()
+    if args.compare:
+        gateways["compared"] = start_gateway(compare_port, args.compare)
+    rows: dict[str, dict[str, Any]] = {}
     try:
         wait_for_port(upstream_port)
         wait_for_port(gateway_port)
+        if args.compare:
+            wait_for_port(compare_port)
         upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
-        direct = measure(
+        rows["direct"] = measure(
             f"{upstream_url}/chat/completions",
             {"content-type": "application/json", "authorization": "Bearer sk-bench"},
             body,
             args.duration,
             args.concurrency,
         )
-        through = measure(
-            f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-            {
-                "content-type": "application/json",
-                "authorization": "Bearer sk-bench",
-                "x-portkey-provider": "openai",
-                "x-portkey-custom-host": upstream_url,
-            },
-            body,
-            args.duration,
-            args.concurrency,
-        )
+        routed = {
+            "content-type": "application/json",
+            "authorization": "Bearer sk-bench",
+            "x-portkey-provider": "openai",
+            "x-portkey-custom-host": upstream_url,
+        }
+        ports = {"gateway": gateway_port, "compared": compare_port}
+        for name in gateways:
+            rows[name] = measure(
+                f"http://127.0.0.1:{ports[name]}/v1/chat/completions",
+                routed,
+                body,
+                args.duration,
+                args.concurrency,
+            )
     finally:
-        gateway.terminate()
-        gateway.wait(20)
+        for process in gateways.values():
+            process.terminate()
+            process.wait(20)
         upstream.terminate()
+    direct, through = rows["direct"], rows["gateway"]
 
     kind = "streamed (8 chunks)" if args.stream else "non-streamed"
     print(
@@ -276,7 +287,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs shared by load generator, gateway and upstream"
     )
     print(f"{'':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}")
-    for name, row in (("direct", direct), ("gateway", through)):
+    for name, row in rows.items():
         print(
             f"{name:10}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
             f"{row['requests']:>10.0f}{row['errors']:>8.0f}"
@@ -285,6 +296,42 @@ def main() -> None:
         f"gateway/direct: throughput x{through['rps'] / direct['rps']:.2f}, "
         f"p50 +{through['p50_ms'] - direct['p50_ms']:.2f} ms, "
         f"p99 +{through['p99_ms'] - direct['p99_ms']:.2f} ms"
+    )
+    if "compared" in rows:
+        other = rows["compared"]
+        print(
+            f"gateway/compared ({args.compare}): throughput x{through['rps'] / other['rps']:.2f}, "
+            f"p50 {through['p50_ms'] - other['p50_ms']:+.2f} ms, "
+            f"p99 {through['p99_ms'] - other['p99_ms']:+.2f} ms"
+        )
+
+
+def start_gateway(port: int, checkout: str | None) -> subprocess.Popen[bytes]:
+    """``portkey-mw serve`` on ``port``: this checkout's, or the one at ``checkout``.
+
+    Another checkout is put first on ``PYTHONPATH``, its ``plugins`` folder under the
+    package name the entry points use (``portkey_mw_plugins``), through a folder of links.
+    """
+    env = {
+        **os.environ,
+        "PORTKEY_MW_BLOCK_PLUGINS": os.environ.get(
+            "PORTKEY_MW_BLOCK_PLUGINS", "portkey-mw-example-plugin"
+        ),
+    }
+    cwd: Path | None = None
+    if checkout is not None:
+        root = Path(checkout).resolve()
+        links = Path(tempfile.mkdtemp(prefix="portkey-mw-compare-"))
+        (links / "portkey_mw").symlink_to(root / "portkey_mw")
+        (links / "portkey_mw_plugins").symlink_to(root / "plugins")
+        env["PYTHONPATH"] = str(links)
+        cwd = links  # python -m puts the working directory first on the path
+    return subprocess.Popen(
+        [sys.executable, "-m", "portkey_mw", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
