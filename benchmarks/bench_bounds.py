@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from _checkout import checkout_environment
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -42,12 +43,8 @@ def start(port: int, checkout: str | None, config: Path) -> subprocess.Popen[byt
     env = dict(os.environ)
     cwd: Path | None = None
     if checkout is not None:
-        root = Path(checkout).resolve()
-        links = Path(tempfile.mkdtemp(prefix="portkey-mw-compare-"))
-        (links / "portkey_mw").symlink_to(root / "portkey_mw")
-        (links / "portkey_mw_plugins").symlink_to(root / "plugins")
-        env["PYTHONPATH"] = str(links)
-        cwd = links  # python -m puts the working directory first on the path
+        extra, cwd = checkout_environment(checkout)
+        env.update(extra)
     command = [sys.executable, "-m", "portkey_mw", "serve", "--port", str(port)]
     return subprocess.Popen(
         [*command, "--config", str(config)],

@@ -28,13 +28,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from multiprocessing import Process, Queue
 from pathlib import Path
 from typing import Any
 
 import orjson
+from _checkout import checkout_environment
 
 CHAT_BODY = orjson.dumps(
     {
@@ -307,11 +307,7 @@ def main() -> None:
 
 
 def start_gateway(port: int, checkout: str | None) -> subprocess.Popen[bytes]:
-    """``portkey-mw serve`` on ``port``: this checkout's, or the one at ``checkout``.
-
-    Another checkout is put first on ``PYTHONPATH``, its ``plugins`` folder under the
-    package name the entry points use (``portkey_mw_plugins``), through a folder of links.
-    """
+    """``portkey-mw serve`` on ``port``: this checkout's, or the one at ``checkout``."""
     env = {
         **os.environ,
         "PORTKEY_MW_BLOCK_PLUGINS": os.environ.get(
@@ -320,12 +316,8 @@ def start_gateway(port: int, checkout: str | None) -> subprocess.Popen[bytes]:
     }
     cwd: Path | None = None
     if checkout is not None:
-        root = Path(checkout).resolve()
-        links = Path(tempfile.mkdtemp(prefix="portkey-mw-compare-"))
-        (links / "portkey_mw").symlink_to(root / "portkey_mw")
-        (links / "portkey_mw_plugins").symlink_to(root / "plugins")
-        env["PYTHONPATH"] = str(links)
-        cwd = links  # python -m puts the working directory first on the path
+        extra, cwd = checkout_environment(checkout)
+        env.update(extra)
     return subprocess.Popen(
         [sys.executable, "-m", "portkey_mw", "serve", "--port", str(port)],
         env=env,

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from portkey_mw.config.server import ServerOptions, ServerSettings
-from portkey_mw.errors import GatewayError
+from portkey_mw.errors import GatewayError, HeadersTooLarge
 
 __all__ = ["BoundedHttpToolsProtocol", "HeadLimits", "process_head_limits"]
 
@@ -83,21 +83,11 @@ def _head_timeout(limits: HeadLimits) -> GatewayError:
 
 
 def _head_too_large(limits: HeadLimits) -> GatewayError:
-    return GatewayError(
-        f"the request line and headers exceed {limits.max_bytes} bytes",
-        status=431,
-        type="invalid_request_error",
-        code="request_header_fields_too_large",
-    )
+    return HeadersTooLarge(f"the request line and headers exceed {limits.max_bytes} bytes")
 
 
 def _header_value_too_large(limits: HeadLimits) -> GatewayError:
-    return GatewayError(
-        f"a request header value exceeds {limits.max_value_bytes} bytes",
-        status=431,
-        type="invalid_request_error",
-        code="request_header_fields_too_large",
-    )
+    return HeadersTooLarge(f"a request header value exceeds {limits.max_value_bytes} bytes")
 
 
 def _closing_response(error: GatewayError, default_headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -86,7 +86,8 @@ class Detector:
             except OSError:
                 return
             with conn:
-                data = self._read(conn)
+                conn.settimeout(2.0)
+                data = read_message(conn)
                 with self._lock:
                     self.received.append(data)
                 reply = (
@@ -97,28 +98,28 @@ class Detector:
                 with contextlib.suppress(OSError):  # the client may be gone already
                     conn.sendall(reply)
 
-    @staticmethod
-    def _read(conn: socket.socket) -> bytes:
-        """The request: headers, then as much body as Content-Length says (or what came)."""
-        conn.settimeout(2.0)
-        data = b""
-        try:
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return data
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip() or 0)
-            while len(body) < length:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-            return head + b"\r\n\r\n" + body
-        except (TimeoutError, OSError, ValueError):
-            return data
+
+def read_message(sock: socket.socket) -> bytes:
+    """One HTTP message off a socket: the head, then as many body bytes as its
+    Content-Length says (or whatever came before the peer stopped)."""
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip() or 0)
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except (TimeoutError, OSError, ValueError):
+        return data

@@ -396,6 +396,11 @@ def test_custom_hosts_pass_the_policy(
 # -- rebinding ---------------------------------------------------------------------------------
 
 
+def answer(host: str, address: str, port: int) -> list[ResolveResult]:
+    """A resolver's answer: ``host`` is at ``address``."""
+    return [{"hostname": host, "host": address, "port": port, "family": 2, "proto": 0, "flags": 0}]
+
+
 class RebindingResolver(AbstractResolver):
     """Answers an allowed address the first time a name is looked up, a refused one after:
     the DNS answer an attacker would flip between a check and the connect."""
@@ -405,10 +410,7 @@ class RebindingResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[ResolveResult]:
         self.lookups += 1
-        address = "127.0.0.1" if self.lookups == 1 else "127.0.0.2"
-        return [
-            {"hostname": host, "host": address, "port": port, "family": 2, "proto": 0, "flags": 0}
-        ]
+        return answer(host, "127.0.0.1" if self.lookups == 1 else "127.0.0.2", port)
 
     async def close(self) -> None:
         return None
@@ -455,16 +457,7 @@ def test_rebinding_cannot_slip_past(tmp_path: Path, fake: FakeUpstream) -> None:
 def test_a_name_that_resolves_to_a_refused_address_is_refused() -> None:
     class Private(RebindingResolver):
         async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[ResolveResult]:
-            return [
-                {
-                    "hostname": host,
-                    "host": "10.0.0.7",
-                    "port": port,
-                    "family": 2,
-                    "proto": 0,
-                    "flags": 0,
-                }
-            ]
+            return answer(host, "10.0.0.7", port)
 
     async def scenario() -> None:
         transport = AiohttpTransport(resolver=Private())
