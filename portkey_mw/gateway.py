@@ -142,6 +142,7 @@ class Gateway:
                     max_body_bytes=server.max_upstream_body_bytes,
                 )
             )
+        transport.adopt_policy(self.policy)  # a transport passed in gets the file's policy
         self.transport = transport
         #: fetches for webhooks, validUrls and images, through the transport's policy
         self.fetcher = Fetcher(transport)

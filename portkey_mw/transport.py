@@ -100,7 +100,15 @@ class Transport(ABC):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.policy = policy or OutboundPolicy()
+        self._policy_given = policy is not None
         self.max_body_bytes = max_body_bytes
+
+    def adopt_policy(self, policy: OutboundPolicy) -> None:
+        """Use the gateway's policy (its server file's ``outbound`` section), unless this
+        transport was made with a policy of its own. Call before :meth:`open`."""
+        if not self._policy_given:
+            self.policy = policy
+            self._policy_given = True
 
     @abstractmethod
     async def open(self) -> None:

@@ -479,3 +479,13 @@ def test_allow_list_entries_are_hosts_or_networks() -> None:
     assert parsed.hosts == frozenset({"vllm.internal"})
     assert parsed.domains == (".corp.example",)
     assert len(parsed.networks) == 2
+
+
+def test_a_transport_passed_in_gets_the_server_files_policy() -> None:
+    settings = ServerSettings.from_mapping({"outbound": {"allow": ["10.9.0.0/16"]}})
+    adopted = Gateway(settings, transport=AiohttpTransport()).transport
+    private = ipaddress.ip_address("10.9.1.1")
+    assert adopted.policy.refusal("x", private, Destination.FETCH) is None
+    own = OutboundPolicy.from_settings(environ={})
+    kept = Gateway(settings, transport=AiohttpTransport(policy=own)).transport
+    assert kept.policy is own
