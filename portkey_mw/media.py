@@ -29,13 +29,17 @@ async def image_data_url(url: str, transport: Transport, *, allow_private: bool 
     :raises InvalidRequest: the URL is not http(s), resolves to a private address (unless
         ``allow_private``), or does not answer with an image of at most 20 MiB.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, a broken IPv6 literal
+        scheme, host, port = "", None, None
+    if scheme not in ("http", "https") or not host:
         raise InvalidRequest(
             f"image URL {url[:100]!r} is not an http(s) URL", code="invalid_image_url"
         )
     if not allow_private:
-        await _check_public(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        await _check_public(host, port or (443 if scheme == "https" else 80))
     response = await transport.send(UpstreamRequest("GET", url, timeout=FETCH_TIMEOUT))
     try:
         media = response.headers.get("content-type", "").split(";", 1)[0].strip()
@@ -58,7 +62,7 @@ async def image_data_url(url: str, transport: Transport, *, allow_private: bool 
 async def _check_public(host: str, port: int) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode
         raise InvalidRequest(
             f"image host {host!r} does not resolve", code="invalid_image_url"
         ) from None
