@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import orjson
 
@@ -245,8 +246,18 @@ def stop_list(stop: Any) -> list[str]:
 def dropped_params(
     body: dict[str, Any], passed: Collection[str], unsupported: Collection[str] = ()
 ) -> list[str]:
-    """The request parameters an adapter does not carry over (for ``report_dropped``)."""
-    return [name for name in body if name in unsupported or name not in passed]
+    """The request parameters an adapter does not carry over (for ``report_dropped``),
+    spelled so that they can be listed in a response header."""
+    return [_header_safe(name) for name in body if name in unsupported or name not in passed]
+
+
+def _header_safe(name: str) -> str:
+    # The names are listed, comma-separated, in x-portkey-dropped-params: a client's odd key
+    # (not ASCII, a comma, a line break) is percent-encoded rather than breaking the response
+    # or forging a header.
+    if name.isascii() and name.isprintable() and "," not in name:
+        return name
+    return quote(name, safe="")
 
 
 def openai_usage(

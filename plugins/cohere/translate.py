@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.translation import embedding_texts, reads_answer
+from portkey_mw.translation import dropped_params, embedding_texts, reads_answer
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -83,7 +83,7 @@ def to_cohere(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "response_format",
         "stream_options",
     }
-    dropped = [name for name in body if name in UNSUPPORTED or name not in known]
+    dropped = dropped_params(body, known, UNSUPPORTED)
     return payload, dropped
 
 
