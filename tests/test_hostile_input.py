@@ -182,3 +182,22 @@ def test_the_upstream_fixture_answers_every_route(gateway: InProcessGateway) -> 
     messages = {"model": "claude-x", "max_tokens": 5, "messages": chat["messages"]}
     response = gateway.post("/v1/messages", orjson.dumps(messages), PROVIDER_HEADERS["anthropic"])
     assert response.status_code == 200 and response.json()["type"] == "message"
+
+
+def test_odd_parameter_names_are_listed_safely_as_dropped(gateway: InProcessGateway) -> None:
+    """A key a native provider drops is named in x-portkey-dropped-params; one that is not
+    plain ASCII (or holds a comma or a line break) is percent-encoded, not sent raw."""
+    body = {
+        "model": "claude-x",
+        "messages": [{"role": "user", "content": "hi"}],
+        "café": 1,
+        "a,b\r\nset-cookie: x": 2,
+        "seed": 3,
+    }
+    response = gateway.post(
+        "/v1/chat/completions", orjson.dumps(body), PROVIDER_HEADERS["anthropic"]
+    )
+    assert response.status_code == 200, response.text
+    dropped = response.headers["x-portkey-dropped-params"].split(",")
+    assert sorted(dropped) == ["a%2Cb%0D%0Aset-cookie%3A%20x", "caf%C3%A9", "seed"]
+    assert "set-cookie" not in response.headers
