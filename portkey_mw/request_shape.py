@@ -346,7 +346,7 @@ _RESPONSE_FORMAT = fields(
 _STOP = by_type({str: None, list: array_of(string)}, "a string or an array of strings")
 _TOKEN = integer(minimum=0)
 _TOKENS = array_of(_TOKEN, non_empty=True)
-_TEXTS_OR_TOKENS = "a string, an array of strings, or an array of token ids (or of arrays of them)"
+_TEXT_INPUT = "a string, an array of strings, or an array of token ids (or of arrays of them)"
 
 
 def _texts_or_tokens(value: Any) -> None:
@@ -354,7 +354,7 @@ def _texts_or_tokens(value: Any) -> None:
     if type(value) is str:
         return
     if type(value) is not list:
-        raise ShapeError(_TEXTS_OR_TOKENS, value)
+        raise ShapeError(_TEXT_INPUT, value)
     if not value:
         raise ShapeError("a non-empty array", value, "invalid_value")
     # The first element says which of the array forms this is; every element must agree.

@@ -30,6 +30,7 @@ from portkey_mw_plugins.google.stream import StreamTranslator as GoogleStream
 from portkey_mw.caching import StreamRecorder
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.guardrails.flow import _StreamText
 from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.request_shape import check_body
 from portkey_mw.streaming import SSEDecoder, event_data
@@ -221,10 +222,13 @@ def test_the_anthropic_inbound_answer_never_fails(completion: dict[str, Any]) ->
 
 @CHECKED
 @given(st.lists(ANSWERS, max_size=3))
-def test_the_stream_recorder_takes_any_chunks(chunks: list[dict[str, Any]]) -> None:
-    recorder = StreamRecorder()
+def test_the_stream_listeners_take_any_chunks(chunks: list[dict[str, Any]]) -> None:
+    """The cache's recorder and the output guardrails' text hear every chunk the stream
+    check lets through: JSON objects of any shape."""
+    recorder, text = StreamRecorder(), _StreamText()
     for chunk in chunks:
         recorder.take(chunk)
+        text.take(chunk)
     orjson.dumps(recorder.completion())
 
 

@@ -114,6 +114,7 @@ _TOOL_CHOICE_OPTIONS = fields(optional={"disable_parallel_tool_use": boolean})
 
 
 def _tool_choice(value: Any) -> None:
+    """A tool choice: its kind (``tool`` names one), and options any kind may have."""
     _TOOL_CHOICE_KIND(value)
     _TOOL_CHOICE_OPTIONS(value)
 
