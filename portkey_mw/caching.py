@@ -199,29 +199,43 @@ class StreamRecorder:
         self._usage: dict[str, Any] | None = None
 
     def take(self, chunk: dict[str, Any]) -> None:
-        """Take the next parsed chunk of the stream."""
+        """Take the next parsed chunk of the stream.
+
+        The chunk is JSON the stream check let through, of any shape: what is not an OpenAI
+        chunk's is skipped (the stream itself is judged elsewhere; this only records it).
+        """
         if not self._base:
             self._base = {k: chunk.get(k) for k in ("id", "created", "model")}
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            index = int(choice.get("index", 0))
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                self._content.setdefault(index, []).append(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                slot = self._calls.setdefault(index, {}).setdefault(
-                    int(call.get("index", 0)),
-                    {"id": None, "type": "function", "function": {"name": None, "arguments": ""}},
-                )
-                slot["id"] = call.get("id") or slot["id"]
-                function = call.get("function") or {}
-                slot["function"]["name"] = function.get("name") or slot["function"]["name"]
-                slot["function"]["arguments"] += function.get("arguments") or ""
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and usage:
+            self._usage = usage
+        for choice in _objects(chunk.get("choices")):
+            index = _index(choice.get("index"))
+            delta = choice.get("delta")
+            delta = delta if isinstance(delta, dict) else {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self._content.setdefault(index, []).append(content)
+            for call in _objects(delta.get("tool_calls")):
+                self._take_call(self._calls.setdefault(index, {}), call)
             if choice.get("finish_reason"):
                 self._finish[index] = choice["finish_reason"]
             else:
                 self._finish.setdefault(index, None)
+
+    @staticmethod
+    def _take_call(calls: dict[int, dict[str, Any]], call: dict[str, Any]) -> None:
+        slot = calls.setdefault(
+            _index(call.get("index")),
+            {"id": None, "type": "function", "function": {"name": None, "arguments": ""}},
+        )
+        slot["id"] = call.get("id") or slot["id"]
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        slot["function"]["name"] = function.get("name") or slot["function"]["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            slot["function"]["arguments"] += arguments
 
     def completion(self) -> dict[str, Any]:
         """The chat completion the stream added up to."""
@@ -241,6 +255,16 @@ class StreamRecorder:
         if self._usage:
             completion["usage"] = self._usage
         return completion
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects in ``value`` when it is an array (nothing otherwise)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _index(value: Any) -> int:
+    """A choice's or tool call's index; 0 when it has none that is an integer."""
+    return value if type(value) is int else 0
 
 
 @dataclass(slots=True)

@@ -10,6 +10,12 @@ from typing import Any
 
 import orjson
 
+#: What code reading a JSON value of an unexpected shape raises: a key or an index that is not
+#: there, or a value of another type indexed, iterated, converted or asked for a method.
+#: Translations of a provider's answers catch these and answer 502 (the provider broke its
+#: API) rather than check the type of every field they read.
+SHAPE_ERRORS = (LookupError, TypeError, ValueError, AttributeError)
+
 
 class GatewayError(Exception):
     """An error the client receives as an OpenAI-style body with an HTTP status.

@@ -7,15 +7,17 @@ shape; those parts live here, once.
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import orjson
 
 from portkey_mw.context import GatewayResponse
-from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.errors import SHAPE_ERRORS, GatewayError, InvalidRequest, UpstreamBadResponse
 from portkey_mw.media import DATA_URL
 from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
 
@@ -85,6 +87,9 @@ class ChunkTranslator(ABC):
                 out += self.event(data)
             except GatewayError as failure:
                 return out, failure
+            except SHAPE_ERRORS as exc:
+                # JSON, but not what the provider's stream format promises.
+                return out, self.malformed(f"{exc} in {data[:80]!r}")
         return out, None
 
     def ending(self) -> bytes:
@@ -93,8 +98,20 @@ class ChunkTranslator(ABC):
             return b""
         out = b""
         if self.include_usage and self.usage:
-            out += json_event(self.chunk([], usage=self._usage(self.usage)))
+            try:
+                usage = self._usage(self.usage)
+            except SHAPE_ERRORS as exc:
+                raise self.malformed(f"its usage {exc}") from None
+            out += json_event(self.chunk([], usage=usage))
         return out + DONE_EVENT
+
+    def malformed(self, detail: str) -> UpstreamBadResponse:
+        """The failure for a stream event of a shape this translation cannot read."""
+        return UpstreamBadResponse(
+            f"{self.provider} sent a stream event this gateway cannot read: {detail}",
+            code="malformed_stream_chunk",
+            provider=self.provider,
+        )
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         """One ``chat.completion.chunk`` object."""
@@ -124,6 +141,35 @@ class ChunkTranslator(ABC):
             ) from None
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def reads_answer(provider: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a function that reads a provider's (parsed) answer: a shape it cannot read
+    is a 502 naming the provider, not a crash.
+
+    An answer can be any JSON; checking the type of every field an adapter reads would
+    bury the translation, and a field of the wrong type means the provider broke its API.
+    """
+
+    def decorate(read: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(read)
+        def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return read(*args, **kwargs)
+            except SHAPE_ERRORS as exc:
+                raise UpstreamBadResponse(
+                    f"{provider} answered with a body this gateway cannot read: "
+                    f"{type(exc).__name__}: {exc}",
+                    provider=provider,
+                ) from None
+
+        return guarded
+
+    return decorate
+
+
 def json_object(provider: str, status: int, body: bytes) -> dict[str, Any]:
     """A native response body that must be a JSON object, or a 502 saying it was not."""
     try:
@@ -149,7 +195,7 @@ def tool_arguments(function: dict[str, Any], index: int) -> Any:
         raise InvalidRequest(
             f"messages[{index}].tool_calls: the arguments of {function.get('name')!r} are not "
             "valid JSON",
-            param="messages",
+            param=f"messages.{index}.tool_calls",
             code="invalid_tool_arguments",
         ) from None
 
@@ -200,8 +246,18 @@ def stop_list(stop: Any) -> list[str]:
 def dropped_params(
     body: dict[str, Any], passed: Collection[str], unsupported: Collection[str] = ()
 ) -> list[str]:
-    """The request parameters an adapter does not carry over (for ``report_dropped``)."""
-    return [name for name in body if name in unsupported or name not in passed]
+    """The request parameters an adapter does not carry over (for ``report_dropped``),
+    spelled so that they can be listed in a response header."""
+    return [_header_safe(name) for name in body if name in unsupported or name not in passed]
+
+
+def _header_safe(name: str) -> str:
+    # The names are listed, comma-separated, in x-portkey-dropped-params: a client's odd key
+    # (not ASCII, a comma, a line break) is percent-encoded rather than breaking the response
+    # or forging a header.
+    if name.isascii() and name.isprintable() and "," not in name:
+        return name
+    return quote(name, safe="")
 
 
 def openai_usage(
@@ -224,6 +280,32 @@ def openai_usage(
     }
 
 
+def image_url_of(part: Any) -> str | None:
+    """The URL of an OpenAI ``image_url`` content part, given as ``{"url": ...}`` or as the
+    URL itself; ``None`` for any other part."""
+    if not isinstance(part, dict) or part.get("type") != "image_url":
+        return None
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    return url if isinstance(url, str) else None
+
+
+def content_text(content: Any) -> str:
+    """The text of OpenAI message content: the string, or its text parts joined (a tool
+    result, which native APIs take as text)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        part["text"]
+        for part in content
+        if isinstance(part, dict)
+        and part.get("type") == "text"
+        and isinstance(part.get("text"), str)
+    )
+
+
 def text_and_images(
     content: Any,
     index: int,
@@ -241,24 +323,27 @@ def text_and_images(
     if isinstance(content, str):
         return [{"text": content}] if content else []
     if not isinstance(content, list):
-        raise InvalidRequest(f"messages[{index}].content must be a string or a list of parts")
+        raise InvalidRequest(
+            f"messages[{index}].content must be a string or a list of parts",
+            param=f"messages.{index}.content",
+        )
     items: list[dict[str, Any]] = []
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             items.append({"text": part.get("text", "")})
         elif kind == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
+            url = image_url_of(part) or ""
             match = DATA_URL.match(url)
             if not match:
                 raise InvalidRequest(
                     f"messages[{index}]: an image must be a data: URL or an http(s) URL",
-                    param="messages",
+                    param=f"messages.{index}.content",
                 )
             items.append(image(match["media"], match["data"]))
         else:
             raise InvalidRequest(
                 f"messages[{index}]: content part type {kind!r} is not supported by {provider}",
-                param="messages",
+                param=f"messages.{index}.content",
             )
     return items

@@ -224,6 +224,68 @@ def test_bad_parameters(http: httpx.Client, body: dict[str, Any], mentions: str)
     assert_error(response, 400, mentions=mentions)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/chat/completions", {"model": "m", "messages": 5}, "messages"),
+        ("/chat/completions", {"model": "m", "messages": [5]}, "messages.0"),
+        ("/chat/completions", {"model": "m", "messages": [{"role": 3}]}, "messages.0.role"),
+        (
+            "/chat/completions",
+            {**CHAT, "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
+            "messages.0.content.0.text",
+        ),
+        ("/chat/completions", {**CHAT, "n": "abc"}, "n"),
+        ("/chat/completions", {**CHAT, "tools": "x"}, "tools"),
+        ("/chat/completions", {**CHAT, "stop": {}}, "stop"),
+        ("/chat/completions", {**CHAT, "max_tokens": "a"}, "max_tokens"),
+        ("/chat/completions", {**CHAT, "temperature": True}, "temperature"),
+        ("/embeddings", {"model": "m", "input": 5}, "input"),
+        ("/completions", {"model": "m", "prompt": [[1], "a"]}, "prompt.1"),
+    ],
+)
+def test_a_field_of_the_wrong_shape_is_a_400_naming_it(
+    http: httpx.Client, fake: FakeUpstream, path: str, body: dict[str, Any], param: str
+) -> None:
+    response = http.post(path, json=body, headers={**KEY, "x-portkey-config": "openai-fake"})
+    error = assert_error(response, 400, mentions=f"'{param}'")
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] in ("invalid_type", "invalid_value")
+    assert fake.requests == []  # refused before any provider is called
+
+
+MESSAGE = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        ({**MESSAGE, "stop_sequences": "END"}, "'stop_sequences'"),
+        ({**MESSAGE, "metadata": []}, "'metadata'"),
+        (
+            {
+                **MESSAGE,
+                "messages": [{"role": "user", "content": [{"type": "image", "source": 5}]}],
+            },
+            "'messages.0.content.0.source'",
+        ),
+        ({**MESSAGE, "tools": [{"input_schema": {}}]}, "'tools.0.name'"),
+    ],
+)
+def test_a_messages_field_of_the_wrong_shape_is_named_as_sent(
+    http: httpx.Client, fake: FakeUpstream, body: dict[str, Any], mentions: str
+) -> None:
+    """The Anthropic route names the misfit in the client's own terms, in Anthropic's
+    error shape."""
+    response = http.post("/messages", json=body, headers={**KEY, "x-portkey-config": "openai-fake"})
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert mentions in error["error"]["message"]
+    assert fake.requests == []
+
+
 def test_missing_api_key(http: httpx.Client, fake: FakeUpstream) -> None:
     response = http.post(
         "/chat/completions",

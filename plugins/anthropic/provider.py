@@ -14,7 +14,7 @@ from portkey_mw.provider_http import (
     forwarded_headers,
     report_dropped,
 )
-from portkey_mw.translation import json_object
+from portkey_mw.translation import json_object, reads_answer
 from portkey_mw.transport import UpstreamRequest
 
 from .stream import StreamTranslator
@@ -88,6 +88,7 @@ class AnthropicProvider(HTTPProvider):
         )
         return translator.translate(chunks)
 
+    @reads_answer("anthropic")
     def map_body(
         self,
         call: ProviderCall,

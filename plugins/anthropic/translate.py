@@ -20,7 +20,9 @@ from portkey_mw.media import DATA_URL
 from portkey_mw.translation import (
     append_turn,
     dropped_params,
+    image_url_of,
     openai_usage,
+    reads_answer,
     stop_list,
     tool_arguments,
 )
@@ -80,7 +82,7 @@ def to_anthropic(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     messages: list[dict[str, Any]] = []
     for index, message in enumerate(body.get("messages") or []):
         if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{index}] must be an object", param="messages")
+            raise InvalidRequest(f"messages[{index}] must be an object", param=f"messages.{index}")
         role = message.get("role")
         if role in ("system", "developer"):
             system.extend(_text_blocks(message.get("content"), index))
@@ -92,7 +94,7 @@ def to_anthropic(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             append_turn(messages, "user", [_tool_result(message, index)])
         else:
             raise InvalidRequest(
-                f"messages[{index}].role {role!r} is not supported", param="messages"
+                f"messages[{index}].role {role!r} is not supported", param=f"messages.{index}.role"
             )
     payload: dict[str, Any] = {
         "model": body.get("model"),
@@ -129,7 +131,10 @@ def _text_blocks(content: Any, index: int) -> list[dict[str, Any]]:
         ]
     if content is None:
         return []
-    raise InvalidRequest(f"messages[{index}].content must be a string or a list of parts")
+    raise InvalidRequest(
+        f"messages[{index}].content must be a string or a list of parts",
+        param=f"messages.{index}.content",
+    )
 
 
 def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
@@ -141,13 +146,11 @@ def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
         if kind == "text":
             blocks.append({"type": "text", "text": part.get("text", "")})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            blocks.append(_image(str(url or ""), index))
+            blocks.append(_image(image_url_of(part) or "", index))
         else:
             raise InvalidRequest(
                 f"messages[{index}]: content part type {kind!r} is not supported by anthropic",
-                param="messages",
+                param=f"messages.{index}.content",
             )
     return blocks
 
@@ -161,7 +164,8 @@ def _image(url: str, index: int) -> dict[str, Any]:
         # Anthropic fetches URL sources itself: the gateway never fetches on its behalf.
         return {"type": "image", "source": {"type": "url", "url": url}}
     raise InvalidRequest(
-        f"messages[{index}]: an image must be a data: URL or an http(s) URL", param="messages"
+        f"messages[{index}]: an image must be a data: URL or an http(s) URL",
+        param=f"messages.{index}.content",
     )
 
 
@@ -245,6 +249,7 @@ def usage(raw: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@reads_answer("anthropic")
 def to_openai(message: dict[str, Any], *, json_mode: bool) -> dict[str, Any]:
     """The OpenAI chat completion for an Anthropic Messages response."""
     text: list[str] = []

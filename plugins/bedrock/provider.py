@@ -23,11 +23,16 @@ from portkey_mw.provider_http import (
     passthrough_headers,
     report_dropped,
 )
-from portkey_mw.translation import embedding_texts, embeddings_response, json_object
+from portkey_mw.translation import (
+    embedding_texts,
+    embeddings_response,
+    image_url_of,
+    json_object,
+)
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
-from .translate import json_mode, to_converse, to_openai
+from .translate import embedding_answer, json_mode, to_converse, to_openai
 
 _CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region")
 #: An AWS region name; it becomes part of the host name, so nothing else may pass.
@@ -87,12 +92,9 @@ class BedrockProvider(HTTPProvider):
             if upstream.status >= 400:
                 headers = passthrough_headers(upstream.headers)
                 return self.map_error(call, upstream.status, headers, raw, "")
-            answer = orjson.loads(raw) if raw else {}
-            if "embedding" in answer:
-                vectors.append(answer["embedding"])
-                tokens += int(answer.get("inputTextTokenCount") or 0)
-            else:
-                vectors.extend(answer.get("embeddings") or [])
+            found, counted = embedding_answer(json_object(self.id, upstream.status, raw))
+            vectors.extend(found)
+            tokens += counted
         return embeddings_response(vectors, model, tokens)
 
     def _credentials(self, call: ProviderCall) -> dict[str, Any]:
@@ -154,9 +156,8 @@ class BedrockProvider(HTTPProvider):
             if isinstance(content, list):
                 parts = []
                 for part in content:
-                    image = part.get("image_url") if isinstance(part, dict) else None
-                    url = image.get("url") if isinstance(image, dict) else None
-                    if isinstance(url, str) and url.startswith(("http://", "https://")):
+                    url = image_url_of(part)
+                    if url is not None and url.startswith(("http://", "https://")):
                         url = await image_data_url(url, transport)
                         part = {"type": "image_url", "image_url": {"url": url}}
                         changed = True

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from portkey_mw.errors import GatewayError, UpstreamBadResponse
+from portkey_mw.errors import SHAPE_ERRORS, GatewayError, UpstreamBadResponse
 from portkey_mw.translation import ChunkTranslator
 
 from .translate import FINISH_REASONS, JSON_TOOL, usage
@@ -42,6 +42,8 @@ class StreamTranslator(ChunkTranslator):
                     out += self.event(message.payload)
             except GatewayError as error:
                 failure = error
+            except SHAPE_ERRORS as exc:  # a frame that decodes, holding the wrong JSON
+                failure = self.malformed(str(exc))
             except Exception as exc:  # botocore's parser: a corrupt frame
                 failure = UpstreamBadResponse(
                     f"bedrock sent a stream frame that does not decode: {exc}",

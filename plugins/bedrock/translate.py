@@ -18,8 +18,10 @@ import orjson
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.translation import (
     append_turn,
+    content_text,
     dropped_params,
     openai_usage,
+    reads_answer,
     stop_list,
     text_and_images,
     tool_arguments,
@@ -70,7 +72,7 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     messages: list[dict[str, Any]] = []
     for index, message in enumerate(body.get("messages") or []):
         if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{index}] must be an object", param="messages")
+            raise InvalidRequest(f"messages[{index}] must be an object", param=f"messages.{index}")
         role = message.get("role")
         if role in ("system", "developer"):
             system.extend(b for b in _blocks(message.get("content"), index) if "text" in b)
@@ -91,17 +93,12 @@ def to_converse(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 )
             append_turn(messages, "assistant", blocks)
         elif role == "tool":
-            content = message.get("content")
-            text = (
-                content
-                if isinstance(content, str)
-                else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
-            )
+            text = content_text(message.get("content"))
             result = {"toolUseId": message.get("tool_call_id"), "content": [{"text": text}]}
             append_turn(messages, "user", [{"toolResult": result}])
         else:
             raise InvalidRequest(
-                f"messages[{index}].role {role!r} is not supported", param="messages"
+                f"messages[{index}].role {role!r} is not supported", param=f"messages.{index}.role"
             )
     payload: dict[str, Any] = {"messages": messages}
     if system:
@@ -130,7 +127,7 @@ def _blocks(content: Any, index: int) -> list[dict[str, Any]]:
         if kind not in IMAGE_FORMATS:
             raise InvalidRequest(
                 f"messages[{index}]: bedrock takes png, jpeg, gif or webp images, not {media}",
-                param="messages",
+                param=f"messages.{index}.content",
             )
         return {"image": {"format": kind, "source": {"bytes": data}}}
 
@@ -194,6 +191,7 @@ def usage(raw: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@reads_answer("bedrock")
 def to_openai(response: dict[str, Any], model: str | None, *, json: bool = False) -> dict[str, Any]:
     """The OpenAI chat completion for a Converse response (``json``: the JSON tool's input
     is the content)."""
@@ -238,3 +236,12 @@ def to_openai(response: dict[str, Any], model: str | None, *, json: bool = False
         ],
         "usage": usage(response.get("usage") or {}),
     }
+
+
+@reads_answer("bedrock")
+def embedding_answer(answer: dict[str, Any]) -> tuple[list[Any], int]:
+    """The vectors and input tokens of one InvokeModel embeddings answer: Titan's one
+    ``embedding`` (with its token count), or Cohere's batch of ``embeddings``."""
+    if "embedding" in answer:
+        return [answer["embedding"]], int(answer.get("inputTextTokenCount") or 0)
+    return list(answer.get("embeddings") or []), 0

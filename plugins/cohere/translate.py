@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.translation import embedding_texts
+from portkey_mw.translation import dropped_params, embedding_texts, reads_answer
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -39,7 +39,7 @@ def to_cohere(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     messages = []
     for index, message in enumerate(body.get("messages") or []):
         if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{index}] must be an object", param="messages")
+            raise InvalidRequest(f"messages[{index}] must be an object", param=f"messages.{index}")
         role = "system" if message.get("role") == "developer" else message.get("role")
         kept = {k: v for k, v in message.items() if k in ("content", "tool_calls", "tool_call_id")}
         if role == "assistant" and kept.get("content") is None:
@@ -83,7 +83,7 @@ def to_cohere(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "response_format",
         "stream_options",
     }
-    dropped = [name for name in body if name in UNSUPPORTED or name not in known]
+    dropped = dropped_params(body, known, UNSUPPORTED)
     return payload, dropped
 
 
@@ -98,6 +98,7 @@ def usage(raw: dict[str, Any]) -> dict[str, int]:
     }
 
 
+@reads_answer("cohere")
 def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
     """The OpenAI chat completion for a ``/v2/chat`` response."""
     message = response.get("message") or {}
@@ -140,6 +141,7 @@ def embed_request(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@reads_answer("cohere")
 def embed_vectors(response: dict[str, Any]) -> tuple[list[Any], int]:
     """The float vectors of a ``/v2/embed`` response, and the input tokens billed."""
     vectors = (response.get("embeddings") or {}).get("float") or []

@@ -18,7 +18,7 @@ from portkey_mw.provider_http import (
     forwarded_headers,
     report_dropped,
 )
-from portkey_mw.translation import embeddings_response, json_object
+from portkey_mw.translation import embeddings_response, image_url_of, json_object, reads_answer
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
@@ -101,7 +101,7 @@ class GoogleProvider(HTTPProvider):
                 continue
             parts = []
             for part in message["content"]:
-                url = _image_url(part)
+                url = image_url_of(part)
                 if url is not None and not DATA_URL.match(url):
                     data = await image_data_url(url, transport)
                     part = {"type": "image_url", "image_url": {"url": data}}
@@ -116,6 +116,7 @@ class GoogleProvider(HTTPProvider):
             chunks
         )
 
+    @reads_answer("google")
     def map_body(
         self,
         call: ProviderCall,
@@ -147,15 +148,8 @@ class GoogleProvider(HTTPProvider):
         return GatewayResponse.from_json(to_openai(response, model), status, headers)
 
 
-def _image_url(part: Any) -> str | None:
-    if isinstance(part, dict) and part.get("type") == "image_url":
-        image = part.get("image_url")
-        return str(image.get("url", "")) if isinstance(image, dict) else None
-    return None
-
-
 def _remote_images(message: Any) -> bool:
     content = message.get("content") if isinstance(message, dict) else None
     return isinstance(content, list) and any(
-        (url := _image_url(part)) is not None and not DATA_URL.match(url) for part in content
+        (url := image_url_of(part)) is not None and not DATA_URL.match(url) for part in content
     )

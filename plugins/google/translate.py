@@ -19,8 +19,10 @@ import orjson
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.translation import (
     append_turn,
+    content_text,
     dropped_params,
     embedding_texts,
+    reads_answer,
     stop_list,
     text_and_images,
     tool_arguments,
@@ -81,7 +83,7 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     names: dict[str, str] = {}  # tool call id -> function name, for functionResponse
     for index, message in enumerate(body.get("messages") or []):
         if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{index}] must be an object", param="messages")
+            raise InvalidRequest(f"messages[{index}] must be an object", param=f"messages.{index}")
         role = message.get("role")
         if role in ("system", "developer"):
             system.extend(_parts(message.get("content"), index))
@@ -107,15 +109,9 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 raise InvalidRequest(
                     f"messages[{index}]: tool_call_id {message.get('tool_call_id')!r} matches no "
                     "earlier tool call",
-                    param="messages",
+                    param=f"messages.{index}.tool_call_id",
                 )
-            content = message.get("content")
-            text = (
-                content
-                if isinstance(content, str)
-                else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
-            )
-            response = _result(text)
+            response = _result(content_text(message.get("content")))
             append_turn(
                 contents,
                 "user",
@@ -124,7 +120,7 @@ def to_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             )
         else:
             raise InvalidRequest(
-                f"messages[{index}].role {role!r} is not supported", param="messages"
+                f"messages[{index}].role {role!r} is not supported", param=f"messages.{index}.role"
             )
     payload: dict[str, Any] = {"contents": contents}
     if system:
@@ -263,6 +259,7 @@ def finish_reason(candidate: dict[str, Any], has_calls: bool) -> str | None:
     return FINISH_REASONS.get(reason, "stop")
 
 
+@reads_answer("google")
 def to_openai(response: dict[str, Any], model: str | None) -> dict[str, Any]:
     """The OpenAI chat completion for a Gemini ``generateContent`` response."""
     choices = []

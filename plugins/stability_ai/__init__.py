@@ -20,6 +20,7 @@ from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import UpstreamBadResponse
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.translation import dropped_params
 from portkey_mw.transport import UpstreamRequest
 
 BASE_URL = "https://api.stability.ai"
@@ -50,7 +51,7 @@ class StabilityAIProvider(HTTPProvider):
         for name in ("negative_prompt", "seed", "style_preset"):
             if body.get(name) is not None:
                 fields[name] = str(body[name])
-        dropped = [n for n in body if n not in _PASSED]
+        dropped = dropped_params(body, _PASSED)
         if body.get("response_format") == "url":
             dropped.append("response_format")  # Stability returns bytes: b64_json only
         report_dropped(call, self.id, dropped)

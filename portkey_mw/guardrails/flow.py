@@ -286,8 +286,10 @@ class _StreamText:
         self.grew = False
 
     def take(self, chunk: dict[str, Any]) -> None:
-        """Add a chunk's content (a listener of the stream's chunks)."""
-        for choice in chunk.get("choices") or ():
+        """Add a chunk's content (a listener of the stream's chunks). The chunk is any JSON
+        object the stream check let through: what is not an OpenAI chunk's is skipped."""
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")
@@ -295,7 +297,8 @@ class _StreamText:
             if text is None:
                 text = choice.get("text")
             if isinstance(text, str) and text:
-                index = int(choice.get("index", 0))
+                index = choice.get("index")
+                index = index if type(index) is int else 0
                 self.parts[index] = self.parts.get(index, "") + text
                 self.grew = True
 

@@ -13,7 +13,20 @@ from typing import Any
 
 import orjson
 
-from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.errors import SHAPE_ERRORS, GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.request_shape import (
+    Shape,
+    array_of,
+    boolean,
+    by_type,
+    check_fields,
+    fields,
+    integer,
+    json_object,
+    number,
+    string,
+    tagged,
+)
 from portkey_mw.streaming import SSEDecoder, event_data
 
 STOP_REASONS = {
@@ -49,6 +62,88 @@ def _error_body(status: int, message: str, extra: dict[str, Any] | None = None) 
     )
 
 
+# -- the request's shape -------------------------------------------------------------------------
+# Checked before translating, so that a misfit is named as the client wrote it
+# (``messages.0.content.1.source``), not as the OpenAI request it would have become.
+
+_TEXT_BLOCK = fields(required={"text": string})
+_IMAGE_BLOCK = fields(
+    required={
+        "source": tagged(
+            {
+                "base64": fields(required={"media_type": string, "data": string}),
+                "url": fields(required={"url": string}),
+            },
+            "an image source object",
+        )
+    }
+)
+_TOOL_RESULT_CONTENT = by_type(
+    {
+        str: None,
+        list: array_of(tagged({"text": _TEXT_BLOCK, "image": _IMAGE_BLOCK}, "a content block")),
+    },
+    "a string or an array of content blocks",
+)
+_CONTENT_BLOCK = tagged(
+    {
+        "text": _TEXT_BLOCK,
+        "image": _IMAGE_BLOCK,
+        "tool_use": fields(
+            required={"id": string, "name": string}, optional={"input": json_object}
+        ),
+        "tool_result": fields(
+            required={"tool_use_id": string},
+            optional={"content": _TOOL_RESULT_CONTENT, "is_error": boolean},
+        ),
+    },
+    "a content block object",
+)
+_MESSAGE = fields(
+    required={
+        "role": string,
+        "content": by_type(
+            {str: None, list: array_of(_CONTENT_BLOCK)},
+            "a string or an array of content blocks",
+        ),
+    },
+    expected="a message object",
+)
+_TOOL_CHOICE_KIND = tagged({"tool": fields(required={"name": string})}, "a tool choice object")
+_TOOL_CHOICE_OPTIONS = fields(optional={"disable_parallel_tool_use": boolean})
+
+
+def _tool_choice(value: Any) -> None:
+    """A tool choice: its kind (``tool`` names one), and options any kind may have."""
+    _TOOL_CHOICE_KIND(value)
+    _TOOL_CHOICE_OPTIONS(value)
+
+
+#: the fields of a Messages request the translation reads
+REQUEST_SHAPES: dict[str, Shape] = {
+    "model": string,
+    "messages": array_of(_MESSAGE, "an array of messages", non_empty=True),
+    "system": by_type(
+        {str: None, list: array_of(tagged({"text": _TEXT_BLOCK}, "a text block object"))},
+        "a string or an array of text blocks",
+    ),
+    "max_tokens": integer(),
+    "temperature": number,
+    "top_p": number,
+    "stop_sequences": array_of(string),
+    "metadata": fields(optional={"user_id": string}),
+    "stream": boolean,
+    "tools": array_of(
+        fields(
+            required={"name": string},
+            optional={"type": string, "description": string, "input_schema": json_object},
+            expected="a tool object",
+        )
+    ),
+    "tool_choice": _tool_choice,
+}
+
+
 def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
@@ -61,20 +156,20 @@ class AnthropicMessages:
     # -- requests ---------------------------------------------------------------------------------
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        check_fields(REQUEST_SHAPES, body, "messages")
         messages: list[dict[str, Any]] = []
         system = body.get("system")
         if system:
             messages.append({"role": "system", "content": _text(system, "system")})
         for index, message in enumerate(body.get("messages") or []):
-            if not isinstance(message, dict):
-                raise InvalidRequest(f"messages.{index}: must be an object", param="messages")
             if message.get("role") == "assistant":
                 messages.append(_assistant(message.get("content"), index))
             elif message.get("role") == "user":
                 messages.extend(_user(message.get("content"), index))
             else:
                 raise InvalidRequest(
-                    f"messages.{index}.role: must be 'user' or 'assistant'", param="messages"
+                    f"messages.{index}.role: must be 'user' or 'assistant'",
+                    param=f"messages.{index}.role",
                 )
         chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
         if body.get("max_tokens") is not None:
@@ -96,13 +191,17 @@ class AnthropicMessages:
     # -- responses --------------------------------------------------------------------------------
 
     def response(self, completion: dict[str, Any]) -> dict[str, Any]:
-        choice = (completion.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
+        # The gateway has already started answering when this runs, so it cannot fail:
+        # parts of an answer that are not what OpenAI's format promises are left out.
+        choices = _array(completion.get("choices"))
+        choice = _object(choices[0]) if choices else {}
+        message = _object(choice.get("message"))
         content: list[dict[str, Any]] = []
-        if message.get("content"):
-            content.append({"type": "text", "text": message["content"]})
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
+        text = message.get("content")
+        if isinstance(text, str) and text:
+            content.append({"type": "text", "text": text})
+        for call in map(_object, _array(message.get("tool_calls"))):
+            function = _object(call.get("function"))
             content.append(
                 {
                     "type": "tool_use",
@@ -117,9 +216,9 @@ class AnthropicMessages:
             "role": "assistant",
             "model": completion.get("model"),
             "content": content,
-            "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+            "stop_reason": _stop_reason(choice.get("finish_reason")),
             "stop_sequence": None,
-            "usage": _usage(completion.get("usage") or {}),
+            "usage": _usage(completion.get("usage")),
         }
 
     def error(self, error: GatewayError) -> bytes:
@@ -152,7 +251,7 @@ def _text(content: Any, where: str) -> str:
             for block in content
             if isinstance(block, dict) and block.get("type") == "text"
         )
-    raise InvalidRequest(f"{where}: must be a string or a list of text blocks")
+    raise InvalidRequest(f"{where}: must be a string or a list of text blocks", param=where)
 
 
 def _user(content: Any, index: int) -> list[dict[str, Any]]:
@@ -160,7 +259,10 @@ def _user(content: Any, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     if not isinstance(content, list):
-        raise InvalidRequest(f"messages.{index}.content: must be a string or a list of blocks")
+        raise InvalidRequest(
+            f"messages.{index}.content: must be a string or a list of blocks",
+            param=f"messages.{index}.content",
+        )
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     for block in content:
@@ -180,7 +282,7 @@ def _user(content: Any, index: int) -> list[dict[str, Any]]:
         else:
             raise InvalidRequest(
                 f"messages.{index}.content: block type {kind!r} is not supported here",
-                param="messages",
+                param=f"messages.{index}.content",
             )
     turn = [{"role": "user", "content": parts}] if parts else []
     return tools + turn
@@ -193,7 +295,8 @@ def _image_url(block: dict[str, Any], index: int) -> str:
     if source.get("type") == "url":
         return str(source.get("url"))
     raise InvalidRequest(
-        f"messages.{index}: image source type {source.get('type')!r} is not supported"
+        f"messages.{index}: image source type {source.get('type')!r} is not supported",
+        param=f"messages.{index}.content",
     )
 
 
@@ -263,16 +366,40 @@ def _arguments(arguments: Any) -> Any:
         return {"_raw": arguments}  # the provider sent arguments that are not JSON
 
 
-def _usage(usage: dict[str, Any]) -> dict[str, int]:
-    details = usage.get("prompt_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0)
-    written = int(details.get("cache_creation_tokens") or 0)
+def _usage(raw: Any) -> dict[str, int]:
+    usage = _object(raw)
+    details = _object(usage.get("prompt_tokens_details"))
+    cached = _count(details.get("cached_tokens"))
+    written = _count(details.get("cache_creation_tokens"))
     return {
-        "input_tokens": max(0, int(usage.get("prompt_tokens") or 0) - cached - written),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
+        "input_tokens": max(0, _count(usage.get("prompt_tokens")) - cached - written),
+        "output_tokens": _count(usage.get("completion_tokens")),
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
+
+
+def _stop_reason(finish_reason: Any) -> str:
+    if not isinstance(finish_reason, str):
+        return "end_turn"
+    return STOP_REASONS.get(finish_reason, "end_turn")
+
+
+# A provider's answer has been through the router, which checks that it is JSON but not its
+# shape: these read what is there and take anything else as absent.
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int:
+    """A token count, or 0 when the provider's is not a number."""
+    return int(value) if isinstance(value, int | float) else 0
 
 
 class _StreamTranslator:
@@ -290,12 +417,33 @@ class _StreamTranslator:
     async def translate(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         decoder = SSEDecoder()
         async for raw in chunks:
-            out = b"".join(self._event(event) for event in decoder.feed(raw))
+            out, failure = self._events(decoder.feed(raw))
             if out:
-                yield out
-        out = b"".join(self._event(event) for event in decoder.flush()) + self._finish()
+                yield out  # what came before a failing event still reaches the client
+            if failure is not None:
+                raise failure
+        out, failure = self._events(decoder.flush())
+        if failure is None:
+            out += self._finish()
         if out:
             yield out
+        if failure is not None:
+            raise failure
+
+    def _events(self, events: list[bytes]) -> tuple[bytes, GatewayError | None]:
+        """Translate SSE events in order; stop at the first that is not an OpenAI chunk."""
+        out = b""
+        for raw in events:
+            try:
+                out += self._event(raw)
+            except SHAPE_ERRORS as exc:
+                # The router checked that each event is JSON, not what the JSON holds.
+                return out, UpstreamBadResponse(
+                    f"the provider sent a stream event that is not an OpenAI chunk ({exc}): "
+                    f"{raw[:80]!r}",
+                    code="malformed_stream_chunk",
+                )
+        return out, None
 
     def _event(self, raw: bytes) -> bytes:
         data = event_data(raw)
@@ -303,7 +451,7 @@ class _StreamTranslator:
             return b""
         if data == b"[DONE]":
             return self._finish()
-        chunk = orjson.loads(data)  # the stream was checked by the router's guard
+        chunk = orjson.loads(data)
         out = b""
         if not self.started:
             self.started = True
@@ -326,7 +474,7 @@ class _StreamTranslator:
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
-            if delta.get("content"):
+            if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._open("text", {"type": "text", "text": ""})
                 out += _event(
                     "content_block_delta",
@@ -338,7 +486,7 @@ class _StreamTranslator:
             for call in delta.get("tool_calls") or []:
                 out += self._tool_delta(call)
             if choice.get("finish_reason"):
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+                self.stop_reason = _stop_reason(choice["finish_reason"])
         return out
 
     def _open(self, kind: str, block: dict[str, Any]) -> bytes:

@@ -53,7 +53,8 @@ def _request_text(body: dict[str, Any]) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts.extend(p["text"] for p in content if isinstance(p, dict) and "text" in p)
+            # Text parts only: other kinds of part may carry a "text" that is not a string.
+            parts.extend(p["text"] for p in content if _is_text_part(p))
     for key in ("prompt", "input"):
         value = body.get(key)
         if isinstance(value, str):
@@ -61,3 +62,9 @@ def _request_text(body: dict[str, Any]) -> str:
         elif isinstance(value, list):
             parts.extend(v for v in value if isinstance(v, str))
     return "\n".join(parts)
+
+
+def _is_text_part(part: Any) -> bool:
+    return (
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
