@@ -610,6 +610,10 @@ class _Exchange:
             response = await cache.lookup(ctx)
         if response is None:
             response = await gateway.router.route(ctx, plan, per_target)
+        # What the cache keeps is the provider's answer as it came, before output guardrails
+        # and response hooks, which run again on every hit: a config's output mutator
+        # changes its own client's answer, never what other clients are served.
+        answered = response.body
         if guards is not None:
             response = (
                 guards.guard_stream(ctx, response)
@@ -622,11 +626,8 @@ class _Exchange:
         if response.stream is None:
             await gateway.run_response_hooks(ctx)
             await self._send_complete(response)
-            if storing is not None and response.body:
-                body = response.body
-                if self.guards is not None:
-                    body = self.guards.without_results(body)  # this request's verdicts only
-                await storing.store(body)
+            if storing is not None and answered:
+                await storing.store(answered)
         else:
             recorder = None
             if storing is not None:

@@ -18,7 +18,7 @@ import orjson
 
 from portkey_mw.context import GatewayResponse
 from portkey_mw.errors import SHAPE_ERRORS, GatewayError, InvalidRequest, UpstreamBadResponse
-from portkey_mw.media import DATA_URL
+from portkey_mw.media import DATA_URL, image_url_of
 from portkey_mw.streaming import DONE_EVENT, SSEDecoder, event_data, json_event
 
 
@@ -278,16 +278,6 @@ def openai_usage(
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
     }
-
-
-def image_url_of(part: Any) -> str | None:
-    """The URL of an OpenAI ``image_url`` content part, given as ``{"url": ...}`` or as the
-    URL itself; ``None`` for any other part."""
-    if not isinstance(part, dict) or part.get("type") != "image_url":
-        return None
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    return url if isinstance(url, str) else None
 
 
 def content_text(content: Any) -> str:

@@ -125,3 +125,34 @@ def test_metadata_splits_the_cache_when_a_condition_routes_on_it(
     assert ask(gateway, config, question, **free) == "MISS"
     assert ask(gateway, config, question, **pro) == "HIT"
     assert [r.json()["model"] for r in fake.requests] == ["big-model", "small-model"]
+
+
+def test_an_output_mutator_cannot_poison_what_others_are_served(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """A client's config may rewrite its own answers; the cache keeps the provider's."""
+    question = "What is the support phone number?"
+    route = {"provider": "openai", "custom_host": fake.base_url, "cache": CACHE}
+    mutator = {
+        **route,
+        "output_guardrails": [
+            {"type": "mutator", "default.regexReplace": {"rule": "[\\s\\S]+", "redactText": "SCAM"}}
+        ],
+    }
+    key = {"authorization": "Bearer sk-same-tenant"}
+    poisoner = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": question}]},
+        headers={"x-portkey-config": orjson.dumps(mutator).decode(), **key},
+        timeout=20,
+    )
+    assert poisoner.json()["choices"][0]["message"]["content"] == "SCAM"
+    victim = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": question}]},
+        headers={"x-portkey-config": orjson.dumps(route).decode(), **key},
+        timeout=20,
+    )
+    assert victim.headers["x-portkey-cache-status"] == "HIT"
+    assert victim.json()["choices"][0]["message"]["content"] == f"echo: {question}"
+    assert len(fake.requests) == 1

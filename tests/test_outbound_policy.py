@@ -489,3 +489,28 @@ def test_a_transport_passed_in_gets_the_server_files_policy() -> None:
     own = OutboundPolicy.from_settings(environ={})
     kept = Gateway(settings, transport=AiohttpTransport(policy=own)).transport
     assert kept.policy is own
+
+
+def test_one_request_cannot_have_many_images_fetched(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    parts = [
+        {"type": "image_url", "image_url": {"url": f"{fake.host_url}/img/{i}.png"}}
+        for i in range(21)
+    ]
+    body = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": parts}]}
+    reply = chat(gateway, body, {"x-portkey-config": "gemini"})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["code"] == "too_many_images"
+    assert fake.requests == []  # refused before anything was fetched
+    # Twenty images are fine, but not 32 MiB of them: the budget is for the whole request.
+    big = b"\x89PNG" + b"\x00" * (12 * 1024 * 1024)
+    for index in range(3):
+        fake.script(f"/img/{index}.png", Reply(body=big, content_type="image/png"))
+    reply = chat(
+        gateway,
+        {**body, "messages": [{"role": "user", "content": parts[:3]}]},
+        {"x-portkey-config": "gemini"},
+    )
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "too_many_images"
+    assert all(r.path != GENERATE for r in fake.requests)

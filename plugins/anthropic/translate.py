@@ -16,11 +16,10 @@ from typing import Any
 import orjson
 
 from portkey_mw.errors import InvalidRequest
-from portkey_mw.media import DATA_URL
+from portkey_mw.media import DATA_URL, image_url_of
 from portkey_mw.translation import (
     append_turn,
     dropped_params,
-    image_url_of,
     openai_usage,
     reads_answer,
     stop_list,

@@ -15,7 +15,7 @@ from portkey_mw.errors import (
     PluginMissingDependency,
 )
 from portkey_mw.interfaces import ProviderCall
-from portkey_mw.media import image_data_url
+from portkey_mw.media import with_fetched_images
 from portkey_mw.provider_http import (
     HTTPProvider,
     custom_host,
@@ -26,7 +26,6 @@ from portkey_mw.provider_http import (
 from portkey_mw.translation import (
     embedding_texts,
     embeddings_response,
-    image_url_of,
     json_object,
 )
 from portkey_mw.transport import Transport, UpstreamRequest
@@ -57,7 +56,7 @@ class BedrockProvider(HTTPProvider):
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         if call.endpoint is Endpoint.EMBEDDINGS:
             return await self._embed(call, transport)
-        body = await self._fetch_images(call.body or {}, transport)
+        body = await with_fetched_images(call.body or {}, transport)
         upstream = await transport.send(self._request(call, body))
         return await self.build_response(call, upstream)
 
@@ -143,28 +142,6 @@ class BedrockProvider(HTTPProvider):
         # ':' stays literal: the HTTP client sends it so, and the signature must cover the
         # path exactly as sent.
         return self._signed_request(call, f"/model/{quote(model, safe=':')}/{operation}", payload)
-
-    async def _fetch_images(self, body: dict[str, Any], transport: Transport) -> dict[str, Any]:
-        """Converse takes image bytes only: http(s) image URLs are fetched (public hosts)."""
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            return body
-        changed = False
-        fetched = []
-        for message in messages:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):
-                parts = []
-                for part in content:
-                    url = image_url_of(part)
-                    if url is not None and url.startswith(("http://", "https://")):
-                        url = await image_data_url(url, transport)
-                        part = {"type": "image_url", "image_url": {"url": url}}
-                        changed = True
-                    parts.append(part)
-                message = {**message, "content": parts}
-            fetched.append(message)
-        return {**body, "messages": fetched} if changed else body
 
     async def build_response(self, call: ProviderCall, upstream: Any) -> GatewayResponse:
         content_type = upstream.headers.get("content-type", "")

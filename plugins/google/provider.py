@@ -11,14 +11,14 @@ import orjson
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import ProviderCall
-from portkey_mw.media import DATA_URL, image_data_url
+from portkey_mw.media import with_fetched_images
 from portkey_mw.provider_http import (
     HTTPProvider,
     custom_host,
     forwarded_headers,
     report_dropped,
 )
-from portkey_mw.translation import embeddings_response, image_url_of, json_object, reads_answer
+from portkey_mw.translation import embeddings_response, json_object, reads_answer
 from portkey_mw.transport import Transport, UpstreamRequest
 
 from .stream import StreamTranslator
@@ -41,7 +41,7 @@ class GoogleProvider(HTTPProvider):
     features = frozenset({"stream", "tools", "vision", "json"})
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
-        body = await self._fetch_images(call.body or {}, transport)
+        body = await with_fetched_images(call.body or {}, transport)
         upstream = await transport.send(self._request(call, body))
         return await self.build_response(call, upstream)
 
@@ -89,26 +89,6 @@ class GoogleProvider(HTTPProvider):
             stream=call.stream,
         )
 
-    async def _fetch_images(self, body: dict[str, Any], transport: Transport) -> dict[str, Any]:
-        """Gemini needs image bytes: http(s) image URLs are fetched (public hosts only)."""
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not any(_remote_images(m) for m in messages):
-            return body
-        fetched = []
-        for message in messages:
-            if not _remote_images(message):
-                fetched.append(message)
-                continue
-            parts = []
-            for part in message["content"]:
-                url = image_url_of(part)
-                if url is not None and not DATA_URL.match(url):
-                    data = await image_data_url(url, transport)
-                    part = {"type": "image_url", "image_url": {"url": data}}
-                parts.append(part)
-            fetched.append({**message, "content": parts})
-        return {**body, "messages": fetched}
-
     def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         body = call.body or {}
         include_usage = call.include_usage
@@ -146,10 +126,3 @@ class GoogleProvider(HTTPProvider):
             vectors = [item.get("values") or [] for item in response.get("embeddings") or []]
             return embeddings_response(vectors, model)
         return GatewayResponse.from_json(to_openai(response, model), status, headers)
-
-
-def _remote_images(message: Any) -> bool:
-    content = message.get("content") if isinstance(message, dict) else None
-    return isinstance(content, list) and any(
-        (url := image_url_of(part)) is not None and not DATA_URL.match(url) for part in content
-    )

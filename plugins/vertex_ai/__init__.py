@@ -25,6 +25,7 @@ from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.media import with_fetched_images
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
 from portkey_mw.routing.plan import ResolvedTarget
 from portkey_mw.transport import Transport, UpstreamRequest
@@ -76,7 +77,7 @@ class VertexAIProvider(HTTPProvider):
         token = await self._token(call, transport)
         body = call.body or {}
         if not _is_claude(body):
-            body = await self.gemini._fetch_images(body, transport)
+            body = await with_fetched_images(body, transport)
         upstream = await transport.send(self._request(call, body, token))
         return await self.build_response(call, upstream)
 

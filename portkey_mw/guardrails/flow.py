@@ -195,18 +195,6 @@ class RequestGuardrails:
         body = {**body, "hook_results": self.results()}
         return GatewayResponse(status, orjson.dumps(body), headers=dict(response.headers))
 
-    @staticmethod
-    def without_results(body: bytes) -> bytes:
-        """``body`` without the ``hook_results`` added to it (what a cache should keep)."""
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return body
-        if isinstance(parsed, dict) and "hook_results" in parsed:
-            del parsed["hook_results"]
-            return orjson.dumps(parsed)
-        return body
-
     # -- on a stream ----------------------------------------------------------------------
 
     def guard_stream(self, ctx: RequestContext, response: GatewayResponse) -> GatewayResponse:
