@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import jsonschema
 import orjson
 
+from portkey_mw import patterns
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict
 from portkey_mw.guardrails.spec import (
     operator_holds,
@@ -59,6 +60,27 @@ def _balanced(text: str) -> Iterator[str]:
                 yield text[start : i + 1]
 
 
+def _bounded(cls: Any) -> Any:
+    """``cls`` with ``pattern`` and ``patternProperties`` matched through
+    :mod:`portkey_mw.patterns`, in bounded time (a schema comes from a config)."""
+
+    def pattern(validator: Any, expected: str, instance: Any, schema: Any) -> Any:
+        if isinstance(instance, str) and patterns.search(expected, instance) is None:
+            yield jsonschema.ValidationError(f"{instance!r} does not match {expected!r}")
+
+    def pattern_properties(validator: Any, expected: Any, instance: Any, schema: Any) -> Any:
+        if not isinstance(instance, dict):
+            return
+        for expression, subschema in expected.items():
+            for name, value in instance.items():
+                if patterns.search(expression, name):
+                    yield from validator.descend(value, subschema, path=name, schema_path=name)
+
+    return jsonschema.validators.extend(
+        cls, {"pattern": pattern, "patternProperties": pattern_properties}
+    )
+
+
 class JsonSchema(Guardrail):
     """``default.jsonSchema``: JSON in the answer validates against ``schema``."""
 
@@ -73,7 +95,7 @@ class JsonSchema(Guardrail):
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         schema = params["schema"]
-        validator = jsonschema.validators.validator_for(schema)(schema)
+        validator = _bounded(jsonschema.validators.validator_for(schema))(schema)
         first_errors: list[dict[str, str]] | None = None
         for value in json_candidates(subject.text):
             errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))

@@ -11,6 +11,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from portkey_mw import patterns
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict, StreamMode
 from portkey_mw.guardrails.spec import (
     compile_regex,
@@ -22,6 +23,8 @@ from portkey_mw.guardrails.spec import (
 )
 
 EXCERPT = 100
+#: Words one ``default.contains`` check may look for.
+MAX_WORDS = 256
 
 
 def excerpt(text: str) -> str:
@@ -45,7 +48,7 @@ class RegexMatch(Guardrail):
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         text = subject.text
-        match = compile_regex(params.get("rule")).search(text)
+        match = patterns.search(compile_regex(params.get("rule")), text)
         negate = bool(params.get("not", False))
         # A stream can only be judged early when a match is what fails it.
         if subject.streaming and not subject.final and not (match and negate):
@@ -82,7 +85,7 @@ class RegexReplace(Guardrail):
         texts, found = [], 0
         for part in subject.texts:
             # A literal replacement: no group references in redactText.
-            new, count = pattern.subn(lambda _: replacement, part)
+            new, count = patterns.substitute(pattern, replacement, part)
             texts.append(new)
             found += count
         detected_fails = bool(params.get("failOnDetection", False)) and found > 0
@@ -103,6 +106,9 @@ class Contains(Guardrail):
     def validate(self, params: Mapping[str, Any]) -> None:
         require_names(params, "words")
         require_operator(params, "any")
+        if len(params["words"]) > MAX_WORDS:
+            # Each word is a scan of the whole text, on the event loop.
+            raise ValueError(f"'words' may list at most {MAX_WORDS} words")
 
     async def check(self, subject: GuardrailInput, params: Mapping[str, Any]) -> GuardrailVerdict:
         text = subject.text

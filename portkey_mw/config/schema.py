@@ -7,7 +7,6 @@ are provider options (``azure_resource_name``, ``aws_region`` ...) that provider
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from portkey_mw import patterns
 from portkey_mw.forwarding import refusal, unforwardable
 
 #: The most retries one target may ask for. Portkey's gateway caps attempts at 5.
@@ -89,8 +89,8 @@ def _check_query(node: Any) -> None:
                 raise ValueError(f"{key} takes a list of values, got {value!r}")
             if key == "$regex":
                 try:
-                    re.compile(str(value))
-                except re.error as exc:
+                    patterns.compile_pattern(str(value))
+                except patterns.error as exc:
                     raise ValueError(f"$regex {value!r} does not compile: {exc}") from exc
             _check_query(value)
     elif isinstance(node, list):

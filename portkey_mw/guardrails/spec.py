@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from portkey_mw import patterns
 from portkey_mw.errors import InvalidConfig
 from portkey_mw.guardrails.api import Guardrail, Phase
 
@@ -278,9 +279,10 @@ def _with_fail_on_error(check: CheckSpec) -> CheckSpec:
 # -- parameter helpers for guardrail implementations -------------------------------------
 
 
-def compile_regex(pattern: Any, name: str = "rule") -> re.Pattern[str]:
+def compile_regex(pattern: Any, name: str = "rule") -> patterns.Pattern[str]:
     """``pattern`` compiled (``/body/flags`` accepted, with ``i``, ``m``, ``s``, ``g``),
-    or ``ValueError`` naming the parameter."""
+    or ``ValueError`` naming the parameter. Match it with :func:`portkey_mw.patterns.search`,
+    which bounds its time."""
     if not isinstance(pattern, str) or not pattern:
         raise ValueError(f"'{name}' must be a non-empty regular expression")
     flags = 0
@@ -288,10 +290,14 @@ def compile_regex(pattern: Any, name: str = "rule") -> re.Pattern[str]:
     if literal:
         pattern = literal.group(1)
         for letter in literal.group(2):
-            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(letter, 0)
+            flags |= {
+                "i": patterns.IGNORECASE,
+                "m": patterns.MULTILINE,
+                "s": patterns.DOTALL,
+            }.get(letter, 0)
     try:
-        return re.compile(pattern, flags)
-    except re.error as exc:
+        return patterns.compile_pattern(pattern, flags)
+    except patterns.error as exc:
         raise ValueError(f"'{name}' is not a valid regular expression: {exc}") from None
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from portkey_mw import patterns
 from portkey_mw.context import RequestContext
 from portkey_mw.errors import InvalidConfig
 
@@ -34,7 +34,7 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
         if op == "$nin":
             return actual not in expected
         if op == "$regex":
-            return actual is not None and re.search(str(expected), str(actual)) is not None
+            return actual is not None and patterns.search(str(expected), str(actual)) is not None
         if actual is None:
             return False
         if op == "$gt":
@@ -47,6 +47,8 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
             return bool(actual <= expected)
     except TypeError:
         return False
+    except patterns.PatternTimeout as exc:
+        raise InvalidConfig(f"conditional $regex: {exc}") from None
     raise InvalidConfig(f"unknown operator {op!r}")
 
 
