@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from portkey_mw.auth.outbound import check_client_host
 from portkey_mw.bounds import check_json_depth
 from portkey_mw.context import RequestContext
 from portkey_mw.errors import (
@@ -163,11 +164,8 @@ def apply_request_options(ctx: RequestContext) -> None:
         # Values keep their JSON types, so conditional routing can compare numbers as numbers.
         ctx.metadata = parsed
     custom_host = headers.get("x-portkey-custom-host")
-    if custom_host is not None and not custom_host.startswith(("http://", "https://")):
-        raise InvalidRequest(
-            f"x-portkey-custom-host must be an http(s) URL, got {custom_host!r}",
-            code="invalid_custom_host",
-        )
+    if custom_host is not None:
+        check_client_host(custom_host, "x-portkey-custom-host")
     timeout = headers.get("x-portkey-request-timeout")
     if timeout is not None and (not timeout.isdigit() or int(timeout) == 0):
         raise InvalidRequest(

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from portkey_mw.bounds import json_too_deep
+
 if TYPE_CHECKING:
     from portkey_mw.config.schema import Config
     from portkey_mw.errors import GatewayError
@@ -76,6 +78,7 @@ class GatewayResponse:
         "body",
         "chunks",
         "headers",
+        "secrets",
         "status",
         "stream",
         "stream_complete",
@@ -104,6 +107,9 @@ class GatewayResponse:
         #: the stream's parsed chunks, published by whatever already parses them (the
         #: router's stream check); ``None`` while nothing does (see ``streaming.listen``)
         self.chunks: ChunkFeed | None = None
+        #: the credentials the request behind a stream carried: an error built from the
+        #: stream's words must not repeat them (set by the provider adapter)
+        self.secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_json(
@@ -120,11 +126,15 @@ class GatewayResponse:
         return self.stream is not None
 
     def json(self) -> Any:
-        """The body, parsed once; ``None`` for streams or bodies that are not JSON."""
+        """The body, parsed once; ``None`` for streams or bodies that are not JSON, and for
+        JSON nested deeper than the gateway accepts anywhere (it could not be written out
+        again: the gateway treats it as no JSON at all)."""
         if self._json is _UNPARSED:
             try:
                 self._json = orjson.loads(self.body) if self.body is not None else None
             except orjson.JSONDecodeError:
+                self._json = None
+            if self.body is not None and json_too_deep(self.body, self._json):
                 self._json = None
         return self._json
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 from portkey_mw.auth.outbound import Destination
-from portkey_mw.errors import UpstreamBadResponse
+from portkey_mw.errors import DestinationNotAllowed, UpstreamBadResponse
 from portkey_mw.redact import redact_url
 from portkey_mw.transport import Transport, UpstreamRequest
 
@@ -39,10 +39,34 @@ class Fetcher:
     """Fetches URLs on behalf of configs and requests, through the outbound policy.
 
     :param transport: the process's transport (its pools, its policy).
+    :param budget: how many requests this fetcher may still send (``None``: no limit);
+        each request gets one of its own (:meth:`for_request`), so that one request's
+        config cannot fan out into thousands of calls, nor take the fetch pool.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, budget: int | None = None) -> None:
         self.transport = transport
+        self.budget = budget
+
+    def for_request(self, budget: int) -> Fetcher:
+        """A fetcher for one request, allowed ``budget`` sends in all (redirects count)."""
+        return Fetcher(self.transport, budget)
+
+    def spend(self, url: str) -> None:
+        """Count one outbound call (a send, or a DNS lookup done for a check).
+
+        :raises DestinationNotAllowed: the budget is spent (``fetch_budget_spent``).
+        """
+        if self.budget is None:
+            return
+        if self.budget <= 0:
+            raise DestinationNotAllowed(
+                f"the gateway will not contact {redact_url(url)!r}: this request has used "
+                "all the outbound calls it may make (outbound.max_fetches_per_request)",
+                param="url",
+                code="fetch_budget_spent",
+            )
+        self.budget -= 1
 
     async def request(
         self,
@@ -66,6 +90,7 @@ class Fetcher:
         """
         hops = 0
         while True:
+            self.spend(url)
             request = UpstreamRequest(
                 method,
                 url,

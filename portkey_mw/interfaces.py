@@ -37,6 +37,9 @@ class ProviderCall:
     raw_body: bytes | None
     #: seconds for this attempt (``request_timeout``), or ``None`` for no limit
     timeout: float | None
+    #: the client chose that limit (``x-portkey-request-timeout``, an inline config): a
+    #: timeout then says nothing about the upstream's health
+    client_timeout: bool = False
 
     @property
     def stream(self) -> bool:

@@ -8,15 +8,16 @@ Nothing here knows any particular provider.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from portkey_mw.context import GatewayResponse
-from portkey_mw.errors import InvalidRequest, UpstreamBadResponse
+from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
 from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.redact import mask_text
 from portkey_mw.transport import Transport, UpstreamRequest, UpstreamResponse
 
 #: Upstream response headers a client may see; everything else stays behind the gateway
@@ -27,13 +28,13 @@ PASSTHROUGH_HEADERS = frozenset(
 PASSTHROUGH_PREFIXES = ("x-ratelimit-",)
 
 
-def passthrough_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The upstream headers a client may see, lower-cased."""
+def passthrough_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
+    """The upstream headers a client may see, lower-cased, with ``secrets`` masked."""
     kept = {}
     for name, value in headers.items():
         lower = name.lower()
         if lower in PASSTHROUGH_HEADERS or lower.startswith(PASSTHROUGH_PREFIXES):
-            kept[lower] = value
+            kept[lower] = mask_text(value, secrets) if secrets else value
     return kept
 
 
@@ -111,25 +112,37 @@ class HTTPProvider(Provider):
     async def build_response(
         self, call: ProviderCall, upstream: UpstreamResponse
     ) -> GatewayResponse:
-        """Turn the upstream response into an OpenAI-format one, streaming or complete."""
-        headers = passthrough_headers(upstream.headers)
+        """Turn the upstream response into an OpenAI-format one, streaming or complete.
+
+        Nothing the upstream says repeats a credential the request carried: the headers a
+        client sees, error bodies (masked when read) and the messages of errors built from
+        the answer are masked; a stream carries the credentials for its errors to be.
+        """
+        secrets = tuple(upstream.request.credentials())
+        headers = passthrough_headers(upstream.headers, secrets)
         content_type = upstream.headers.get("content-type", "")
         if upstream.status < 400 and "text/event-stream" in content_type:
             headers["content-type"] = "text/event-stream"
-            return GatewayResponse(
+            response = GatewayResponse(
                 upstream.status,
                 headers=headers,
                 stream=self.map_stream(call, upstream.iter_chunks()),
                 close=upstream.aclose,
             )
+            response.secrets = secrets
+            return response
         try:
             body = await upstream.read()
         finally:
             await upstream.aclose()
         headers["content-type"] = "application/json"
-        if upstream.status >= 400:
-            return self.map_error(call, upstream.status, headers, body, content_type)
-        return self.map_body(call, upstream.status, headers, body, content_type)
+        try:
+            if upstream.status >= 400:
+                return self.map_error(call, upstream.status, headers, body, content_type)
+            return self.map_body(call, upstream.status, headers, body, content_type)
+        except GatewayError as error:
+            error.message = mask_text(error.message, secrets)
+            raise
 
     def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Translate the upstream SSE bytes; the default relays them untouched."""

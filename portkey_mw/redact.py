@@ -86,3 +86,12 @@ def mask(data: bytes, secrets: Iterable[str]) -> bytes:
         if escaped != raw and escaped in data:
             data = data.replace(escaped, MASK.encode())
     return data
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by :data:`MASK` (for messages built from an
+    upstream's words)."""
+    for secret in secrets:
+        if len(secret) >= MIN_SECRET_LENGTH and secret in text:
+            text = text.replace(secret, MASK)
+    return text

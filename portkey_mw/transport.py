@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class UpstreamResponse(ABC):
 
     status: int
     headers: Mapping[str, str]
+    #: what was sent (its credentials are what an answer must not repeat)
+    request: UpstreamRequest
 
     @abstractmethod
     async def read(self) -> bytes:
@@ -122,7 +125,7 @@ class Transport(ABC):
         """
         self.policy.check_url(request.url, request.destination)
         response = await self._send(request)
-        if 300 <= response.status < 400 and request.destination is Destination.PROVIDER:
+        if 300 <= response.status < 400 and request.destination is not Destination.FETCH:
             await response.aclose()
             target = response.headers.get("location", "")
             raise UpstreamBadResponse(
@@ -246,7 +249,7 @@ _AIOHTTP_ERRORS = _ClientErrors(
 
 
 class _AiohttpResponse(UpstreamResponse):
-    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "status")
+    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "request", "status")
 
     def __init__(
         self,
@@ -256,7 +259,7 @@ class _AiohttpResponse(UpstreamResponse):
         limit: int,
     ) -> None:
         self._response = response
-        self._request = request
+        self._request = self.request = request
         self._deadline = deadline
         self._limit = limit
         self.status = response.status
@@ -320,6 +323,7 @@ class AiohttpTransport(Transport):
         self._dns_cache = dns_cache
         self._limits = {
             Destination.PROVIDER: (max_connections, max_connections_per_host),
+            Destination.CUSTOM_HOST: (max_connections, max_connections_per_host),
             Destination.FETCH: (FETCH_CONNECTIONS, FETCH_CONNECTIONS_PER_HOST),
         }
         self._connect_timeout = connect_timeout
@@ -382,7 +386,7 @@ _HTTPX_ERRORS = _ClientErrors(
 
 
 class _HttpxResponse(UpstreamResponse):
-    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "status")
+    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "request", "status")
 
     def __init__(
         self,
@@ -392,7 +396,7 @@ class _HttpxResponse(UpstreamResponse):
         limit: int,
     ) -> None:
         self._response = response
-        self._request = request
+        self._request = self.request = request
         self._deadline = deadline
         self._limit = limit
         self.status = response.status_code
@@ -453,3 +457,24 @@ class HttpxTransport(Transport):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+class ClientHostTransport(Transport):
+    """The process's transport, for a target whose host the client chose: provider requests
+    go through the pool for client-chosen hosts (:attr:`Destination.CUSTOM_HOST`); fetches
+    keep theirs. The router hands it to the provider of such a target."""
+
+    def __init__(self, inner: Transport) -> None:
+        super().__init__(policy=inner.policy, max_body_bytes=inner.max_body_bytes)
+        self._inner = inner
+
+    async def open(self) -> None:
+        await self._inner.open()
+
+    async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if request.destination is Destination.PROVIDER:
+            request = dataclasses.replace(request, destination=Destination.CUSTOM_HOST)
+        return await self._inner._send(request)
+
+    async def aclose(self) -> None:
+        return None  # the inner transport is the process's: it closes it

@@ -28,7 +28,7 @@ from portkey_mw.translation import (
     embeddings_response,
     json_object,
 )
-from portkey_mw.transport import Transport, UpstreamRequest
+from portkey_mw.transport import Transport, UpstreamRequest, UpstreamResponse
 
 from .stream import StreamTranslator
 from .translate import embedding_answer, json_mode, to_converse, to_openai
@@ -143,7 +143,9 @@ class BedrockProvider(HTTPProvider):
         # path exactly as sent.
         return self._signed_request(call, f"/model/{quote(model, safe=':')}/{operation}", payload)
 
-    async def build_response(self, call: ProviderCall, upstream: Any) -> GatewayResponse:
+    async def build_response(
+        self, call: ProviderCall, upstream: UpstreamResponse
+    ) -> GatewayResponse:
         content_type = upstream.headers.get("content-type", "")
         if upstream.status < 400 and "amazon.eventstream" in content_type:
             body = call.body or {}
@@ -152,12 +154,14 @@ class BedrockProvider(HTTPProvider):
                 model=body.get("model"),
                 include_usage=call.include_usage,
             )
-            return GatewayResponse(
+            response = GatewayResponse(
                 upstream.status,
                 headers={"content-type": "text/event-stream"},
                 stream=translator.translate(upstream.iter_chunks()),
                 close=upstream.aclose,
             )
+            response.secrets = tuple(upstream.request.credentials())  # for its errors
+            return response
         return await super().build_response(call, upstream)
 
     def map_body(

@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 import orjson
 
 from portkey_mw.auth.outbound import Destination
+from portkey_mw.bounds import MAX_JSON_DEPTH, json_too_deep
 from portkey_mw.errors import GatewayError
 from portkey_mw.fetch import Fetcher
+from portkey_mw.forwarding import unforwardable
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict
 from portkey_mw.guardrails.spec import optional_number, require
 from portkey_mw.redact import redact_url
@@ -117,10 +119,11 @@ class ValidUrls(Guardrail):
             return False
         policy = fetcher.transport.policy
         try:
+            fetcher.spend(url)  # a lookup is an outbound call too
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(DEFAULT_URL_TIMEOUT):
                 infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError, UnicodeError):
+        except (OSError, TimeoutError, UnicodeError, GatewayError):
             return False
         for info in infos:
             address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
@@ -183,6 +186,8 @@ class Webhook(Guardrail):
             answer = orjson.loads(reply.body)
         except orjson.JSONDecodeError:
             raise RuntimeError("the webhook's answer is not JSON") from None
+        if json_too_deep(reply.body, answer):
+            raise RuntimeError(f"the webhook's answer nests JSON deeper than {MAX_JSON_DEPTH}")
         if not isinstance(answer, dict):
             raise RuntimeError("the webhook's answer is not a JSON object")
         transformed = answer.get("transformedData") or {}
@@ -216,6 +221,11 @@ def _headers(params: Mapping[str, Any]) -> dict[str, str]:
             raise ValueError("'headers' must be an object or a JSON object string") from None
     if not isinstance(raw, dict):
         raise ValueError("'headers' must be an object")
+    refused = unforwardable(str(name) for name in raw)
+    if refused:
+        # Host, Content-Length, Transfer-Encoding...: they would readdress or reframe the
+        # call to the webhook, which the gateway makes.
+        raise ValueError(f"'headers' may not set {', '.join(refused)}")
     return {str(k): str(v) for k, v in raw.items()}
 
 

@@ -26,6 +26,9 @@ class OpenAICompatibleProvider(HTTPProvider):
         self.id = spec.id
         self.endpoints = spec.endpoints
         self.features = spec.features
+        # An option the operator sets travels to the upstream as a header: it may be a
+        # token (a server-file provider's option_headers), so it is bound like a key.
+        self.secret_options = frozenset(spec.option_headers)
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         spec = self.spec
@@ -34,10 +37,12 @@ class OpenAICompatibleProvider(HTTPProvider):
         key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
         if key and spec.auth != "none":
             headers["authorization"] = f"Bearer {key}"
+        sent: list[str] = []
         for option, header in spec.option_headers.items():
             value = call.option(option)
             if value:
                 headers[header.lower()] = str(value)
+                sent.append(str(value))
         body: bytes | None = None
         if call.body is not None:
             headers["content-type"] = "application/json"
@@ -49,6 +54,7 @@ class OpenAICompatibleProvider(HTTPProvider):
             body=body,
             timeout=call.timeout,
             stream=call.stream,
+            secrets=tuple(sent),  # masked wherever the upstream repeats them
         )
 
     def _url(self, call: ProviderCall) -> str:

@@ -96,7 +96,7 @@ def _aspect_ratio(size: str) -> str:
     try:
         width, height = (int(part) for part in size.lower().split("x", 1))
         wanted = width / height
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):  # "9...9x1" overflows a float
         return "1:1"
 
     def distance(ratio: str) -> float:

@@ -81,7 +81,11 @@ class TokenSource:
         async with lock:
             credentials = self._credentials.get(key)
             if credentials is None:
-                credentials = build()
+                try:
+                    credentials = build()
+                except GatewayError:
+                    self._forget(key)
+                    raise
                 self._credentials[key] = credentials
                 while len(self._credentials) > MAX_ACCOUNTS:
                     evicted, _ = self._credentials.popitem(last=False)
@@ -91,15 +95,20 @@ class TokenSource:
                 try:
                     await asyncio.to_thread(_refresh, credentials, request)
                 except GatewayError:
-                    self._credentials.pop(key, None)
+                    self._forget(key)
                     raise
                 except Exception as exc:
-                    self._credentials.pop(key, None)
+                    self._forget(key)
                     raise AuthenticationError(
                         f"vertex-ai: could not get a Google access token{_oauth_error(exc)}",
                         provider="vertex-ai",
                     ) from exc
             return str(credentials.token)
+
+    def _forget(self, key: str) -> None:
+        """Drop an account that failed, its lock too: clients may send any number of them."""
+        self._credentials.pop(key, None)
+        self._locks.pop(key, None)
 
 
 def _oauth_error(exc: Exception) -> str:

@@ -30,7 +30,7 @@ from enum import StrEnum
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from portkey_mw.errors import DestinationNotAllowed, InvalidConfig
+from portkey_mw.errors import DestinationNotAllowed, InvalidConfig, InvalidRequest
 from portkey_mw.redact import redact_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,8 +43,13 @@ SCHEMES = frozenset({"http", "https"})
 class Destination(StrEnum):
     """What an outbound request is for; the policy differs in one point, loopback."""
 
-    #: a provider's base URL or a custom host: credentials go here; loopback allowed
+    #: a provider's base URL or a custom host the operator set: credentials go here;
+    #: loopback allowed
     PROVIDER = "provider"
+    #: a custom host the client chose (``x-portkey-custom-host``, an inline config's
+    #: ``custom_host``): the same policy as PROVIDER, but a pool of its own, so that slow
+    #: hosts a client names cannot take the connections the operator's upstreams need
+    CUSTOM_HOST = "custom_host"
     #: a URL named in a config or a request (webhook, validUrls, image, token endpoint)
     FETCH = "fetch"
 
@@ -245,14 +250,21 @@ class OutboundPolicy:
             return None  # a name: its addresses are checked when it is resolved
         return self.refusal(host, address, destination)
 
-    def refusal(self, host: str, address: IPAddress, destination: Destination) -> str | None:
-        """Why connecting to ``address`` (for ``host``) is refused, or ``None`` if allowed."""
+    def refusal(
+        self, host: str, address: IPAddress, destination: Destination, *, resolved: bool = False
+    ) -> str | None:
+        """Why connecting to ``address`` (for ``host``) is refused, or ``None`` if allowed.
+
+        :param resolved: ``address`` is what the name ``host`` resolved to; the reason then
+            names the host and the kind of address, not the address (an internal address is
+            not the client's to learn).
+        """
         kind = address_kind(address)
         if kind is None:
             return None
         if self.allow.allows_host(host) or self.allow.allows_address(address):
             return None
-        if destination is Destination.PROVIDER:
+        if destination is not Destination.FETCH:
             if kind == LOOPBACK and self.loopback_custom_hosts:
                 return None
             trusted = self.custom_hosts
@@ -260,8 +272,9 @@ class OutboundPolicy:
                 return None
             if "localhost" in trusted.hosts and host.endswith(".localhost"):
                 return None
+        subject = f"{host!r} resolves to a" if resolved else f"{address} is a"
         return (
-            f"{address} is a {kind} address; allow it in the server file's outbound.allow "
+            f"{subject} {kind} address; allow it in the server file's outbound.allow "
             "if the gateway should reach it"
         )
 
@@ -339,7 +352,7 @@ class PolicyResolver(AbstractResolver):
             except ValueError:
                 reasons.append(f"{result['host']!r} is not an IP address")
                 continue
-            reason = self._policy.refusal(name, address, self._destination)
+            reason = self._policy.refusal(name, address, self._destination, resolved=True)
             if reason is None:
                 allowed.append(result)
             else:
@@ -351,3 +364,26 @@ class PolicyResolver(AbstractResolver):
     async def close(self) -> None:
         """Close the underlying resolver."""
         await self._base.close()
+
+
+def check_client_host(url: str, source: str) -> None:
+    """A custom host the client chose must be a base URL: http(s), a host, and no query
+    string or fragment, which would let it pick any path on the host (the gateway appends
+    the endpoint's path to the base URL)."""
+    problem = None
+    if not url.startswith(("http://", "https://")):
+        problem = "must be an http(s) URL"
+    elif "?" in url or "#" in url:
+        problem = "must be a base URL, without a query string or fragment"
+    else:
+        try:
+            if not URL(url).host:
+                problem = "has no host"
+        except (ValueError, UnicodeError):
+            problem = "is not a valid URL"
+    if problem is not None:
+        raise InvalidRequest(
+            f"{source} {problem}, got {redact_url(url[:200])!r}",
+            param=source,
+            code="invalid_custom_host",
+        )

@@ -9,13 +9,20 @@ from dataclasses import replace
 import orjson
 from pydantic import ValidationError
 
+from portkey_mw.auth.outbound import check_client_host
 from portkey_mw.bounds import check_json_depth
 from portkey_mw.config.schema import Config
 from portkey_mw.config.server import ServerSettings, describe_validation_error
 from portkey_mw.errors import InvalidConfig, InvalidRequest
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.spec import HookCompiler, HookSet
-from portkey_mw.routing import PlanNode, ResolvedTarget, compile_plan, plan_providers
+from portkey_mw.routing import (
+    PlanNode,
+    ResolvedTarget,
+    compile_plan,
+    plan_leaves,
+    plan_providers,
+)
 from portkey_mw.routing.plan import StrategyNode, answer_headers, route_digest
 
 #: Distinct inline configs kept compiled; clients send a handful, so this bound is generous.
@@ -164,7 +171,12 @@ class ConfigResolver:
                     code="config_not_found",
                 )
             config, source = named, f"config {text!r}"
-        plan = compile_plan(config, default_api_key=key, server_held=source != "x-portkey-config")
+        server_held = source != "x-portkey-config"
+        plan = compile_plan(config, default_api_key=key, server_held=server_held)
+        if not server_held:
+            for leaf in plan_leaves(plan):
+                if leaf.custom_host:
+                    check_client_host(leaf.custom_host, f"{leaf.path}.custom_host")
         return self._check(plan, source)
 
     def _check(self, plan: PlanNode, source: str) -> PlanNode:

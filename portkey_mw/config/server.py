@@ -151,6 +151,12 @@ class OutboundOptions(_Strict):
     max_valid_urls: int = Field(
         default=10, ge=1, le=100, description="URLs one validUrls check probes at most"
     )
+    max_fetches_per_request: int = Field(
+        default=32,
+        ge=1,
+        description="calls the guardrail checks of one request may make in all (webhooks, "
+        "validUrls probes, redirects included)",
+    )
 
 
 class AdminOptions(_Strict):

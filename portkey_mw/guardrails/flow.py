@@ -32,7 +32,7 @@ from portkey_mw.guardrails.subject import (
     with_request_texts,
     with_response_texts,
 )
-from portkey_mw.routing.plan import PlanNode, ResolvedTarget
+from portkey_mw.routing.plan import PlanNode, ResolvedTarget, plan_leaves
 from portkey_mw.streaming import DONE_EVENT, listen, split_done
 
 if TYPE_CHECKING:
@@ -56,13 +56,6 @@ class GuardrailDenied(RequestDenied):
         self.body_extra["hook_results"] = hook_results
 
 
-def plan_leaves(plan: PlanNode) -> list[ResolvedTarget]:
-    """Every target of the plan, in order."""
-    if isinstance(plan, ResolvedTarget):
-        return [plan]
-    return [leaf for child in plan.children for leaf in plan_leaves(child)]
-
-
 class RequestGuardrails:
     """The guardrails of one request and what they decided so far."""
 
@@ -79,6 +72,10 @@ class RequestGuardrails:
         #: per-target input results (reported, but only the answering target's count)
         self._by_target: dict[str, list[HookResult]] = {}
         self.pending: list[asyncio.Task[HookResult]] = []
+        #: the calls out (webhooks, validUrls) this request's checks may still make
+        self.fetcher = gateway.fetcher.for_request(
+            gateway.settings.outbound.max_fetches_per_request
+        )
 
     @staticmethod
     def for_plan(plan: PlanNode, gateway: Gateway) -> RequestGuardrails | None:
@@ -138,7 +135,7 @@ class RequestGuardrails:
             metadata=ctx.metadata,
             ctx=ctx,
             gateway=self.gateway,
-            fetcher=self.gateway.fetcher,
+            fetcher=self.fetcher,
             **extra,
         )
 
@@ -292,12 +289,10 @@ class _StreamText:
 
 
 def _json_body(response: GatewayResponse) -> Any:
+    # The response's own parse: once per response, and within the gateway's JSON depth.
     if response.stream is not None or not response.body:
         return None
-    try:
-        return orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        return None
+    return response.json()
 
 
 def _rewritten(body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from portkey_mw.routing.plan import (
     ResolvedTarget,
     StrategyNode,
     compile_plan,
+    plan_leaves,
     plan_providers,
 )
 from portkey_mw.routing.router import Router, retry_after_seconds
@@ -20,6 +21,7 @@ __all__ = [
     "StrategyNode",
     "compile_plan",
     "matches",
+    "plan_leaves",
     "plan_providers",
     "retry_after_seconds",
 ]

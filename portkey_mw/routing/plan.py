@@ -194,6 +194,13 @@ def _compile(
     )
 
 
+def plan_leaves(plan: PlanNode) -> list[ResolvedTarget]:
+    """Every target of the plan, in order."""
+    if isinstance(plan, ResolvedTarget):
+        return [plan]
+    return [leaf for child in plan.children for leaf in plan_leaves(child)]
+
+
 def plan_providers(plan: PlanNode) -> set[str]:
     """Every provider id a plan may call."""
     if isinstance(plan, ResolvedTarget):

@@ -35,11 +35,13 @@ from portkey_mw.errors import (
     UpstreamTimeout,
 )
 from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.redact import mask_text
+from portkey_mw.request_shape import check_body
 from portkey_mw.routing.breaker import CircuitBreakers
 from portkey_mw.routing.conditions import matches
-from portkey_mw.routing.plan import PlanNode, ResolvedTarget, StrategyNode
+from portkey_mw.routing.plan import PlanNode, ResolvedTarget, StrategyNode, plan_leaves
 from portkey_mw.streaming import ChunkFeed, StreamGuard
-from portkey_mw.transport import Transport
+from portkey_mw.transport import ClientHostTransport, Transport
 
 #: Retried when ``retry.on_status_codes`` is not set (Portkey's list).
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -142,6 +144,8 @@ class Router:
         self.rng = rng or random.Random()
         self.default_timeout_ms = default_timeout_ms
         self.breakers = CircuitBreakers(self.options.circuit_breaker)
+        # Hosts a client chose get their own connection pool (see ClientHostTransport).
+        self._client_hosts = ClientHostTransport(transport)
 
     async def route(
         self, ctx: RequestContext, plan: PlanNode, before_target: BeforeTarget | None = None
@@ -200,7 +204,7 @@ class Router:
         The request fails only when every upstream failed.
         """
         upstreams: dict[tuple[str, str | None], ResolvedTarget] = {}
-        for leaf in _leaves(plan):
+        for leaf in plan_leaves(plan):
             provider = self.providers.get(leaf.provider)
             if provider is not None and Endpoint.MODELS in provider.endpoints:
                 upstreams.setdefault((leaf.provider, leaf.custom_host), leaf)
@@ -221,10 +225,11 @@ class Router:
         answered = []
         for target, response in results:
             listing = response.json() if response is not None else None
-            if not isinstance(listing, dict):
-                continue
+            data = listing.get("data") if isinstance(listing, dict) else None
+            if not isinstance(data, list):
+                continue  # not a model list: as if this upstream had not answered
             answered.append(target.provider)
-            for model in listing.get("data") or []:
+            for model in data:
                 if isinstance(model, dict) and model.get("id") not in models:
                     models[str(model.get("id"))] = {**model, "provider": target.provider}
         if not answered:
@@ -357,6 +362,7 @@ class Router:
         ctx.attempts.append(attempt)
         started = time.perf_counter()
         response: GatewayResponse | None = None
+        call: ProviderCall | None = None
         try:
             if ctx.endpoint not in provider.endpoints:
                 raise InvalidRequest(
@@ -367,11 +373,12 @@ class Router:
             # choice of host, region or resource.
             enforce_binding(ctx.headers, target, provider)
             call = _provider_call(ctx, target, self.default_timeout_ms)
+            transport = self._client_hosts if _client_host(ctx, target) else self.transport
             try:
                 # Every provider gets the deadline, not only those that go through the
                 # transport (which enforces it too, naming the host).
                 async with asyncio.timeout(call.timeout):
-                    response = await provider.call(call, self.transport)
+                    response = await provider.call(call, transport)
                     if response.stream is not None and response.status < 400:
                         # Still inside the attempt's deadline: a slow first event times out.
                         await self._first_event(response, upstream)
@@ -383,7 +390,11 @@ class Router:
         except GatewayError as error:
             if response is not None:
                 await response.aclose()
-            self.breakers.record(upstream, healthy=not _provider_fault(error.status, error))
+                error.message = mask_text(error.message, response.secrets)  # from its stream
+            if isinstance(error, UpstreamTimeout) and call is not None and call.client_timeout:
+                self.breakers.release(upstream)  # the client's limit, not the upstream's fault
+            else:
+                self.breakers.record(upstream, healthy=not _provider_fault(error.status, error))
             error.provider = error.provider or target.provider
             attempt.record_error(error)
             return None, error
@@ -417,7 +428,7 @@ class Router:
                 first += await anext(guarded)
             except StopAsyncIteration:
                 break
-        response.stream = self._relay(first, guarded, target, guard.chunks)
+        response.stream = self._relay(first, guarded, target, guard.chunks, response.secrets)
         # Consumers of the chunks (caching, guardrails) hear them from the guard's parse.
         response.chunks = guard.chunks
 
@@ -427,8 +438,10 @@ class Router:
         rest: AsyncIterator[bytes],
         target: ResolvedTarget,
         chunks: ChunkFeed,
+        secrets: tuple[str, ...],
     ) -> AsyncIterator[bytes]:
-        """The committed stream; how it ends is what counts for the target's circuit."""
+        """The committed stream; how it ends is what counts for the target's circuit. An
+        error it ends with never repeats a credential the request carried."""
         chunks.seal()  # relaying starts: every listener has joined
         healthy: bool | None = None
         try:
@@ -440,6 +453,7 @@ class Router:
         except GatewayError as error:
             healthy = not _provider_fault(error.status, error)
             error.provider = error.provider or target.provider
+            error.message = mask_text(error.message, secrets)
             raise
         finally:
             if healthy is None:
@@ -465,12 +479,6 @@ def _choose_conditional(ctx: RequestContext, node: StrategyNode) -> PlanNode:
     )
 
 
-def _leaves(node: PlanNode) -> list[ResolvedTarget]:
-    if isinstance(node, ResolvedTarget):
-        return [node]
-    return [leaf for child in node.children for leaf in _leaves(child)]
-
-
 def _effective_upstream(ctx: RequestContext, target: ResolvedTarget) -> ResolvedTarget:
     """``target`` as its circuit sees it: with the host the request really goes to."""
     header_host = ctx.headers.get("x-portkey-custom-host")
@@ -493,11 +501,14 @@ def _provider_call(
     body, raw = ctx.body, (None if ctx.body_modified else ctx.raw_body)
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
+        check_body(ctx.endpoint, body)  # an override is a body field like any other
     # The header wins over the config, which wins over the server file's default.
     timeout_ms: int | None = target.request_timeout or default_timeout_ms
+    client_timeout = bool(target.request_timeout) and not target.from_server
     header_timeout = ctx.headers.get("x-portkey-request-timeout")
     if header_timeout:
         timeout_ms = int(header_timeout)
+        client_timeout = True
     return ProviderCall(
         ctx=ctx,
         target=target,
@@ -505,7 +516,15 @@ def _provider_call(
         body=body,
         raw_body=raw,
         timeout=timeout_ms / 1000 if timeout_ms else None,
+        client_timeout=client_timeout,
     )
+
+
+def _client_host(ctx: RequestContext, target: ResolvedTarget) -> bool:
+    """Whether the client chose the host this target calls (a header, an inline config)."""
+    if target.custom_host:
+        return not target.from_server
+    return bool(ctx.headers.get("x-portkey-custom-host"))
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
