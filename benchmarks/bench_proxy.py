@@ -9,7 +9,9 @@ Starts, each in its own process on loopback:
 * a load generator (aiohttp client, fixed concurrency, fixed duration).
 
 and prints requests/s and p50/p99 latency for "direct" and "gateway", with the ratios,
-measured in the same run. Nothing is asserted: the numbers depend on the machine.
+measured in the same run, and each gateway's CPU time per request (read from ``/proc``,
+so Linux only; steadier than throughput on a machine the load generator shares). Nothing
+is asserted: the numbers depend on the machine.
 
 ``--compare DIR`` adds a second gateway run from another checkout of portkey-mw (say a
 ``git worktree`` of an earlier commit), measured in the same run, so a change's cost is a
@@ -267,6 +269,7 @@ def main() -> None:
         }
         ports = {"gateway": gateway_port, "compared": compare_port}
         for name in gateways:
+            before = cpu_seconds(gateways[name].pid)
             rows[name] = measure(
                 f"http://127.0.0.1:{ports[name]}/v1/chat/completions",
                 routed,
@@ -274,6 +277,8 @@ def main() -> None:
                 args.duration,
                 args.concurrency,
             )
+            used = cpu_seconds(gateways[name].pid) - before
+            rows[name]["cpu_us"] = used / max(rows[name]["requests"], 1) * 1e6
     finally:
         for process in gateways.values():
             process.terminate()
@@ -286,11 +291,15 @@ def main() -> None:
         f"chat completions, {kind}; concurrency {args.concurrency}, {args.duration:g} s each; "
         f"{os.cpu_count()} CPUs shared by load generator, gateway and upstream"
     )
-    print(f"{'':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}")
+    print(
+        f"{'':10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}"
+        f"{'CPU us/req':>12}"
+    )
     for name, row in rows.items():
+        cpu = f"{row['cpu_us']:>12.0f}" if "cpu_us" in row else f"{'-':>12}"
         print(
             f"{name:10}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
-            f"{row['requests']:>10.0f}{row['errors']:>8.0f}"
+            f"{row['requests']:>10.0f}{row['errors']:>8.0f}{cpu}"
         )
     print(
         f"gateway/direct: throughput x{through['rps'] / direct['rps']:.2f}, "
@@ -302,8 +311,16 @@ def main() -> None:
         print(
             f"gateway/compared ({args.compare}): throughput x{through['rps'] / other['rps']:.2f}, "
             f"p50 {through['p50_ms'] - other['p50_ms']:+.2f} ms, "
-            f"p99 {through['p99_ms'] - other['p99_ms']:+.2f} ms"
+            f"p99 {through['p99_ms'] - other['p99_ms']:+.2f} ms, "
+            f"CPU per request x{through['cpu_us'] / other['cpu_us']:.2f}"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux ``/proc``), a steadier measure
+    of a gateway's own cost than throughput on a machine the load generator shares."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_gateway(port: int, checkout: str | None) -> subprocess.Popen[bytes]:
