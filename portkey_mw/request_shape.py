@@ -156,12 +156,7 @@ def array_of(item: Shape, expected: str = "an array", *, non_empty: bool = False
             raise ShapeError(expected, value)
         if non_empty and not value:
             raise ShapeError("a non-empty array", value, "invalid_value")
-        for index, element in enumerate(value):
-            try:
-                item(element)
-            except ShapeError as error:
-                error.at(index)
-                raise
+        _each(value, item)
 
     return shape
 
@@ -364,12 +359,7 @@ def _texts_or_tokens(value: Any) -> None:
     )
     if item is None:
         raise ShapeError("a string, a token id or an array of token ids", value[0]).at(0)
-    for index, element in enumerate(value):
-        try:
-            item(element)
-        except ShapeError as error:
-            error.at(index)
-            raise
+    _each(value, item)
 
 
 _MODERATION_INPUT = by_type(
@@ -460,3 +450,13 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
     ``body`` lacks what ``endpoint`` needs or a field it reads has the wrong shape."""
     require_param(endpoint, body)
     check_fields(BODY_SHAPES[endpoint], body, REQUIRED_PARAM.get(endpoint))
+
+
+def _each(values: list[Any], item: Any) -> None:
+    """Check every element of ``values`` with ``item``, naming the index of a misfit."""
+    for index, element in enumerate(values):
+        try:
+            item(element)
+        except ShapeError as error:
+            error.at(index)
+            raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 #: integers orjson can write (it refuses anything wider than 64 bits)
@@ -29,6 +30,16 @@ JSON: st.SearchStrategy[Any] = st.recursive(
 )
 JSON_OBJECTS = st.dictionaries(st.text(max_size=8), JSON, max_size=4)
 TEXT = st.text(max_size=16)
+
+
+#: hypothesis, deterministic and quick: the same examples on every run
+CHECKED = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def sometimes_junk(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:

@@ -19,23 +19,16 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portkey_mw import Gateway
 from portkey_mw.config.server import ServerSettings
 from tests import hostile_bodies as bodies
 from tests.conftest import in_process
+from tests.hostile_bodies import CHECKED
 from tests.native_upstream import PROVIDER_HEADERS, PROVIDERS, handler
 
-#: hypothesis, deterministic and quick: the same examples on every run
-CHECKED = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 #: the routes with the most to translate get more examples
 EXAMPLES = {"/v1/chat/completions": 300, "/v1/messages": 200}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from portkey_mw_plugins.anthropic import translate as anthropic
 from portkey_mw_plugins.anthropic.stream import StreamTranslator as AnthropicStream
@@ -36,15 +36,8 @@ from portkey_mw.request_shape import check_body
 from portkey_mw.streaming import SSEDecoder, event_data
 from portkey_mw.translation import embedding_texts
 from tests import hostile_bodies as bodies
+from tests.hostile_bodies import CHECKED
 from tests.native_upstream import event_frame
-
-CHECKED = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 
 
 def accepted(endpoint: Endpoint, body: Any) -> bool:
