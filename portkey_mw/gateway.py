@@ -130,19 +130,17 @@ class Gateway:
         )
         if transport is None:
             transport = (
-                HttpxTransport(
-                    http_client, policy=self.policy, max_body_bytes=server.max_upstream_body_bytes
-                )
+                HttpxTransport(http_client, max_body_bytes=server.max_upstream_body_bytes)
                 if http_client is not None
                 else AiohttpTransport(
                     max_connections=server.max_connections,
                     max_connections_per_host=server.max_connections_per_host,
                     connect_timeout=server.connect_timeout,
-                    policy=self.policy,
                     max_body_bytes=server.max_upstream_body_bytes,
                 )
             )
-        transport.adopt_policy(self.policy)  # a transport passed in gets the file's policy
+        # Every transport gets the file's policy, unless one passed in came with its own.
+        transport.adopt_policy(self.policy)
         self.transport = transport
         #: fetches for webhooks, validUrls and images, through the transport's policy
         self.fetcher = Fetcher(transport)

@@ -76,9 +76,9 @@ class SSEDecoder:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = buffer.split(b"\n\n")
         self._buffer = events.pop() + held
-        self._check(len(self._buffer))
-        for event in events:
-            self._check(len(event))
+        if len(buffer) > self._limit:  # only then can one of its events be too large
+            for event in (*events, self._buffer):
+                self._check(len(event))
         return [event for event in events if event.strip()]
 
     def flush(self) -> list[bytes]:

@@ -59,10 +59,14 @@ class UpstreamRequest:
     secrets: tuple[str, ...] = ()
     #: largest complete body to read (``None``: the transport's limit)
     max_body: int | None = None
+    _credentials: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def credentials(self) -> list[str]:
-        """The credentials this request carries, longest first (see :mod:`portkey_mw.redact`)."""
-        return credential_values(self.headers, self.url, self.secrets)
+        """The credentials this request carries, longest first (see :mod:`portkey_mw.redact`);
+        worked out once, however many places mask with them."""
+        if self._credentials is None:
+            self._credentials = credential_values(self.headers, self.url, self.secrets)
+        return self._credentials
 
 
 class UpstreamResponse(ABC):
@@ -249,7 +253,7 @@ _AIOHTTP_ERRORS = _ClientErrors(
 
 
 class _AiohttpResponse(UpstreamResponse):
-    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "request", "status")
+    __slots__ = ("_deadline", "_limit", "_response", "headers", "request", "status")
 
     def __init__(
         self,
@@ -259,20 +263,20 @@ class _AiohttpResponse(UpstreamResponse):
         limit: int,
     ) -> None:
         self._response = response
-        self._request = self.request = request
+        self.request = request
         self._deadline = deadline
         self._limit = limit
         self.status = response.status
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
+        with _AIOHTTP_ERRORS.mapped(self.request, mid_response=True):
             async with asyncio.timeout_at(self._deadline):
                 chunks = self._response.content.iter_any()
-                return await _collect(chunks, self._request, self._limit, self.status)
+                return await _collect(chunks, self.request, self._limit, self.status)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
+        with _AIOHTTP_ERRORS.mapped(self.request, mid_response=True):
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
@@ -386,7 +390,7 @@ _HTTPX_ERRORS = _ClientErrors(
 
 
 class _HttpxResponse(UpstreamResponse):
-    __slots__ = ("_deadline", "_limit", "_request", "_response", "headers", "request", "status")
+    __slots__ = ("_deadline", "_limit", "_response", "headers", "request", "status")
 
     def __init__(
         self,
@@ -396,20 +400,20 @@ class _HttpxResponse(UpstreamResponse):
         limit: int,
     ) -> None:
         self._response = response
-        self._request = self.request = request
+        self.request = request
         self._deadline = deadline
         self._limit = limit
         self.status = response.status_code
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        with _HTTPX_ERRORS.mapped(self._request, mid_response=True):
+        with _HTTPX_ERRORS.mapped(self.request, mid_response=True):
             async with asyncio.timeout_at(self._deadline):
                 chunks = self._response.aiter_bytes()
-                return await _collect(chunks, self._request, self._limit, self.status)
+                return await _collect(chunks, self.request, self._limit, self.status)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        with _HTTPX_ERRORS.mapped(self._request, mid_response=True):
+        with _HTTPX_ERRORS.mapped(self.request, mid_response=True):
             async for chunk in self._response.aiter_bytes():
                 yield chunk
 

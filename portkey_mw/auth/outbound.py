@@ -210,8 +210,8 @@ class OutboundPolicy:
             loopback_custom_hosts=loopback_custom_hosts,
         )
 
-    def check_url(self, url: str, destination: Destination) -> URL:
-        """Refuse a URL the gateway must not contact; return it parsed.
+    def check_url(self, url: str, destination: Destination) -> None:
+        """Refuse a URL the gateway must not contact.
 
         :raises DestinationNotAllowed: a scheme other than http(s), userinfo, a host that is
             missing or spelled ambiguously, or a literal address the policy refuses.
@@ -236,7 +236,6 @@ class OutboundPolicy:
             self._hosts[key] = reason
         if reason:
             raise _refused(url, reason)
-        return parsed
 
     def _host_refusal(self, host: str, destination: Destination) -> str | None:
         """Why a URL naming ``host`` is refused before anything is resolved, if it is."""
