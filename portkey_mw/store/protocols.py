@@ -1,0 +1,105 @@
+"""What the rest of the gateway asks of the control-plane store.
+
+One implementation ships (``portkey_mw.store.sql``: SQLAlchemy 2 over SQLite or
+PostgreSQL); the admin API, the CLI and the catalog are written against this protocol.
+Every mutation bumps the store-wide revision in the same transaction and stamps the record
+with it, so :meth:`ControlStore.changes` can feed every replica's in-process catalog.
+
+Errors: a store that cannot be reached raises :class:`StoreUnavailable`; a unique slug or
+name taken raises :class:`Conflict`. ``get``/``update``/``delete`` of something missing
+return ``None``/``False`` (the caller words the 404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from portkey_mw.errors import GatewayError
+from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
+
+
+class StoreUnavailable(GatewayError):
+    """The store is down, locked or timed out (503 on the control plane)."""
+
+    status = 503
+    type = "api_error"
+    code = "store_unavailable"
+
+
+class Conflict(GatewayError):
+    """A slug or other unique value is already taken (409)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class ControlStore(Protocol):
+    """The control-plane store: virtual keys, API keys and saved configs."""
+
+    async def open(self) -> None:
+        """Connect, run migrations if asked to, and check the vault's master key."""
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+
+    async def revision(self) -> int:
+        """The latest revision (0 for an empty store). One cheap query."""
+
+    async def changes(self, since: int) -> Changes:
+        """Every record changed after revision ``since`` (tombstones included)."""
+
+    # -- virtual keys (slug unique among records not deleted) --------------------------
+    async def create_virtual_key(self, record: VirtualKey) -> VirtualKey:
+        """Insert ``record`` (its ``revision``/timestamps are set by the store)."""
+
+    async def get_virtual_key(self, slug: str) -> VirtualKey | None:
+        """The virtual key with this slug (not deleted), decrypted."""
+
+    async def list_virtual_keys(self, workspace_id: str | None = None) -> Sequence[VirtualKey]:
+        """Every virtual key not deleted, oldest first."""
+
+    async def update_virtual_key(self, slug: str, changes: Mapping[str, Any]) -> VirtualKey | None:
+        """Apply ``changes`` (field name -> new value; ``secrets`` replaces all secrets)."""
+
+    async def delete_virtual_key(self, slug: str) -> bool:
+        """Mark the virtual key deleted (a tombstone); ``False`` if there was none."""
+
+    # -- API keys -------------------------------------------------------------------------
+    async def create_api_key(self, record: ApiKey) -> ApiKey:
+        """Insert ``record``."""
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The API key with this id (not deleted)."""
+
+    async def find_api_key(self, key_digest: str) -> ApiKey | None:
+        """The API key whose digest this is (not deleted)."""
+
+    async def list_api_keys(self, workspace_id: str | None = None) -> Sequence[ApiKey]:
+        """Every API key not deleted, oldest first."""
+
+    async def update_api_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKey | None:
+        """Apply ``changes`` (``key_digest``/``key_hint`` change on rotation)."""
+
+    async def delete_api_key(self, key_id: str) -> bool:
+        """Mark the API key deleted."""
+
+    # -- saved configs ----------------------------------------------------------------------
+    async def create_config(self, record: SavedConfig) -> SavedConfig:
+        """Insert ``record`` and its first version (``record.version_id``)."""
+
+    async def get_config(self, slug: str) -> SavedConfig | None:
+        """The saved config with this slug or id (not deleted)."""
+
+    async def list_configs(self, workspace_id: str | None = None) -> Sequence[SavedConfig]:
+        """Every saved config not deleted, oldest first."""
+
+    async def update_config(self, slug: str, changes: Mapping[str, Any]) -> SavedConfig | None:
+        """Apply ``changes``; a new ``config`` makes a new version (new ``version_id``)."""
+
+    async def config_versions(self, slug: str) -> Sequence[ConfigVersion] | None:
+        """Every version of a saved config, newest first (``None``: no such config)."""
+
+    async def delete_config(self, slug: str) -> bool:
+        """Mark the saved config deleted."""
