@@ -51,7 +51,7 @@ def serve(
 
     import uvicorn
 
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.app import Gateway
     from portkey_mw.logging import configure_logging
     from portkey_mw.server import uvicorn_http_options
 
@@ -83,7 +83,7 @@ def serve(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins_command(config: Path | None, as_json: bool) -> None:
     """List loaded plugins with their distribution, version and hooks."""
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.app import Gateway
 
     gateway = Gateway(_load_settings(config))
     rows: list[dict[str, Any]] = []
@@ -122,8 +122,8 @@ def plugins_command(config: Path | None, as_json: bool) -> None:
 @click.option("--markdown", is_flag=True, help="Print the table docs/providers.md embeds.")
 def providers_command(config: Path | None, markdown: bool) -> None:
     """List provider ids with their endpoints and chat features."""
+    from portkey_mw.app import Gateway
     from portkey_mw.capabilities import markdown_table
-    from portkey_mw.gateway import Gateway
 
     # Every provider there is, the mock included (a server file turns it on with mock: true).
     settings = _load_settings(config).model_copy(update={"mock": True})
@@ -146,8 +146,8 @@ def config() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def config_validate(file: Path) -> None:
     """Validate a YAML server file, or a JSON routing config (as sent in x-portkey-config)."""
+    from portkey_mw.app import Gateway
     from portkey_mw.config.resolve import validate_config
-    from portkey_mw.gateway import Gateway
 
     try:
         if file.suffix == ".json":
