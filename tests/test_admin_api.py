@@ -629,6 +629,10 @@ def test_missing_and_invalid_keys_are_401(plane: ControlPlane) -> None:
         client(plane, KEY_PREFIX + "made-up").api_keys.list()
     with httpx.Client(base_url=plane.url) as http:
         response = http.delete("/v1/configs/pc-x")
+        # who is asking is settled before the body is read
+        for path in ("/v1/api-keys/organisation/service", "/v1/virtual-keys", "/v1/configs"):
+            unread = http.post(path, content=b"{not json")
+            assert unread.status_code == 401, path
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
     assert response.json()["success"] is False
@@ -906,3 +910,16 @@ def test_a_store_that_is_down_is_503(plane: ControlPlane) -> None:
     finally:
         plane.down = False
     assert err.value.status_code == 503
+
+
+def test_the_package_exports_what_it_lists() -> None:
+    import types
+
+    import portkey_mw.admin as package
+
+    public = {
+        name
+        for name, value in vars(package).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(package.__all__) == sorted(public)
