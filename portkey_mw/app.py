@@ -9,20 +9,22 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import structlog
 
 from portkey_mw import _http
 from portkey_mw.admin.operations import ADMIN_PREFIX, operations_router
+from portkey_mw.admin.routes import control_plane_routes, is_control_plane_path
+from portkey_mw.admin.services import Services
 from portkey_mw.auth.admin import AdminKey
 from portkey_mw.auth.outbound import OutboundPolicy
 from portkey_mw.caching import CacheStats
 from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, RequestContext
-from portkey_mw.control import ControlPlane
+from portkey_mw.control import ControlPlane, RefreshingStore
 from portkey_mw.errors import GatewayError, MethodNotAllowed, NotFound
 from portkey_mw.fetch import Fetcher
 from portkey_mw.guardrails.api import Guardrail
@@ -191,6 +193,21 @@ class Gateway:
         self._admin_routes = operations_router(
             self.router.breakers, self.cache, self.guardrail_stats
         )
+        store = self.control.store
+        self._control_routes = (
+            control_plane_routes(
+                cast(ControlStore, RefreshingStore(store, self.control)),
+                self.control.authorize,
+                Services(
+                    validate=self.resolver.validate_saved,
+                    generate_key=self.control.new_api_key,
+                    providers=self.providers,
+                    configs=tuple(settings.configs),
+                ),
+            )
+            if store is not None
+            else None
+        )
 
     @property
     def cache_stats(self) -> CacheStats:
@@ -311,6 +328,8 @@ class Gateway:
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
             elif path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
                 await self._admin(scope, receive, send, headers, base_headers)
+            elif self._control_routes is not None and is_control_plane_path(path):
+                await self._control_routes(scope, receive, send)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return

@@ -9,39 +9,20 @@ a gateway that cannot read its keys must not serve as if it had none.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
+from portkey_mw.admin.services import ADMIN_PRINCIPAL, MissingScope, Principal
 from portkey_mw.auth.admin import AdminKey, sent_key
 from portkey_mw.auth.api_keys import KeyHasher, is_gateway_key
 from portkey_mw.auth.catalog import Catalog
 from portkey_mw.auth.identity import Identifier, auth_mode, check_key
 from portkey_mw.config.server import ServerSettings
-from portkey_mw.errors import AuthenticationError, PermissionDenied
-from portkey_mw.store.protocols import ControlStore
-from portkey_mw.store.records import ApiKey
+from portkey_mw.errors import AuthenticationError
+from portkey_mw.store.protocols import ControlStore, StoreUnavailable
 
 log = structlog.get_logger("portkey_mw.control")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who called an admin route: the operator (admin key) or an API key."""
-
-    api_key: ApiKey | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        """Whether the caller holds the admin key (every scope)."""
-        return self.api_key is None
-
-    def allows(self, scope: str) -> bool:
-        """Whether the caller may use ``scope``."""
-        return self.api_key is None or scope in self.api_key.scopes
-
-
-ADMIN = Principal()
 
 
 class ControlPlane:
@@ -95,6 +76,16 @@ class ControlPlane:
         if self.store is not None:
             await self.store.aclose()
 
+    def new_api_key(self) -> tuple[str, str, str]:
+        """A fresh gateway API key: ``(key, digest, hint)``.
+
+        :raises StoreUnavailable: the store is not open (no pepper to digest with).
+        """
+        if self.hasher is None:
+            raise StoreUnavailable("the control-plane store is not open")
+        made = self.hasher.new_key()
+        return made.key, made.digest, made.hint
+
     async def refresh(self) -> None:
         """Take in this process's own admin changes at once (not one interval later)."""
         if self.catalog is not None:
@@ -115,14 +106,40 @@ class ControlPlane:
                 code="admin_key_required",
             )
         if self.admin_key.matches(sent):
-            return ADMIN
+            return ADMIN_PRINCIPAL
         if is_gateway_key(sent) and self.catalog is not None and self.hasher is not None:
             record = await self.catalog.api_key(self.hasher.digest(sent))
             if record is not None:
                 check_key(record)
                 if scope not in record.scopes:
-                    raise PermissionDenied(
-                        f"this API key lacks scope {scope!r}", code="missing_scope", param=scope
-                    )
-                return Principal(record)
+                    raise MissingScope.lacking(scope)
+                return Principal(
+                    scopes=frozenset(record.scopes),
+                    key_id=record.id,
+                    workspace_id=record.workspace_id if record.type == "workspace" else None,
+                )
         raise AuthenticationError("the key is not valid for the admin API", code="invalid_api_key")
+
+
+class RefreshingStore:
+    """The store as the admin routes use it: after each write (``create_*``, ``update_*``,
+    ``delete_*``), this process's catalog takes the change in at once; other processes do
+    within one refresh interval."""
+
+    _WRITES = ("create_", "update_", "delete_")
+
+    def __init__(self, store: ControlStore, control: ControlPlane) -> None:
+        self._store = store
+        self._control = control
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if not name.startswith(self._WRITES):
+            return method
+
+        async def write(*args: Any, **kwargs: Any) -> Any:
+            result = await method(*args, **kwargs)
+            await self._control.refresh()
+            return result
+
+        return write

@@ -23,7 +23,7 @@ from portkey_mw.admin.schemas import (
     ignored_fields,
     parse_body,
 )
-from portkey_mw.admin.scopes import API_KEY_KINDS
+from portkey_mw.admin.scopes import API_KEY_KINDS, DEFAULT_SCOPES
 from portkey_mw.admin.services import MissingScope, Principal
 from portkey_mw.errors import InvalidRequest, NotFound
 from portkey_mw.store.protocols import Conflict
@@ -126,7 +126,8 @@ async def create(call: Call) -> tuple[int, dict[str, Any]]:
     workspace = workspace_for(principal, fields.workspace_id)
     if type_ == "workspace" and not workspace:
         raise InvalidRequest("workspace_id is required for a workspace key", param="workspace_id")
-    scopes = fields.scopes or []
+    # A key made without scopes may call the data plane and nothing else.
+    scopes = list(DEFAULT_SCOPES) if fields.scopes is None else fields.scopes
     check_grants(principal, scopes)
     check_future(fields.expires_at)
     defaults = await _check_defaults(call, fields.defaults)

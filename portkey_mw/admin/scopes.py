@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 #: The mount point's API version prefix: the SDK's base_url is ``<gateway>/v1``.
 PREFIX = "/v1"
+#: the scope the data plane needs (Portkey's name), and what a key made without scopes gets
+COMPLETIONS_SCOPE = "completions.write"
+DEFAULT_SCOPES: tuple[str, ...] = (COMPLETIONS_SCOPE,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from portkey_mw.admin.scopes import COMPLETIONS_SCOPE
 from portkey_mw.auth.api_keys import KEY_PREFIX, KeyHasher, is_gateway_key
 from portkey_mw.auth.catalog import Catalog
 from portkey_mw.config.server import AuthMode
@@ -26,8 +27,6 @@ from portkey_mw.errors import AuthenticationError, InvalidConfig, PermissionDeni
 from portkey_mw.store.records import ACTIVE, ApiKey
 
 AUTH_VARIABLE = "PORTKEY_MW_AUTH"
-#: the scope a key needs for the data plane (Portkey's name)
-COMPLETIONS_SCOPE = "completions.write"
 _MODES: tuple[AuthMode, ...] = ("off", "optional", "required")
 
 

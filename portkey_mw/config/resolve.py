@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import replace
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from portkey_mw.auth.virtual_keys import not_found as vk_not_found
 from portkey_mw.bounds import check_json_depth
 from portkey_mw.config.schema import Config
 from portkey_mw.config.server import ServerSettings, describe_validation_error
-from portkey_mw.errors import InvalidConfig, InvalidRequest, PermissionDenied
+from portkey_mw.errors import InvalidConfig, InvalidRequest, NotFound, PermissionDenied
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.spec import HookCompiler, HookSet
 from portkey_mw.routing import (
@@ -325,6 +326,23 @@ class ConfigResolver:
                 if leaf.custom_host and not leaf.from_vault:
                     check_client_host(leaf.custom_host, f"{leaf.path}.custom_host")
         return self._check(plan, source)
+
+    def validate_saved(self, raw: Mapping[str, Any], source: str = "config") -> None:
+        """Check a config before the store saves it, as requests will use it: schema,
+        provider ids, guardrail ids, the virtual keys it names.
+
+        :raises InvalidConfig: naming the fault.
+        """
+        check_json_depth(orjson.dumps(raw).decode(), raw, source)
+        config = validate_config(dict(raw), source)
+        try:
+            self._check(compile_plan(config, server_held=True, bind=self._bind), source)
+        except InvalidRequest as exc:
+            if isinstance(exc, InvalidConfig):
+                raise
+            raise InvalidConfig(exc.message, param=exc.param) from exc
+        except NotFound as exc:
+            raise InvalidConfig(exc.message, param=exc.param) from exc
 
     def _stored(self, slug: str) -> tuple[Config, str]:
         """A config the server holds: named in the server file, or saved in the store."""
