@@ -167,7 +167,7 @@ async def measure_size(
     semantic = headers("semantic", "whole")
     settings = ServerSettings.from_mapping({"plugins": {"block": ["portkey-mw.structlog-sink"]}})
     gateway = Gateway(settings)
-    partition = route_partition(gateway.resolver.resolve(semantic), semantic)
+    partition = route_partition(await gateway.resolver.resolve(semantic), semantic)
     found = semantic_question(context(QUESTION, "whole"), partition)
     assert found is not None
     scope = found[1]

@@ -1,19 +1,25 @@
 """``portkey-mw demo``: the gateway on embedded defaults, with requests shown as they pass.
 
-The gateway serves on loopback with the in-process ``mock`` provider (no keys, no network).
-The official ``openai`` SDK then sends a short tour through it — a chat completion, a
-stream, embeddings, the model list, a fallback, a load-balanced split, a cache miss, an
-exact hit and a semantic hit, a redacting and a denying guardrail, a failing provider and a
-bad config — while a log sink
-prints one line per request, as the gateway records it.
+The gateway serves on loopback with the in-process ``mock`` provider (no keys, no network)
+and a control plane in a temporary directory (thrown away at the end). The official
+``portkey-ai`` SDK, as an admin, puts a provider key in the vault as a virtual key and makes
+a gateway API key; a client then calls with them. The official ``openai`` SDK then sends a
+short tour through it — a chat completion, a stream, embeddings, the model list, a
+fallback, a load-balanced split, a cache miss, an exact hit and a semantic hit, a redacting
+and a denying guardrail, a failing provider and a bad config — while a log sink prints one
+line per request, as the gateway records it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +36,8 @@ from portkey_mw.plugin import PluginManager, hookimpl
 #: The demo's server file: the mock provider answers, a little slowly so streams are visible.
 DEMO_SETTINGS: dict[str, Any] = {
     "mock": True,  # the in-process mock provider is off unless a server file turns it on
+    # Gateway API keys are accepted, not required: the tour's other steps send none.
+    "server": {"auth": "optional"},
     "configs": {
         "demo": {"provider": "mock", "mock_latency_ms": 40, "mock_chunk_delay_ms": 60},
         "broken-provider": {"provider": "mock", "mock_status": 503},
@@ -138,20 +146,33 @@ def run_demo(port: int = 8787, keep_serving: bool = False) -> int:
             'The demo drives the gateway with the openai SDK: pip install "portkey-mw[demo]"'
         )
         return 1
-    return asyncio.run(_demo(port, keep_serving))
+    with tempfile.TemporaryDirectory(prefix="portkey-mw-demo-") as data_dir:
+        return asyncio.run(_demo(port, keep_serving, Path(data_dir)))
 
 
-async def _demo(port: int, keep_serving: bool) -> int:
+async def _demo(port: int, keep_serving: bool, data_dir: Path) -> int:
     import uvicorn
+
+    from portkey_mw.store.sql import SQLStore
 
     configure_logging("warning", json=False)
     console = Console()
     sink = ConsoleSink(console)
+    # This process's own admin key and auth mode: the demo's, whatever the shell has set.
+    admin_key = secrets.token_urlsafe(24)
+    os.environ["PORTKEY_MW_ADMIN_KEY"] = admin_key
+    os.environ["PORTKEY_MW_AUTH"] = "optional"
     settings = ServerSettings.from_mapping(DEMO_SETTINGS, source="demo settings")
     plugins = PluginManager(settings.plugins)
     plugins.load_entry_points()
     plugins.register(DemoPlugin(sink), "portkey-mw.demo")
-    gateway = Gateway(settings, plugins=plugins)
+    # The control plane in a throwaway directory, with its own master key.
+    store = SQLStore(
+        f"sqlite+aiosqlite:///{data_dir / 'control.db'}",
+        master_key=secrets.token_bytes(32),
+        data_dir=data_dir,
+    )
+    gateway = Gateway(settings, plugins=plugins, store=store)
 
     chosen = _port_or_free(port)
     if chosen != port:
@@ -169,7 +190,8 @@ async def _demo(port: int, keep_serving: bool) -> int:
     console.rule("portkey-mw demo")
     console.print(f"gateway on [bold]{base_url}[/], provider [bold]mock[/] (in process)")
     _print_plugins(console, gateway)
-    failures = await _tour(console, base_url, gateway)
+    failures = await _control_plane_tour(console, base_url, gateway, admin_key)
+    failures += await _tour(console, base_url, gateway)
     if not keep_serving:
         server.should_exit = True
         await serving  # the gateway's shutdown drains its log queue: every line is printed
@@ -186,6 +208,95 @@ async def _demo(port: int, keep_serving: bool) -> int:
         )
         await serving
     return 1 if failures else 0
+
+
+async def _control_plane_tour(
+    console: Console, base_url: str, gateway: Gateway, admin_key: str
+) -> int:
+    """An admin stores a provider key and makes an API key; a client uses both."""
+    import portkey_ai
+
+    failures = 0
+    console.print(
+        "\n[bold cyan]▶ control plane: the admin stores a provider key and makes an "
+        "API key (portkey-ai SDK)[/]"
+    )
+    admin = portkey_ai.AsyncPortkey(api_key=admin_key, base_url=base_url)
+    try:
+        made = await admin.virtual_keys.create(
+            name="mock prod", provider="mock", key="demo-provider-key"
+        )
+        slug = str(made.slug)
+        console.print(
+            f"  virtual key [bold]{slug}[/]: the provider key is in the vault, "
+            "encrypted; no response shows it again"
+        )
+        key = await admin.api_keys.create(
+            name="demo app",
+            type="organisation",
+            sub_type="service",
+            scopes=["completions.write"],
+        )
+        api_key = str(key.key)
+        console.print(f"  API key [bold]{api_key[:10]}…[/] (shown once, stored as a digest)")
+    finally:
+        await admin.close()
+
+    client = portkey_ai.AsyncPortkey(api_key=api_key, virtual_key=slug, base_url=base_url)
+    try:
+        console.print("\n[bold cyan]▶ a client with that API key and virtual key[/]")
+        reply = await client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "Which key did you use?"}]
+        )
+        console.print(f"  client got: {_text(reply)!r}")
+        await _landed(gateway)
+        console.print(
+            f"\n[bold cyan]▶ the same virtual key named in the model: @{slug}/mock-gpt[/]"
+        )
+        by_model = portkey_ai.AsyncPortkey(api_key=api_key, base_url=base_url)
+        try:
+            reply = await by_model.chat.completions.create(
+                model=f"@{slug}/mock-gpt", messages=[{"role": "user", "content": "hello"}]
+            )
+            console.print(f"  client got: {_text(reply)!r}")
+        finally:
+            await by_model.close()
+        await _landed(gateway)
+    except Exception as exc:  # a step that fails is reported, the tour goes on
+        console.print(f"  [red]{type(exc).__name__}: {exc}[/]")
+        failures += 1
+    finally:
+        await client.close()
+    console.print("\n[bold cyan]▶ an API key the gateway never made is refused (401)[/]")
+    stranger = portkey_ai.AsyncPortkey(
+        api_key="pk-mw-not-a-real-key", virtual_key=slug, base_url=base_url
+    )
+    try:
+        await stranger.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hi"}]
+        )
+        console.print("  [red]the unknown key was served[/]")
+        failures += 1
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        console.print(f"  client got [red]{status}[/]")
+        failures += 0 if status == 401 else 1
+    finally:
+        await stranger.close()
+    await gateway.settled()
+    await asyncio.sleep(0.1)
+    return failures
+
+
+def _text(reply: Any) -> Any:
+    """The first choice's text of a chat completion."""
+    return reply.choices[0].message.content
+
+
+async def _landed(gateway: Gateway) -> None:
+    """Let a step's after-work finish and its log line land under it."""
+    await gateway.settled()
+    await asyncio.sleep(0.1)
 
 
 def _print_plugins(console: Console, gateway: Gateway) -> None:

@@ -107,13 +107,13 @@ def test_inline_configs_are_bounded(gateway: RunningGateway) -> None:
     still_answers(gateway)
 
 
-def test_the_compiled_config_cache_is_bounded_by_bytes() -> None:
+async def test_the_compiled_config_cache_is_bounded_by_bytes() -> None:
     """Clients choose config texts: many distinct large ones cannot grow the cache."""
     resolver = ConfigResolver(ServerSettings(), {"openai"})
     size = ServerSettings().server.max_config_bytes - 200
     for index in range(1500):
         config = {"provider": "openai", "override_params": {"pad": f"{index}" + "p" * size}}
-        resolver.resolve({"x-portkey-config": orjson.dumps(config).decode()})
+        await resolver.resolve({"x-portkey-config": orjson.dumps(config).decode()})
     assert resolver._inline_bytes <= INLINE_CACHE_BYTES
     assert len(resolver._inline) <= INLINE_CACHE_BYTES // size + 1
 

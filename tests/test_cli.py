@@ -23,6 +23,10 @@ def test_demo_runs_and_exits_by_itself() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "every request behaved as expected" in out
+    # The control plane: a virtual key and an API key made with the portkey-ai SDK, in use.
+    assert "virtual key mock-prod-" in out and "API key pk-mw-" in out
+    assert "client got: 'Mock reply to: Which key did you use?'" in out
+    assert "client got 401" in out
     assert "gateway log 200 POST /v1/chat/completions mock config " in out
     assert "client got 503" in out and "client got 400" in out
     assert "'answered by the backup' (x-portkey-last-used-option-index:" in out

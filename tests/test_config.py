@@ -102,7 +102,7 @@ def test_invalid_configs_name_the_field(config: object, mentions: str) -> None:
     assert mentions in info.value.message
 
 
-def test_inline_configs_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_inline_configs_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     original = resolve.validate_config
 
@@ -113,17 +113,17 @@ def test_inline_configs_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(resolve, "validate_config", counting)
     resolver = ConfigResolver(ServerSettings(), {"openai", "groq", "mock"})
     headers = {"x-portkey-config": orjson.dumps(FALLBACK).decode()}
-    first = resolver.resolve(headers)
+    first = await resolver.resolve(headers)
     for _ in range(5):
-        assert resolver.resolve(headers) is first
+        assert await resolver.resolve(headers) is first
     assert len(calls) == 1
 
 
-def test_config_without_provider_takes_the_header_provider() -> None:
+async def test_config_without_provider_takes_the_header_provider() -> None:
     resolver = ConfigResolver(ServerSettings(), {"openai", "groq"})
     config = '{"retry": {"attempts": 1}}'
-    plan_a = resolver.resolve({"x-portkey-config": config, "x-portkey-provider": "openai"})
-    plan_b = resolver.resolve({"x-portkey-config": config, "x-portkey-provider": "groq"})
+    plan_a = await resolver.resolve({"x-portkey-config": config, "x-portkey-provider": "openai"})
+    plan_b = await resolver.resolve({"x-portkey-config": config, "x-portkey-provider": "groq"})
     assert plan_a.provider == "openai"  # type: ignore[union-attr]
     assert plan_b.provider == "groq"  # type: ignore[union-attr]
 

@@ -5,6 +5,7 @@ provider header, near-valid configs of every kind, resolve to a plan or fail wit
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -35,7 +36,7 @@ def resolver() -> ConfigResolver:
 
 def assert_resolves_or_refuses(resolver: ConfigResolver, headers: dict[str, str]) -> None:
     try:
-        resolver.resolve(headers)
+        asyncio.run(resolver.resolve(headers))
     except GatewayError as error:
         assert 400 <= error.status < 500, error.to_dict()
         assert error.message
