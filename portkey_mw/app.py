@@ -326,10 +326,11 @@ class Gateway:
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            elif self._control_routes is not None and is_control_plane_path(path):
+                # Portkey's admin API (before /v1/admin: its users and workspaces live there)
+                await self._control_routes(scope, receive, send)
             elif path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
                 await self._admin(scope, receive, send, headers, base_headers)
-            elif self._control_routes is not None and is_control_plane_path(path):
-                await self._control_routes(scope, receive, send)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
