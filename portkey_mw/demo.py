@@ -20,13 +20,12 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from portkey_mw.app import Gateway
 from portkey_mw.config.server import ServerSettings
-from portkey_mw.gateway import Gateway
-from portkey_mw.hookspecs import hookimpl
 from portkey_mw.interfaces import LogSink
 from portkey_mw.logevents import LogEvent
 from portkey_mw.logging import configure_logging
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager, hookimpl
 
 #: The demo's server file: the mock provider answers, a little slowly so streams are visible.
 DEMO_SETTINGS: dict[str, Any] = {

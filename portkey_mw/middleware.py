@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portkey_mw.gateway import Gateway
+from portkey_mw.app import Gateway
 from portkey_mw.types import ASGIApp, Message, Receive, Scope, Send
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import structlog
 
+from portkey_mw.app import Gateway
 from portkey_mw.config.server import ServerOptions
-from portkey_mw.gateway import Gateway
 from portkey_mw.logging import configure_logging
 
 log = structlog.get_logger("portkey_mw.server")

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from portkey_mw import Gateway, LogSink, ServerSettings, hookimpl
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
 from tests.conftest import in_process
 from tests.planted import ADMIN

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HOOKS_DOC = DOCS / "plugin_hooks.md"

@@ -12,7 +12,7 @@ from portkey_mw import ServerSettings
 from portkey_mw.auth.outbound import OutboundPolicy
 from portkey_mw.fetch import Fetcher
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager
 from portkey_mw.transport import AiohttpTransport
 from tests.fake_upstream import FakeUpstream, Reply
 

@@ -13,7 +13,7 @@ import pytest
 
 from portkey_mw import Gateway, LogEvent, LogSink, ServerSettings, hookimpl
 from portkey_mw.guardrails.api import Guardrail, GuardrailInput, GuardrailVerdict
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager
 from tests.conftest import in_process
 from tests.fake_upstream import FakeUpstream
 from tests.planted import ADMIN

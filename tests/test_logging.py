@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from portkey_mw import Gateway, LogEvent, LogSink, ServerSettings, hookimpl
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager
 from tests.conftest import in_process, server_file, standalone_gateway
 from tests.fake_upstream import FakeUpstream
 

@@ -16,7 +16,7 @@ from portkey_mw import Endpoint, Gateway, GatewayResponse, RequestContext, hooki
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import RequestDenied
 from portkey_mw.interfaces import Provider
-from portkey_mw.plugins import PluginManager
+from portkey_mw.plugin import PluginManager
 from tests.conftest import RunningGateway, in_process
 
 EXAMPLE = "portkey-mw-example-plugin"

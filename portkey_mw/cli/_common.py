@@ -11,7 +11,7 @@ from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import GatewayError
 
 if TYPE_CHECKING:
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.app import Gateway
 
 
 def load_settings(path: Path | None) -> ServerSettings:
@@ -24,7 +24,7 @@ def load_settings(path: Path | None) -> ServerSettings:
 
 def build_gateway(settings: ServerSettings) -> Gateway:
     """A gateway with every plugin registered (not started), a bad config as an error."""
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.app import Gateway
 
     try:
         return Gateway(settings)

@@ -33,7 +33,7 @@ def config_validate(file: Path, server_file: Path | None) -> None:
     A routing config is checked as the gateway checks an x-portkey-config header: its
     schema, and that every provider and guardrail it names is registered.
     """
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.app import Gateway
 
     try:
         if file.suffix == ".json":

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     from portkey_mw.context import RequestContext
     from portkey_mw.fetch import Fetcher
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.services import GatewayServices
 
 Phase = Literal["before", "after"]
 #: how a check can follow a streamed response: on the text so far after every chunk, or
@@ -57,7 +57,7 @@ class GuardrailInput:
     streaming: bool = False
     final: bool = True
     ctx: RequestContext | None = None
-    gateway: Gateway | None = None
+    gateway: GatewayServices | None = None
     fetcher: Fetcher | None = None
 
     @property

@@ -36,7 +36,7 @@ from portkey_mw.routing.plan import PlanNode, ResolvedTarget, plan_leaves
 from portkey_mw.streaming import DONE_EVENT, listen, split_done
 
 if TYPE_CHECKING:
-    from portkey_mw.gateway import Gateway
+    from portkey_mw.services import GatewayServices
 
 DENIED_MESSAGE = (
     "The guardrail checks defined in the config failed. You can find more information in "
@@ -59,14 +59,14 @@ class GuardrailDenied(RequestDenied):
 class RequestGuardrails:
     """The guardrails of one request and what they decided so far."""
 
-    def __init__(self, plan: PlanNode, gateway: Gateway) -> None:
+    def __init__(self, plan: PlanNode, gateway: GatewayServices, stats: GuardrailStats) -> None:
         #: the hooks every target shares, or ``None`` when targets differ (the resolver
         #: worked that out once per config)
         self.shared: HookSet | None = plan.guardrails
         #: targets by path, to find the answering one's hooks when they differ
         self.leaves = {} if self.shared is not None else {t.path: t for t in plan_leaves(plan)}
         self.gateway = gateway
-        self.stats: GuardrailStats = gateway.guardrail_stats
+        self.stats = stats
         self.before: list[HookResult] = []
         self.after: list[HookResult] = []
         #: per-target input results (reported, but only the answering target's count)
@@ -78,11 +78,13 @@ class RequestGuardrails:
         )
 
     @staticmethod
-    def for_plan(plan: PlanNode, gateway: Gateway) -> RequestGuardrails | None:
+    def for_plan(
+        plan: PlanNode, gateway: GatewayServices, stats: GuardrailStats
+    ) -> RequestGuardrails | None:
         """The request's guardrails, or ``None`` when no target has any."""
         if plan.guardrails is not None and not plan.guardrails:
             return None  # the usual case, decided without allocating
-        return RequestGuardrails(plan, gateway)
+        return RequestGuardrails(plan, gateway, stats)
 
     def failed(self, ctx: RequestContext) -> bool:
         """Some synchronous hook that applies to the answer failed: shared input hooks, the

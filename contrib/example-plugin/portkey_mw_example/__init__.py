@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portkey_mw import Gateway, RequestContext, hookimpl
+from portkey_mw import GatewayServices, RequestContext, hookimpl
 from portkey_mw.errors import RequestDenied
 
 PLUGIN_NAME = "portkey-mw-example-plugin"
@@ -27,7 +27,7 @@ STATE_KEY = f"{PLUGIN_NAME}.blocked_words"
 
 
 @hookimpl
-def gateway_startup(gateway: Gateway) -> None:
+def gateway_startup(gateway: GatewayServices) -> None:
     """Read this plugin's settings once, not on every request."""
     settings = gateway.settings.plugins.settings.get(PLUGIN_NAME, {})
     words = settings.get("blocked_words", DEFAULT_BLOCKED_WORDS)

@@ -22,7 +22,6 @@ import pluggy
 if TYPE_CHECKING:
     from portkey_mw.config.server import ServerSettings
     from portkey_mw.context import GatewayResponse, RequestContext
-    from portkey_mw.gateway import Gateway
     from portkey_mw.guardrails.api import Guardrail
     from portkey_mw.interfaces import (
         CacheBackend,
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
         Provider,
         SemanticIndex,
     )
+    from portkey_mw.services import GatewayServices
 
 PROJECT_NAME = "portkey_mw"
 
@@ -93,22 +93,22 @@ def register_log_sinks(register: Callable[[LogSink], None], settings: ServerSett
 
 
 @hookspec
-def gateway_startup(gateway: Gateway) -> Awaitable[None] | None:
+def gateway_startup(gateway: GatewayServices) -> Awaitable[None] | None:
     """Open resources (connections, background tasks) when the gateway starts.
 
     Called after every plugin is registered and the upstream client is open. May be async.
 
-    :param gateway: the starting :class:`~portkey_mw.Gateway`.
+    :param gateway: the starting gateway (see :class:`~portkey_mw.services.GatewayServices`).
     """
 
 
 @hookspec
-def gateway_shutdown(gateway: Gateway) -> Awaitable[None] | None:
+def gateway_shutdown(gateway: GatewayServices) -> Awaitable[None] | None:
     """Close what :func:`gateway_startup` opened. May be async.
 
     Called after the last request finished and the log queue was drained.
 
-    :param gateway: the stopping :class:`~portkey_mw.Gateway`.
+    :param gateway: the stopping gateway.
     """
 
 

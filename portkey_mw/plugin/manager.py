@@ -1,4 +1,5 @@
-"""Plugin discovery and the typed facade over pluggy's manager.
+"""Plugin discovery and the typed facade over pluggy's manager (tox style: the core calls
+``plugins.register_providers(settings)``, never a hook by its name as a string).
 
 Plugins are modules (or objects) with ``@hookimpl`` functions, found through the
 ``portkey_mw`` entry-point group -- the first-party ones included. Two environment variables
@@ -18,13 +19,19 @@ import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import structlog
 
-from portkey_mw import hookspecs
 from portkey_mw.config.server import PluginOptions
+from portkey_mw.plugin import hookspecs
+
+if TYPE_CHECKING:
+    from portkey_mw.config.server import ServerSettings
+    from portkey_mw.guardrails.api import Guardrail
+    from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
+    from portkey_mw.services import GatewayServices
 
 ENTRY_POINT_GROUP = "portkey_mw"
 LOAD_ENV = "PORTKEY_MW_LOAD_PLUGINS"
@@ -160,9 +167,58 @@ class PluginManager:
         """The server file's ``plugins.settings`` entry for a plugin name."""
         return dict(self._options.settings.get(name, {}))
 
-    # -- registration hooks ----------------------------------------------------
+    # -- registration hooks (typed) ---------------------------------------------
 
-    def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    def register_providers(self, settings: ServerSettings) -> list[tuple[str, Provider]]:
+        """Every plugin's providers, as ``(plugin name, provider)`` pairs."""
+        return self._collect("register_providers", settings=settings)
+
+    def register_guardrails(self, settings: ServerSettings) -> list[tuple[str, Guardrail]]:
+        """Every plugin's guardrail checks."""
+        return self._collect("register_guardrails", settings=settings)
+
+    def register_cache_backends(self, settings: ServerSettings) -> list[tuple[str, CacheBackend]]:
+        """Every plugin's exact-cache backends."""
+        return self._collect("register_cache_backends", settings=settings)
+
+    def register_semantic_indexes(
+        self, settings: ServerSettings
+    ) -> list[tuple[str, SemanticIndex]]:
+        """Every plugin's semantic-cache indexes."""
+        return self._collect("register_semantic_indexes", settings=settings)
+
+    def register_log_sinks(self, settings: ServerSettings) -> list[tuple[str, LogSink]]:
+        """Every plugin's log sinks."""
+        return self._collect("register_log_sinks", settings=settings)
+
+    async def gateway_startup(self, gateway: GatewayServices) -> None:
+        """Run every plugin's ``gateway_startup``."""
+        await self._broadcast("gateway_startup", gateway=gateway)
+
+    async def gateway_shutdown(self, gateway: GatewayServices) -> None:
+        """Run every plugin's ``gateway_shutdown``."""
+        await self._broadcast("gateway_shutdown", gateway=gateway)
+
+    # -- per-request hooks (typed) ---------------------------------------------
+
+    @property
+    def on_request(self) -> tuple[HookCall, ...]:
+        """The ``on_request`` implementations, in call order."""
+        return self._hook_calls("on_request")
+
+    @property
+    def on_response(self) -> tuple[HookCall, ...]:
+        """The ``on_response`` implementations, in call order."""
+        return self._hook_calls("on_response")
+
+    @property
+    def on_stream_chunk(self) -> tuple[HookCall, ...]:
+        """The ``on_stream_chunk`` implementations, in call order."""
+        return self._hook_calls("on_stream_chunk")
+
+    # -- the calls underneath ----------------------------------------------------
+
+    def _collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call a ``register_*`` hook and return ``(plugin name, object)`` pairs."""
         collected: list[tuple[str, Any]] = []
         hook = getattr(self._pm.hook, hook_name)
@@ -176,14 +232,12 @@ class PluginManager:
             impl.function(*[call_args[arg] for arg in impl.argnames])
         return collected
 
-    async def broadcast(self, hook_name: str, **kwargs: Any) -> None:
+    async def _broadcast(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook on every plugin and await what each returns."""
         for result in getattr(self._pm.hook, hook_name)(**kwargs):
             await await_me_maybe(result)
 
-    # -- per-request hooks -----------------------------------------------------
-
-    def hook_calls(self, hook_name: str) -> tuple[HookCall, ...]:
+    def _hook_calls(self, hook_name: str) -> tuple[HookCall, ...]:
         """The implementations of a per-request hook, in call order.
 
         Computed once per registration change: on the hot path this is a dict lookup.
@@ -203,10 +257,6 @@ class PluginManager:
             )
             self._hook_cache[hook_name] = calls
         return calls
-
-    def has_hook(self, hook_name: str) -> bool:
-        """Whether any plugin implements a per-request hook."""
-        return bool(self.hook_calls(hook_name))
 
 
 def call_hook(call: HookCall, kwargs: dict[str, Any]) -> Any:

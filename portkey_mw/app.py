@@ -1,0 +1,351 @@
+"""The gateway as an ASGI application: construction, plugin wiring, lifespan, and the
+route table. The per-request path is :mod:`portkey_mw.pipeline`; the operator's routes are
+:mod:`portkey_mw.admin`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from portkey_mw import _http
+from portkey_mw.admin.operations import ADMIN_PREFIX, operations_router
+from portkey_mw.auth.admin import AdminKey
+from portkey_mw.auth.outbound import OutboundPolicy
+from portkey_mw.caching import CacheStats
+from portkey_mw.config.resolve import ConfigResolver
+from portkey_mw.config.server import ServerSettings
+from portkey_mw.context import Endpoint, RequestContext
+from portkey_mw.errors import GatewayError, MethodNotAllowed, NotFound
+from portkey_mw.fetch import Fetcher
+from portkey_mw.guardrails.api import Guardrail
+from portkey_mw.guardrails.runner import GuardrailStats
+from portkey_mw.inbound import InboundFormat
+from portkey_mw.inbound.anthropic import AnthropicMessages
+from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
+from portkey_mw.logevents import LogDispatcher
+from portkey_mw.pipeline import Pipeline
+from portkey_mw.plugin import PluginManager
+from portkey_mw.pricing import Price, PriceTable
+from portkey_mw.response_cache import ResponseCache
+from portkey_mw.routing import Router
+from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
+from portkey_mw.types import Receive, Scope, Send
+
+log = structlog.get_logger("portkey_mw.gateway")
+
+#: path (below the mount point) -> (endpoint, HTTP method)
+ROUTES: dict[str, tuple[Endpoint, str]] = {
+    "/v1/chat/completions": (Endpoint.CHAT_COMPLETIONS, "POST"),
+    "/v1/completions": (Endpoint.COMPLETIONS, "POST"),
+    "/v1/embeddings": (Endpoint.EMBEDDINGS, "POST"),
+    "/v1/models": (Endpoint.MODELS, "GET"),
+    "/v1/images/generations": (Endpoint.IMAGES, "POST"),
+    "/v1/moderations": (Endpoint.MODERATIONS, "POST"),
+    "/v1/messages": (Endpoint.CHAT_COMPLETIONS, "POST"),
+    "/v1/messages/count_tokens": (Endpoint.COUNT_TOKENS, "POST"),
+}
+#: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
+INBOUND: dict[str, InboundFormat] = {
+    "/v1/messages": AnthropicMessages(),
+    "/v1/messages/count_tokens": AnthropicMessages(),
+}
+HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
+
+
+class Gateway:
+    """The portkey-mw gateway, an ASGI application.
+
+    Run it standalone (``portkey-mw serve``), ``mount`` it into a Starlette or FastAPI app,
+    or put it in front of an app with :class:`~portkey_mw.GatewayMiddleware`.
+
+    :param settings: the server settings; default: embedded defaults.
+    :param config_file: a YAML server file to read the settings from instead.
+    :param http_client: an ``httpx.AsyncClient`` to send upstream requests with (e.g. over
+        ``httpx.MockTransport`` in tests) instead of the default aiohttp pool.
+    :param transport: a :class:`~portkey_mw.transport.Transport` to use instead.
+    :param plugins: a plugin manager to use (default: one that loads entry points).
+    :param load_entry_points: whether to discover installed plugins.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings | None = None,
+        *,
+        config_file: str | Path | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: Transport | None = None,
+        plugins: PluginManager | None = None,
+        load_entry_points: bool = True,
+    ) -> None:
+        if config_file is not None:
+            settings = ServerSettings.from_file(config_file)
+        self.settings = settings or ServerSettings()
+        server = self.settings.server
+        outbound = self.settings.outbound
+        #: where the gateway may connect on a client's or a config's behalf
+        self.policy = OutboundPolicy.from_settings(
+            outbound.allow, loopback_custom_hosts=outbound.loopback_custom_hosts
+        )
+        if transport is None:
+            transport = (
+                HttpxTransport(http_client, max_body_bytes=server.max_upstream_body_bytes)
+                if http_client is not None
+                else AiohttpTransport(
+                    max_connections=server.max_connections,
+                    max_connections_per_host=server.max_connections_per_host,
+                    connect_timeout=server.connect_timeout,
+                    max_body_bytes=server.max_upstream_body_bytes,
+                )
+            )
+        # Every transport gets the file's policy, unless one passed in came with its own.
+        transport.adopt_policy(self.policy)
+        self.transport = transport
+        #: fetches for webhooks, validUrls and images, through the transport's policy
+        self.fetcher = Fetcher(transport)
+        self.admin_key = AdminKey.from_settings(self.settings.admin.key_sha256)
+        self.plugins = plugins or PluginManager(self.settings.plugins)
+        if load_entry_points and plugins is None:
+            self.plugins.load_entry_points()
+        self.providers: dict[str, Provider] = {}
+        self.guardrails: dict[str, Guardrail] = {}
+        self.cache_backends: dict[str, CacheBackend] = {}
+        self.semantic_indexes: dict[str, SemanticIndex] = {}
+        self.log_sinks: list[LogSink] = []
+        #: free space for plugins, shared by every request (``ctx.gateway_state``); keys
+        #: start with the plugin's name
+        self.state: dict[str, Any] = {}
+        #: API requests being handled, counting the work after the response is sent
+        #: (storing a cache entry, emitting the log event): 0 means everything settled
+        self.in_flight = 0
+        self.prices = PriceTable(
+            {
+                model: Price(input=price.input, output=price.output)
+                for model, price in self.settings.pricing.items()
+            }
+        )
+        self.guardrail_stats = GuardrailStats()
+        self._collect_registrations()
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+
+    # -- plugin wiring -----------------------------------------------------------
+
+    def _collect_registrations(self) -> None:
+        """Ask every plugin for its providers, guardrails, caches and sinks."""
+        settings, plugins = self.settings, self.plugins
+        for plugin, provider in plugins.register_providers(settings):
+            provider.plugin_name = plugin
+            self.providers[provider.id] = provider
+        for plugin, guardrail in plugins.register_guardrails(settings):
+            guardrail.plugin_name = plugin
+            self.guardrails[guardrail.id] = guardrail
+        for plugin, backend in plugins.register_cache_backends(settings):
+            backend.plugin_name = plugin
+            self.cache_backends[backend.name] = backend
+        for plugin, index in plugins.register_semantic_indexes(settings):
+            index.plugin_name = plugin
+            self.semantic_indexes[index.name] = index
+        for plugin, sink in plugins.register_log_sinks(settings):
+            sink.plugin_name = plugin
+            self.log_sinks.append(sink)
+        self.resolver = ConfigResolver(settings, self.providers, self.guardrails)
+        self.router = Router(
+            self.providers,
+            self.transport,
+            options=settings.routing,
+            default_timeout_ms=settings.server.request_timeout,
+        )
+        self.logs = LogDispatcher(self.log_sinks)
+        self.cache = ResponseCache(settings, self.cache_backends, self.semantic_indexes)
+        self.pipeline = Pipeline(
+            settings=settings,
+            plugins=plugins,
+            resolver=self.resolver,
+            router=self.router,
+            cache=self.cache,
+            guardrail_stats=self.guardrail_stats,
+            services=self,
+            logs=self.logs,
+            prices=self.prices,
+        )
+        self._admin_routes = operations_router(
+            self.router.breakers, self.cache, self.guardrail_stats
+        )
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        """Cache totals since start (hits, misses, cost saved)."""
+        return self.cache.stats
+
+    def refresh_plugins(self) -> None:
+        """Re-collect registrations after plugins were added or removed at run time."""
+        self.providers.clear()
+        self.guardrails.clear()
+        self.cache_backends.clear()
+        self.semantic_indexes.clear()
+        self.log_sinks = []
+        self._collect_registrations()
+        if self._started:
+            self.logs.start()
+
+    # -- lifespan ----------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open the upstream pool, start the log task, run ``gateway_startup`` hooks."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.transport.open()
+            self.logs.start()
+            await self.plugins.gateway_startup(self)
+            self.cache.start(self._server_configs())
+            self._started = True
+
+    def _server_configs(self) -> list[Any]:
+        configs: list[Any] = list(self.settings.configs.values())
+        default = self.settings.default_config
+        if default is not None and not isinstance(default, str):
+            configs.append(default)
+        return configs
+
+    async def settled(self) -> None:
+        """Wait until no request is being handled, after-work included (cache entries are
+        stored once the client has its answer). For demos, benchmarks and tests."""
+        while self.in_flight:  # noqa: ASYNC110 - a counter, polled only by these callers
+            await asyncio.sleep(0.005)
+
+    async def shutdown(self) -> None:
+        """Drain logs, run ``gateway_shutdown`` hooks, close cache backends and the pool."""
+        if not self._started:
+            return
+        self._started = False
+        await self.logs.aclose()
+        await self.plugins.gateway_shutdown(self)
+        for guardrail in self.guardrails.values():
+            try:
+                await guardrail.aclose()
+            except Exception:
+                log.exception("guardrail failed to close", guardrail=guardrail.id)
+        await self.cache.aclose()
+        await self.transport.aclose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """A lifespan context for a host app: ``FastAPI(lifespan=gateway.lifespan)``.
+
+        A gateway mounted without it starts on its first request, but then nothing closes
+        its connections or flushes its logs at shutdown.
+        """
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # -- ASGI ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle_http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._handle_lifespan(receive, send)
+
+    async def _handle_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request."""
+        if not self._started:
+            await self.startup()
+        path = _http.route_path(scope)
+        server = self.settings.server
+        try:
+            headers = _http.header_dict(
+                scope, server.max_header_bytes, server.max_header_value_bytes
+            )
+        except GatewayError as too_large:
+            await _http.send_error(send, too_large, {"connection": "close"})
+            return
+        trace_id = headers.get("x-portkey-trace-id") or uuid.uuid4().hex
+        base_headers = {"x-portkey-trace-id": trace_id}
+        route = ROUTES.get(path)
+        if route is None:
+            if path in HEALTH_PATHS and scope["method"] == "GET":
+                await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            elif path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
+                await self._admin(scope, receive, send, headers, base_headers)
+            else:
+                await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
+            return
+        endpoint, method = route
+        if scope["method"] != method:
+            error = MethodNotAllowed(f"{path} accepts {method}, not {scope['method']}")
+            await _http.send_error(send, error, {**base_headers, "allow": method})
+            return
+        ctx = RequestContext(
+            trace_id=trace_id,
+            endpoint=endpoint,
+            method=method,
+            path=path,
+            headers=headers,
+            body=None,
+            raw_body=b"",
+            response_headers=base_headers,
+            gateway_state=self.state,
+        )
+        self.in_flight += 1
+        try:
+            await self.pipeline.handle(ctx, receive, send, INBOUND.get(path))
+        finally:
+            self.in_flight -= 1
+
+    async def _admin(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Mapping[str, str],
+        base: dict[str, str],
+    ) -> None:
+        """The ``/v1/admin`` routes: every one needs the admin key, unknown ones included
+        (an unauthenticated caller learns nothing about which exist)."""
+        try:
+            self.admin_key.check(headers)
+        except GatewayError as error:
+            await _http.send_error(send, error, base)
+            return
+        await self._admin_routes(_mounted(scope, ADMIN_PREFIX), receive, send)
+
+
+def _mounted(scope: Scope, prefix: str) -> Scope:
+    """The scope a router mounted at ``prefix`` (below the gateway's own mount) sees."""
+    child = dict(scope)
+    child["root_path"] = scope.get("root_path", "") + prefix
+    return child
+
+
+def header_items(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI header pairs from a mapping (kept public for middleware authors)."""
+    return _http.encode_headers(headers)

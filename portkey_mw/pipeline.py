@@ -1,0 +1,419 @@
+"""The per-request path, in order, in one file.
+
+parse (body, options) → resolve (config, provider) → ``on_request`` hooks → input
+guardrails → cache lookup → route (retries, fallbacks) → output guardrails →
+``on_response`` hooks → send (whole or streamed) → store in the cache → record (the log
+event). Everything a request needs is handed to :class:`Pipeline` once, by the
+application (:mod:`portkey_mw.app`); each request is one :class:`Exchange`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from portkey_mw import _http
+from portkey_mw.caching import HIT_STATUSES, StreamRecorder
+from portkey_mw.config.resolve import ConfigResolver
+from portkey_mw.config.server import ServerSettings
+from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
+from portkey_mw.errors import GatewayError, PluginError
+from portkey_mw.guardrails.flow import RequestGuardrails
+from portkey_mw.guardrails.runner import GuardrailStats
+from portkey_mw.inbound import InboundFormat
+from portkey_mw.logevents import LogDispatcher, LogEvent
+from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
+from portkey_mw.pricing import PriceTable
+from portkey_mw.request_shape import check_body, require_param
+from portkey_mw.response_cache import ResponseCache
+from portkey_mw.routing import Router
+from portkey_mw.services import GatewayServices
+from portkey_mw.streaming import (
+    DONE_EVENT,
+    TAIL_BYTES,
+    SSEDecoder,
+    error_event,
+    event_data,
+    json_event,
+    listen,
+)
+from portkey_mw.types import Receive, Send
+
+log = structlog.get_logger("portkey_mw.gateway")
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """What every request's path uses, built once by the application."""
+
+    settings: ServerSettings
+    plugins: PluginManager
+    resolver: ConfigResolver
+    router: Router
+    cache: ResponseCache
+    guardrail_stats: GuardrailStats
+    #: the gateway as plugins and guardrail checks see it
+    services: GatewayServices
+    logs: LogDispatcher
+    prices: PriceTable
+
+    async def handle(
+        self,
+        ctx: RequestContext,
+        receive: Receive,
+        send: Send,
+        inbound: InboundFormat | None = None,
+    ) -> None:
+        """Serve one API request, from reading its body to emitting its log event."""
+        await Exchange(self, ctx, receive, send, inbound).run()
+
+    async def run_request_hooks(self, ctx: RequestContext) -> GatewayResponse | None:
+        """Run ``on_request`` hooks in order; the first response returned answers."""
+        for call in self.plugins.on_request:
+            result = await _run_hook(call, {"ctx": ctx})
+            if result is not None:
+                if not isinstance(result, GatewayResponse):
+                    raise PluginError(
+                        f"plugin {call.plugin!r}: on_request returned {type(result).__name__}, "
+                        "expected None or GatewayResponse"
+                    )
+                return result
+        return None
+
+    async def run_response_hooks(self, ctx: RequestContext) -> None:
+        """Run ``on_response`` hooks in order."""
+        for call in self.plugins.on_response:
+            await _run_hook(call, {"ctx": ctx})
+
+
+async def _run_hook(call: HookCall, kwargs: dict[str, Any]) -> Any:
+    try:
+        return await await_me_maybe(call_hook(call, kwargs))
+    except GatewayError:
+        raise
+    except Exception as exc:
+        log.exception("plugin hook failed", plugin=call.plugin, hook=call.function.__name__)
+        raise PluginError(f"plugin {call.plugin!r} failed: {type(exc).__name__}") from exc
+
+
+class Exchange:
+    """One request/response exchange: body, hooks, routing, sending, the log event."""
+
+    __slots__ = (
+        "_disconnected",
+        "_done",
+        "ctx",
+        "error",
+        "guards",
+        "inbound",
+        "pipeline",
+        "receive",
+        "response_started",
+        "send",
+        "status",
+        "ttfb",
+    )
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ctx: RequestContext,
+        receive: Receive,
+        send: Send,
+        inbound: InboundFormat | None = None,
+    ):
+        self.pipeline = pipeline
+        self.inbound = inbound
+        self.ctx = ctx
+        self.receive = receive
+        self.send = send
+        self.status = 500
+        self.error: GatewayError | None = None
+        self.response_started = False
+        self.ttfb: float | None = None
+        self._done = False
+        self._disconnected = False
+        self.guards: RequestGuardrails | None = None
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        watcher: asyncio.Task[None] | None = None
+        try:
+            try:
+                if ctx.method == "POST":
+                    await self._read_body()
+                watcher = asyncio.get_running_loop().create_task(
+                    self._watch_disconnect(asyncio.current_task())
+                )
+                await self._process()
+            except GatewayError as error:
+                await self._fail(error)
+            except Exception:
+                log.exception("unhandled error", trace_id=ctx.trace_id)
+                await self._fail(GatewayError(f"internal gateway error (trace id {ctx.trace_id})"))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._disconnected or task is None:
+                raise
+            task.uncancel()
+            self.status = 499
+            self.error = GatewayError("client disconnected", status=499, code="client_closed")
+        finally:
+            self._done = True
+            if watcher is not None:
+                watcher.cancel()
+            if ctx.response is not None:
+                await ctx.response.aclose()
+            await self._emit_log()
+
+    async def _watch_disconnect(self, task: asyncio.Task[Any] | None) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self._done and task is not None:
+            self._disconnected = True
+            task.cancel()
+
+    async def _read_body(self) -> None:
+        ctx, server = self.ctx, self.pipeline.settings.server
+        limit = server.max_body_bytes
+        content_type = ctx.headers.get("content-type")
+        if content_type is not None and "json" not in content_type.split(";", 1)[0].lower():
+            raise _http.unsupported_media_type(content_type)
+        declared = ctx.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _http.too_large(limit)
+        ctx.raw_body = await _http.read_body(self.receive, limit, server.body_timeout)
+        body = _http.parse_json_object(ctx.raw_body)
+        if self.inbound is None:
+            check_body(ctx.endpoint, body)
+        else:
+            require_param(ctx.endpoint, body)
+        ctx.body = body
+        if self.inbound is not None:
+            # From here on the pipeline sees OpenAI's shape; the client gets its own back.
+            ctx.set_body(self.inbound.request(body))
+            ctx.state["inbound_format"] = self.inbound.name
+            check_body(ctx.endpoint, ctx.body or {})
+
+    async def _process(self) -> None:
+        ctx, pipeline = self.ctx, self.pipeline
+        _http.apply_request_options(ctx)
+        plan = pipeline.resolver.resolve(ctx.headers)
+        response = await pipeline.run_request_hooks(ctx)
+        guards = self.guards = RequestGuardrails.for_plan(
+            plan, pipeline.services, pipeline.guardrail_stats
+        )
+        per_target = None
+        if guards is not None and response is None:
+            if guards.shared is not None:
+                # Before the cache: a cached answer never skips an input guardrail.
+                await guards.check_request(ctx, guards.shared.before)
+            else:
+                per_target = guards.before_target
+        # With per-target input guardrails the cache is not consulted (see guardrails.flow).
+        cache = (
+            pipeline.cache.for_request(ctx, plan)
+            if response is None and per_target is None
+            else None
+        )
+        if cache is not None:
+            response = await cache.lookup(ctx)
+        if response is None:
+            response = await pipeline.router.route(ctx, plan, per_target)
+        # What the cache keeps is the provider's answer as it came, before output guardrails
+        # and response hooks, which run again on every hit: a config's output mutator
+        # changes its own client's answer, never what other clients are served.
+        answered = response.body
+        if guards is not None:
+            response = (
+                guards.guard_stream(ctx, response)
+                if response.stream is not None
+                else await guards.check_response(ctx, response)
+            )
+        ctx.response = response
+        # Only a fresh, successful answer is stored; a hit is not stored again.
+        storing = cache if ctx.cache_status not in HIT_STATUSES and response.status == 200 else None
+        if response.stream is None:
+            await pipeline.run_response_hooks(ctx)
+            await self._send_complete(response)
+            if storing is not None and answered:
+                await storing.store(answered)
+        else:
+            recorder = None
+            if storing is not None:
+                recorder = StreamRecorder()  # hears the chunks the router's check parses
+                listen(response, recorder.take)
+            await self._send_stream(response)
+            await pipeline.run_response_hooks(ctx)
+            if storing is not None and recorder is not None and response.stream_complete:
+                await storing.store(orjson.dumps(recorder.completion()))
+
+    def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
+        headers = {**response.headers, **self._routing_headers()}
+        headers.setdefault("x-portkey-retry-attempt-count", "0")
+        headers["x-portkey-cache-status"] = self.ctx.cache_status or "DISABLED"
+        return headers
+
+    def _routing_headers(self) -> dict[str, str]:
+        """The request's own headers plus which provider and target answered, if any."""
+        ctx = self.ctx
+        headers = dict(ctx.response_headers)
+        if ctx.provider:
+            headers["x-portkey-provider"] = ctx.provider
+        if ctx.target_index:
+            headers["x-portkey-last-used-option-index"] = ctx.target_index
+        return headers
+
+    async def _send_complete(self, response: GatewayResponse) -> None:
+        self.status = response.status
+        self.response_started = True
+        self._done = True
+        body = response.body or b""
+        # A token count ({"input_tokens": n}) is already in the client's shape.
+        counted = self.ctx.endpoint is Endpoint.COUNT_TOKENS and response.status < 400
+        if self.inbound is not None and not counted:
+            parsed = response.json()
+            if response.status < 400 and isinstance(parsed, dict):
+                body = orjson.dumps(self.inbound.response(parsed))
+            else:
+                body = self.inbound.provider_error(response.status, parsed)
+        await _http.send_bytes(self.send, response.status, body, self._response_headers(response))
+
+    async def _send_stream(self, response: GatewayResponse) -> None:
+        assert response.stream is not None
+        self.status = response.status
+        headers = self._response_headers(response)
+        headers.setdefault("content-type", "text/event-stream")
+        headers["cache-control"] = "no-cache"
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _http.encode_headers(headers),
+            }
+        )
+        self.response_started = True
+        chunk_hooks = self.pipeline.plugins.on_stream_chunk
+        chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
+        tail = _Tail(chunks)
+        relayed = tail if self.inbound is None else self.inbound.stream(tail)
+        send = self.send
+        try:
+            async for chunk in relayed:
+                if self.ttfb is None:
+                    self.ttfb = time.perf_counter()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except GatewayError as error:
+            # Bytes already left: the only honest ending is an error event, never a silently
+            # truncated stream.
+            self.error = error
+            event = error_event(error) if self.inbound is None else self.inbound.stream_error(error)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        response.stream_tail = tail.tail
+        response.stream_complete = self.error is None and tail.tail.rstrip().endswith(b"[DONE]")
+        self._done = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _hooked(
+        self, stream: AsyncIterator[bytes], hooks: tuple[HookCall, ...]
+    ) -> AsyncIterator[bytes]:
+        decoder, ctx = SSEDecoder(), self.ctx
+        async for raw in stream:
+            for event in decoder.feed(raw):
+                data = event_data(event)
+                if data is None or data == b"[DONE]":
+                    yield DONE_EVENT if data == b"[DONE]" else event + b"\n\n"
+                    continue
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    yield event + b"\n\n"
+                    continue
+                for call in hooks:
+                    replaced = await _run_hook(call, {"ctx": ctx, "chunk": chunk})
+                    if replaced is not None:
+                        chunk = replaced
+                yield json_event(chunk)
+        for event in decoder.flush():
+            yield event + b"\n\n"
+
+    async def _fail(self, error: GatewayError) -> None:
+        self.error = error
+        self.status = error.status
+        if self.response_started:
+            return
+        self.response_started = True
+        self._done = True
+        body = error.to_bytes() if self.inbound is None else self.inbound.error(error)
+        await _http.send_bytes(self.send, error.status, body, self._routing_headers())
+
+    async def _emit_log(self) -> None:
+        ctx, response = self.ctx, self.ctx.response
+        now = time.perf_counter()
+        error = self.error
+        event = LogEvent(
+            trace_id=ctx.trace_id,
+            started_at=ctx.started_at,
+            endpoint=ctx.endpoint.value,
+            method=ctx.method,
+            path=ctx.path,
+            status=self.status,
+            latency_ms=(now - ctx.started) * 1000,
+            stream=ctx.stream,
+            provider=ctx.provider,
+            model=ctx.model,
+            target=ctx.target_index,
+            cache_status=ctx.cache_status,
+            retry_count=int(ctx.response_headers.get("x-portkey-retry-attempt-count", 0)),
+            metadata=ctx.metadata,
+            attempts=ctx.attempts,
+            error_type=error.type if error else None,
+            error_message=error.message if error else None,
+            ttfb_ms=(self.ttfb - ctx.started) * 1000 if self.ttfb is not None else None,
+        )
+        if response is not None:
+            if response.stream is not None:
+                event.response_bytes = response.stream_tail
+                event.stream_complete = response.stream_complete
+            else:
+                event.response_bytes = response.body or b""
+        if self.guards is not None:
+            # The client has its answer: asynchronous hooks may finish now, for the log.
+            hook_results = self.guards.results(with_data=False)
+            async_results = await self.guards.settle()
+            if async_results:
+                hook_results["async_hooks"] = async_results
+            event.extra["hook_results"] = hook_results
+        event.prices = self.pipeline.prices
+        if ctx.cache_status is not None:
+            # Only hits pay for working out a cost here (parsing the cached body's usage).
+            saved = event.cost_saved_usd if ctx.cache_status in HIT_STATUSES else None
+            self.pipeline.cache.stats.record(ctx.cache_status, saved)
+        await self.pipeline.logs.emit(event)
+
+
+class _Tail:
+    """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
+    there) for the log, before any translation for the client."""
+
+    __slots__ = ("_chunks", "tail")
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.tail = b""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self.tail = (self.tail + chunk)[-TAIL_BYTES:]
+            yield chunk

@@ -1,0 +1,156 @@
+"""The gateway's response cache: which backend and index a request uses, the embedding
+model, and the operator's purge -- the wiring around :mod:`portkey_mw.caching`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+import structlog
+
+from portkey_mw.caching import (
+    CACHEABLE,
+    CacheStats,
+    CacheUse,
+    SemanticUse,
+    route_partition,
+    semantic_question,
+)
+from portkey_mw.config.schema import Cache as CacheConfig
+from portkey_mw.config.schema import Target
+from portkey_mw.config.server import ServerSettings
+from portkey_mw.context import RequestContext
+from portkey_mw.embedding import EmbeddingModel, shared_model
+from portkey_mw.errors import GatewayError, NotFound
+from portkey_mw.interfaces import CacheBackend, SemanticIndex
+from portkey_mw.routing import PlanNode
+
+log = structlog.get_logger("portkey_mw.cache")
+
+
+class ResponseCache:
+    """Caching for every request of one gateway.
+
+    :param settings: the server file (its ``cache`` and ``embedding`` sections).
+    :param backends: registered exact-cache backends, by name.
+    :param indexes: registered semantic indexes, by name.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        backends: Mapping[str, CacheBackend],
+        indexes: Mapping[str, SemanticIndex],
+    ) -> None:
+        self._settings = settings
+        self.backends = backends
+        self.indexes = indexes
+        self.stats = CacheStats()
+        self._embedder: EmbeddingModel | None = None
+        self._opening: asyncio.Task[None] | None = None
+
+    def start(self, configs: Iterable[Target]) -> None:
+        """When a server-held config uses semantic caching, load the model and open the
+        index now, in the background, rather than on the first request that needs it."""
+        if any(_uses_semantic_cache(config) for config in configs):
+            self.embedder.start_loading()
+            index = self.indexes.get(self._settings.cache.semantic_index)
+            if index is not None:
+                self._opening = asyncio.create_task(_open_index(index))
+
+    async def aclose(self) -> None:
+        """Close every backend and index (after an opening in progress finished)."""
+        if self._opening is not None:
+            await self._opening  # never raises; closing must not race opening
+            self._opening = None
+        stores: list[CacheBackend | SemanticIndex] = [
+            *self.backends.values(),
+            *self.indexes.values(),
+        ]
+        for store in stores:
+            try:
+                await store.aclose()
+            except Exception:
+                log.exception("cache store failed to close", store=store.name)
+        # The embedding model is the process's (shared_model): other gateways may use it.
+        self._embedder = None
+
+    def for_request(self, ctx: RequestContext, plan: PlanNode) -> CacheUse | None:
+        """Caching for this request, when its config turns it on and a backend exists."""
+        settings = plan.cache
+        if settings is None or ctx.endpoint not in CACHEABLE:
+            return None
+        options = self._settings.cache
+        backend = self.backends.get(options.backend)
+        if backend is None:
+            log.warning("cache backend not registered", backend=options.backend)
+            return None
+        partition = route_partition(plan, ctx.headers)
+        semantic = (
+            self._semantic_use(ctx, settings, partition) if settings.mode == "semantic" else None
+        )
+        return CacheUse(backend, ctx, settings.max_age, semantic, partition)
+
+    def _semantic_use(
+        self, ctx: RequestContext, settings: CacheConfig, partition: str
+    ) -> SemanticUse | None:
+        options = self._settings.cache
+        index = self.indexes.get(options.semantic_index)
+        if index is None:
+            log.warning("semantic index not registered", index=options.semantic_index)
+            return None
+        found = semantic_question(ctx, partition)
+        if found is None:
+            return None
+        question, scope = found
+        threshold = settings.similarity_threshold
+        return SemanticUse(
+            index=index,
+            embedder=self.embedder,
+            question=question,
+            scope=scope,
+            threshold=options.similarity_threshold if threshold is None else threshold,
+            timeout=options.semantic_timeout,
+        )
+
+    @property
+    def embedder(self) -> EmbeddingModel:
+        """The sentence-embedding model (loaded on its first use, off the event loop)."""
+        if self._embedder is None:
+            self._embedder = shared_model(self._settings.embedding)
+        return self._embedder
+
+    async def purge(self, namespace: str = "") -> int:
+        """Drop cached answers, exact and semantic: all, or one namespace's.
+
+        :raises NotFound: the configured backend is not registered.
+        :raises GatewayError: the backend failed (503 ``cache_unavailable``).
+        """
+        name = self._settings.cache.backend
+        backend = self.backends.get(name)
+        if backend is None:
+            raise NotFound(f"no cache backend {name!r} is registered")
+        index = self.indexes.get(self._settings.cache.semantic_index)
+        try:
+            purged = await backend.clear(f"{namespace}:" if namespace else "")
+            if index is not None:
+                purged += await index.clear(namespace or None)
+        except Exception as exc:
+            raise GatewayError(
+                f"the cache backend failed: {exc}", status=503, code="cache_unavailable"
+            ) from exc
+        return purged
+
+
+async def _open_index(index: SemanticIndex) -> None:
+    try:
+        await index.open()
+    except Exception as exc:  # the first request that needs it tries again
+        log.warning("semantic index failed to open", index=index.name, error=str(exc))
+
+
+def _uses_semantic_cache(target: Target) -> bool:
+    """Whether a config turns on semantic caching anywhere in its tree."""
+    if target.cache is not None and target.cache.mode == "semantic":
+        return True
+    return any(_uses_semantic_cache(child) for child in target.targets or ())
