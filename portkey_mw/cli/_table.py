@@ -170,3 +170,25 @@ def print_json(value: Any) -> None:
 def warn(message: str) -> None:
     """A line for the person at the terminal, on stderr (so ``--json`` stays parseable)."""
     click.secho(message, err=True, fg="yellow")
+
+
+def when(value: Any) -> str | None:
+    """An ISO 8601 timestamp as ``YYYY-MM-DD HH:MM`` (UTC, as the server sends them)."""
+    if not isinstance(value, str) or len(value) < 16 or value[10] != "T":
+        return value if value is None else str(value)
+    return f"{value[:10]} {value[11:16]}"
+
+
+def print_warning(answer: dict[str, Any]) -> None:
+    """The server's ``warning`` (fields it ignored...), if it gave one, on stderr."""
+    if isinstance(answer.get("warning"), str):
+        warn(f"warning: {answer['warning']}")
+
+
+def print_done(answer: dict[str, Any], as_json: bool, message: str) -> None:
+    """Say what a change did: ``message``, or the server's answer with ``--json``."""
+    if as_json:
+        print_json(answer)
+        return
+    click.echo(message)
+    print_warning(answer)
