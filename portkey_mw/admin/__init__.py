@@ -1,2 +1,44 @@
-"""The control plane's HTTP routes: the operator's ``/v1/admin`` routes and (in
-:mod:`portkey_mw.admin.control`) Portkey's admin API. Starlette routers, off the hot path."""
+"""The control plane's HTTP routes: the operator's ``/v1/admin`` routes
+(:mod:`portkey_mw.admin.operations`) and Portkey's admin API -- virtual keys, providers,
+API keys and saved configs, with the paths and shapes the portkey-ai SDK uses (see
+``docs/control-plane.md``). Starlette routers, off the hot path.
+
+The gateway mounts :func:`control_plane_routes` at its root and supplies an
+:data:`Authorize` callable and :class:`AdminServices`; the route/scope table is
+:data:`~portkey_mw.admin.scopes.ROUTES`.
+"""
+
+from portkey_mw.admin.http import Limits
+from portkey_mw.admin.routes import (
+    CONTROL_PLANE_PREFIXES,
+    control_plane_routes,
+    is_control_plane_path,
+)
+from portkey_mw.admin.scopes import API_KEY_KINDS, ROUTES, RouteScope, every_scope
+from portkey_mw.admin.services import (
+    ADMIN_PRINCIPAL,
+    AdminServices,
+    Authorize,
+    MissingScope,
+    Principal,
+    Services,
+    check_admin_custom_host,
+)
+
+__all__ = [
+    "ADMIN_PRINCIPAL",
+    "API_KEY_KINDS",
+    "CONTROL_PLANE_PREFIXES",
+    "ROUTES",
+    "AdminServices",
+    "Authorize",
+    "Limits",
+    "MissingScope",
+    "Principal",
+    "RouteScope",
+    "Services",
+    "check_admin_custom_host",
+    "control_plane_routes",
+    "every_scope",
+    "is_control_plane_path",
+]

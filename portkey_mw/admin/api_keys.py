@@ -1,0 +1,247 @@
+"""Gateway API keys: created with a recognisable prefix, shown once, stored as a digest.
+
+The scope a route needs depends on the kind of key it acts on (see
+:mod:`portkey_mw.admin.scopes`): creating a workspace user key needs
+``workspace_user_api_keys.create``. Listing shows the kinds the caller may list; the other
+routes first check that the caller holds the scope for *some* kind (so a stranger learns
+nothing, not even whether an id exists), then the scope for the key in question.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from portkey_mw.admin import views
+from portkey_mw.admin.access import check_future, check_grants, visible, workspace_for
+from portkey_mw.admin.http import Call
+from portkey_mw.admin.schemas import (
+    ApiKeyCreate,
+    ApiKeyDefaults,
+    ApiKeyFields,
+    ApiKeyUpdate,
+    ignored_fields,
+    parse_body,
+)
+from portkey_mw.admin.scopes import API_KEY_KINDS
+from portkey_mw.admin.services import MissingScope, Principal
+from portkey_mw.errors import InvalidRequest, NotFound
+from portkey_mw.store.protocols import Conflict
+from portkey_mw.store.records import REVOKED, ApiKey
+
+#: What the SDK puts in the path for a type or sub-type the caller left out.
+NOT_GIVEN = "NOT_GIVEN"
+
+
+def kind_of(type_: str, sub_type: str) -> str:
+    """The scope kind of a key (a stored one of an unknown pair keeps its own name)."""
+    return API_KEY_KINDS.get((type_, sub_type), f"{type_}_{sub_type}")
+
+
+def _warned(body: dict[str, Any], fields: ApiKeyFields) -> dict[str, Any]:
+    ignored = ignored_fields(fields)
+    if ignored:
+        body["warning"] = "portkey-mw ignored these fields: " + ", ".join(ignored[:20])
+    return body
+
+
+def _path_value(call: Call, name: str) -> str | None:
+    value = call.param(name)
+    return None if value in (NOT_GIVEN, "None", "") else value
+
+
+def _chosen(path: str | None, body: Any, name: str, default: str) -> str:
+    """The type or sub-type: the path's, which the body may repeat but not contradict."""
+    sent = body if isinstance(body, str) else None
+    if path is not None and sent is not None and sent != path:
+        raise InvalidRequest(
+            f"{name} is {path!r} in the path but {sent[:40]!r} in the body",
+            param=name,
+            code="invalid_body",
+        )
+    return path or sent or default
+
+
+def _kind(type_: str, sub_type: str) -> str:
+    kind = API_KEY_KINDS.get((type_, sub_type))
+    if kind is None:
+        types = ", ".join(f"{t}/{s}" for t, s in API_KEY_KINDS)
+        raise InvalidRequest(
+            f"there are no {type_[:40]!r}/{sub_type[:40]!r} API keys: the kinds are {types} "
+            "(organisation keys are service keys; user keys belong to a workspace)",
+            param="type",
+            code="invalid_body",
+        )
+    return kind
+
+
+async def _check_defaults(call: Call, defaults: ApiKeyDefaults | None) -> dict[str, Any]:
+    if defaults is None:
+        return {"allow_config_override": True}
+    config_id = defaults.config_id
+    if (
+        config_id is not None
+        and config_id not in call.services.named_configs
+        and await call.store.get_config(config_id) is None
+    ):
+        raise InvalidRequest(
+            f"defaults.config_id {config_id[:100]!r} names no saved config and no "
+            "config of the server file",
+            param="defaults.config_id",
+            code="config_not_found",
+        )
+    return defaults.model_dump(exclude_none=True)
+
+
+def _limits(fields: ApiKeyFields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    given = fields.model_fields_set
+    if "usage_limits" in given:
+        limits = fields.usage_limits
+        out["usage_limits"] = limits.model_dump(exclude_none=True) if limits else None
+    if "rate_limits" in given:
+        out["rate_limits"] = tuple(r.model_dump() for r in fields.rate_limits or ())
+    return out
+
+
+async def create(call: Call) -> tuple[int, dict[str, Any]]:
+    """Create a key: the answer holds the key itself, the only time it is shown."""
+    raw = await call.body()
+    type_ = _chosen(_path_value(call, "type"), raw.get("type"), "type", "organisation")
+    # the SDK spells it "sub-type"; "sub_type" is taken too, the SDK's own spelling wins
+    sent_sub_type = raw.get("sub-type", raw.pop("sub_type", None))
+    sub_type = _chosen(_path_value(call, "sub_type"), sent_sub_type, "sub-type", "service")
+    kind = _kind(type_, sub_type)
+    principal = await call.authorize(call.route.scope_for(kind))
+    fields = parse_body(ApiKeyCreate, {**raw, "type": type_, "sub-type": sub_type}, "API key")
+    if sub_type == "user" and not fields.user_id:
+        raise InvalidRequest("user_id is required for a user key", param="user_id")
+    if principal.workspace_id is not None and type_ != "workspace":
+        raise MissingScope("a workspace's API key can only create workspace keys", param="type")
+    workspace = workspace_for(principal, fields.workspace_id)
+    if type_ == "workspace" and not workspace:
+        raise InvalidRequest("workspace_id is required for a workspace key", param="workspace_id")
+    scopes = fields.scopes or []
+    check_grants(principal, scopes)
+    check_future(fields.expires_at)
+    defaults = await _check_defaults(call, fields.defaults)
+    limits = _limits(fields)
+    key, digest, hint = call.services.new_api_key()
+    record = ApiKey(
+        id=str(uuid.uuid4()),
+        name=fields.name,
+        key_digest=digest,
+        key_hint=hint,
+        type=type_,
+        sub_type=sub_type,
+        description=fields.description,
+        user_id=fields.user_id,
+        workspace_id=workspace,
+        scopes=tuple(scopes),
+        defaults=defaults,
+        usage_limits=limits.get("usage_limits"),
+        rate_limits=limits.get("rate_limits", ()),
+        expires_at=fields.expires_at,
+    )
+    saved = await call.store.create_api_key(record)
+    body = views.created("api-key", id=saved.id, key=key)
+    return 200, _warned(body, fields)
+
+
+async def list_keys(call: Call) -> tuple[int, dict[str, Any]]:
+    """The keys of every kind the caller may list (``{object, total, data}``)."""
+    scopes = {call.route.scope_for(kind): kind for kind in API_KEY_KINDS.values()}
+    principal, held = await call.authorize_any(list(scopes))
+    kinds = {scopes[s] for s in held}
+    workspace = workspace_for(principal, call.query("workspace_id"))
+    records = [
+        r
+        for r in await call.store.list_api_keys(workspace)
+        if kind_of(r.type, r.sub_type) in kinds and visible(principal, r.workspace_id)
+    ]
+    page = call.page(records)
+    return 200, views.listing([views.api_key(r) for r in page], total=len(records))
+
+
+async def _target(call: Call) -> tuple[Principal, ApiKey]:
+    """The key the route acts on, once the caller is known to hold its kind's scope."""
+    route = call.route
+    principal, held = await call.authorize_any(
+        [route.scope_for(kind) for kind in API_KEY_KINDS.values()]
+    )
+    key_id = call.param("id")
+    record = await call.store.get_api_key(key_id)
+    if record is None or not visible(principal, record.workspace_id):
+        raise NotFound(f"no API key {key_id[:100]!r}", param="id", code="api_key_not_found")
+    needed = route.scope_for(kind_of(record.type, record.sub_type))
+    if needed not in held:
+        raise MissingScope.lacking(needed)
+    return principal, record
+
+
+async def retrieve(call: Call) -> tuple[int, dict[str, Any]]:
+    """One key, its hint in place of the key."""
+    _, record = await _target(call)
+    return 200, {**views.api_key(record), "success": True}
+
+
+async def update(call: Call) -> tuple[int, dict[str, Any]]:
+    """Change a key's name, scopes, defaults, limits, expiry or status."""
+    principal, record = await _target(call)
+    fields = parse_body(ApiKeyUpdate, await call.body(), "API key")
+    given = fields.model_fields_set
+    for name in ("name", "status"):
+        if name in given and getattr(fields, name) is None:
+            raise InvalidRequest(f"{name} may not be null", param=name, code="invalid_body")
+    if record.status == REVOKED and fields.status not in (None, REVOKED):
+        raise Conflict(
+            f"API key {record.id!r} is revoked, and revoked keys stay revoked: create a new one",
+            param="status",
+            code="api_key_revoked",
+        )
+    changes: dict[str, Any] = {
+        f: getattr(fields, f) for f in ("name", "description", "status") if f in given
+    }
+    if "scopes" in given:
+        scopes = fields.scopes or []
+        check_grants(principal, scopes)
+        changes["scopes"] = tuple(scopes)
+    if "defaults" in given:
+        changes["defaults"] = await _check_defaults(call, fields.defaults)
+    if "expires_at" in given:
+        check_future(fields.expires_at)
+        changes["expires_at"] = fields.expires_at
+    changes.update(_limits(fields))
+    updated = await call.store.update_api_key(record.id, changes) if changes else record
+    if updated is None:
+        raise NotFound(f"no API key {record.id!r}", param="id", code="api_key_not_found")
+    return 200, _warned(views.created("api-key", id=updated.id), fields)
+
+
+async def delete(call: Call) -> tuple[int, dict[str, Any]]:
+    """Delete a key: requests with it are refused from then on."""
+    _, record = await _target(call)
+    if not await call.store.delete_api_key(record.id):
+        raise NotFound(f"no API key {record.id!r}", param="id", code="api_key_not_found")
+    return 200, views.created("api-key", id=record.id)
+
+
+async def rotate(call: Call) -> tuple[int, dict[str, Any]]:
+    """Give a key a new secret: the new key is shown once, the old one stops working."""
+    _, record = await _target(call)
+    body = await call.body(required=False)
+    if record.status == REVOKED:
+        raise Conflict(
+            f"API key {record.id!r} is revoked: create a new one", code="api_key_revoked"
+        )
+    key, digest, hint = call.services.new_api_key()
+    updated = await call.store.update_api_key(record.id, {"key_digest": digest, "key_hint": hint})
+    if updated is None:
+        raise NotFound(f"no API key {record.id!r}", param="id", code="api_key_not_found")
+    answer = views.created("api-key", id=updated.id, key=key)
+    if body:
+        # Portkey's rotation options (a transition period) are not supported: say so.
+        answer["warning"] = "portkey-mw ignored these fields: " + ", ".join(
+            sorted(str(k)[:64] for k in body)[:20]
+        )
+    return 200, answer

@@ -1,0 +1,100 @@
+"""The control-plane router: :data:`~portkey_mw.admin.scopes.ROUTES` bound to handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Receive, Scope, Send
+
+from portkey_mw.admin import api_keys, configs, virtual_keys
+from portkey_mw.admin.http import Handler, Limits, endpoint, not_found
+from portkey_mw.admin.scopes import PREFIX, ROUTES, RouteScope
+from portkey_mw.admin.services import AdminServices, Authorize
+from portkey_mw.admin.unimplemented import FAMILIES, unimplemented_routes
+from portkey_mw.admin.virtual_keys import PROVIDERS, VIRTUAL_KEYS
+from portkey_mw.store.protocols import ControlStore
+
+
+def _family_handlers(name: str, family: virtual_keys.Family) -> dict[str, Handler]:
+    return {
+        f"{name}.create": partial(virtual_keys.create, family=family),
+        f"{name}.list": partial(virtual_keys.list_records, family=family),
+        f"{name}.retrieve": partial(virtual_keys.retrieve, family=family),
+        f"{name}.update": partial(virtual_keys.update, family=family),
+        f"{name}.delete": partial(virtual_keys.delete, family=family),
+    }
+
+
+#: operation (a row of ROUTES) -> the handler that serves it
+HANDLERS: dict[str, Handler] = {
+    **_family_handlers("virtual_keys", VIRTUAL_KEYS),
+    **_family_handlers("providers", PROVIDERS),
+    "api_keys.create": api_keys.create,
+    "api_keys.list": api_keys.list_keys,
+    "api_keys.retrieve": api_keys.retrieve,
+    "api_keys.update": api_keys.update,
+    "api_keys.delete": api_keys.delete,
+    "api_keys.rotate": api_keys.rotate,
+    "configs.create": configs.create,
+    "configs.list": configs.list_configs,
+    "configs.retrieve": configs.retrieve,
+    "configs.update": configs.update,
+    "configs.delete": configs.delete,
+    "configs.versions.list": configs.versions,
+}
+
+#: Paths below these belong to the control-plane router (served or answered 404).
+CONTROL_PLANE_PREFIXES: tuple[str, ...] = (
+    f"{PREFIX}/virtual-keys",
+    f"{PREFIX}/providers",
+    f"{PREFIX}/api-keys",
+    f"{PREFIX}/configs",
+    *FAMILIES,
+)
+
+
+def is_control_plane_path(path: str) -> bool:
+    """Whether the control-plane router answers ``path`` (below the gateway's root)."""
+    return any(path == p or path.startswith(p + "/") for p in CONTROL_PLANE_PREFIXES)
+
+
+class _Endpoint:
+    """A path's endpoint as an ASGI app, so Starlette passes it every method (a plain
+    function endpoint would get Starlette's plain-text 405 for the others)."""
+
+    def __init__(self, respond: Callable[[Request], Awaitable[Any]]) -> None:
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.respond(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def control_plane_routes(
+    store: ControlStore,
+    authorize: Authorize,
+    services: AdminServices,
+    *,
+    limits: Limits | None = None,
+) -> Router:
+    """The control plane as a Starlette router, to mount at the gateway's root.
+
+    :param store: where records live.
+    :param authorize: who the caller is and whether it holds a route's scope.
+    :param services: config validation, provider ids, key generation, custom host checks.
+    :param limits: body size and time bounds (defaults: 1 MiB, 30 s).
+    """
+    bounds = limits or Limits()
+    by_path: dict[str, dict[str, tuple[RouteScope, Handler]]] = {}
+    for row in ROUTES:
+        by_path.setdefault(row.path, {})[row.method] = (row, HANDLERS[row.operation])
+    routes: list[BaseRoute] = [
+        Route(path, _Endpoint(endpoint(rows, store, services, authorize, bounds)))
+        for path, rows in by_path.items()
+    ]
+    routes.extend(unimplemented_routes())
+    return Router(routes=routes, default=not_found, redirect_slashes=False)

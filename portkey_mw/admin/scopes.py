@@ -1,0 +1,114 @@
+"""Every control-plane route, the SDK method that calls it, and the scope it needs.
+
+This table is the one source: the router is built from it, ``docs/control-plane.md``
+lists it and the tests enumerate it. Scope names are Portkey's. Routes on API keys need
+the scope of the *kind of key* they act on (``organisation_service_api_keys.read`` for an
+organisation service key ...), written here with a ``{kind}`` placeholder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The mount point's API version prefix: the SDK's base_url is ``<gateway>/v1``.
+PREFIX = "/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteScope:
+    """One control-plane route.
+
+    :param operation: the portkey-ai SDK method (``virtual_keys.create``) -- or, for the
+        one route the SDK has no method for, the name Portkey's API reference gives it.
+    :param method: the HTTP method.
+    :param path: the path below the gateway's root, Starlette style (``{slug}``).
+    :param scope: the scope the caller must hold; ``{kind}`` stands for the API key kind
+        (see :data:`API_KEY_KINDS`).
+    """
+
+    operation: str
+    method: str
+    path: str
+    scope: str
+
+    @property
+    def by_key_kind(self) -> bool:
+        """Whether the scope depends on the kind of API key the route acts on."""
+        return "{kind}" in self.scope
+
+    def scope_for(self, kind: str) -> str:
+        """The scope for an API key kind (``organisation_service`` ...)."""
+        return self.scope.format(kind=kind)
+
+
+def _crud(family: str, path: str, scope: str, key: str) -> list[RouteScope]:
+    item = f"{path}/{{{key}}}"
+    return [
+        RouteScope(f"{family}.create", "POST", path, f"{scope}.create"),
+        RouteScope(f"{family}.list", "GET", path, f"{scope}.list"),
+        RouteScope(f"{family}.retrieve", "GET", item, f"{scope}.read"),
+        RouteScope(f"{family}.update", "PUT", item, f"{scope}.update"),
+        RouteScope(f"{family}.delete", "DELETE", item, f"{scope}.delete"),
+    ]
+
+
+_API_KEYS = f"{PREFIX}/api-keys"
+_KEY_SCOPE = "{kind}_api_keys"
+
+#: Every route, in matching order: the literal ``/rotate`` comes before
+#: ``/api-keys/{type}/{sub_type}``, which would otherwise take it.
+ROUTES: tuple[RouteScope, ...] = (
+    *_crud("virtual_keys", f"{PREFIX}/virtual-keys", "virtual_keys", "slug"),
+    # Portkey's newer name for the same records; its scopes are the virtual keys' ones.
+    *_crud("providers", f"{PREFIX}/providers", "virtual_keys", "slug"),
+    RouteScope("api_keys.rotate", "POST", f"{_API_KEYS}/{{id}}/rotate", f"{_KEY_SCOPE}.update"),
+    RouteScope(
+        "api_keys.create", "POST", f"{_API_KEYS}/{{type}}/{{sub_type}}", f"{_KEY_SCOPE}.create"
+    ),
+    RouteScope("api_keys.list", "GET", _API_KEYS, f"{_KEY_SCOPE}.list"),
+    RouteScope("api_keys.retrieve", "GET", f"{_API_KEYS}/{{id}}", f"{_KEY_SCOPE}.read"),
+    RouteScope("api_keys.update", "PUT", f"{_API_KEYS}/{{id}}", f"{_KEY_SCOPE}.update"),
+    RouteScope("api_keys.delete", "DELETE", f"{_API_KEYS}/{{id}}", f"{_KEY_SCOPE}.delete"),
+    *_crud("configs", f"{PREFIX}/configs", "configs", "slug"),
+    RouteScope(
+        "configs.versions.list", "GET", f"{PREFIX}/configs/{{slug}}/versions", "configs.read"
+    ),
+)
+
+#: ``(type, sub_type)`` of an API key -> the ``{kind}`` of its scopes. Organisation keys are
+#: service keys; user keys belong to a workspace (as in Portkey).
+API_KEY_KINDS: dict[tuple[str, str], str] = {
+    ("organisation", "service"): "organisation_service",
+    ("workspace", "service"): "workspace_service",
+    ("workspace", "user"): "workspace_user",
+}
+
+
+def key_kind(type_: str, sub_type: str) -> str:
+    """The scope kind of an API key of this type and sub-type.
+
+    :raises KeyError: not a kind of key there is.
+    """
+    return API_KEY_KINDS[(type_, sub_type)]
+
+
+def route(operation: str) -> RouteScope:
+    """The row of ``operation``.
+
+    :raises KeyError: no such operation.
+    """
+    for row in ROUTES:
+        if row.operation == operation:
+            return row
+    raise KeyError(operation)
+
+
+def every_scope() -> list[str]:
+    """Every scope some route needs, each API key kind spelled out, sorted."""
+    scopes: set[str] = set()
+    for row in ROUTES:
+        if row.by_key_kind:
+            scopes.update(row.scope_for(kind) for kind in API_KEY_KINDS.values())
+        else:
+            scopes.add(row.scope)
+    return sorted(scopes)

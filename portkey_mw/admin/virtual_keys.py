@@ -1,0 +1,288 @@
+"""Virtual keys and providers: one record kind behind two APIs.
+
+``/v1/virtual-keys`` is Portkey's original API, ``/v1/providers`` its Model Catalog API;
+both create, read and change the same :class:`~portkey_mw.store.records.VirtualKey`. The
+SDK's credential fields (``key``, ``awsSecretAccessKey`` ...) go to the record's
+``secrets``, which the vault encrypts and no response ever shows; the fields that decide
+where requests go (``resourceName``, ``awsRegion`` ...) to its ``options``, under the names
+the provider plugins read.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from portkey_mw.admin import views
+from portkey_mw.admin.access import check_future, visible, workspace_for
+from portkey_mw.admin.http import Call
+from portkey_mw.admin.schemas import (
+    ProviderCreate,
+    ProviderUpdate,
+    VirtualKeyCreate,
+    VirtualKeyFields,
+    ignored_fields,
+    parse_body,
+)
+from portkey_mw.errors import InvalidRequest, NotFound
+from portkey_mw.store.protocols import Conflict
+from portkey_mw.store.records import VirtualKey
+
+#: Body field -> the secret it sets (as the provider plugins name their secret options).
+SECRET_FIELDS = {
+    "key": "api_key",
+    "aws_access_key_id": "aws_access_key_id",
+    "aws_secret_access_key": "aws_secret_access_key",
+    "aws_session_token": "aws_session_token",
+    "vertex_service_account_json": "vertex_service_account_json",
+}
+#: Body fields that are provider options under the same name (shown as ``model_config``).
+OPTION_FIELDS = (
+    "aws_region",
+    "resource_name",
+    "deployment_id",
+    "api_version",
+    "vertex_project_id",
+    "vertex_region",
+)
+#: Fields a body may not clear with null.
+REQUIRED_FIELDS = ("name", "status")
+#: Tries at a derived slug before giving up (each try draws a new random suffix).
+SLUG_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What differs between the virtual keys API and the providers API."""
+
+    noun: str
+    object: str
+    not_found: str
+    create: type[VirtualKeyFields]
+    update: type[VirtualKeyFields]
+    view: Callable[[VirtualKey, bool], dict[str, Any]]
+
+
+VIRTUAL_KEYS = Family(
+    "virtual key",
+    "virtual-key",
+    "virtual_key_not_found",
+    VirtualKeyCreate,
+    VirtualKeyFields,
+    lambda record, detail: views.virtual_key(record),
+)
+PROVIDERS = Family(
+    "provider",
+    "provider",
+    "provider_not_found",
+    ProviderCreate,
+    ProviderUpdate,
+    lambda record, detail: views.provider(record, detail=detail),
+)
+
+
+def derive_slug(name: str, prefix: str = "") -> str:
+    """A slug from a name: lower-case words joined by dashes, and a random suffix."""
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "key"
+    return f"{prefix}{base}-{random.token_hex(3)}"
+
+
+def _with_warning(body: dict[str, Any], ignored: list[str]) -> dict[str, Any]:
+    if ignored:
+        body["warning"] = "portkey-mw ignored these fields: " + ", ".join(ignored[:20])
+    return body
+
+
+def _deployment(fields: VirtualKeyFields, given: set[str]) -> dict[str, Any]:
+    """Options from Portkey's ``deploymentConfig``: its default deployment (or only one)."""
+    deployments = fields.deployment_config or []
+    if not deployments:
+        return {}
+    default = next((d for d in deployments if d.is_default), deployments[0])
+    options: dict[str, Any] = {}
+    if "deployment_id" not in given:
+        options["deployment_id"] = default.deployment_name
+    if "api_version" not in given and default.api_version:
+        options["api_version"] = default.api_version
+    return options
+
+
+def _split(fields: VirtualKeyFields) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """The secrets and options the body sets; ``None`` for one it clears."""
+    given = set(fields.model_fields_set)
+    secrets = {SECRET_FIELDS[f]: getattr(fields, f) for f in SECRET_FIELDS if f in given}
+    options: dict[str, Any] = {f: getattr(fields, f) for f in OPTION_FIELDS if f in given}
+    options.update(_deployment(fields, given))
+    return secrets, options
+
+
+def _merged(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = {**current, **changes}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _provider_of(fields: VirtualKeyFields, call: Call) -> str | None:
+    provider = fields.provider
+    integration = getattr(fields, "integration_id", None)
+    if provider and integration and provider != integration:
+        raise InvalidRequest(
+            "provider and integration_id disagree: give one (portkey-mw's integration_id "
+            "is the provider id)",
+            param="integration_id",
+            code="invalid_body",
+        )
+    chosen = provider or integration
+    if chosen is not None and chosen not in call.services.known_providers:
+        known = ", ".join(sorted(call.services.known_providers)[:60])
+        raise InvalidRequest(
+            f"unknown provider {chosen[:100]!r}: registered providers are {known}",
+            param="provider",
+            code="unknown_provider",
+        )
+    return chosen
+
+
+def _check_common(fields: VirtualKeyFields, call: Call) -> None:
+    for name in REQUIRED_FIELDS:
+        if name in fields.model_fields_set and getattr(fields, name) is None:
+            raise InvalidRequest(f"{name} may not be null", param=name, code="invalid_body")
+    if fields.custom_host is not None:
+        call.services.check_custom_host(fields.custom_host)
+    check_future(fields.expires_at)
+
+
+def _limits(fields: VirtualKeyFields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    given = fields.model_fields_set
+    if "usage_limits" in given:
+        limits = fields.usage_limits
+        out["usage_limits"] = limits.model_dump(exclude_none=True) if limits else None
+    if "rate_limits" in given:
+        out["rate_limits"] = tuple(r.model_dump() for r in fields.rate_limits or ())
+    return out
+
+
+async def _visible_record(call: Call, family: Family, principal: Any) -> VirtualKey:
+    slug = call.param("slug")
+    record = await call.store.get_virtual_key(slug)
+    if record is None or not visible(principal, record.workspace_id):
+        raise NotFound(f"no {family.noun} {slug[:100]!r}", param="slug", code=family.not_found)
+    return record
+
+
+async def create(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """Create a virtual key; answer its ids (``{id, slug, object}``)."""
+    principal = await call.authorize()
+    fields = parse_body(family.create, await call.body(), family.noun)
+    provider = _provider_of(fields, call)
+    if provider is None:
+        raise InvalidRequest(
+            "integration_id: Field required (the provider id, e.g. openai)",
+            param="integration_id",
+            code="invalid_body",
+        )
+    _check_common(fields, call)
+    secrets, options = _split(fields)
+    limits = _limits(fields)
+    given_slug: str | None = getattr(fields, "slug", None)
+    name = fields.name or provider
+    record = VirtualKey(
+        id=str(uuid.uuid4()),
+        slug=given_slug or derive_slug(name),
+        name=name,
+        provider=provider,
+        secrets=_merged({}, secrets),
+        options=_merged({}, options),
+        custom_host=fields.custom_host,
+        defaults=fields.defaults.model_dump(exclude_none=True) if fields.defaults else {},
+        note=fields.note,
+        status=fields.status or "active",
+        usage_limits=limits.get("usage_limits"),
+        rate_limits=limits.get("rate_limits", ()),
+        workspace_id=workspace_for(principal, fields.workspace_id),
+        expires_at=fields.expires_at,
+    )
+    saved = await _insert(call, record, family, derived=given_slug is None)
+    body = views.created(family.object, id=saved.id, slug=saved.slug)
+    return 200, _with_warning(body, ignored_fields(fields))
+
+
+async def _insert(call: Call, record: VirtualKey, family: Family, *, derived: bool) -> VirtualKey:
+    for _ in range(SLUG_TRIES if derived else 1):
+        try:
+            return await call.store.create_virtual_key(record)
+        except Conflict:
+            if not derived:
+                break
+            record = replace(record, slug=derive_slug(record.name))
+    raise Conflict(
+        f"a {family.noun} with slug {record.slug!r} already exists",
+        param="slug",
+        code="slug_taken",
+    )
+
+
+async def list_records(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """Every virtual key the caller may see (``{object, total, data}``)."""
+    principal = await call.authorize()
+    workspace = workspace_for(principal, call.query("workspace_id"))
+    records = await call.store.list_virtual_keys(workspace)
+    page = call.page(records)
+    return 200, views.listing([family.view(r, False) for r in page], total=len(records))
+
+
+async def retrieve(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """One virtual key, without its credentials."""
+    principal = await call.authorize()
+    record = await _visible_record(call, family, principal)
+    return 200, {**family.view(record, True), "success": True}
+
+
+async def update(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """Change a virtual key; a new ``key`` (or other credential) rotates it."""
+    principal = await call.authorize()
+    fields = parse_body(family.update, await call.body(), family.noun)
+    record = await _visible_record(call, family, principal)
+    provider = _provider_of(fields, call)
+    if provider is not None and provider != record.provider:
+        raise InvalidRequest(
+            f"the provider of {family.noun} {record.slug!r} cannot change: create a new one",
+            param="provider",
+            code="invalid_body",
+        )
+    _check_common(fields, call)
+    given = fields.model_fields_set
+    changes: dict[str, Any] = {
+        f: getattr(fields, f) for f in ("name", "note", "status", "expires_at") if f in given
+    }
+    changes.update(_limits(fields))
+    if "custom_host" in given:
+        changes["custom_host"] = fields.custom_host
+    if "defaults" in given:
+        defaults = fields.defaults
+        changes["defaults"] = defaults.model_dump(exclude_none=True) if defaults else {}
+    if "workspace_id" in given:
+        changes["workspace_id"] = workspace_for(principal, fields.workspace_id)
+    secrets, options = _split(fields)
+    if secrets:
+        changes["secrets"] = _merged(dict(record.secrets), secrets)
+    if options:
+        changes["options"] = _merged(dict(record.options), options)
+    updated = await call.store.update_virtual_key(record.slug, changes) if changes else record
+    if updated is None:
+        raise NotFound(f"no {family.noun} {record.slug!r}", param="slug", code=family.not_found)
+    body = views.created(family.object, id=updated.id, slug=updated.slug)
+    return 200, _with_warning(body, ignored_fields(fields))
+
+
+async def delete(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """Delete a virtual key: requests naming its slug are refused from then on."""
+    principal = await call.authorize()
+    record = await _visible_record(call, family, principal)
+    if not await call.store.delete_virtual_key(record.slug):
+        raise NotFound(f"no {family.noun} {record.slug!r}", param="slug", code=family.not_found)
+    return 200, views.created(family.object, id=record.id, slug=record.slug)
