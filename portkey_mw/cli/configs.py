@@ -65,7 +65,7 @@ def create(
         print_json(answer)
         return
     slug = answer.get("slug")
-    click.echo(f"saved config {slug} (version {answer.get('version_id')})")
+    click.echo(f"saved config {slug}, version {answer.get('version_id')}")
     click.echo(f"clients use it as x-portkey-config: {slug}")
     print_warning(answer)
 
@@ -159,7 +159,7 @@ def update(
     if not body:
         raise click.UsageError("nothing to change: give --name, --config or --status")
     answer = call(target, "PUT", f"/configs/{segment(slug)}", body)
-    version = f" (now version {answer['version_id']})" if "config" in body else ""
+    version = f"\nnow at version {answer['version_id']}" if "config" in body else ""
     print_done(answer, as_json, f"updated config {slug}{version}")
 
 

@@ -22,8 +22,8 @@ from portkey_mw.cli._table import (
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer.")
 #: Said each time a key is printed: nothing can print it again.
 SHOWN_ONCE = (
-    "warning: this is the only time this key is shown -- portkey-mw keeps only a digest. "
-    "Store it now (a secret manager, not the shell history)."
+    "warning: this is the only time this key is shown (portkey-mw keeps only a digest).\n"
+    "Store it now, in a secret manager rather than a shell history."
 )
 
 
@@ -241,7 +241,7 @@ def update(
 def rotate(target: Target, key_id: str, as_json: bool) -> None:
     """Give an API key a new secret and print it; the old one stops working."""
     answer = call(target, "POST", f"/api-keys/{segment(key_id)}/rotate", {})
-    _show_key(answer, as_json, f"rotated API key {key_id}; the old key no longer works")
+    _show_key(answer, as_json, f"rotated API key {key_id}\nthe old key no longer works")
 
 
 @keys.command("revoke")

@@ -194,7 +194,8 @@ def create(
         return
     slug = answer.get("slug")
     click.echo(f"created virtual key {slug} ({provider})")
-    click.echo(f'clients use it as x-portkey-virtual-key: {slug}, or model "@{slug}/<model>"')
+    click.echo(f"clients send x-portkey-virtual-key: {slug}")
+    click.echo(f'or a model name "@{slug}/<model>"')
     print_warning(answer)
 
 
