@@ -33,6 +33,9 @@ from tests import secret_scan
 from tests.fake_upstream import FakeUpstream
 from tests.planted import ADMIN_KEY
 
+# Fixtures: a real PostgreSQL server, and a store URL parametrized over both databases.
+from tests.postgres import postgres_server, store_url  # noqa: F401
+
 # Gateways served inside the test process log through the stdlib, which pytest captures
 # per test (and shows for failing ones), instead of printing into the progress output.
 structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())

@@ -106,13 +106,18 @@ def _limits(fields: ApiKeyFields) -> dict[str, Any]:
 
 async def create(call: Call) -> tuple[int, dict[str, Any]]:
     """Create a key: the answer holds the key itself, the only time it is shown."""
+    path_type, path_sub_type = _path_value(call, "type"), _path_value(call, "sub_type")
+    principal = None
+    if path_type and path_sub_type:
+        # the usual case: who may make this kind of key is known before the body is read
+        principal = await call.authorize(call.route.scope_for(_kind(path_type, path_sub_type)))
     raw = await call.body()
-    type_ = _chosen(_path_value(call, "type"), raw.get("type"), "type", "organisation")
+    type_ = _chosen(path_type, raw.get("type"), "type", "organisation")
     # the SDK spells it "sub-type"; "sub_type" is taken too, the SDK's own spelling wins
     sent_sub_type = raw.get("sub-type", raw.pop("sub_type", None))
-    sub_type = _chosen(_path_value(call, "sub_type"), sent_sub_type, "sub-type", "service")
-    kind = _kind(type_, sub_type)
-    principal = await call.authorize(call.route.scope_for(kind))
+    sub_type = _chosen(path_sub_type, sent_sub_type, "sub-type", "service")
+    if principal is None:
+        principal = await call.authorize(call.route.scope_for(_kind(type_, sub_type)))
     fields = parse_body(ApiKeyCreate, {**raw, "type": type_, "sub-type": sub_type}, "API key")
     if sub_type == "user" and not fields.user_id:
         raise InvalidRequest("user_id is required for a user key", param="user_id")

@@ -60,8 +60,15 @@ class Call:
         return self.request.headers
 
     def param(self, name: str) -> str:
-        """A path parameter."""
-        return str(self.request.path_params[name])
+        """A path parameter.
+
+        :raises InvalidRequest: it holds a NUL character, which no slug or id has and some
+            databases refuse to compare (400 rather than a store error).
+        """
+        value = str(self.request.path_params[name])
+        if "\x00" in value:
+            raise InvalidRequest(f"the {name} in the path holds a NUL character", param=name)
+        return value
 
     def query(self, name: str) -> str | None:
         """A query parameter; empty counts as absent (the SDK sends a bare ``?``)."""
@@ -109,7 +116,13 @@ class Call:
         )
         if not raw.strip() and not required:
             return {}
-        return parse_json_object(raw)
+        body = parse_json_object(raw)
+        if _has_nul(body):
+            # PostgreSQL refuses NUL in text and JSON: a 400 here, not a store error later
+            raise InvalidRequest(
+                "request body holds a NUL character (\\u0000) in a string", code="invalid_json"
+            )
+        return body
 
     def page(self, items: Sequence[Any]) -> Sequence[Any]:
         """``items`` cut to the page asked for (``current_page`` from 0, ``page_size``)."""
@@ -120,6 +133,17 @@ class Call:
         size = min(size, MAX_PAGE_SIZE)
         start = (page or 0) * size
         return items[start : start + size]
+
+
+def _has_nul(value: Any) -> bool:
+    # The depth is bounded by parse_json_object, so recursion is too.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _count(value: str | None, name: str, minimum: int) -> int | None:

@@ -25,9 +25,14 @@ MAX_TEXT = 1000
 MAX_SECRET = 64 * 1024
 #: Most rate limits on one record.
 MAX_RATE_LIMITS = 16
+#: Largest number a limit may hold (beyond it no budget or rate means anything, and
+#: databases' integer columns end).
+MAX_NUMBER = 10**12
 #: Most scopes on one API key.
 MAX_SCOPES = 256
-SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+#: A slug the caller chooses: lower-case letters, digits and dashes (pydantic searches, so
+#: the pattern is anchored).
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 SCOPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -100,9 +105,9 @@ class Lenient(BaseModel):
 class UsageLimits(Strict):
     """A budget (Portkey's ``usage_limits``); enforced by the limits layer."""
 
-    credit_limit: float | None = Field(None, ge=0, allow_inf_nan=False)
+    credit_limit: float | None = Field(None, ge=0, le=MAX_NUMBER, allow_inf_nan=False)
     type: Literal["cost", "tokens"] = "cost"
-    alert_threshold: float | None = Field(None, ge=0, allow_inf_nan=False)
+    alert_threshold: float | None = Field(None, ge=0, le=MAX_NUMBER, allow_inf_nan=False)
     periodic_reset: Literal["monthly", "weekly"] | None = None
     periodic_reset_days: int | None = Field(None, ge=1, le=365)
 
@@ -121,7 +126,7 @@ class RateLimit(Strict):
 
     type: Literal["requests", "tokens"] = "requests"
     unit: Literal["rps", "rpm", "rph", "rpd", "rpw"]
-    value: int = Field(ge=0)
+    value: int = Field(ge=0, le=MAX_NUMBER)
 
 
 def _rate_limit_list(value: Any) -> Any:
@@ -221,7 +226,7 @@ class VirtualKeyCreate(VirtualKeyFields):
 
     name: str = Field(min_length=1, max_length=MAX_TEXT)
     provider: str = Field(min_length=1, max_length=100)
-    slug: str | None = Field(None, pattern=SLUG.pattern, max_length=64)
+    slug: str | None = Field(None, pattern=SLUG_PATTERN, max_length=64)
 
 
 class ProviderCreate(VirtualKeyFields):
@@ -230,7 +235,7 @@ class ProviderCreate(VirtualKeyFields):
 
     name: str = Field(min_length=1, max_length=MAX_TEXT)
     integration_id: str | None = Field(None, min_length=1, max_length=100)
-    slug: str | None = Field(None, pattern=SLUG.pattern, max_length=64)
+    slug: str | None = Field(None, pattern=SLUG_PATTERN, max_length=64)
 
 
 class ProviderUpdate(VirtualKeyFields):

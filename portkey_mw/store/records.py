@@ -39,8 +39,9 @@ class VirtualKey:
     #: the provider id (``openai``, ``azure-openai``, ``bedrock`` ...)
     provider: str
     #: the credentials, decrypted: ``api_key`` plus any of the provider's secret options
-    #: (``aws_secret_access_key``, ``aws_session_token``, ``vertex_service_account_json``..)
-    secrets: Mapping[str, str] = field(default_factory=dict)
+    #: (``aws_secret_access_key``, ``aws_session_token``, ``vertex_service_account_json``..);
+    #: left out of ``repr``, so a record in a traceback or a log line shows none of them
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: provider options that are not secret (``resource_name``, ``aws_region``,
     #: ``vertex_project_id`` ...), snake_case as provider plugins read them
     options: Mapping[str, Any] = field(default_factory=dict)
