@@ -460,13 +460,23 @@ async def test_failed_rotation_leaves_everything_as_it_was(store_url: str, tmp_p
 
 async def test_process_with_the_old_key_cannot_seal_after_rotation(store_url: str) -> None:
     async with SQLStore(store_url, master_key=MASTER, environ={}) as stale:
+        await stale.create_virtual_key(vk("kept"))
         await rotate_master_key(store_url, old_key=MASTER, new_key=OTHER, environ={})
         with pytest.raises(VaultError, match="restart it with the new key"):
             await stale.create_virtual_key(vk("sealed-with-old-key"))
-        # Records without secrets are still written.
+        # Records without secrets are still written; sealed ones say why they do not open.
         await stale.create_config(saved("cfg"))
+        with pytest.raises(VaultError, match="'kept' is sealed under another key"):
+            await stale.get_virtual_key("kept")
     async with SQLStore(store_url, master_key=OTHER, environ={}) as store:
-        assert await store.list_virtual_keys() == []
+        assert [k.slug for k in await store.list_virtual_keys()] == ["kept"]
+
+
+async def test_in_memory_store(tmp_path: Path) -> None:
+    async with SQLStore("sqlite://", master_key=MASTER, environ={}) as store:
+        await store.create_virtual_key(vk("mem"))
+        assert [k.slug for k in await store.list_virtual_keys()] == ["mem"]
+        assert store.url_for_display == "sqlite://"
 
 
 # -- the vault itself -------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from sqlalchemy.pool import StaticPool
 
 from portkey_mw.errors import InvalidConfig, PluginMissingDependency
 from portkey_mw.redact import MASK, redact_url
-from portkey_mw.store.protocols import StoreUnavailable
+from portkey_mw.store.protocols import Conflict, StoreUnavailable
 
 __all__ = [
     "DATABASE_URL_VARIABLE",
@@ -168,10 +168,11 @@ def make_engine(url: str) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _unavailable(exc, url) from None
-    extra: dict[str, Any] = {"poolclass": StaticPool} if memory else {}
-    engine = create_async_engine(
-        parsed, connect_args={"timeout": LOCK_TIMEOUT}, pool_timeout=CONNECT_TIMEOUT, **extra
+    # One in-memory database lives as long as its one connection.
+    pool: dict[str, Any] = (
+        {"poolclass": StaticPool} if memory else {"pool_timeout": CONNECT_TIMEOUT}
     )
+    engine = create_async_engine(parsed, connect_args={"timeout": LOCK_TIMEOUT}, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -202,8 +203,6 @@ async def translate_errors(url: str) -> AsyncIterator[None]:
     The message names the store by its redacted URL and the cause in a few words; it never
     contains the URL's password or the statement's parameters.
     """
-    from portkey_mw.store.protocols import Conflict
-
     try:
         yield
     except IntegrityError as exc:

@@ -3,29 +3,27 @@
 Every mutation runs in one transaction that first locks the one-row revision counter, so
 mutations are serialised on both databases: slug checks cannot race, and revisions are
 handed out in commit order (a replica that has seen revision N has seen every change up
-to N). The transaction then bumps the counter once and stamps each row it writes with the
-new value. Virtual-key secrets are sealed by the vault; everything else is plain JSON.
+to N). The transaction bumps the counter once and stamps each row it writes with the new
+value; a mutation that finds nothing to change bumps nothing. Virtual-key secrets are
+sealed by the vault (``sealing.py``); the rest is plain JSON (``rows.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import structlog
-from sqlalchemy import Row, Select, Table, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from portkey_mw.auth.vault import (
     MASTER_KEY_VARIABLE,
-    WRONG_KEY,
     MasterKey,
     Vault,
     VaultError,
@@ -35,6 +33,7 @@ from portkey_mw.auth.vault import (
 )
 from portkey_mw.store.protocols import Conflict, ControlStore, StoreUnavailable
 from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
+from portkey_mw.store.sql import sealing
 from portkey_mw.store.sql.engine import (
     default_data_dir,
     display_url,
@@ -51,56 +50,19 @@ from portkey_mw.store.sql.models import (
     vault_meta,
     virtual_keys,
 )
+from portkey_mw.store.sql.rows import (
+    API_KEY_FIELDS,
+    CONFIG_FIELDS,
+    VIRTUAL_KEY_FIELDS,
+    check_fields,
+    from_row,
+    plain,
+    to_row,
+)
 
 __all__ = ["SQLStore", "open_store"]
 
 log = structlog.get_logger("portkey_mw.store")
-
-PEPPER_SIZE = 32
-_CHECK = "check"
-_PEPPER = "api_key_pepper"
-_CHECK_PLAINTEXT = b"portkey-mw vault check v1"
-_ROTATED = "the master key was rotated after this process started: restart it with the new key"
-
-# What each update may change (anything else is a programming error, not a client's).
-_VIRTUAL_KEY_FIELDS = frozenset(
-    {
-        "slug",
-        "name",
-        "provider",
-        "secrets",
-        "options",
-        "custom_host",
-        "defaults",
-        "note",
-        "status",
-        "usage_limits",
-        "rate_limits",
-        "workspace_id",
-        "expires_at",
-    }
-)
-_API_KEY_FIELDS = frozenset(
-    {
-        "name",
-        "key_digest",
-        "key_hint",
-        "type",
-        "sub_type",
-        "description",
-        "user_id",
-        "workspace_id",
-        "scopes",
-        "defaults",
-        "status",
-        "usage_limits",
-        "rate_limits",
-        "expires_at",
-    }
-)
-_CONFIG_FIELDS = frozenset(
-    {"slug", "name", "config", "version_id", "is_default", "status", "workspace_id"}
-)
 
 
 def _now() -> datetime:
@@ -111,13 +73,8 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _meta_aad(name: str) -> bytes:
-    return b"vault_meta/" + name.encode()
-
-
-def _secrets_aad(record_id: str) -> bytes:
-    # Bound to the row: a sealed blob copied into another row does not open there.
-    return b"virtual_keys/" + record_id.encode()
+def _live(table: Table) -> ColumnElement[bool]:
+    return ~table.c.deleted
 
 
 class _Tx:
@@ -138,6 +95,24 @@ class _Tx:
             )
             self._revision = int(result.scalar_one())
         return self._revision
+
+    async def stamps(self) -> dict[str, Any]:
+        """The columns every new row gets."""
+        now = _now()
+        return {
+            "created_at": now,
+            "updated_at": now,
+            "deleted": False,
+            "revision": await self.revision(),
+        }
+
+    async def change(self, table: Table, record_id: str, **values: Any) -> None:
+        """Update one row, stamping it."""
+        await self.connection.execute(
+            update(table)
+            .where(table.c.id == record_id)
+            .values(**values, updated_at=_now(), revision=await self.revision())
+        )
 
 
 class SQLStore:
@@ -221,7 +196,7 @@ class SQLStore:
             raise RuntimeError("the store is not open")
         return self._vault
 
-    # -- life cycle ----------------------------------------------------------------------
+    # -- life cycle --------------------------------------------------------------------------
     async def open(self) -> None:
         """Connect, migrate (if asked to) and open the vault.
 
@@ -278,7 +253,7 @@ class SQLStore:
 
     async def _open_vault(self) -> None:
         async with self._read() as connection:
-            sealed = await self._meta(connection)
+            sealed = await sealing.read_meta(connection)
         if self._given_key is not None:
             master = MasterKey(self._given_key)
         else:
@@ -287,51 +262,19 @@ class SQLStore:
             master = read_master_key(self._data_dir, self._environ, create=not sealed)
         vault = Vault(master.key)
         if sealed:
-            pepper = self._unseal_meta(vault, sealed)
+            pepper = sealing.unseal_meta(vault, sealed)
         else:
-            pepper = secrets.token_bytes(PEPPER_SIZE)
+            rows, pepper = sealing.new_meta(vault)
             try:
                 async with self._write() as tx:
-                    now = _now()
-                    await tx.connection.execute(
-                        vault_meta.insert(),
-                        [
-                            {
-                                "name": _CHECK,
-                                "value": vault.encrypt(_CHECK_PLAINTEXT, _meta_aad(_CHECK)),
-                                "updated_at": now,
-                            },
-                            {
-                                "name": _PEPPER,
-                                "value": vault.encrypt(pepper, _meta_aad(_PEPPER)),
-                                "updated_at": now,
-                            },
-                        ],
-                    )
+                    await tx.connection.execute(vault_meta.insert(), rows)
             except Conflict:
                 # Another process sealed it first: open what it wrote.
                 async with self._read() as connection:
-                    pepper = self._unseal_meta(vault, await self._meta(connection))
+                    pepper = sealing.unseal_meta(vault, await sealing.read_meta(connection))
         self._master, self._vault, self._pepper = master, vault, pepper
 
-    @staticmethod
-    async def _meta(connection: AsyncConnection) -> dict[str, bytes]:
-        rows = await connection.execute(select(vault_meta.c.name, vault_meta.c.value))
-        return {row.name: bytes(row.value) for row in rows}
-
-    @staticmethod
-    def _unseal_meta(vault: Vault, sealed: Mapping[str, bytes]) -> bytes:
-        if _CHECK not in sealed or _PEPPER not in sealed:
-            raise VaultError("this store's vault is incomplete: vault_meta lacks its values")
-        check = vault.decrypt(sealed[_CHECK], _meta_aad(_CHECK))
-        if check != _CHECK_PLAINTEXT:
-            raise VaultError(WRONG_KEY)
-        pepper = vault.decrypt(sealed[_PEPPER], _meta_aad(_PEPPER))
-        if len(pepper) != PEPPER_SIZE:
-            raise VaultError("this store's API-key pepper is damaged")
-        return pepper
-
-    # -- transactions ----------------------------------------------------------------------
+    # -- transactions ------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         async with translate_errors(self._url), self._db.connect() as connection:
@@ -349,14 +292,6 @@ class SQLStore:
                 )
                 yield _Tx(connection)
 
-    async def _check_sealing_key(self, tx: _Tx) -> None:
-        """Refuse to seal under a key the store no longer uses (rotated meanwhile)."""
-        sealed = await tx.connection.scalar(
-            select(vault_meta.c.value).where(vault_meta.c.name == _CHECK)
-        )
-        if sealed is None or not self._sealer.sealed_by_me(bytes(sealed)):
-            raise VaultError(_ROTATED)
-
     async def revision(self) -> int:
         """The latest revision (0 for an empty store)."""
         async with self._read() as connection:
@@ -370,62 +305,47 @@ class SQLStore:
             latest = await connection.scalar(select(revision.c.value).where(revision.c.id == 1))
             latest = int(latest or 0)
 
-            def window(table: Table) -> Any:
+            def window(query: Select[Any], table: Table) -> Select[Any]:
                 # Bounded above: rows stamped later belong to the next call.
-                return (table.c.revision > since) & (table.c.revision <= latest)
+                where = (table.c.revision > since) & (table.c.revision <= latest)
+                return query.where(where).order_by(table.c.revision)
 
-            vks = await connection.execute(
-                select(virtual_keys).where(window(virtual_keys)).order_by(virtual_keys.c.revision)
-            )
-            aks = await connection.execute(
-                select(api_keys).where(window(api_keys)).order_by(api_keys.c.revision)
-            )
-            cfgs = await connection.execute(
-                self._config_query().where(window(configs)).order_by(configs.c.revision)
-            )
+            vks = await connection.execute(window(select(virtual_keys), virtual_keys))
+            aks = await connection.execute(window(select(api_keys), api_keys))
+            cfgs = await connection.execute(window(_config_query(), configs))
             return Changes(
                 revision=latest,
                 virtual_keys=tuple(self._virtual_key(row) for row in vks),
-                api_keys=tuple(self._api_key(row) for row in aks),
-                configs=tuple(self._config(row) for row in cfgs),
+                api_keys=tuple(from_row(ApiKey, row) for row in aks),
+                configs=tuple(from_row(SavedConfig, row) for row in cfgs),
             )
-
-    # -- virtual keys --------------------------------------------------------------------------
-    def _seal_secrets(self, record_id: str, values: Mapping[str, str]) -> bytes:
-        return self._sealer.encrypt(orjson.dumps(dict(values)), _secrets_aad(record_id))
-
-    def _virtual_key(self, row: Row[Any]) -> VirtualKey:
-        opened = orjson.loads(self._sealer.decrypt(bytes(row.secrets), _secrets_aad(row.id)))
-        return VirtualKey(
-            id=row.id,
-            slug=row.slug,
-            name=row.name,
-            provider=row.provider,
-            secrets=opened,
-            options=row.options or {},
-            custom_host=row.custom_host,
-            defaults=row.defaults or {},
-            note=row.note,
-            status=row.status,
-            usage_limits=row.usage_limits,
-            rate_limits=tuple(row.rate_limits or ()),
-            workspace_id=row.workspace_id,
-            expires_at=row.expires_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted=bool(row.deleted),
-            revision=int(row.revision),
-        )
 
     @staticmethod
     async def _slug_taken(
         tx: _Tx, table: Table, slug: str, kind: str, *, other_than: str | None = None
     ) -> None:
-        query = select(table.c.id).where((table.c.slug == slug) & ~table.c.deleted)
+        query = select(table.c.id).where((table.c.slug == slug) & _live(table))
         if other_than is not None:
             query = query.where(table.c.id != other_than)
         if await tx.connection.scalar(query.limit(1)) is not None:
             raise Conflict(f"a {kind} with slug {slug!r} already exists", param="slug")
+
+    @staticmethod
+    async def _live_id(connection: AsyncConnection, table: Table, where: Any) -> str | None:
+        found = await connection.scalar(select(table.c.id).where(where & _live(table)))
+        return None if found is None else str(found)
+
+    # -- virtual keys ------------------------------------------------------------------------
+    def _seal(self, record_id: str, values: Mapping[str, str]) -> bytes:
+        return sealing.seal_secrets(self._sealer, record_id, values)
+
+    def _virtual_key(self, row: Row[Any]) -> VirtualKey:
+        opened = sealing.unseal_secrets(self._sealer, row.id, row.slug, bytes(row.secrets))
+        return from_row(VirtualKey, row, secrets=opened)
+
+    async def _one_virtual_key(self, connection: AsyncConnection, record_id: str) -> VirtualKey:
+        query = select(virtual_keys).where(virtual_keys.c.id == record_id)
+        return self._virtual_key((await connection.execute(query)).one())
 
     async def create_virtual_key(self, record: VirtualKey) -> VirtualKey:
         """Insert ``record``; the store sets its revision and timestamps (and an id if it
@@ -435,49 +355,31 @@ class SQLStore:
         """
         record_id = record.id or _new_id()
         async with self._write() as tx:
-            await self._check_sealing_key(tx)
+            await sealing.check_sealing_key(tx.connection, self._sealer)
             await self._slug_taken(tx, virtual_keys, record.slug, "virtual key")
-            now = _now()
-            await tx.connection.execute(
-                virtual_keys.insert().values(
-                    id=record_id,
-                    slug=record.slug,
-                    name=record.name,
-                    provider=record.provider,
-                    secrets=self._seal_secrets(record_id, record.secrets),
-                    options=dict(record.options),
-                    custom_host=record.custom_host,
-                    defaults=dict(record.defaults),
-                    note=record.note,
-                    status=record.status,
-                    usage_limits=_plain(record.usage_limits),
-                    rate_limits=[dict(limit) for limit in record.rate_limits],
-                    workspace_id=record.workspace_id,
-                    expires_at=record.expires_at,
-                    created_at=now,
-                    updated_at=now,
-                    deleted=False,
-                    revision=await tx.revision(),
-                )
+            row = to_row(
+                virtual_keys,
+                record,
+                id=record_id,
+                secrets=self._seal(record_id, record.secrets),
+                **await tx.stamps(),
             )
-            return await self._one_virtual_key(tx.connection, virtual_keys.c.id == record_id)
-
-    async def _one_virtual_key(self, connection: AsyncConnection, where: Any) -> VirtualKey:
-        row = (await connection.execute(select(virtual_keys).where(where))).one()
-        return self._virtual_key(row)
+            await tx.connection.execute(virtual_keys.insert().values(row))
+            return await self._one_virtual_key(tx.connection, record_id)
 
     async def get_virtual_key(self, slug: str) -> VirtualKey | None:
         """The virtual key with this slug (not deleted), its secrets decrypted."""
+        query = select(virtual_keys).where((virtual_keys.c.slug == slug) & _live(virtual_keys))
         async with self._read() as connection:
-            row = (
-                await connection.execute(select(virtual_keys).where(_live_slug(virtual_keys, slug)))
-            ).first()
+            row = (await connection.execute(query)).first()
         return None if row is None else self._virtual_key(row)
 
     async def list_virtual_keys(self, workspace_id: str | None = None) -> Sequence[VirtualKey]:
         """Every virtual key not deleted (in ``workspace_id``, if given), oldest first."""
         async with self._read() as connection:
-            rows = await connection.execute(_listing(virtual_keys, workspace_id))
+            rows = await connection.execute(
+                _listing(select(virtual_keys), virtual_keys, workspace_id)
+            )
             return [self._virtual_key(row) for row in rows]
 
     async def update_virtual_key(self, slug: str, changes: Mapping[str, Any]) -> VirtualKey | None:
@@ -486,77 +388,43 @@ class SQLStore:
         :raises Conflict: a new slug is taken.
         :raises ValueError: a field that cannot change.
         """
-        _check_fields(changes, _VIRTUAL_KEY_FIELDS, "virtual key")
+        check_fields(changes, VIRTUAL_KEY_FIELDS, "virtual key")
         async with self._write() as tx:
-            record_id = await tx.connection.scalar(
-                select(virtual_keys.c.id).where(_live_slug(virtual_keys, slug))
+            record_id = await self._live_id(
+                tx.connection, virtual_keys, virtual_keys.c.slug == slug
             )
             if record_id is None:
                 return None
-            values = {name: _plain(value) for name, value in changes.items()}
+            values = {name: plain(value) for name, value in changes.items()}
             if "secrets" in changes:
-                await self._check_sealing_key(tx)
-                values["secrets"] = self._seal_secrets(record_id, changes["secrets"])
+                await sealing.check_sealing_key(tx.connection, self._sealer)
+                values["secrets"] = self._seal(record_id, changes["secrets"])
             if "slug" in changes:
                 await self._slug_taken(
                     tx, virtual_keys, changes["slug"], "virtual key", other_than=record_id
                 )
-            await tx.connection.execute(
-                update(virtual_keys)
-                .where(virtual_keys.c.id == record_id)
-                .values(**values, updated_at=_now(), revision=await tx.revision())
-            )
-            return await self._one_virtual_key(tx.connection, virtual_keys.c.id == record_id)
+            await tx.change(virtual_keys, record_id, **values)
+            return await self._one_virtual_key(tx.connection, record_id)
 
     async def delete_virtual_key(self, slug: str) -> bool:
         """Mark the virtual key deleted; its secrets are erased (the tombstone keeps none)."""
         async with self._write() as tx:
-            record_id = await tx.connection.scalar(
-                select(virtual_keys.c.id).where(_live_slug(virtual_keys, slug))
+            record_id = await self._live_id(
+                tx.connection, virtual_keys, virtual_keys.c.slug == slug
             )
             if record_id is None:
                 return False
-            await self._check_sealing_key(tx)
-            await tx.connection.execute(
-                update(virtual_keys)
-                .where(virtual_keys.c.id == record_id)
-                .values(
-                    deleted=True,
-                    secrets=self._seal_secrets(record_id, {}),
-                    updated_at=_now(),
-                    revision=await tx.revision(),
-                )
+            await sealing.check_sealing_key(tx.connection, self._sealer)
+            await tx.change(
+                virtual_keys, record_id, deleted=True, secrets=self._seal(record_id, {})
             )
             return True
 
-    # -- API keys ------------------------------------------------------------------------------
+    # -- API keys ----------------------------------------------------------------------------
     @staticmethod
-    def _api_key(row: Row[Any]) -> ApiKey:
-        return ApiKey(
-            id=row.id,
-            name=row.name,
-            key_digest=row.key_digest,
-            key_hint=row.key_hint,
-            type=row.type,
-            sub_type=row.sub_type,
-            description=row.description,
-            user_id=row.user_id,
-            workspace_id=row.workspace_id,
-            scopes=tuple(row.scopes or ()),
-            defaults=row.defaults or {},
-            status=row.status,
-            usage_limits=row.usage_limits,
-            rate_limits=tuple(row.rate_limits or ()),
-            expires_at=row.expires_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted=bool(row.deleted),
-            revision=int(row.revision),
-        )
-
-    async def _one_api_key(self, connection: AsyncConnection, where: Any) -> ApiKey | None:
+    async def _one_api_key(connection: AsyncConnection, where: Any) -> ApiKey | None:
         row = (await connection.execute(select(api_keys).where(where))).first()
-        return None if row is None else self._api_key(row)
+        return None if row is None else from_row(ApiKey, row)
 
     async def create_api_key(self, record: ApiKey) -> ApiKey:
         """Insert ``record`` (its digest, never the key).
@@ -565,30 +433,8 @@ class SQLStore:
         """
         record_id = record.id or _new_id()
         async with self._write() as tx:
-            now = _now()
-            await tx.connection.execute(
-                api_keys.insert().values(
-                    id=record_id,
-                    name=record.name,
-                    key_digest=record.key_digest,
-                    key_hint=record.key_hint,
-                    type=record.type,
-                    sub_type=record.sub_type,
-                    description=record.description,
-                    user_id=record.user_id,
-                    workspace_id=record.workspace_id,
-                    scopes=list(record.scopes),
-                    defaults=dict(record.defaults),
-                    status=record.status,
-                    usage_limits=_plain(record.usage_limits),
-                    rate_limits=[dict(limit) for limit in record.rate_limits],
-                    expires_at=record.expires_at,
-                    created_at=now,
-                    updated_at=now,
-                    deleted=False,
-                    revision=await tx.revision(),
-                )
-            )
+            row = to_row(api_keys, record, id=record_id, **await tx.stamps())
+            await tx.connection.execute(api_keys.insert().values(row))
             created = await self._one_api_key(tx.connection, api_keys.c.id == record_id)
         assert created is not None
         return created
@@ -596,22 +442,19 @@ class SQLStore:
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         """The API key with this id (not deleted)."""
         async with self._read() as connection:
-            return await self._one_api_key(
-                connection, (api_keys.c.id == key_id) & ~api_keys.c.deleted
-            )
+            return await self._one_api_key(connection, (api_keys.c.id == key_id) & _live(api_keys))
 
     async def find_api_key(self, key_digest: str) -> ApiKey | None:
         """The API key whose digest this is (not deleted)."""
+        where = (api_keys.c.key_digest == key_digest) & _live(api_keys)
         async with self._read() as connection:
-            return await self._one_api_key(
-                connection, (api_keys.c.key_digest == key_digest) & ~api_keys.c.deleted
-            )
+            return await self._one_api_key(connection, where)
 
     async def list_api_keys(self, workspace_id: str | None = None) -> Sequence[ApiKey]:
         """Every API key not deleted (in ``workspace_id``, if given), oldest first."""
         async with self._read() as connection:
-            rows = await connection.execute(_listing(api_keys, workspace_id))
-            return [self._api_key(row) for row in rows]
+            rows = await connection.execute(_listing(select(api_keys), api_keys, workspace_id))
+            return [from_row(ApiKey, row) for row in rows]
 
     async def update_api_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKey | None:
         """Apply ``changes`` (rotation changes ``key_digest`` and ``key_hint``).
@@ -619,77 +462,39 @@ class SQLStore:
         :raises Conflict: a new digest is taken.
         :raises ValueError: a field that cannot change.
         """
-        _check_fields(changes, _API_KEY_FIELDS, "API key")
-        live = (api_keys.c.id == key_id) & ~api_keys.c.deleted
+        check_fields(changes, API_KEY_FIELDS, "API key")
         async with self._write() as tx:
-            if await tx.connection.scalar(select(api_keys.c.id).where(live)) is None:
+            if await self._live_id(tx.connection, api_keys, api_keys.c.id == key_id) is None:
                 return None
-            values = {name: _plain(value) for name, value in changes.items()}
-            await tx.connection.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id)
-                .values(**values, updated_at=_now(), revision=await tx.revision())
-            )
+            await tx.change(api_keys, key_id, **{k: plain(v) for k, v in changes.items()})
             return await self._one_api_key(tx.connection, api_keys.c.id == key_id)
 
     async def delete_api_key(self, key_id: str) -> bool:
         """Mark the API key deleted (a tombstone)."""
-        live = (api_keys.c.id == key_id) & ~api_keys.c.deleted
         async with self._write() as tx:
-            if await tx.connection.scalar(select(api_keys.c.id).where(live)) is None:
+            if await self._live_id(tx.connection, api_keys, api_keys.c.id == key_id) is None:
                 return False
-            await tx.connection.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id)
-                .values(deleted=True, updated_at=_now(), revision=await tx.revision())
-            )
+            await tx.change(api_keys, key_id, deleted=True)
             return True
 
-    # -- saved configs -------------------------------------------------------------------------
+    # -- saved configs -----------------------------------------------------------------------
     @staticmethod
-    def _config_query() -> Select[Any]:
-        return select(configs, config_versions.c.config).join(
-            config_versions, config_versions.c.id == configs.c.version_id
-        )
+    async def _one_config(connection: AsyncConnection, record_id: str) -> SavedConfig:
+        query = _config_query().where(configs.c.id == record_id)
+        return from_row(SavedConfig, (await connection.execute(query)).one())
 
     @staticmethod
-    def _config(row: Row[Any]) -> SavedConfig:
-        return SavedConfig(
-            id=row.id,
-            slug=row.slug,
-            name=row.name,
-            config=row.config,
-            version_id=row.version_id,
-            is_default=bool(row.is_default),
-            status=row.status,
-            workspace_id=row.workspace_id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            deleted=bool(row.deleted),
-            revision=int(row.revision),
-        )
-
-    async def _one_config(self, connection: AsyncConnection, record_id: str) -> SavedConfig:
-        row = (
-            await connection.execute(self._config_query().where(configs.c.id == record_id))
-        ).one()
-        return self._config(row)
-
-    async def _live_config_id(self, connection: AsyncConnection, slug: str) -> str | None:
+    async def _live_config_id(connection: AsyncConnection, slug: str) -> str | None:
         """The id of the live config whose slug, else whose id, is ``slug``."""
-        rows = (
-            await connection.execute(
-                select(configs.c.id, configs.c.slug).where(
-                    ((configs.c.slug == slug) | (configs.c.id == slug)) & ~configs.c.deleted
-                )
-            )
-        ).all()
-        for row in sorted(rows, key=lambda row: row.slug != slug):
-            return str(row.id)
-        return None
+        query = select(configs.c.id, configs.c.slug).where(
+            ((configs.c.slug == slug) | (configs.c.id == slug)) & _live(configs)
+        )
+        rows = sorted((await connection.execute(query)).all(), key=lambda row: row.slug != slug)
+        return str(rows[0].id) if rows else None
 
+    @staticmethod
     async def _add_version(
-        self, tx: _Tx, config_id: str, version_id: str, config: Mapping[str, Any], now: datetime
+        tx: _Tx, config_id: str, version_id: str, config: Mapping[str, Any]
     ) -> None:
         number = await tx.connection.scalar(
             select(func.coalesce(func.max(config_versions.c.number), 0)).where(
@@ -701,8 +506,8 @@ class SQLStore:
                 id=version_id,
                 config_id=config_id,
                 number=int(number or 0) + 1,
-                config=dict(config),
-                created_at=now,
+                config=plain(config),
+                created_at=_now(),
             )
         )
 
@@ -715,23 +520,9 @@ class SQLStore:
         version_id = record.version_id or _new_id()
         async with self._write() as tx:
             await self._slug_taken(tx, configs, record.slug, "config")
-            now = _now()
-            await tx.connection.execute(
-                configs.insert().values(
-                    id=record_id,
-                    slug=record.slug,
-                    name=record.name,
-                    version_id=version_id,
-                    is_default=record.is_default,
-                    status=record.status,
-                    workspace_id=record.workspace_id,
-                    created_at=now,
-                    updated_at=now,
-                    deleted=False,
-                    revision=await tx.revision(),
-                )
-            )
-            await self._add_version(tx, record_id, version_id, record.config, now)
+            row = to_row(configs, record, id=record_id, version_id=version_id, **await tx.stamps())
+            await tx.connection.execute(configs.insert().values(row))
+            await self._add_version(tx, record_id, version_id, record.config)
             return await self._one_config(tx.connection, record_id)
 
     async def get_config(self, slug: str) -> SavedConfig | None:
@@ -742,12 +533,9 @@ class SQLStore:
 
     async def list_configs(self, workspace_id: str | None = None) -> Sequence[SavedConfig]:
         """Every saved config not deleted (in ``workspace_id``, if given), oldest first."""
-        query = self._config_query().where(~configs.c.deleted)
-        if workspace_id is not None:
-            query = query.where(configs.c.workspace_id == workspace_id)
         async with self._read() as connection:
-            rows = await connection.execute(query.order_by(configs.c.created_at, configs.c.id))
-            return [self._config(row) for row in rows]
+            rows = await connection.execute(_listing(_config_query(), configs, workspace_id))
+            return [from_row(SavedConfig, row) for row in rows]
 
     async def update_config(self, slug: str, changes: Mapping[str, Any]) -> SavedConfig | None:
         """Apply ``changes``; a ``config`` makes a new version (``version_id`` or a new id)
@@ -757,30 +545,24 @@ class SQLStore:
         :raises ValueError: a field that cannot change, or ``version_id`` without
             ``config``.
         """
-        _check_fields(changes, _CONFIG_FIELDS, "config")
+        check_fields(changes, CONFIG_FIELDS, "config")
         if "version_id" in changes and "config" not in changes:
             raise ValueError("a config's version_id changes only with a new config")
         async with self._write() as tx:
             record_id = await self._live_config_id(tx.connection, slug)
             if record_id is None:
                 return None
-            now = _now()
             values = {
-                name: _plain(value)
+                name: plain(value)
                 for name, value in changes.items()
                 if name not in ("config", "version_id")
             }
             if "slug" in changes:
                 await self._slug_taken(tx, configs, changes["slug"], "config", other_than=record_id)
             if "config" in changes:
-                version_id = changes.get("version_id") or _new_id()
-                await self._add_version(tx, record_id, version_id, changes["config"], now)
-                values["version_id"] = version_id
-            await tx.connection.execute(
-                update(configs)
-                .where(configs.c.id == record_id)
-                .values(**values, updated_at=now, revision=await tx.revision())
-            )
+                values["version_id"] = changes.get("version_id") or _new_id()
+                await self._add_version(tx, record_id, values["version_id"], changes["config"])
+            await tx.change(configs, record_id, **values)
             return await self._one_config(tx.connection, record_id)
 
     async def config_versions(self, slug: str) -> Sequence[ConfigVersion] | None:
@@ -794,12 +576,7 @@ class SQLStore:
                 .where(config_versions.c.config_id == record_id)
                 .order_by(config_versions.c.number.desc())
             )
-            return [
-                ConfigVersion(
-                    id=row.id, config_id=row.config_id, config=row.config, created_at=row.created_at
-                )
-                for row in rows
-            ]
+            return [from_row(ConfigVersion, row) for row in rows]
 
     async def delete_config(self, slug: str) -> bool:
         """Mark the saved config deleted (its versions stay)."""
@@ -807,21 +584,18 @@ class SQLStore:
             record_id = await self._live_config_id(tx.connection, slug)
             if record_id is None:
                 return False
-            await tx.connection.execute(
-                update(configs)
-                .where(configs.c.id == record_id)
-                .values(deleted=True, updated_at=_now(), revision=await tx.revision())
-            )
+            await tx.change(configs, record_id, deleted=True)
             return True
 
-    # -- the vault -----------------------------------------------------------------------------
+    # -- the vault ---------------------------------------------------------------------------
     async def rotate_master_key(self, new_key: bytes | None = None) -> MasterKey:
         """Re-encrypt every sealed value under a new master key, in one transaction.
 
         With a key file, the new key (``new_key`` or a fresh one) is staged beside it
         before the commit and renamed over it after; with a key from the environment or the
         caller, ``new_key`` is required and nothing is written but the database. On any
-        failure the database, the key file and this store are as they were.
+        failure the database, the key file and this store are as they were. The pepper
+        and every revision stay as they were: nothing a replica must reload.
 
         :returns: the new key and the file it is in (if any).
         :raises VaultError: ``new_key`` is needed, or equal to the old key, or a sealed
@@ -841,30 +615,7 @@ class SQLStore:
         staged = write_key_file(old.path, new_key) if old.path is not None else None
         try:
             async with self._write() as tx:
-                connection = tx.connection
-                sealed = await self._meta(connection)
-                self._unseal_meta(old_vault, sealed)  # the old key opens this vault
-                for name, value in sealed.items():
-                    plaintext = old_vault.decrypt(value, _meta_aad(name))
-                    await connection.execute(
-                        update(vault_meta)
-                        .where(vault_meta.c.name == name)
-                        .values(
-                            value=new_vault.encrypt(plaintext, _meta_aad(name)), updated_at=_now()
-                        )
-                    )
-                rows = await connection.execute(
-                    select(virtual_keys.c.id, virtual_keys.c.secrets).with_for_update()
-                )
-                # Tombstones too: every blob must open under the key the store now uses.
-                for row in rows.all():
-                    aad = _secrets_aad(row.id)
-                    plaintext = old_vault.decrypt(bytes(row.secrets), aad)
-                    await connection.execute(
-                        update(virtual_keys)
-                        .where(virtual_keys.c.id == row.id)
-                        .values(secrets=new_vault.encrypt(plaintext, aad))
-                    )
+                await sealing.reseal_all(tx.connection, old_vault, new_vault)
         except BaseException:
             if staged is not None:
                 staged.unlink(missing_ok=True)
@@ -885,36 +636,27 @@ class SQLStore:
 
 
 async def open_store(settings_url: str | None = None, **options: Any) -> SQLStore:
-    """A :class:`SQLStore` for ``settings_url`` (the server file's ``store.url``), opened."""
+    """A :class:`SQLStore` for ``settings_url`` (the server file's ``store.url``), opened.
+
+    :param options: :class:`SQLStore`'s keyword arguments.
+    """
     store = SQLStore(settings_url, **options)
     await store.open()
     return store
 
 
-def _live_slug(table: Table, slug: str) -> Any:
-    return (table.c.slug == slug) & ~table.c.deleted
+def _config_query() -> Select[Any]:
+    """Saved configs with their current version's config."""
+    return select(configs, config_versions.c.config).join(
+        config_versions, config_versions.c.id == configs.c.version_id
+    )
 
 
-def _listing(table: Table, workspace_id: str | None) -> Select[Any]:
-    query = select(table).where(~table.c.deleted)
+def _listing(query: Select[Any], table: Table, workspace_id: str | None) -> Select[Any]:
+    query = query.where(_live(table))
     if workspace_id is not None:
         query = query.where(table.c.workspace_id == workspace_id)
     return query.order_by(table.c.created_at, table.c.id)
-
-
-def _check_fields(changes: Mapping[str, Any], allowed: frozenset[str], kind: str) -> None:
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise ValueError(f"cannot change {', '.join(unknown)} of a {kind}")
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as a JSON column takes it: mappings as dicts, tuples as lists."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _sync_dir(path: Path) -> None:
