@@ -49,8 +49,8 @@ def _run(work: Any) -> Any:
 
 
 def _shown(url: str | None) -> str:
-    from portkey_mw.store.sql import resolve_url  # type: ignore[import-not-found,unused-ignore]
-    from portkey_mw.store.sql.engine import (  # type: ignore[import-not-found,unused-ignore]
+    from portkey_mw.store.sql import resolve_url
+    from portkey_mw.store.sql.engine import (
         display_url,
     )
 
@@ -70,7 +70,7 @@ def db_upgrade(database_url: str | None, server_file: Path | None) -> None:
 
     Running it again changes nothing.
     """
-    from portkey_mw.store.sql import upgrade  # type: ignore[import-not-found,unused-ignore]
+    from portkey_mw.store.sql import upgrade
 
     url = _store_url(database_url, server_file)
     revision = _run(upgrade(url))
@@ -103,7 +103,7 @@ def vault_rotate_master_key(
     directory. A failure changes nothing. Running servers keep the old key in memory:
     restart them afterwards (with the new $PORTKEY_MW_MASTER_KEY, if you use it).
     """
-    from portkey_mw.auth.vault import (  # type: ignore[import-not-found,unused-ignore]
+    from portkey_mw.auth.vault import (
         parse_key,
         rotate_master_key,
     )
