@@ -22,6 +22,7 @@ from portkey_mw.caching import CacheStats
 from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, RequestContext
+from portkey_mw.control import ControlPlane
 from portkey_mw.errors import GatewayError, MethodNotAllowed, NotFound
 from portkey_mw.fetch import Fetcher
 from portkey_mw.guardrails.api import Guardrail
@@ -35,6 +36,7 @@ from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
+from portkey_mw.store.protocols import ControlStore
 from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
 from portkey_mw.types import Receive, Scope, Send
 
@@ -72,6 +74,9 @@ class Gateway:
     :param transport: a :class:`~portkey_mw.transport.Transport` to use instead.
     :param plugins: a plugin manager to use (default: one that loads entry points).
     :param load_entry_points: whether to discover installed plugins.
+    :param store: the control-plane store (default: the SQL store ``store.url`` or
+        ``PORTKEY_MW_DATABASE_URL`` names, SQLite in the data directory otherwise; none when
+        ``store.enabled`` is false).
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class Gateway:
         transport: Transport | None = None,
         plugins: PluginManager | None = None,
         load_entry_points: bool = True,
+        store: ControlStore | None = None,
     ) -> None:
         if config_file is not None:
             settings = ServerSettings.from_file(config_file)
@@ -110,6 +116,10 @@ class Gateway:
         #: fetches for webhooks, validUrls and images, through the transport's policy
         self.fetcher = Fetcher(transport)
         self.admin_key = AdminKey.from_settings(self.settings.admin.key_sha256)
+        if store is None and self.settings.store.enabled:
+            store = _default_store(self.settings)
+        #: the store, the catalog the data plane reads, and who may do what
+        self.control = ControlPlane(self.settings, self.admin_key, store)
         self.plugins = plugins or PluginManager(self.settings.plugins)
         if load_entry_points and plugins is None:
             self.plugins.load_entry_points()
@@ -155,7 +165,9 @@ class Gateway:
         for plugin, sink in plugins.register_log_sinks(settings):
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
-        self.resolver = ConfigResolver(settings, self.providers, self.guardrails)
+        self.resolver = ConfigResolver(
+            settings, self.providers, self.guardrails, self.control.catalog
+        )
         self.router = Router(
             self.providers,
             self.transport,
@@ -174,6 +186,7 @@ class Gateway:
             services=self,
             logs=self.logs,
             prices=self.prices,
+            identifier=self.control.identifier,
         )
         self._admin_routes = operations_router(
             self.router.breakers, self.cache, self.guardrail_stats
@@ -204,6 +217,7 @@ class Gateway:
         async with self._start_lock:
             if self._started:
                 return
+            await self.control.open()  # a store that cannot open stops the start
             await self.transport.open()
             self.logs.start()
             await self.plugins.gateway_startup(self)
@@ -236,6 +250,7 @@ class Gateway:
             except Exception:
                 log.exception("guardrail failed to close", guardrail=guardrail.id)
         await self.cache.aclose()
+        await self.control.aclose()
         await self.transport.aclose()
 
     @contextlib.asynccontextmanager
@@ -337,6 +352,13 @@ class Gateway:
             await _http.send_error(send, error, base)
             return
         await self._admin_routes(_mounted(scope, ADMIN_PREFIX), receive, send)
+
+
+def _default_store(settings: ServerSettings) -> ControlStore:
+    """The SQL store the settings (or ``PORTKEY_MW_DATABASE_URL``) name."""
+    from portkey_mw.store.sql import SQLStore  # SQLAlchemy loads only when a store is used
+
+    return SQLStore(settings.store.url)
 
 
 def _mounted(scope: Scope, prefix: str) -> Scope:

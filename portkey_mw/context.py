@@ -15,6 +15,7 @@ from portkey_mw.bounds import json_too_deep
 if TYPE_CHECKING:
     from portkey_mw.config.schema import Config
     from portkey_mw.errors import GatewayError
+    from portkey_mw.store.records import ApiKey
     from portkey_mw.streaming import ChunkFeed
 
 
@@ -182,6 +183,8 @@ class RequestContext:
     provider: str | None = None
     target_index: str | None = None
     cache_status: str | None = None
+    #: the gateway API key the request was identified by (``None``: none, or auth off)
+    api_key: ApiKey | None = None
     state: dict[str, Any] = field(default_factory=dict)
     gateway_state: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)

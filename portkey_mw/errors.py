@@ -141,6 +141,15 @@ class AuthenticationError(GatewayError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(GatewayError):
+    """The caller is known but may not do this: a scope it lacks, a routing choice its API
+    key does not allow, a virtual key that is turned off (403)."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
 class DestinationNotAllowed(GatewayError):
     """The gateway refuses to contact a URL or address: the outbound policy does not allow
     it, or a client tried to steer a credential the server holds (403)."""

@@ -63,7 +63,7 @@ class ProviderCall:
         """Whether option ``name`` comes from the client: a request header, or a config the
         client sent (not one from the server file)."""
         if (self.target.options or {}).get(name):
-            return not self.target.from_server
+            return not (self.target.from_server or self.target.from_vault)
         return bool(self.ctx.headers.get(header or option_header(name)))
 
     def require_key(self, provider: str) -> str:

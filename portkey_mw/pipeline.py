@@ -1,6 +1,7 @@
 """The per-request path, in order, in one file.
 
-parse (body, options) → resolve (config, provider) → ``on_request`` hooks → input
+parse (body, options) → identify (the gateway API key) → resolve (virtual keys, saved
+configs, the key's defaults → a compiled plan) → ``on_request`` hooks → input
 guardrails → cache lookup → route (retries, fallbacks) → output guardrails →
 ``on_response`` hooks → send (whole or streamed) → store in the cache → record (the log
 event). Everything a request needs is handed to :class:`Pipeline` once, by the
@@ -19,11 +20,13 @@ import orjson
 import structlog
 
 from portkey_mw import _http
+from portkey_mw.auth.identity import Identifier
+from portkey_mw.auth.virtual_keys import MODEL_REF_PREFIX, split_model_ref
 from portkey_mw.caching import HIT_STATUSES, StreamRecorder
 from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
-from portkey_mw.errors import GatewayError, PluginError
+from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
@@ -34,6 +37,7 @@ from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
 from portkey_mw.services import GatewayServices
+from portkey_mw.store.records import ApiKey
 from portkey_mw.streaming import (
     DONE_EVENT,
     TAIL_BYTES,
@@ -46,6 +50,14 @@ from portkey_mw.streaming import (
 from portkey_mw.types import Receive, Send
 
 log = structlog.get_logger("portkey_mw.gateway")
+
+
+def _apply_key_metadata(ctx: RequestContext, api_key: ApiKey) -> None:
+    """The API key's default metadata, under the request's: the key's own values win, so a
+    client cannot pass for another user or team the operator tagged the key with."""
+    defaults = api_key.defaults.get("metadata")
+    if isinstance(defaults, dict) and defaults:
+        ctx.metadata = {**ctx.metadata, **defaults}
 
 
 @dataclass(slots=True)
@@ -62,6 +74,8 @@ class Pipeline:
     services: GatewayServices
     logs: LogDispatcher
     prices: PriceTable
+    #: finds each request's gateway API key
+    identifier: Identifier
 
     async def handle(
         self,
@@ -206,7 +220,25 @@ class Exchange:
     async def _process(self) -> None:
         ctx, pipeline = self.ctx, self.pipeline
         _http.apply_request_options(ctx)
-        plan = pipeline.resolver.resolve(ctx.headers)
+        # identify: the gateway API key, from memory (the catalog), never the store
+        api_key = await pipeline.identifier.identify(ctx.headers)
+        if api_key is not None:
+            ctx.api_key = api_key
+            _apply_key_metadata(ctx, api_key)
+        # resolve: virtual keys, saved configs, the key's defaults -> one compiled plan
+        model_ref = None
+        model = ctx.model
+        if model is not None and model.startswith(MODEL_REF_PREFIX):
+            split = split_model_ref(model)
+            if split is None:
+                raise InvalidRequest(
+                    f"model {model!r}: a model naming a virtual key is '@<slug>/<model>'",
+                    param="model",
+                    code="invalid_model",
+                )
+            model_ref, name = split
+            ctx.set_param("model", name)
+        plan = await pipeline.resolver.resolve(ctx.headers, api_key, model_ref)
         response = await pipeline.run_request_hooks(ctx)
         guards = self.guards = RequestGuardrails.for_plan(
             plan, pipeline.services, pipeline.guardrail_stats

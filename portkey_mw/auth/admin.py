@@ -79,18 +79,25 @@ class AdminKey:
                 "the admin API is disabled: set PORTKEY_MW_ADMIN_KEY (16 characters or more) "
                 "or admin.key_sha256 in the server file (portkey-mw admin hash-key)"
             )
-        sent = _sent_key(headers)
+        sent = sent_key(headers)
         if not sent:
             raise AuthenticationError(
                 "the admin API needs the admin key: send it as x-portkey-api-key or "
                 "'Authorization: Bearer <key>'",
                 code="admin_key_required",
             )
-        if not hmac.compare_digest(hashlib.sha256(sent.encode()).digest(), self._digest):
+        if not self.matches(sent):
             raise AuthenticationError("the admin key is not valid", code="invalid_admin_key")
 
+    def matches(self, sent: str) -> bool:
+        """Whether ``sent`` is the admin key (compared as digests, in constant time)."""
+        if self._digest is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(sent.encode()).digest(), self._digest)
 
-def _sent_key(headers: Mapping[str, str]) -> str:
+
+def sent_key(headers: Mapping[str, str]) -> str:
+    """The key a request sends: ``x-portkey-api-key``, else a Bearer token."""
     key = headers.get("x-portkey-api-key", "").strip()
     if key:
         return key

@@ -9,11 +9,15 @@ from dataclasses import replace
 import orjson
 from pydantic import ValidationError
 
+from portkey_mw.auth.api_keys import is_gateway_key
+from portkey_mw.auth.catalog import Catalog
 from portkey_mw.auth.outbound import check_client_host
+from portkey_mw.auth.virtual_keys import binding
+from portkey_mw.auth.virtual_keys import not_found as vk_not_found
 from portkey_mw.bounds import check_json_depth
 from portkey_mw.config.schema import Config
 from portkey_mw.config.server import ServerSettings, describe_validation_error
-from portkey_mw.errors import InvalidConfig, InvalidRequest
+from portkey_mw.errors import InvalidConfig, InvalidRequest, PermissionDenied
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.spec import HookCompiler, HookSet
 from portkey_mw.routing import (
@@ -23,7 +27,13 @@ from portkey_mw.routing import (
     plan_leaves,
     plan_providers,
 )
-from portkey_mw.routing.plan import StrategyNode, answer_headers, route_digest
+from portkey_mw.routing.plan import (
+    StrategyNode,
+    VirtualKeyBinding,
+    answer_headers,
+    route_digest,
+)
+from portkey_mw.store.records import ACTIVE, ApiKey
 
 #: Distinct inline configs kept compiled; clients send a handful, so this bound is generous.
 INLINE_CACHE_SIZE = 1024
@@ -38,17 +48,19 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The client's ``Authorization: Bearer`` token; other schemes carry no provider key.
 
     Without ``Authorization``, the ``x-api-key`` header (what the anthropic SDK sends) is
-    the key.
+    the key. A gateway API key (``pk-mw-…``) is never a provider key.
     """
     value = headers.get("authorization")
     if not value:
         key = headers.get("x-api-key", "").strip()
-        return key if key and key not in SDK_PLACEHOLDER_KEYS else None
+        usable = key and key not in SDK_PLACEHOLDER_KEYS and not is_gateway_key(key)
+        return key if usable else None
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None
     token = token.strip()
-    return None if token in SDK_PLACEHOLDER_KEYS else token
+    # A gateway API key identifies the client to the gateway: it never goes upstream.
+    return None if token in SDK_PLACEHOLDER_KEYS or is_gateway_key(token) else token
 
 
 def validate_config(raw: object, source: str = "config") -> Config:
@@ -63,14 +75,35 @@ def validate_config(raw: object, source: str = "config") -> Config:
         raise InvalidConfig(f"{source} is invalid: {describe_validation_error(exc)}") from exc
 
 
+#: headers that choose where a request goes; an API key that does not allow config
+#: override refuses them
+ROUTING_HEADERS = (
+    "x-portkey-config",
+    "x-portkey-provider",
+    "x-portkey-virtual-key",
+    "x-portkey-custom-host",
+)
+_DEFAULT = "\0default"
+_CacheKey = tuple[str, str | None, str | None, str | None]
+
+
 class ConfigResolver:
-    """Turns ``x-portkey-config`` / ``x-portkey-provider`` headers into a compiled plan.
+    """Turns a request's routing headers (and its API key's defaults) into a compiled plan.
 
-    Inline JSON configs are cached by their exact header text, so a client that sends the
-    same config on every request pays for JSON parsing and pydantic validation once.
+    Sources, first match wins: the API key's own config when it does not allow override;
+    ``x-portkey-config`` (inline JSON, a named config of the server file, or a saved
+    config's slug); ``x-portkey-virtual-key``; ``x-portkey-provider`` (a provider id, or
+    ``@slug`` for a virtual key); a model spelled ``@slug/model``; the API key's
+    ``config_id``; the server file's ``default_config``.
 
-    :param settings: the server file (named configs, default config).
+    Compiled plans are cached by the text that produced them, so a client that sends the
+    same config on every request pays for JSON parsing and pydantic validation once; the
+    cache is dropped whenever the control plane's records change.
+
+    :param settings: the server file (named configs, default config, enforced hooks).
     :param known_providers: registered provider ids, to reject unknown ones up front.
+    :param guardrails: registered guardrail checks.
+    :param catalog: the control plane's virtual keys and saved configs (``None``: none).
     """
 
     def __init__(
@@ -78,48 +111,153 @@ class ConfigResolver:
         settings: ServerSettings,
         known_providers: Collection[str],
         guardrails: Mapping[str, Guardrail] | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self._known = known_providers
         self._hooks = HookCompiler(guardrails or {}, settings.guardrails)
         self._hooks.validate_named()
+        self._enforced = settings.enforced
         self._named: dict[str, Config] = dict(settings.configs)
         default = settings.default_config
         self._default = self._named[default] if isinstance(default, str) else default
-        self._inline: OrderedDict[tuple[str, str | None, str | None], PlanNode] = OrderedDict()
+        self._inline: OrderedDict[_CacheKey, PlanNode] = OrderedDict()
         self._inline_bytes = 0
         self._max_config_bytes = settings.server.max_config_bytes
+        self._catalog = catalog
+        self._bind = self._bind_virtual_key if catalog is not None else None
+        if catalog is not None:
+            catalog.on_change(self._forget_plans)
+        if self._enforced.any:
+            # The enforced hooks must name registered checks: say so at start-up.
+            self._hooks.compile(**self._enforced.model_dump(), where="enforced")
         for name, config in self._named.items():
-            self._check(compile_plan(config), f"config {name!r}")
+            self._check(compile_plan(config, server_held=True, bind=self._bind), f"config {name!r}")
         if isinstance(default, Config):
-            self._check(compile_plan(default), "default_config")
+            self._check(compile_plan(default, server_held=True, bind=self._bind), "default_config")
 
-    def resolve(self, headers: Mapping[str, str]) -> PlanNode:
-        """The plan for a request with these (lower-cased) headers."""
+    def _forget_plans(self) -> None:
+        """Compiled plans hold virtual keys' credentials: a change drops them all."""
+        self._inline.clear()
+        self._inline_bytes = 0
+
+    async def resolve(
+        self,
+        headers: Mapping[str, str],
+        api_key: ApiKey | None = None,
+        model_ref: str | None = None,
+    ) -> PlanNode:
+        """The plan for a request with these (lower-cased) headers.
+
+        :param api_key: the request's gateway API key, when it has one.
+        :param model_ref: the slug of a model spelled ``@slug/model``.
+        """
         key = bearer_token(headers)
+        defaults = api_key.defaults if api_key is not None else {}
+        key_config = defaults.get("config_id") if isinstance(defaults, Mapping) else None
+        if api_key is not None and defaults.get("allow_config_override") is False:
+            return await self._forced(headers, key, key_config, model_ref)
         header_config = headers.get("x-portkey-config")
+        vk_header = headers.get("x-portkey-virtual-key") or None
+        provider = headers.get("x-portkey-provider") or None
         if header_config:
             if len(header_config) > self._max_config_bytes:
                 raise InvalidConfig(
                     f"x-portkey-config is larger than the gateway's limit of "
                     f"{self._max_config_bytes} bytes (server.max_config_bytes); save large "
-                    "configs in the server file and send their id",
+                    "configs in the store or the server file and send their id",
                     code="config_too_large",
                 )
-            # The provider header is part of the key: a config without a provider uses it.
-            return self._cached((header_config, key, headers.get("x-portkey-provider")), headers)
-        provider = headers.get("x-portkey-provider")
+            await self._ensure_config(header_config)
+            # The provider headers are part of the key: a config without one uses them.
+            return self._cached((header_config, key, provider, vk_header), headers)
+        if vk_header:
+            return await self._virtual(vk_header, "x-portkey-virtual-key", headers)
         if provider:
-            return self._single(provider, headers.get("x-portkey-custom-host"), key)
+            if provider.startswith("@"):
+                return await self._virtual(provider[1:], "x-portkey-provider", headers)
+            if model_ref is None:
+                return self._single(provider, headers.get("x-portkey-custom-host"), key, headers)
+        if model_ref is not None:
+            return await self._virtual(model_ref, "model", headers)
+        if isinstance(key_config, str) and key_config:
+            return await self._saved(key_config, key, headers)
         if self._default is not None:
-            return self._cached(("\0default", key, None), headers)
+            return self._cached((_DEFAULT, key, None, None), headers)
         raise InvalidRequest(
-            "no provider given: send an x-portkey-provider header or an x-portkey-config "
-            "header (inline JSON or the id of a config in the server file)",
+            "no provider given: send an x-portkey-provider header, an x-portkey-virtual-key "
+            "header or an x-portkey-config header (inline JSON, or the id of a saved config "
+            "or of a config in the server file)",
             code="missing_provider",
         )
 
-    def _single(self, provider: str, custom_host: str | None, key: str | None) -> PlanNode:
+    async def _forced(
+        self,
+        headers: Mapping[str, str],
+        key: str | None,
+        key_config: object,
+        model_ref: str | None,
+    ) -> PlanNode:
+        """An API key that does not allow config override: its config, whatever is sent."""
+        for name in ROUTING_HEADERS:
+            if headers.get(name):
+                raise PermissionDenied(
+                    f"this API key does not allow config override: its own config decides "
+                    f"the routing, so {name} is not accepted",
+                    code="config_override_not_allowed",
+                    param=name,
+                )
+        if model_ref is not None:
+            raise PermissionDenied(
+                f"this API key does not allow config override: model '@{model_ref}/…' "
+                "chooses a provider; send the model name alone",
+                code="config_override_not_allowed",
+                param="model",
+            )
+        if isinstance(key_config, str) and key_config:
+            return await self._saved(key_config, key, headers)
+        if self._default is not None:
+            return self._cached((_DEFAULT, key, None, None), headers)
+        raise InvalidConfig(
+            "this API key does not allow config override but names no config_id, and the "
+            "server has no default_config",
+            code="missing_provider",
+        )
+
+    async def _saved(self, slug: str, key: str | None, headers: Mapping[str, str]) -> PlanNode:
+        await self._ensure_config(slug)
+        return self._cached((slug, key, None, None), headers)
+
+    async def _ensure_config(self, text: str) -> None:
+        """Bring a saved config into the catalog if the text may be a slug not seen yet."""
+        if self._catalog is None or text.lstrip().startswith("{") or text in self._named:
+            return
+        await self._catalog.config(text)
+
+    async def _virtual(self, slug: str, where: str, headers: Mapping[str, str]) -> PlanNode:
+        if self._catalog is None:
+            raise vk_not_found(slug, where)
+        if await self._catalog.virtual_key(slug) is None:
+            raise vk_not_found(slug, where, slug in self._catalog.deleted_slugs)
+        return self._cached(("\0vk", slug, where, None), headers)
+
+    def _bind_virtual_key(self, slug: str, path: str) -> VirtualKeyBinding:
+        assert self._catalog is not None
+        vk = self._catalog.virtual_keys.get(slug)
+        if vk is None:
+            raise vk_not_found(slug, path, slug in self._catalog.deleted_slugs)
+        return binding(vk)
+
+    def _single(
+        self,
+        provider: str,
+        custom_host: str | None,
+        key: str | None,
+        headers: Mapping[str, str],
+    ) -> PlanNode:
         self._check_known(provider, "x-portkey-provider")
+        if self._enforced.any:
+            # Enforced hooks are compiled onto the plan: cache it like a config's.
+            return self._cached(("\0single", key, provider, custom_host), headers)
         return ResolvedTarget(
             path="config",
             provider=provider,
@@ -127,14 +265,12 @@ class ConfigResolver:
             custom_host=custom_host.rstrip("/") if custom_host else None,
         )
 
-    def _cached(
-        self, cache_key: tuple[str, str | None, str | None], headers: Mapping[str, str]
-    ) -> PlanNode:
+    def _cached(self, cache_key: _CacheKey, headers: Mapping[str, str]) -> PlanNode:
         plan = self._inline.get(cache_key)
         if plan is not None:
             self._inline.move_to_end(cache_key)
             return plan
-        plan = self._build(cache_key[0], headers, cache_key[1])
+        plan = self._build(cache_key, headers)
         self._inline[cache_key] = plan
         self._inline_bytes += _size(cache_key)
         while len(self._inline) > INLINE_CACHE_SIZE or self._inline_bytes > INLINE_CACHE_BYTES:
@@ -142,10 +278,24 @@ class ConfigResolver:
             self._inline_bytes -= _size(evicted)
         return plan
 
-    def _build(self, text: str, headers: Mapping[str, str], key: str | None) -> PlanNode:
-        if text == "\0default":
+    def _build(self, cache_key: _CacheKey, headers: Mapping[str, str]) -> PlanNode:
+        text, key = cache_key[0], cache_key[1]
+        server_held = True
+        if text == _DEFAULT:
             assert self._default is not None
             config, source = self._default, "default_config"
+        elif text == "\0vk":
+            slug, where = cache_key[1] or "", cache_key[2] or ""
+            config, source, key = Config(virtual_key=slug), where, None
+        elif text == "\0single":
+            provider, host = cache_key[2] or "", cache_key[3]
+            single = ResolvedTarget(
+                path="config",
+                provider=provider,
+                api_key=key,
+                custom_host=host.rstrip("/") if host else None,
+            )
+            return self._check(single, "x-portkey-provider")
         elif text.lstrip().startswith("{"):
             try:
                 raw = orjson.loads(text)
@@ -153,31 +303,55 @@ class ConfigResolver:
                 raise InvalidConfig(f"x-portkey-config is not valid JSON: {exc}") from exc
             check_json_depth(text, raw, "x-portkey-config")
             # Portkey: a config without provider or targets takes the header's provider.
-            header_provider = headers.get("x-portkey-provider")
+            header_provider, vk_header = cache_key[2], cache_key[3]
             if (
                 isinstance(raw, dict)
-                and header_provider
-                and "provider" not in raw
-                and "targets" not in raw
+                and (header_provider or vk_header)
+                and not {"provider", "targets", "virtual_key", "virtualKey"} & raw.keys()
             ):
-                raw = {**raw, "provider": header_provider}
+                if header_provider and header_provider.startswith("@"):
+                    raw = {**raw, "virtual_key": header_provider[1:]}
+                elif vk_header:
+                    raw = {**raw, "virtual_key": vk_header}
+                elif header_provider:
+                    raw = {**raw, "provider": header_provider}
             config, source = validate_config(raw, "x-portkey-config"), "x-portkey-config"
+            server_held = False
         else:
-            named = self._named.get(text)
-            if named is None:
-                raise InvalidConfig(
-                    f"x-portkey-config names config {text!r}, which the server does not define",
-                    status=404,
-                    code="config_not_found",
-                )
-            config, source = named, f"config {text!r}"
-        server_held = source != "x-portkey-config"
-        plan = compile_plan(config, default_api_key=key, server_held=server_held)
+            config, source = self._stored(text)
+        plan = compile_plan(config, default_api_key=key, server_held=server_held, bind=self._bind)
         if not server_held:
             for leaf in plan_leaves(plan):
-                if leaf.custom_host:
+                if leaf.custom_host and not leaf.from_vault:
                     check_client_host(leaf.custom_host, f"{leaf.path}.custom_host")
         return self._check(plan, source)
+
+    def _stored(self, slug: str) -> tuple[Config, str]:
+        """A config the server holds: named in the server file, or saved in the store."""
+        named = self._named.get(slug)
+        if named is not None:
+            return named, f"config {slug!r}"
+        saved = None
+        if self._catalog is not None:
+            saved = self._catalog.configs.get(slug)
+            if saved is None:
+                by_id = [c for c in self._catalog.configs.values() if c.id == slug]
+                saved = by_id[0] if by_id else None
+        if saved is None:
+            deleted = self._catalog is not None and slug in self._catalog.deleted_slugs
+            raise InvalidConfig(
+                f"x-portkey-config names config {slug!r}, which "
+                + ("was deleted" if deleted else "neither the store nor the server file has"),
+                status=404,
+                code="config_not_found",
+            )
+        if saved.status != ACTIVE:
+            raise PermissionDenied(
+                f"saved config {slug!r} is {saved.status}", code=f"config_{saved.status}"
+            )
+        return validate_config(dict(saved.config), f"saved config {slug!r}"), (
+            f"saved config {slug!r}"
+        )
 
     def _check(self, plan: PlanNode, source: str) -> PlanNode:
         """Reject unknown providers; compile and validate every target's hooks."""
@@ -196,20 +370,23 @@ class ConfigResolver:
             shared = sets[0] if all(s is not None and s == sets[0] for s in sets) else None
             return replace(node, children=children, guardrails=shared)
         hooks = node.hooks
+        enforced = self._enforced
         if not (
             hooks.before_request
             or hooks.after_request
             or hooks.input_guardrails
             or hooks.output_guardrails
+            or enforced.any
         ):
             return node
         # Inherited lists are the same objects in every target: compile each once.
         if id(hooks) not in compiled:
+            # The server's enforced hooks run first, whatever the config says.
             compiled[id(hooks)] = self._hooks.compile(
-                before_request_hooks=hooks.before_request,
-                after_request_hooks=hooks.after_request,
-                input_guardrails=hooks.input_guardrails,
-                output_guardrails=hooks.output_guardrails,
+                before_request_hooks=[*enforced.before_request_hooks, *hooks.before_request],
+                after_request_hooks=[*enforced.after_request_hooks, *hooks.after_request],
+                input_guardrails=[*enforced.input_guardrails, *hooks.input_guardrails],
+                output_guardrails=[*enforced.output_guardrails, *hooks.output_guardrails],
                 where=source if node.path == "config" else f"{source} at {node.path}",
             )
         return replace(node, guardrails=compiled[id(hooks)])
@@ -224,5 +401,5 @@ class ConfigResolver:
             )
 
 
-def _size(cache_key: tuple[str, str | None, str | None]) -> int:
+def _size(cache_key: _CacheKey) -> int:
     return sum(len(part) for part in cache_key if part)

@@ -61,6 +61,11 @@ class ServerOptions(_Strict):
     body_timeout: float = Field(
         default=60.0, gt=0, description="seconds a client has to send the whole request body"
     )
+    auth: AuthMode | None = Field(
+        default=None,
+        description="gateway API keys on the data plane: off, optional or required "
+        "(PORTKEY_MW_AUTH wins; default: required when an admin key is set, else off)",
+    )
     max_upstream_body_bytes: int = Field(
         default=DEFAULT_MAX_UPSTREAM_BODY_BYTES,
         gt=0,
@@ -170,6 +175,56 @@ class AdminOptions(_Strict):
     )
 
 
+AuthMode = Literal["off", "optional", "required"]
+
+
+class StoreOptions(_Strict):
+    """``store``: where the control plane (virtual keys, API keys, saved configs) lives."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (sqlite+aiosqlite:///..., postgresql://...); "
+        "PORTKEY_MW_DATABASE_URL wins; default: control.db in the data directory",
+    )
+    enabled: bool = Field(
+        default=True,
+        description="open the store at start-up (false: no control plane, no vault)",
+    )
+    refresh_interval: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="seconds between checks for changes made by other processes: the "
+        "bound on how stale a virtual key, API key or saved config can be",
+    )
+    miss_reads_per_second: float = Field(
+        default=20.0,
+        ge=0,
+        description="store reads per second this process may spend on unknown keys, slugs "
+        "and config ids (the rest are answered from memory)",
+    )
+
+
+class EnforcedHooks(_Strict):
+    """``enforced``: guardrails every request runs, whatever config it uses (before the
+    config's own)."""
+
+    before_request_hooks: list[dict[str, Any]] = Field(default_factory=list)
+    after_request_hooks: list[dict[str, Any]] = Field(default_factory=list)
+    input_guardrails: list[Any] = Field(default_factory=list)
+    output_guardrails: list[Any] = Field(default_factory=list)
+
+    @property
+    def any(self) -> bool:
+        """Whether any hook is enforced."""
+        return bool(
+            self.before_request_hooks
+            or self.after_request_hooks
+            or self.input_guardrails
+            or self.output_guardrails
+        )
+
+
 class PluginOptions(_Strict):
     """``plugins``: which entry points load, and settings handed to plugins by name."""
 
@@ -214,6 +269,8 @@ class ServerSettings(_Strict):
     )
     outbound: OutboundOptions = Field(default_factory=OutboundOptions)
     admin: AdminOptions = Field(default_factory=AdminOptions)
+    store: StoreOptions = Field(default_factory=StoreOptions)
+    enforced: EnforcedHooks = Field(default_factory=EnforcedHooks)
     mock: bool = Field(
         default=False,
         description="register the in-process mock provider (for demos and tests only)",

@@ -11,7 +11,7 @@ the child sets its own, which replaces the parent's whole.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,18 @@ class ResolvedTarget:
     key_from_server: bool = False
     #: the target comes from a config the server holds (its options are the operator's)
     from_server: bool = False
+    #: the provider, credentials, options and host come from a virtual key (the
+    #: operator's), even inside a config the client sent
+    from_vault: bool = False
+    #: the virtual key's slug, when a virtual key supplies this target
+    virtual_key: str | None = None
+    #: the virtual key's status (``active``, ``disabled``...), checked before each attempt
+    virtual_key_status: str = "active"
+    #: when the virtual key stops working (epoch seconds), checked before each attempt
+    expires_at: float | None = None
+    #: body parameters applied when the request does not set them (a virtual key's
+    #: default ``model``)
+    default_params: Mapping[str, Any] | None = None
     #: ``hooks`` compiled and validated against the registered guardrails (by the resolver)
     guardrails: HookSet = NO_HOOKS
     #: :func:`route_digest` of this plan when it is the root, computed once per config by
@@ -78,6 +90,26 @@ class StrategyNode:
 
 
 PlanNode = ResolvedTarget | StrategyNode
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKeyBinding:
+    """What a virtual key puts into a target: everything that decides where a request goes
+    and with which credentials."""
+
+    slug: str
+    provider: str
+    api_key: str | None = None
+    options: Mapping[str, Any] | None = None
+    custom_host: str | None = None
+    override_params: Mapping[str, Any] | None = None
+    default_params: Mapping[str, Any] | None = None
+    status: str = "active"
+    expires_at: float | None = None
+
+
+#: looks a virtual key up by slug for the target at a path (raises when there is none)
+BindVirtualKey = Callable[[str, str], VirtualKeyBinding]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +147,11 @@ class _Inherited:
 
 
 def compile_plan(
-    config: Config, *, default_api_key: str | None = None, server_held: bool = False
+    config: Config,
+    *,
+    default_api_key: str | None = None,
+    server_held: bool = False,
+    bind: BindVirtualKey | None = None,
 ) -> PlanNode:
     """Compile a validated config into a plan.
 
@@ -123,10 +159,17 @@ def compile_plan(
         name no ``api_key`` -- only when the plan calls a single provider id, so a key meant
         for one provider is never sent to another.
     :param server_held: the config comes from the server file, so its keys are the server's.
+    :param bind: looks up the virtual keys targets name (``virtual_key``).
     """
     providers = {leaf.provider for leaf in _leaves(config) if leaf.provider}
     key = default_api_key if len(providers) == 1 else None
-    return _compile(config, "config", _Inherited(), key, server_held)
+    return _compile(config, "config", _Inherited(), key, _Origin(server_held, bind))
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    server_held: bool
+    bind: BindVirtualKey | None
 
 
 def _leaves(config: Config) -> list[Config]:
@@ -136,7 +179,7 @@ def _leaves(config: Config) -> list[Config]:
 
 
 def _compile(
-    node: Config, path: str, parent: _Inherited, key: str | None, server_held: bool
+    node: Config, path: str, parent: _Inherited, key: str | None, origin: _Origin
 ) -> PlanNode:
     override = parent.override_params
     if node.override_params:
@@ -157,7 +200,7 @@ def _compile(
             path=path,
             mode=strategy.mode if strategy else StrategyMode.SINGLE,
             children=tuple(
-                _compile(child, f"{path}.targets[{i}]", inherited, key, server_held)
+                _compile(child, f"{path}.targets[{i}]", inherited, key, origin)
                 for i, child in enumerate(node.targets)
             ),
             weight=weight,
@@ -173,6 +216,9 @@ def _compile(
             default=strategy.default if strategy else None,
             cache=inherited.cache,
         )
+    if node.virtual_key is not None:
+        return _bound_target(node, path, inherited, weight, origin)
+    server_held = origin.server_held
     if node.provider is None:
         raise InvalidConfig(f"{path}: a target needs a provider")
     return ResolvedTarget(
@@ -191,6 +237,63 @@ def _compile(
         options=node.provider_options or None,
         key_from_server=server_held and bool(node.api_key),
         from_server=server_held,
+    )
+
+
+def _bound_target(
+    node: Config, path: str, inherited: _Inherited, weight: float, origin: _Origin
+) -> ResolvedTarget:
+    """A target a virtual key supplies: its provider, credentials, options and host are the
+    virtual key's; a client's config may not add any of those to it."""
+    slug = node.virtual_key
+    assert slug is not None
+    if origin.bind is None:
+        raise InvalidConfig(
+            f"{path}: virtual_key {slug!r} needs the control plane (store.enabled)",
+            code="virtual_key_not_found",
+        )
+    vk = origin.bind(slug, path)
+    options = dict(vk.options or {})
+    host = vk.custom_host
+    if origin.server_held:
+        options.update(node.provider_options)
+        host = host or inherited.custom_host
+    else:
+        added = sorted(node.provider_options)
+        if inherited.custom_host:
+            added.append("custom_host")
+        if node.api_key:
+            added.append("api_key")
+        if node.provider and node.provider != vk.provider:
+            added.append("provider")
+        if added:
+            raise InvalidConfig(
+                f"{path}: the target uses virtual key {slug!r}, which decides its provider, "
+                f"credentials, host and options; remove {', '.join(added)}",
+                code="virtual_key_override_not_allowed",
+            )
+    override = {**(vk.override_params or {}), **(inherited.override_params or {})}
+    return ResolvedTarget(
+        path=path,
+        provider=vk.provider,
+        name=node.name,
+        api_key=vk.api_key,
+        custom_host=host,
+        override_params=override or None,
+        forward_headers=inherited.forward_headers,
+        hooks=inherited.hooks,
+        request_timeout=inherited.request_timeout,
+        retry=inherited.retry,
+        cache=inherited.cache,
+        weight=weight,
+        options=options or None,
+        key_from_server=True,
+        from_server=origin.server_held,
+        from_vault=True,
+        virtual_key=slug,
+        virtual_key_status=vk.status,
+        expires_at=vk.expires_at,
+        default_params=vk.default_params,
     )
 
 

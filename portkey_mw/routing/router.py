@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from portkey_mw.auth.credentials import enforce_binding
+from portkey_mw.auth.virtual_keys import check_usable
 from portkey_mw.config.schema import StrategyMode
 from portkey_mw.config.server import RoutingOptions
 from portkey_mw.context import Attempt, Endpoint, GatewayResponse, RequestContext
@@ -371,6 +372,7 @@ class Router:
                 )
             # Before anything is built: a server-held credential never follows a client's
             # choice of host, region or resource.
+            check_usable(target)
             enforce_binding(ctx.headers, target, provider)
             call = _provider_call(ctx, target, self.default_timeout_ms)
             transport = self._client_hosts if _client_host(ctx, target) else self.transport
@@ -499,6 +501,10 @@ def _provider_call(
     ctx: RequestContext, target: ResolvedTarget, default_timeout_ms: int | None
 ) -> ProviderCall:
     body, raw = ctx.body, (None if ctx.body_modified else ctx.raw_body)
+    if target.default_params and body is not None:
+        missing = {k: v for k, v in target.default_params.items() if k not in body}
+        if missing:
+            body, raw = {**body, **missing}, None
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
         check_body(ctx.endpoint, body)  # an override is a body field like any other
@@ -523,7 +529,7 @@ def _provider_call(
 def _client_host(ctx: RequestContext, target: ResolvedTarget) -> bool:
     """Whether the client chose the host this target calls (a header, an inline config)."""
     if target.custom_host:
-        return not target.from_server
+        return not (target.from_server or target.from_vault)
     return bool(ctx.headers.get("x-portkey-custom-host"))
 
 
