@@ -38,12 +38,12 @@ def new_api_key() -> tuple[str, str, str]:
 
 
 def check_config(config: Mapping[str, Any]) -> None:
-    """The gateway's own check of a config (schema, providers, guardrails)."""
+    """The gateway's own check of a config (schema, providers, guardrails): as a named
+    config of a server file, which a gateway checks when it is built."""
     from portkey_mw.app import Gateway
     from portkey_mw.config.server import ServerSettings
 
-    gateway = Gateway(ServerSettings(mock=True))
-    gateway.resolver.resolve({"x-portkey-config": orjson.dumps(dict(config)).decode()})
+    Gateway(ServerSettings.from_mapping({"mock": True, "configs": {"candidate": dict(config)}}))
 
 
 SERVICES = Services(

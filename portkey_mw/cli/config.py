@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def config_validate(file: Path, server_file: Path | None) -> None:
                 settings = settings.model_copy(update={"mock": True})
             gateway = Gateway(settings)
             # the gateway's own check of a client's config: schema, providers, guardrails
-            gateway.resolver.resolve({"x-portkey-config": text})
+            asyncio.run(gateway.resolver.resolve({"x-portkey-config": text}))
         else:
             Gateway(load_settings(file))  # also checks providers exist
     except GatewayError as exc:
