@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +32,7 @@ import yaml
 
 from tests import secret_scan
 from tests.fake_upstream import FakeUpstream
-from tests.planted import ADMIN_KEY
+from tests.planted import ADMIN_KEY, MASTER_KEY
 
 # Fixtures: a real PostgreSQL server, and a store URL parametrized over both databases.
 from tests.postgres import postgres_server, store_url  # noqa: F401
@@ -42,6 +43,13 @@ structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())
 # Every gateway of the suite, in process or `portkey-mw serve`, has the planted admin key;
 # tests of a gateway without one remove it.
 os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
+# An admin key would make gateway API keys required: the data-plane tests predate them.
+# Tests of the control plane ask for the mode they test.
+os.environ["PORTKEY_MW_AUTH"] = "off"
+# Every gateway's default store lives in a directory of this session, under the planted
+# master key (never the developer's own data directory).
+os.environ["PORTKEY_MW_DATA_DIR"] = tempfile.mkdtemp(prefix="portkey-mw-tests-")
+os.environ["PORTKEY_MW_MASTER_KEY"] = MASTER_KEY
 # Every response and log record of the suite is searched for planted secrets.
 secret_scan.install()
 

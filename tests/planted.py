@@ -21,6 +21,8 @@ AWS_SESSION_TOKEN = "IQoJplanted-aws-session-token-4rT7yU0iO3pA"
 VERTEX_TOKEN = "ya29.planted-vertex-access-token-2wE5rT8y"
 ANTHROPIC_KEY = "sk-ant-planted-anthropic-6tY9uI2oP5aS"
 USERINFO_PASSWORD = "planted-userinfo-pass-1qA4zX7c"
+#: the vault's master key for every gateway of the suite (base64url of 32 bytes)
+MASTER_KEY = "cGxhbnRlZC1tYXN0ZXIta2V5LTMyLWJ5dGVzLW9rISE"
 
 #: Every planted value: the scan fails the test if any of them shows up where it looks.
 ALL = [
@@ -35,6 +37,7 @@ ALL = [
     VERTEX_TOKEN,
     ANTHROPIC_KEY,
     USERINFO_PASSWORD,
+    MASTER_KEY,
 ]
 
 

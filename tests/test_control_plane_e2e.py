@@ -32,15 +32,6 @@ MESSAGES = [{"role": "user", "content": "hello there"}]
 AUTH_REQUIRED = {"PORTKEY_MW_AUTH": "required"}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store: a SQLite file, or a new database on the suite's PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def serve(
     store_url: str, fake: FakeUpstream, tmp_path: Path

@@ -1,7 +1,7 @@
-"""The control plane's HTTP routes: the operator's ``/v1/admin`` routes
-(:mod:`portkey_mw.admin.operations`) and Portkey's admin API -- virtual keys, providers,
-API keys and saved configs, with the paths and shapes the portkey-ai SDK uses (see
-``docs/control-plane.md``). Starlette routers, off the hot path.
+"""The control plane's HTTP routes, Starlette routers off the hot path: Portkey's admin
+API -- virtual keys, providers, API keys and saved configs, with the paths and shapes the
+portkey-ai SDK uses (see ``docs/control-plane.md``) -- and the operator's ``/v1/admin``
+routes (:mod:`portkey_mw.admin.operations`).
 
 The gateway mounts :func:`control_plane_routes` at its root and supplies an
 :data:`Authorize` callable and :class:`AdminServices`; the route/scope table is
