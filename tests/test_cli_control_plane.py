@@ -555,6 +555,14 @@ def test_db_upgrade_migrates_the_store_and_says_where(tmp_path: Path) -> None:
     assert "is at schema revision" in first.stdout and str(tmp_path) in first.stdout
     again = CliRunner().invoke(main, ["db", "upgrade", "--database-url", url])
     assert again.exit_code == 0 and again.stdout == first.stdout
+    server_file = tmp_path / "portkey-mw.yaml"
+    server_file.write_text(f"store:\n  url: {url}\n")
+    from_file = CliRunner().invoke(
+        main,
+        ["db", "upgrade", "--server-file", str(server_file)],
+        env={"PORTKEY_MW_DATABASE_URL": None},
+    )
+    assert from_file.exit_code == 0 and from_file.stdout == first.stdout
 
 
 def test_vault_rotation_writes_the_new_key_file(tmp_path: Path) -> None:

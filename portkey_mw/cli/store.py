@@ -7,13 +7,16 @@ and its master key are, with the same environment as the server.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from portkey_mw.cli._common import load_settings
 from portkey_mw.errors import GatewayError
+
+T = TypeVar("T")
 
 _DATABASE_URL = click.option(
     "--database-url",
@@ -36,12 +39,10 @@ def _store_url(database_url: str | None, server_file: Path | None) -> str | None
         return database_url
     if server_file is None:
         return None
-    store = getattr(load_settings(server_file), "store", None)
-    url = getattr(store, "url", None)
-    return url if isinstance(url, str) and url else None
+    return load_settings(server_file).store.url or None
 
 
-def _run(work: Any) -> Any:
+def _run(work: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(work)
     except GatewayError as exc:  # store unreachable, wrong master key...: said plainly
@@ -122,9 +123,8 @@ def vault_rotate_master_key(
             abort=True,
         )
     master = _run(rotate_master_key(url, new_key=new_key))
-    path = getattr(master, "path", None)
-    if path is not None:
-        click.echo(f"the vault is re-encrypted; the new master key is in {path}")
+    if master.path is not None:
+        click.echo(f"the vault is re-encrypted; the new master key is in {master.path}")
     else:
         click.echo(
             "the vault is re-encrypted: set PORTKEY_MW_MASTER_KEY to the new key everywhere "
