@@ -197,17 +197,12 @@ async def _local_client(server_file: Path | None) -> AsyncIterator[httpx.AsyncCl
     """An HTTP client whose requests go to the admin API of this process, over the store
     the server file (or the environment) names; the app started and stopped around it.
 
-    The seam the lead wires: ``portkey_mw.app.local_admin_app(settings)`` returns the
-    ASGI app that serves the control-plane routes over the local store.
+    :func:`portkey_mw.app.local_admin_app` is the gateway whose admin calls are the
+    operator's: whoever can read the data directory needs no admin key.
     """
+    from portkey_mw.app import local_admin_app
+
     settings = load_settings(server_file)
-    try:
-        from portkey_mw.app import local_admin_app  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise click.ClickException(
-            "local store mode needs portkey_mw.app.local_admin_app, which this version does "
-            "not have yet: give a running server with --url (or $PORTKEY_MW_URL)"
-        ) from None
     try:
         app = local_admin_app(settings)
     except GatewayError as exc:
