@@ -168,7 +168,11 @@ class Gateway:
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
         self.resolver = ConfigResolver(
-            settings, self.providers, self.guardrails, self.control.catalog
+            settings,
+            self.providers,
+            self.guardrails,
+            self.control.catalog,
+            secret_options={n for p in self.providers.values() for n in p.secret_options},
         )
         self.router = Router(
             self.providers,

@@ -15,7 +15,7 @@ import structlog
 
 from portkey_mw.admin.services import ADMIN_PRINCIPAL, MissingScope, Principal
 from portkey_mw.auth.admin import AdminKey, sent_key
-from portkey_mw.auth.api_keys import KeyHasher, is_gateway_key
+from portkey_mw.auth.api_keys import MAX_KEY_LENGTH, KeyHasher, is_gateway_key
 from portkey_mw.auth.catalog import Catalog
 from portkey_mw.auth.identity import Identifier, auth_mode, check_key
 from portkey_mw.config.server import ServerSettings
@@ -111,7 +111,12 @@ class ControlPlane:
             )
         if self.admin_key.matches(sent):
             return ADMIN_PRINCIPAL
-        if is_gateway_key(sent) and self.catalog is not None and self.hasher is not None:
+        if (
+            is_gateway_key(sent)
+            and len(sent) <= MAX_KEY_LENGTH
+            and self.catalog is not None
+            and self.hasher is not None
+        ):
             record = await self.catalog.api_key(self.hasher.digest(sent))
             if record is not None:
                 check_key(record)

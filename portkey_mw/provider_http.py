@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from portkey_mw.auth.api_keys import is_gateway_key
 from portkey_mw.context import GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
 from portkey_mw.forwarding import NEVER_FORWARDED
@@ -78,7 +79,9 @@ def forwarded_headers(call: ProviderCall) -> dict[str, str]:
     """Client headers to pass on: ``x-portkey-forward-headers`` plus the config's list.
 
     Both lists were checked when they arrived (:mod:`portkey_mw.forwarding`); the test here
-    keeps a plugin-built target from forwarding what no list may name.
+    keeps a plugin-built target from forwarding what no list may name. A header carrying a
+    gateway API key (``Authorization: Bearer pk-mw-…``, ``x-api-key``) is never forwarded:
+    that key identifies the client to the gateway and goes nowhere else.
     """
     headers = call.ctx.headers
     names = list(call.target.forward_headers)
@@ -93,9 +96,16 @@ def forwarded_headers(call: ProviderCall) -> dict[str, str]:
             and lower in headers
             and lower not in NEVER_FORWARDED
             and not lower.startswith("x-portkey-")
+            and not _carries_gateway_key(headers[lower])
         ):
             forwarded[lower] = headers[lower]
     return forwarded
+
+
+def _carries_gateway_key(value: str) -> bool:
+    token = value.strip()
+    scheme, _, rest = token.partition(" ")
+    return is_gateway_key(token) or (scheme.lower() == "bearer" and is_gateway_key(rest.strip()))
 
 
 class HTTPProvider(Provider):

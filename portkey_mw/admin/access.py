@@ -48,6 +48,21 @@ def check_grants(principal: Principal, scopes: Iterable[str]) -> None:
             )
 
 
+def check_holds(principal: Principal, scopes: Iterable[str], what: str) -> None:
+    """Refuse to act on an API key holding a scope the caller lacks: rotating it would hand
+    the caller its secret, re-enabling or changing it would act with powers it has not got.
+
+    :raises MissingScope: naming the first such scope (403).
+    """
+    for scope in scopes:
+        if not principal.allows(scope):
+            raise MissingScope(
+                f"this API key cannot {what} a key holding scope {scope!r}: it does not hold "
+                "it itself",
+                param="scopes",
+            )
+
+
 def check_future(expires_at: datetime | None) -> None:
     """An expiry being set must lie ahead.
 

@@ -13,7 +13,13 @@ import uuid
 from typing import Any
 
 from portkey_mw.admin import views
-from portkey_mw.admin.access import check_future, check_grants, visible, workspace_for
+from portkey_mw.admin.access import (
+    check_future,
+    check_grants,
+    check_holds,
+    visible,
+    workspace_for,
+)
 from portkey_mw.admin.http import Call
 from portkey_mw.admin.schemas import (
     ApiKeyCreate,
@@ -48,6 +54,13 @@ def _warned(body: dict[str, Any], fields: ApiKeyFields) -> dict[str, Any]:
 def _path_value(call: Call, name: str) -> str | None:
     value = call.param(name)
     return None if value in (NOT_GIVEN, "None", "") else value
+
+
+def _workspace_of(record: ApiKey) -> str | None:
+    """The workspace a key acts in: an organisation key is organisation-wide whatever
+    ``workspace_id`` it carries (as :meth:`ControlPlane.authorize` treats it), so only the
+    organisation's callers see it."""
+    return record.workspace_id if record.type == "workspace" else None
 
 
 def _chosen(path: str | None, body: Any, name: str, default: str) -> str:
@@ -163,7 +176,7 @@ async def list_keys(call: Call) -> tuple[int, dict[str, Any]]:
     records = [
         r
         for r in await call.store.list_api_keys(workspace)
-        if kind_of(r.type, r.sub_type) in kinds and visible(principal, r.workspace_id)
+        if kind_of(r.type, r.sub_type) in kinds and visible(principal, _workspace_of(r))
     ]
     page = call.page(records)
     return 200, views.listing([views.api_key(r) for r in page], total=len(records))
@@ -177,7 +190,7 @@ async def _target(call: Call) -> tuple[Principal, ApiKey]:
     )
     key_id = call.param("id")
     record = await call.store.get_api_key(key_id)
-    if record is None or not visible(principal, record.workspace_id):
+    if record is None or not visible(principal, _workspace_of(record)):
         raise NotFound(f"no API key {key_id[:100]!r}", param="id", code="api_key_not_found")
     needed = route.scope_for(kind_of(record.type, record.sub_type))
     if needed not in held:
@@ -194,6 +207,7 @@ async def retrieve(call: Call) -> tuple[int, dict[str, Any]]:
 async def update(call: Call) -> tuple[int, dict[str, Any]]:
     """Change a key's name, scopes, defaults, limits, expiry or status."""
     principal, record = await _target(call)
+    check_holds(principal, record.scopes, "change")
     fields = parse_body(ApiKeyUpdate, await call.body(), "API key")
     given = fields.model_fields_set
     for name in ("name", "status"):
@@ -234,7 +248,8 @@ async def delete(call: Call) -> tuple[int, dict[str, Any]]:
 
 async def rotate(call: Call) -> tuple[int, dict[str, Any]]:
     """Give a key a new secret: the new key is shown once, the old one stops working."""
-    _, record = await _target(call)
+    principal, record = await _target(call)
+    check_holds(principal, record.scopes, "rotate")
     body = await call.body(required=False)
     if record.status == REVOKED:
         raise Conflict(

@@ -28,7 +28,8 @@ from portkey_mw.admin.schemas import (
     ignored_fields,
     parse_body,
 )
-from portkey_mw.errors import InvalidRequest, NotFound
+from portkey_mw.admin.services import Principal
+from portkey_mw.errors import InvalidRequest, NotFound, PermissionDenied
 from portkey_mw.store.protocols import Conflict
 from portkey_mw.store.records import VirtualKey
 
@@ -268,6 +269,7 @@ async def update(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     if "workspace_id" in given:
         changes["workspace_id"] = workspace_for(principal, fields.workspace_id)
     secrets, options = _split(fields)
+    _check_move(principal, record, fields, secrets)
     if secrets:
         changes["secrets"] = _merged(dict(record.secrets), secrets)
     if options:
@@ -277,6 +279,31 @@ async def update(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
         raise NotFound(f"no {family.noun} {record.slug!r}", param="slug", code=family.not_found)
     body = views.created(family.object, id=updated.id, slug=updated.slug)
     return 200, _with_warning(body, ignored_fields(fields))
+
+
+def _check_move(
+    principal: Principal, record: VirtualKey, fields: VirtualKeyFields, secrets: dict[str, Any]
+) -> None:
+    """A new ``custom_host`` sends the stored credentials there: only the admin key may do
+    that, or a caller sending the credentials anew (``virtual_keys.update`` never shows
+    them, so it must not be a way to read them at a host of its own).
+
+    :raises PermissionDenied: ``credentials_required`` (403), naming those kept.
+    """
+    host = fields.custom_host
+    if "custom_host" not in fields.model_fields_set or host is None or principal.is_admin:
+        return
+    if host.rstrip("/") == (record.custom_host or "").rstrip("/"):
+        return
+    kept = sorted(name for name in record.secrets if name not in secrets)
+    if kept:
+        raise PermissionDenied(
+            f"a new custom_host would send the stored credentials of {record.slug!r} "
+            f"({', '.join(kept)}) there: only the admin key may move them; an API key must "
+            "send them anew in the same update",
+            param="custom_host",
+            code="credentials_required",
+        )
 
 
 async def delete(call: Call, family: Family) -> tuple[int, dict[str, Any]]:

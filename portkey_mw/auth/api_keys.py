@@ -17,7 +17,7 @@ from dataclasses import dataclass
 #: a provider key, so it is never forwarded upstream
 KEY_PREFIX = "pk-mw-"
 _RANDOM_BYTES = 32
-#: the longest value taken for a key: anything longer is not one of ours
+#: the longest value looked up as a key: a longer one is refused as invalid unread
 MAX_KEY_LENGTH = 128
 
 
@@ -55,5 +55,7 @@ def key_hint(key: str) -> str:
 
 
 def is_gateway_key(value: str | None) -> bool:
-    """Whether ``value`` has the shape of a gateway API key (not whether it is valid)."""
-    return value is not None and value.startswith(KEY_PREFIX) and len(value) <= MAX_KEY_LENGTH
+    """Whether ``value`` claims to be a gateway API key (not whether it is valid): any value
+    with the prefix, so that a malformed one is refused rather than taken for a provider
+    key and sent upstream."""
+    return value is not None and value.startswith(KEY_PREFIX)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from portkey_mw.admin.scopes import COMPLETIONS_SCOPE
-from portkey_mw.auth.api_keys import KEY_PREFIX, KeyHasher, is_gateway_key
+from portkey_mw.auth.api_keys import KEY_PREFIX, MAX_KEY_LENGTH, KeyHasher, is_gateway_key
 from portkey_mw.auth.catalog import Catalog
 from portkey_mw.config.server import AuthMode
 from portkey_mw.errors import AuthenticationError, InvalidConfig, PermissionDenied
@@ -96,7 +96,7 @@ class Identifier:
                     code="api_key_required",
                 )
             return None
-        if self._catalog is None or self.hasher is None:
+        if self._catalog is None or self.hasher is None or len(sent) > MAX_KEY_LENGTH:
             raise AuthenticationError("the API key is not valid", code="invalid_api_key")
         record = await self._catalog.api_key(self.hasher.digest(sent))
         if record is None:

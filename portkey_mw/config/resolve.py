@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import replace
@@ -105,6 +106,8 @@ class ConfigResolver:
     :param known_providers: registered provider ids, to reject unknown ones up front.
     :param guardrails: registered guardrail checks.
     :param catalog: the control plane's virtual keys and saved configs (``None``: none).
+    :param secret_options: the option names registered providers declare secret: a saved
+        config may not hold them (nor an ``api_key``).
     """
 
     def __init__(
@@ -113,8 +116,10 @@ class ConfigResolver:
         known_providers: Collection[str],
         guardrails: Mapping[str, Guardrail] | None = None,
         catalog: Catalog | None = None,
+        secret_options: Collection[str] = (),
     ) -> None:
         self._known = known_providers
+        self._secrets = frozenset({"api_key", *secret_options})
         self._hooks = HookCompiler(guardrails or {}, settings.guardrails)
         self._hooks.validate_named()
         self._enforced = settings.enforced
@@ -319,7 +324,7 @@ class ConfigResolver:
             config, source = validate_config(raw, "x-portkey-config"), "x-portkey-config"
             server_held = False
         else:
-            config, source = self._stored(text)
+            config, source, server_held = self._stored(text)
         plan = compile_plan(config, default_api_key=key, server_held=server_held, bind=self._bind)
         if not server_held:
             for leaf in plan_leaves(plan):
@@ -329,14 +334,17 @@ class ConfigResolver:
 
     def validate_saved(self, raw: Mapping[str, Any], source: str = "config") -> None:
         """Check a config before the store saves it, as requests will use it: schema,
-        provider ids, guardrail ids, the virtual keys it names.
+        provider ids, guardrail ids, the virtual keys it names; and that it holds no
+        credential (saved configs are plain JSON that every ``configs.read`` key reads).
 
         :raises InvalidConfig: naming the fault.
         """
         check_json_depth(orjson.dumps(raw).decode(), raw, source)
         config = validate_config(dict(raw), source)
+        self._refuse_credentials(config, source)
         try:
-            self._check(compile_plan(config, server_held=True, bind=self._bind), source)
+            # As a client's config: whoever may save configs may not touch virtual keys.
+            self._check(compile_plan(config, server_held=False, bind=self._bind), source)
         except InvalidRequest as exc:
             if isinstance(exc, InvalidConfig):
                 raise
@@ -344,11 +352,13 @@ class ConfigResolver:
         except NotFound as exc:
             raise InvalidConfig(exc.message, param=exc.param) from exc
 
-    def _stored(self, slug: str) -> tuple[Config, str]:
-        """A config the server holds: named in the server file, or saved in the store."""
+    def _stored(self, slug: str) -> tuple[Config, str, bool]:
+        """A config the server holds: named in the server file (which wins over a saved
+        config of the same slug or id), or saved in the store; and whether it is the
+        server file's (only those may set a virtual key's host or options, or hold keys)."""
         named = self._named.get(slug)
         if named is not None:
-            return named, f"config {slug!r}"
+            return named, f"config {slug!r}", True
         saved = None
         if self._catalog is not None:
             saved = self._catalog.configs.get(slug)
@@ -367,9 +377,31 @@ class ConfigResolver:
             raise PermissionDenied(
                 f"saved config {slug!r} is {saved.status}", code=f"config_{saved.status}"
             )
-        return validate_config(dict(saved.config), f"saved config {slug!r}"), (
-            f"saved config {slug!r}"
-        )
+        source = f"saved config {slug!r}"
+        config = validate_config(dict(saved.config), source)
+        # Saved by an API key with configs.create (or before this rule): never trusted to
+        # hold credentials or to steer a virtual key, as a client's own config is not.
+        self._refuse_credentials(config, source)
+        return config, source, False
+
+    def _refuse_credentials(self, config: Config, source: str, path: str = "config") -> None:
+        """Refuse a credential anywhere in a saved config.
+
+        :raises InvalidConfig: ``credentials_in_config``, naming where it is.
+        """
+        named = [n for n in config.provider_options if _snake(n) in self._secrets]
+        if config.api_key is not None:
+            named.insert(0, "api_key")
+        if named:
+            raise InvalidConfig(
+                f"{source}: {path} holds a credential ({', '.join(sorted(named))}): a saved "
+                "config is stored as plain JSON and shown to every key with configs.read; "
+                "create a virtual key for the credential and name it with virtual_key",
+                code="credentials_in_config",
+                param=f"{path}.{named[0]}",
+            )
+        for index, child in enumerate(config.targets or ()):
+            self._refuse_credentials(child, source, f"{path}.targets[{index}]")
 
     def _check(self, plan: PlanNode, source: str) -> PlanNode:
         """Reject unknown providers; compile and validate every target's hooks."""
@@ -417,6 +449,11 @@ class ConfigResolver:
                 code="unknown_provider",
                 param="provider",
             )
+
+
+def _snake(name: str) -> str:
+    """``awsSecretAccessKey`` -> ``aws_secret_access_key`` (configs take both spellings)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def _size(cache_key: _CacheKey) -> int:

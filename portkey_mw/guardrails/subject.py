@@ -1,9 +1,10 @@
 """Where the text under check lives in a request or response, and how rewritten text goes
 back there.
 
-Requests: a chat's last message (each text part), a completion's ``prompt``, an embedding's
-``input``. Responses: every choice's message content (chat) or text (completion). As in
-Portkey, the system prompt and earlier turns of a chat are not checked.
+Requests: a chat's last message (each text part; a token count's too, since its text goes
+to the provider), a completion's ``prompt``, an embedding's ``input``. Responses: every
+choice's message content (chat) or text (completion). As in Portkey, the system prompt and
+earlier turns of a chat are not checked.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ REQUEST_TYPES = {
     Endpoint.MODERATIONS: "moderate",
 }
 
+#: requests whose body is a chat (a token count sends the chat's text to the provider)
+CHAT_SHAPED = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COUNT_TOKENS})
+
 #: where the checked text of a non-chat request is
 INPUT_KEYS = {
     Endpoint.COMPLETIONS: "prompt",
@@ -40,7 +44,7 @@ def request_type(endpoint: Endpoint, inbound: str | None = None) -> str:
 
 def request_texts(endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
     """The text parts a request guardrail checks."""
-    if endpoint is Endpoint.CHAT_COMPLETIONS:
+    if endpoint in CHAT_SHAPED:
         messages = body.get("messages")
         if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
             return _content_texts(messages[-1].get("content"))
@@ -62,7 +66,7 @@ def with_request_texts(
 ) -> dict[str, Any]:
     """A copy of ``body`` with its checked text parts replaced by ``texts``."""
     body = copy.deepcopy(body)
-    if endpoint is Endpoint.CHAT_COMPLETIONS:
+    if endpoint in CHAT_SHAPED:
         last = body["messages"][-1]
         last["content"] = _replace_content(last.get("content"), texts)
         return body
