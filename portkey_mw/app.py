@@ -25,7 +25,7 @@ from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.control import ControlPlane, RefreshingStore
-from portkey_mw.errors import GatewayError, MethodNotAllowed, NotFound
+from portkey_mw.errors import GatewayError, InvalidConfig, MethodNotAllowed, NotFound
 from portkey_mw.fetch import Fetcher
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.runner import GuardrailStats
@@ -326,10 +326,11 @@ class Gateway:
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            elif self._control_routes is not None and is_control_plane_path(path):
+                # Portkey's admin API (before /v1/admin: its users and workspaces live there)
+                await self._control_routes(scope, receive, send)
             elif path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
                 await self._admin(scope, receive, send, headers, base_headers)
-            elif self._control_routes is not None and is_control_plane_path(path):
-                await self._control_routes(scope, receive, send)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
@@ -371,6 +372,16 @@ class Gateway:
             await _http.send_error(send, error, base)
             return
         await self._admin_routes(_mounted(scope, ADMIN_PREFIX), receive, send)
+
+
+def local_admin_app(settings: ServerSettings) -> Gateway:
+    """The gateway the CLI drives in process to manage the local store: whoever holds the
+    data directory is the operator, so its admin calls need no key. Never serve it."""
+    gateway = Gateway(settings)
+    if gateway.control.store is None:
+        raise InvalidConfig("the control-plane store is disabled (store.enabled: false)")
+    gateway.control.local_operator = True
+    return gateway
 
 
 def _default_store(settings: ServerSettings) -> ControlStore:

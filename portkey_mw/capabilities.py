@@ -38,3 +38,13 @@ def markdown_table(providers: Iterable[Provider]) -> str:
 
 def _mark(value: bool) -> str:
     return "yes" if value else "—"
+
+
+def endpoint_names(provider: Provider) -> list[str]:
+    """The provider's endpoints, as the table's column titles, in the table's order."""
+    return [name for endpoint, name in _ENDPOINT_COLUMNS.items() if endpoint in provider.endpoints]
+
+
+def feature_names(provider: Provider) -> list[str]:
+    """The provider's chat features, as the table's column titles, in the table's order."""
+    return [name for feature, name in FEATURES.items() if feature in provider.features]

@@ -38,6 +38,8 @@ class ControlPlane:
     ) -> None:
         self.admin_key = admin_key
         self.store = store
+        #: every admin call is the operator's (the CLI's in-process app, never served)
+        self.local_operator = False
         options = settings.store
         self.catalog = (
             Catalog(
@@ -98,6 +100,8 @@ class ControlPlane:
             valid gateway API key (401).
         :raises PermissionDenied: an API key without ``scope`` (403, naming it).
         """
+        if self.local_operator:
+            return ADMIN_PRINCIPAL
         sent = sent_key(headers)
         if not sent:
             raise AuthenticationError(

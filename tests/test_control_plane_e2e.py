@@ -225,3 +225,26 @@ def test_a_key_without_config_override_cannot_escape_its_config(
         "config override",
     )
     assert upstream_keys(fake) == [f"Bearer {OPENAI_KEY}"]
+
+
+def test_the_openai_and_anthropic_sdks_authenticate_with_a_gateway_key(
+    serve: RunningGateway, fake: FakeUpstream
+) -> None:
+    import anthropic
+    import openai
+
+    slug = create_virtual_key(serve, fake, "sdk keys", OPENAI_KEY)
+    _, key = create_api_key(serve)
+    client = openai.OpenAI(
+        base_url=serve.base_url, api_key=key, default_headers={"x-portkey-virtual-key": slug}
+    )
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+    claude_style = anthropic.Anthropic(
+        base_url=serve.root, api_key=key, default_headers={"x-portkey-virtual-key": slug}
+    )
+    reply = claude_style.messages.create(model="gpt-4o-mini", max_tokens=50, messages=MESSAGES)
+    assert reply.content
+    assert upstream_keys(fake) == [f"Bearer {OPENAI_KEY}"] * 2
+    assert all(key not in str(r.headers) for r in fake.requests)
+    wrong = openai.OpenAI(base_url=serve.base_url, api_key="pk-mw-" + "x" * 43, max_retries=0)
+    refused(401, lambda: wrong.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))

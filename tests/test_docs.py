@@ -125,3 +125,59 @@ def test_security_doc_lists_every_refused_range() -> None:
     for network, _ in (*BLOCKED_IPV4, *BLOCKED_IPV6):
         shown = str(network).removesuffix("/128").replace("255.255.255.255/32", "")
         assert f"`{shown}`" in page or f"`{network}`" in page, network
+
+
+CLI_DOC = DOCS / "cli.md"
+
+
+def cli_commands() -> dict[str, object]:
+    """Every leaf command of ``portkey-mw``, by its full name."""
+    import click
+
+    from portkey_mw.cli import main
+
+    found: dict[str, object] = {}
+
+    def walk(command: click.Command, path: str) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, f"{path} {name}")
+        else:
+            found[path] = command
+
+    walk(main, "portkey-mw")
+    return found
+
+
+def cli_sections() -> dict[str, str]:
+    """``### `portkey-mw ...` `` sections of cli.md, each with its part's introduction
+    (the text between the ``##`` heading and its first ``###``), where shared options are
+    described once."""
+    text = CLI_DOC.read_text(encoding="utf-8")
+    sections: dict[str, str] = {}
+    for part in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        intro, *rest = re.split(r"^### ", part, flags=re.MULTILINE)
+        for section in rest:
+            match = re.match(r"`(portkey-mw[^`]*)`\s*$", section.splitlines()[0])
+            if match:
+                sections[match.group(1)] = intro + section
+    return sections
+
+
+@pytest.mark.parametrize("name", sorted(cli_commands()))
+def test_every_command_and_option_is_documented(name: str) -> None:
+    import click
+
+    section = cli_sections().get(name)
+    assert section is not None, f"docs/cli.md has no '### `{name}`' section"
+    command = cli_commands()[name]
+    assert isinstance(command, click.Command)
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for flag in param.opts + param.secondary_opts:
+                if flag.startswith("--") and flag != "--help":
+                    assert flag in section, f"docs/cli.md does not mention {flag} of {name}"
+
+
+def test_no_cli_section_for_a_command_that_does_not_exist() -> None:
+    assert set(cli_sections()) <= set(cli_commands())

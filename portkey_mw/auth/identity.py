@@ -8,9 +8,10 @@
   one that carries an invalid key is refused;
 * ``required`` -- every request needs a valid key (the default once an admin key is set).
 
-A key comes as ``x-portkey-api-key`` (what the portkey-ai SDK sends) or as ``Authorization:
-Bearer`` (what the openai SDK sends): a Bearer value with the gateway-key prefix is a gateway
-key, anything else stays the client's provider key, as before.
+A key comes as ``x-portkey-api-key`` (what the portkey-ai SDK sends), as ``Authorization:
+Bearer`` (what the openai SDK sends) or as ``x-api-key`` (what the anthropic SDK sends): a
+value with the gateway-key prefix is a gateway key, anything else stays the client's provider
+key, as before.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def sent_gateway_key(headers: Mapping[str, str]) -> str | None:
     token = token.strip()
     if scheme.lower() == "bearer" and is_gateway_key(token):
         return token
-    return None
+    key = headers.get("x-api-key", "").strip()  # what the anthropic SDK sends
+    return key if is_gateway_key(key) else None
 
 
 class Identifier:

@@ -173,14 +173,24 @@ def load_master_key(data_dir: Path, environ: Mapping[str, str] | None = None) ->
 
 
 def _write_new(path: Path, key: bytes) -> None:
-    """Write ``key`` to a new file at ``path`` with mode 0600 (fails if it exists)."""
+    """Write ``key`` to a new file at ``path`` with mode 0600 (fails if it exists).
+
+    The key is written and synced under a private name first, then linked into place: a
+    process starting at the same moment sees either no file or the whole key, never an
+    empty one.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, (encode_key(key) + "\n").encode("ascii"))
-        os.fsync(fd)
+        try:
+            os.write(fd, (encode_key(key) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(staged, path)  # atomic; FileExistsError when another process won
     finally:
-        os.close(fd)
+        staged.unlink(missing_ok=True)
 
 
 def write_key_file(path: Path, key: bytes) -> Path:

@@ -289,7 +289,9 @@ class ServerSettings(_Strict):
     def from_file(cls, path: str | Path) -> ServerSettings:
         """Read and validate a YAML server file, raising :class:`InvalidConfig` with details."""
         try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            # from the open file, so that YAML's error marks name it, not "<unicode string>"
+            with Path(path).open(encoding="utf-8") as stream:
+                raw = yaml.safe_load(stream)
         except OSError as exc:
             raise InvalidConfig(f"cannot read server file {path}: {exc.strerror}") from exc
         except yaml.YAMLError as exc:

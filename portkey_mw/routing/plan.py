@@ -221,22 +221,36 @@ def _compile(
     server_held = origin.server_held
     if node.provider is None:
         raise InvalidConfig(f"{path}: a target needs a provider")
-    return ResolvedTarget(
-        path=path,
+    return _leaf(
+        node,
+        path,
+        inherited,
+        weight,
         provider=node.provider,
-        name=node.name,
         api_key=node.api_key or key,
         custom_host=inherited.custom_host,
         override_params=inherited.override_params,
+        options=node.provider_options or None,
+        key_from_server=server_held and bool(node.api_key),
+        from_server=server_held,
+    )
+
+
+def _leaf(
+    node: Config, path: str, inherited: _Inherited, weight: float, **own: Any
+) -> ResolvedTarget:
+    """A leaf with the settings every target inherits; ``own`` holds where it goes and
+    with which credentials."""
+    return ResolvedTarget(
+        path=path,
+        name=node.name,
         forward_headers=inherited.forward_headers,
         hooks=inherited.hooks,
         request_timeout=inherited.request_timeout,
         retry=inherited.retry,
         cache=inherited.cache,
         weight=weight,
-        options=node.provider_options or None,
-        key_from_server=server_held and bool(node.api_key),
-        from_server=server_held,
+        **own,
     )
 
 
@@ -273,19 +287,15 @@ def _bound_target(
                 code="virtual_key_override_not_allowed",
             )
     override = {**(vk.override_params or {}), **(inherited.override_params or {})}
-    return ResolvedTarget(
-        path=path,
+    return _leaf(
+        node,
+        path,
+        inherited,
+        weight,
         provider=vk.provider,
-        name=node.name,
         api_key=vk.api_key,
         custom_host=host,
         override_params=override or None,
-        forward_headers=inherited.forward_headers,
-        hooks=inherited.hooks,
-        request_timeout=inherited.request_timeout,
-        retry=inherited.retry,
-        cache=inherited.cache,
-        weight=weight,
         options=options or None,
         key_from_server=True,
         from_server=origin.server_held,

@@ -1,0 +1,211 @@
+"""What identity and virtual-key resolution add to a request, beside the core's own cost.
+
+One run, one process, one gateway (the SQLite store in a temporary directory, the
+in-process ``mock`` provider answering at once), requests driven straight through its ASGI
+interface so that the gateway's own work is what is measured:
+
+1. the core: ``x-portkey-provider: mock``, no API key;
+2. a gateway API key + ``x-portkey-virtual-key``;
+3. a gateway API key + ``model: "@slug/mock-gpt"``;
+4. a gateway API key + a saved config (its slug) whose target is a virtual key;
+5. an unknown API key (refused, 401), every request with a different one.
+
+Each line: mean µs per request (median of batches), what it adds to the core, and how many
+SQL statements the store ran while it was measured (the data plane must run none: the
+catalog serves from memory; unknown keys spend at most ``store.miss_reads_per_second``).
+
+    python benchmarks/bench_control_plane.py [--requests 5000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+
+from portkey_mw import Gateway, ServerSettings
+from portkey_mw.store.sql import SQLStore
+
+ADMIN_KEY = "bench-admin-key-0123456789"
+BODY = orjson.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
+
+
+async def call(
+    gateway: Gateway, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, bytes]:
+    """One request through the gateway's ASGI interface."""
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": [
+            (k.encode(), v.encode())
+            for k, v in {"content-type": "application/json", **headers}.items()
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8787),
+    }
+    sent = False
+    status, chunks = 0, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # the client stays connected
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await gateway(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def admin(gateway: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, reply = await call(
+        gateway, "POST", path, {"x-portkey-api-key": ADMIN_KEY}, orjson.dumps(body)
+    )
+    assert status == 200, reply
+    parsed: dict[str, Any] = orjson.loads(reply)
+    return parsed
+
+
+async def measure(
+    gateway: Gateway, make_headers: Any, requests: int, body: bytes, expect: int
+) -> float:
+    """Mean µs per request: the median over 10 batches."""
+    for i in range(200):  # warm: compiled plans, caches
+        status, reply = await call(gateway, "POST", "/v1/chat/completions", make_headers(i), body)
+        assert status == expect, reply
+    batch = max(1, requests // 10)
+    means = []
+    for b in range(10):
+        started = time.perf_counter()
+        for i in range(batch):
+            await call(gateway, "POST", "/v1/chat/completions", make_headers(b * batch + i), body)
+        means.append((time.perf_counter() - started) / batch * 1e6)
+    await gateway.settled()
+    return statistics.median(means)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
+    os.environ["PORTKEY_MW_AUTH"] = "optional"
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        store = SQLStore(
+            f"sqlite+aiosqlite:///{data / 'control.db'}", master_key=os.urandom(32), data_dir=data
+        )
+        settings = ServerSettings.from_mapping(
+            {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}}
+        )
+        gateway = Gateway(settings, store=store)
+        await gateway.startup()
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(store._db.sync_engine, "before_cursor_execute", count)
+        vk = await admin(
+            gateway, "/v1/virtual-keys", {"name": "bench", "provider": "mock", "key": "sk-bench"}
+        )
+        key = (
+            await admin(
+                gateway,
+                "/v1/api-keys/organisation/service",
+                {"name": "bench", "scopes": ["completions.write"]},
+            )
+        )["key"]
+        config = await admin(
+            gateway, "/v1/configs", {"name": "bench", "config": {"virtual_key": vk["slug"]}}
+        )
+        model_body = orjson.dumps(
+            {"model": f"@{vk['slug']}/mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+        )
+        cases: list[tuple[str, Any, bytes, int]] = [
+            ("core: x-portkey-provider: mock", lambda i: {"x-portkey-provider": "mock"}, BODY, 200),
+            (
+                "API key + x-portkey-virtual-key",
+                lambda i: {"x-portkey-api-key": key, "x-portkey-virtual-key": vk["slug"]},
+                BODY,
+                200,
+            ),
+            (
+                "API key + model @slug/mock-gpt",
+                lambda i: {"x-portkey-api-key": key},
+                model_body,
+                200,
+            ),
+            (
+                "API key + saved config (virtual key)",
+                lambda i: {"x-portkey-api-key": key, "x-portkey-config": config["slug"]},
+                BODY,
+                200,
+            ),
+            (
+                "unknown API key, a new one each request",
+                lambda i: {
+                    "x-portkey-api-key": f"pk-mw-unknown-{i:012d}",
+                    "x-portkey-provider": "mock",
+                },
+                BODY,
+                401,
+            ),
+        ]
+        print(
+            f"{args.requests} requests per case and round, {args.rounds} rounds interleaved, "
+            "in process, mock provider, SQLite store"
+        )
+        catalog = gateway.control.catalog
+        assert catalog is not None
+        results: dict[str, list[float]] = {title: [] for title, *_ in cases}
+        queries: dict[str, int] = dict.fromkeys(results, 0)
+        misses: dict[str, int] = dict.fromkeys(results, 0)
+        elapsed: dict[str, float] = dict.fromkeys(results, 0.0)
+        for _ in range(args.rounds):
+            for title, make, body, expect in cases:
+                statements = 0
+                before = catalog.miss_reads
+                started = time.perf_counter()
+                results[title].append(await measure(gateway, make, args.requests, body, expect))
+                elapsed[title] += time.perf_counter() - started
+                queries[title] += statements
+                misses[title] += catalog.miss_reads - before
+        core = statistics.median(results[cases[0][0]])
+        for title, *_ in cases:
+            mean = statistics.median(results[title])
+            added = "baseline" if title == cases[0][0] else f"{mean - core:+6.1f} µs"
+            print(
+                f"  {title:<40} {mean:7.1f} µs/request  {added:<11} ({mean / core:.3f}x)  "
+                f"store statements {queries[title]} in {elapsed[title]:.1f} s "
+                f"({misses[title]} miss reads)"
+            )
+        await gateway.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
