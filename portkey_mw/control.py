@@ -52,7 +52,7 @@ class ControlPlane:
         )
         self.hasher: KeyHasher | None = None
         self.identifier = Identifier(
-            auth_mode(settings.server.auth, admin_key.configured), self.catalog, None
+            auth_mode(settings.server.auth, admin_key.configured), self.catalog, None, admin_key
         )
 
     async def open(self) -> None:

@@ -208,3 +208,19 @@ async def test_disabled_and_expired_virtual_keys_are_refused_by_name(
             await __import__("asyncio").sleep(0.1)
         assert reply.status_code == 403, reply.text
         assert reply.json()["error"]["code"] == code and slug in reply.text
+
+
+async def test_the_admin_key_is_refused_where_a_provider_key_goes(
+    gateway: httpx.AsyncClient,
+) -> None:
+    """Sent as a Bearer token or x-api-key, the admin key would go upstream as a provider
+    key: the data plane refuses it in every mode."""
+    for headers in (
+        {"authorization": f"Bearer {ADMIN['x-portkey-api-key']}"},
+        {"x-api-key": ADMIN["x-portkey-api-key"]},
+    ):
+        reply = await gateway.post(
+            "/v1/chat/completions", json=CHAT, headers={**headers, "x-portkey-provider": "mock"}
+        )
+        assert reply.status_code == 401, reply.text
+        assert reply.json()["error"]["code"] == "admin_key_not_for_data_plane"

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from portkey_mw.admin.scopes import COMPLETIONS_SCOPE
+from portkey_mw.auth.admin import AdminKey
 from portkey_mw.auth.api_keys import KEY_PREFIX, MAX_KEY_LENGTH, KeyHasher, is_gateway_key
 from portkey_mw.auth.catalog import Catalog
 from portkey_mw.config.server import AuthMode
@@ -72,7 +73,13 @@ class Identifier:
     :param hasher: digests keys under the store's pepper (set once the store is open).
     """
 
-    def __init__(self, mode: AuthMode, catalog: Catalog | None, hasher: KeyHasher | None) -> None:
+    def __init__(
+        self,
+        mode: AuthMode,
+        catalog: Catalog | None,
+        hasher: KeyHasher | None,
+        admin_key: AdminKey | None = None,
+    ) -> None:
         if mode != "off" and catalog is None:
             raise InvalidConfig(
                 f"server.auth is {mode!r}, which needs the control-plane store (store.enabled)"
@@ -80,6 +87,7 @@ class Identifier:
         self.mode = mode
         self._catalog = catalog
         self.hasher = hasher
+        self._admin_key = admin_key if admin_key is not None and admin_key.configured else None
 
     async def identify(self, headers: Mapping[str, str]) -> ApiKey | None:
         """The request's API key; ``None`` when it has none and may go on without.
@@ -87,6 +95,8 @@ class Identifier:
         :raises AuthenticationError: missing (``required``), unknown, revoked or expired (401).
         :raises PermissionDenied: the key lacks ``completions.write`` (403).
         """
+        if self._admin_key is not None:
+            self._refuse_admin_key(headers)
         if self.mode == "off":
             return None
         sent = sent_gateway_key(headers)
@@ -111,6 +121,22 @@ class Identifier:
                 param=COMPLETIONS_SCOPE,
             )
         return record
+
+    def _refuse_admin_key(self, headers: Mapping[str, str]) -> None:
+        """The admin key sent where a provider key goes (a Bearer token, ``x-api-key``)
+        would be forwarded upstream like one: refuse it, whatever the mode."""
+        assert self._admin_key is not None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        for value in (
+            token.strip() if scheme.lower() == "bearer" else "",
+            headers.get("x-api-key"),
+        ):
+            if value and self._admin_key.matches(value.strip()):
+                raise AuthenticationError(
+                    "the admin key is for the admin API only: send a gateway API key or a "
+                    "provider key to the data plane",
+                    code="admin_key_not_for_data_plane",
+                )
 
 
 def check_key(record: ApiKey, now: datetime | None = None) -> None:
