@@ -138,7 +138,12 @@ class Gateway:
         self.in_flight = 0
         self.prices = PriceTable(
             {
-                model: Price(input=price.input, output=price.output)
+                model: Price(
+                    input=price.input,
+                    output=price.output,
+                    cache_read=price.cache_read,
+                    cache_write=price.cache_write,
+                )
                 for model, price in self.settings.pricing.items()
             }
         )
@@ -195,7 +200,7 @@ class Gateway:
             identifier=self.control.identifier,
         )
         self._admin_routes = operations_router(
-            self.router.breakers, self.cache, self.guardrail_stats
+            self.router.breakers, self.cache, self.guardrail_stats, self.prices
         )
         store = self.control.store
         self._control_routes = (

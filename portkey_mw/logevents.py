@@ -57,12 +57,16 @@ class LogEvent:
     #: the price list the cost is worked out with
     prices: PriceTable | None = field(default=None, repr=False)
     _usage: Any = field(default=None, repr=False)
+    _answered_by: str | None = field(default=None, repr=False)
+    _costed: bool = field(default=False, repr=False)
+    _cost: float | None = field(default=None, repr=False)
 
     @property
     def usage(self) -> dict[str, Any] | None:
         """Token usage from the response, parsed on first use (in the sink's task)."""
         if self._usage is None:
-            self._usage = _find_usage(self.response_bytes) or {}
+            usage, self._answered_by = _find_usage(self.response_bytes)
+            self._usage = usage or {}
         return self._usage or None
 
     @property
@@ -72,8 +76,19 @@ class LogEvent:
 
     @property
     def list_cost(self) -> float | None:
-        """What the answer costs at the model's list price (``None``: unknown model/usage)."""
-        return self.prices.cost(self.model, self.usage) if self.prices else None
+        """What the answer costs at the provider's price for the model (``None``: no usage,
+        or no price). Worked out once, however many sinks ask."""
+        if not self._costed and self.prices is not None:
+            usage = self.usage
+            self._cost = self.prices.cost(
+                usage,
+                provider=self.provider,
+                model=self.model,
+                answered_by=self._answered_by,
+                at=self.started_at,
+            )
+            self._costed = True
+        return self._cost
 
     @property
     def cost_usd(self) -> float | None:
@@ -125,16 +140,16 @@ class LogEvent:
         return record
 
 
-def _find_usage(data: bytes) -> dict[str, Any] | None:
+def _find_usage(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The usage in a response body or a stream's tail, and the model the response names."""
     if not data:
-        return None
+        return None, None
     if data.lstrip().startswith(b"{"):
         try:
             body = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return None
-        usage = body.get("usage") if isinstance(body, dict) else None
-        return usage if isinstance(usage, dict) else None
+            return None, None
+        return _usage_and_model(body)
     # A stream's tail: the usage chunk is the last data event before [DONE].
     for line in reversed(data.split(b"\n")):
         if line.startswith(b"data:") and b'"usage"' in line:
@@ -142,10 +157,17 @@ def _find_usage(data: bytes) -> dict[str, Any] | None:
                 chunk = orjson.loads(line[5:])
             except orjson.JSONDecodeError:
                 continue
-            usage = chunk.get("usage") if isinstance(chunk, dict) else None
-            if isinstance(usage, dict):
-                return usage
-    return None
+            usage, model = _usage_and_model(chunk)
+            if usage is not None:
+                return usage, model
+    return None, None
+
+
+def _usage_and_model(body: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if not isinstance(body, dict):
+        return None, None
+    usage, model = body.get("usage"), body.get("model")
+    return (usage if isinstance(usage, dict) else None), (model if isinstance(model, str) else None)
 
 
 class LogDispatcher:

@@ -1,4 +1,5 @@
-"""The operator's routes under ``/v1/admin``: routing state, the cache, guardrail totals.
+"""The operator's routes under ``/v1/admin``: routing state, the cache, guardrail totals,
+pricing.
 
 Every one needs the admin key, unknown ones included (the application checks it before
 routing here, so an unauthenticated caller learns nothing about which exist).
@@ -29,6 +30,13 @@ class RoutingState(Protocol):
 
     def snapshot(self) -> Any:
         """The breakers' state, JSON-ready."""
+
+
+class PricingState(Protocol):
+    """What the pricing route shows: the price source, overrides and unpriced requests."""
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-ready totals."""
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -71,7 +79,10 @@ async def not_found(scope: Any, receive: Any, send: Any) -> None:
 
 
 def operations_router(
-    breakers: RoutingState, cache: ResponseCache, guardrail_stats: GuardrailStats
+    breakers: RoutingState,
+    cache: ResponseCache,
+    guardrail_stats: GuardrailStats,
+    pricing: PricingState,
 ) -> Router:
     """The ``/v1/admin`` routes (paths relative to that prefix)."""
 
@@ -90,6 +101,9 @@ def operations_router(
     async def guardrails(request: Request) -> Response:
         return json_response(guardrail_stats.to_dict())
 
+    async def prices(request: Request) -> Response:
+        return json_response(pricing.stats())
+
     return Router(
         routes=[
             # GET: every upstream's circuit breaker
@@ -98,6 +112,8 @@ def operations_router(
             json_route("/cache", {"GET": cache_stats, "DELETE": purge}),
             # GET: guardrail checks since start, per check id
             json_route("/guardrails", {"GET": guardrails}),
+            # GET: where prices come from, the server file's overrides, unpriced requests
+            json_route("/pricing", {"GET": prices}),
         ],
         default=not_found,
     )

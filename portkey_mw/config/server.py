@@ -236,10 +236,16 @@ class PluginOptions(_Strict):
 
 
 class PriceOptions(_Strict):
-    """One model's list price, in US dollars per million tokens."""
+    """One model's price, in US dollars per million tokens; it wins over genai-prices'."""
 
     input: float = Field(ge=0)
     output: float = Field(default=0.0, ge=0)
+    cache_read: float | None = Field(
+        default=None, ge=0, description="cached input tokens read (default: the input price)"
+    )
+    cache_write: float | None = Field(
+        default=None, ge=0, description="input tokens written to a cache (default: input price)"
+    )
 
 
 class ServerSettings(_Strict):
@@ -265,7 +271,7 @@ class ServerSettings(_Strict):
     )
     pricing: dict[str, PriceOptions] = Field(
         default_factory=dict,
-        description="model prices (USD per 1M tokens) added to or replacing the built-in table",
+        description="model prices (USD per 1M tokens) that add to or win over genai-prices'",
     )
     outbound: OutboundOptions = Field(default_factory=OutboundOptions)
     admin: AdminOptions = Field(default_factory=AdminOptions)
