@@ -193,7 +193,8 @@ class RedisLimitBackend(LimitBackend):
             self._next_probe = self._monotonic() + self._backoff
             return False
         finally:
-            self._probe_task = None
+            if self._probe_task is asyncio.current_task():
+                self._probe_task = None
         if self._degraded:
             self._degraded = False
             self._down_since = None
