@@ -37,6 +37,9 @@ from tests.planted import ADMIN_KEY, MASTER_KEY
 # Fixtures: a real PostgreSQL server, and a store URL parametrized over both databases.
 from tests.postgres import postgres_server, store_url  # noqa: F401
 
+# Fixture: a real redis-server, restartable on its port.
+from tests.redis_server import redis_server  # noqa: F401
+
 # Gateways served inside the test process log through the stdlib, which pytest captures
 # per test (and shows for failing ones), instead of printing into the progress output.
 structlog.configure(logger_factory=structlog.stdlib.LoggerFactory())

@@ -2,82 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import orjson
-import pytest
 
-from tests.conftest import RunningGateway, free_port, mounted_gateway, server_file
+from tests.conftest import RunningGateway, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream
-
-REDIS = shutil.which("redis-server")
-
-
-class RedisServer:
-    """``redis-server`` in a subprocess, with no persistence, restartable on its port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert REDIS is not None, "redis-server is not installed (.ci/run installs it)"
-        self.proc = subprocess.Popen(
-            [
-                REDIS,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2) as conn,
-            ):
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if REDIS is None:
-        # CI installs redis-server (.ci/run) and must run these; a developer's machine
-        # without it skips them, saying what to install.
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed; .ci/run installs it")
-        pytest.skip("needs redis-server (Debian package redis-server)")
-    server = RedisServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.redis_server import RedisServer
 
 
 def gateway_settings(tmp_path: Path, fake: FakeUpstream, port: int, name: str) -> Path:
