@@ -148,7 +148,10 @@ class RefreshingStore:
 
         async def write(*args: Any, **kwargs: Any) -> Any:
             result = await method(*args, **kwargs)
-            await self._control.refresh()
+            try:
+                await self._control.refresh()
+            except Exception as exc:  # the write is done; the next poll takes it in
+                log.warning("catalog refresh after a write failed", error=type(exc).__name__)
             return result
 
         return write
