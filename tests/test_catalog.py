@@ -224,3 +224,16 @@ async def test_the_admin_key_is_refused_where_a_provider_key_goes(
         )
         assert reply.status_code == 401, reply.text
         assert reply.json()["error"]["code"] == "admin_key_not_for_data_plane"
+
+
+async def test_over_long_unknown_names_are_neither_read_nor_remembered(store: SQLStore) -> None:
+    """Header values of any length could otherwise fill the negative cache's memory."""
+    catalog = Catalog(store, refresh_interval=60)
+    await catalog.load()
+    try:
+        for index in range(50):
+            assert await catalog.virtual_key(f"{index}-" + "x" * 20_000) is None
+            assert await catalog.config("y" * 16_000 + str(index)) is None
+        assert catalog.miss_reads == 0 and not catalog._unknown
+    finally:
+        await catalog.aclose()

@@ -106,17 +106,6 @@ async def _check_defaults(call: Call, defaults: ApiKeyDefaults | None) -> dict[s
     return defaults.model_dump(exclude_none=True)
 
 
-def _limits(fields: ApiKeyFields) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    given = fields.model_fields_set
-    if "usage_limits" in given:
-        limits = fields.usage_limits
-        out["usage_limits"] = limits.model_dump(exclude_none=True) if limits else None
-    if "rate_limits" in given:
-        out["rate_limits"] = tuple(r.model_dump() for r in fields.rate_limits or ())
-    return out
-
-
 async def create(call: Call) -> tuple[int, dict[str, Any]]:
     """Create a key: the answer holds the key itself, the only time it is shown."""
     path_type, path_sub_type = _path_value(call, "type"), _path_value(call, "sub_type")
@@ -144,7 +133,7 @@ async def create(call: Call) -> tuple[int, dict[str, Any]]:
     check_grants(principal, scopes)
     check_future(fields.expires_at)
     defaults = await _check_defaults(call, fields.defaults)
-    limits = _limits(fields)
+    limits = fields.limit_changes()
     key, digest, hint = call.services.new_api_key()
     record = ApiKey(
         id=str(uuid.uuid4()),
@@ -231,7 +220,7 @@ async def update(call: Call) -> tuple[int, dict[str, Any]]:
     if "expires_at" in given:
         check_future(fields.expires_at)
         changes["expires_at"] = fields.expires_at
-    changes.update(_limits(fields))
+    changes.update(fields.limit_changes())
     updated = await call.store.update_api_key(record.id, changes) if changes else record
     if updated is None:
         raise NotFound(f"no API key {record.id!r}", param="id", code="api_key_not_found")

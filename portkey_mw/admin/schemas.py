@@ -153,6 +153,17 @@ class WithLimits(BaseModel):
     _rate_unique = field_validator("rate_limits", mode="after")(_unique_limits)
     _time = field_validator("expires_at", mode="before")(parse_time)
 
+    def limit_changes(self) -> dict[str, Any]:
+        """The record fields for the limits this body sets (only those it names)."""
+        out: dict[str, Any] = {}
+        given = self.model_fields_set
+        if "usage_limits" in given:
+            limits = self.usage_limits
+            out["usage_limits"] = limits.model_dump(exclude_none=True) if limits else None
+        if "rate_limits" in given:
+            out["rate_limits"] = tuple(r.model_dump() for r in self.rate_limits or ())
+        return out
+
 
 # -- virtual keys and providers ---------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 This table is the one source: the router is built from it, ``docs/control-plane.md``
 lists it and the tests enumerate it. Scope names are Portkey's. Routes on API keys need
 the scope of the *kind of key* they act on (``organisation_service_api_keys.read`` for an
-organisation service key ...), written here with a ``{kind}`` placeholder.
+organisation service key ...), written here as ``{kind}``, filled in per key kind.
 """
 
 from __future__ import annotations

@@ -156,17 +156,6 @@ def _check_common(fields: VirtualKeyFields, call: Call) -> None:
     check_future(fields.expires_at)
 
 
-def _limits(fields: VirtualKeyFields) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    given = fields.model_fields_set
-    if "usage_limits" in given:
-        limits = fields.usage_limits
-        out["usage_limits"] = limits.model_dump(exclude_none=True) if limits else None
-    if "rate_limits" in given:
-        out["rate_limits"] = tuple(r.model_dump() for r in fields.rate_limits or ())
-    return out
-
-
 async def _visible_record(call: Call, family: Family, principal: Any) -> VirtualKey:
     slug = call.param("slug")
     record = await call.store.get_virtual_key(slug)
@@ -188,7 +177,7 @@ async def create(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
         )
     _check_common(fields, call)
     secrets, options = _split(fields)
-    limits = _limits(fields)
+    limits = fields.limit_changes()
     given_slug: str | None = getattr(fields, "slug", None)
     name = fields.name or provider
     record = VirtualKey(
@@ -260,7 +249,7 @@ async def update(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     changes: dict[str, Any] = {
         f: getattr(fields, f) for f in ("name", "note", "status", "expires_at") if f in given
     }
-    changes.update(_limits(fields))
+    changes.update(fields.limit_changes())
     if "custom_host" in given:
         changes["custom_host"] = fields.custom_host
     if "defaults" in given:

@@ -31,6 +31,9 @@ log = structlog.get_logger("portkey_mw.catalog")
 
 #: unknown names remembered at most (the oldest are forgotten first)
 NEGATIVE_ENTRIES = 10_000
+#: the longest name worth a store read: slugs, ids and key digests are far shorter, and
+#: remembering client-chosen header values of any length would let them fill memory
+MAX_NAME_LENGTH = 128
 #: seconds a request may wait for the store to answer about a name it does not know
 MISS_READ_TIMEOUT = 0.5
 
@@ -214,9 +217,13 @@ class Catalog:
             lambda: self.api_keys.get(digest),
         )
 
+    def saved_config(self, slug: str) -> SavedConfig | None:
+        """The saved config with this slug (or id) in memory; no store read."""
+        return self.configs.get(slug) or self.configs.get(self._config_ids.get(slug, ""))
+
     async def config(self, slug: str) -> SavedConfig | None:
         """The saved config with this slug (or id), if it exists."""
-        found = self.configs.get(slug) or self.configs.get(self._config_ids.get(slug, ""))
+        found = self.saved_config(slug)
         if found is not None or slug in self.deleted_slugs:
             return found
         return await self._miss(
@@ -231,6 +238,8 @@ class Catalog:
         put: Callable[[T], None],
         again: Callable[[], T | None],
     ) -> T | None:
+        if len(name) > MAX_NAME_LENGTH:
+            return None  # no record has such a name; nothing is read or remembered
         marker = (kind, name)
         until = self._unknown.get(marker)
         now = time.monotonic()

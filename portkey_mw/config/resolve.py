@@ -355,10 +355,7 @@ class ConfigResolver:
             return named, f"config {slug!r}", True
         saved = None
         if self._catalog is not None:
-            saved = self._catalog.configs.get(slug)
-            if saved is None:
-                by_id = [c for c in self._catalog.configs.values() if c.id == slug]
-                saved = by_id[0] if by_id else None
+            saved = self._catalog.saved_config(slug)
         if saved is None:
             deleted = self._catalog is not None and slug in self._catalog.deleted_slugs
             raise InvalidConfig(
