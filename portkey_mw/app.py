@@ -38,6 +38,7 @@ from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
+from portkey_mw.spend import SpendControl
 from portkey_mw.store.protocols import ControlStore
 from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
 from portkey_mw.types import Receive, Scope, Send
@@ -148,6 +149,12 @@ class Gateway:
             }
         )
         self.guardrail_stats = GuardrailStats()
+        #: budgets and rate limits (in process, or shared through Redis)
+        self.spend = SpendControl(
+            self.settings.limits, store=self.control.store, transport=self.transport
+        )
+        if self.control.catalog is not None:
+            self.control.catalog.on_change(self.spend.forget)
         self._collect_registrations()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -184,6 +191,7 @@ class Gateway:
             self.transport,
             options=settings.routing,
             default_timeout_ms=settings.server.request_timeout,
+            admit_target=self.spend.admit_target,
         )
         self.logs = LogDispatcher(self.log_sinks)
         self.cache = ResponseCache(settings, self.cache_backends, self.semantic_indexes)
@@ -198,6 +206,7 @@ class Gateway:
             logs=self.logs,
             prices=self.prices,
             identifier=self.control.identifier,
+            spend=self.spend,
         )
         self._admin_routes = operations_router(
             self.router.breakers, self.cache, self.guardrail_stats, self.prices
@@ -245,6 +254,7 @@ class Gateway:
                 return
             await self.control.open()  # a store that cannot open stops the start
             await self.transport.open()
+            await self.spend.start()
             self.logs.start()
             await self.plugins.gateway_startup(self)
             self.cache.start(self._server_configs())
@@ -269,6 +279,7 @@ class Gateway:
             return
         self._started = False
         await self.logs.aclose()
+        await self.spend.aclose()  # after the last request was charged
         await self.plugins.gateway_shutdown(self)
         for guardrail in self.guardrails.values():
             try:

@@ -185,6 +185,9 @@ class RequestContext:
     cache_status: str | None = None
     #: the gateway API key the request was identified by (``None``: none, or auth off)
     api_key: ApiKey | None = None
+    #: whose budgets and rate limits the request counts against (spend control sets it:
+    #: :class:`portkey_mw.limits.subject.Subject` objects); charged after the response
+    limited: list[Any] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     gateway_state: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)

@@ -1,18 +1,20 @@
 """The per-request path, in order, in one file.
 
 parse (body, options) → identify (the gateway API key) → resolve (virtual keys, saved
-configs, the key's defaults → a compiled plan) → ``on_request`` hooks → input
-guardrails → cache lookup → route (retries, fallbacks) → output guardrails →
-``on_response`` hooks → send (whole or streamed) → store in the cache → record (the log
-event). Everything a request needs is handed to :class:`Pipeline` once, by the
-application (:mod:`portkey_mw.app`); each request is one :class:`Exchange`.
+configs, the key's defaults → a compiled plan) → admit (budgets and rate limits: 412,
+429) → ``on_request`` hooks → input guardrails → cache lookup → route (retries,
+fallbacks; each virtual key admitted before its target is called) → output guardrails →
+``on_response`` hooks → send (whole or streamed) → store in the cache → charge (tokens and
+cost to the budgets and limits admitted) → record (the log event). Everything a request
+needs is handed to :class:`Pipeline` once, by the application (:mod:`portkey_mw.app`);
+each request is one :class:`Exchange`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +38,9 @@ from portkey_mw.pricing import PriceTable
 from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
+from portkey_mw.routing.plan import PlanNode, ResolvedTarget
 from portkey_mw.services import GatewayServices
+from portkey_mw.spend import SpendControl
 from portkey_mw.store.records import ApiKey
 from portkey_mw.streaming import (
     DONE_EVENT,
@@ -76,6 +80,8 @@ class Pipeline:
     prices: PriceTable
     #: finds each request's gateway API key
     identifier: Identifier
+    #: budgets and rate limits
+    spend: SpendControl
 
     async def handle(
         self,
@@ -125,6 +131,7 @@ class Exchange:
         "ctx",
         "error",
         "guards",
+        "hide_usage",
         "inbound",
         "pipeline",
         "receive",
@@ -154,6 +161,8 @@ class Exchange:
         self._done = False
         self._disconnected = False
         self.guards: RequestGuardrails | None = None
+        #: the stream's usage chunk was asked for by spend control, not by the client
+        self.hide_usage = False
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -239,6 +248,9 @@ class Exchange:
             model_ref, name = split
             ctx.set_param("model", name)
         plan = await pipeline.resolver.resolve(ctx.headers, api_key, model_ref)
+        # admit: budgets (412) and rate limits (429) of the key and its metadata, from memory
+        # or one Redis round trip each; nothing when none apply
+        await pipeline.spend.admit(ctx)
         response = await pipeline.run_request_hooks(ctx)
         guards = self.guards = RequestGuardrails.for_plan(
             plan, pipeline.services, pipeline.guardrail_stats
@@ -259,6 +271,8 @@ class Exchange:
         if cache is not None:
             response = await cache.lookup(ctx)
         if response is None:
+            if ctx.stream and self.inbound is None and (ctx.limited or spends(plan)):
+                self._ask_for_usage()
             response = await pipeline.router.route(ctx, plan, per_target)
         # What the cache keeps is the provider's answer as it came, before output guardrails
         # and response hooks, which run again on every hit: a config's output mutator
@@ -287,6 +301,17 @@ class Exchange:
             await pipeline.run_response_hooks(ctx)
             if storing is not None and recorder is not None and response.stream_complete:
                 await storing.store(orjson.dumps(recorder.completion()))
+
+    def _ask_for_usage(self) -> None:
+        """Make a stream end with its usage, which budgets and token limits charge; the
+        client does not see the usage chunk unless it asked for it."""
+        ctx = self.ctx
+        options = (ctx.body or {}).get("stream_options")
+        options = options if isinstance(options, dict) else {}
+        if options.get("include_usage") is True:
+            return
+        ctx.set_param("stream_options", {**options, "include_usage": True})
+        self.hide_usage = True
 
     def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
         headers = {**response.headers, **self._routing_headers()}
@@ -336,7 +361,9 @@ class Exchange:
         chunk_hooks = self.pipeline.plugins.on_stream_chunk
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
         tail = _Tail(chunks)
-        relayed = tail if self.inbound is None else self.inbound.stream(tail)
+        relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
+        if self.hide_usage:
+            relayed = _without_usage(relayed)
         send = self.send
         try:
             async for chunk in relayed:
@@ -385,7 +412,11 @@ class Exchange:
         self.response_started = True
         self._done = True
         body = error.to_bytes() if self.inbound is None else self.inbound.error(error)
-        await _http.send_bytes(self.send, error.status, body, self._routing_headers())
+        headers = self._routing_headers()
+        extra = getattr(error, "headers", None)  # a 429's retry-after and rate-limit headers
+        if isinstance(extra, dict):
+            headers.update(extra)
+        await _http.send_bytes(self.send, error.status, body, headers)
 
     async def _emit_log(self) -> None:
         ctx, response = self.ctx, self.ctx.response
@@ -425,11 +456,46 @@ class Exchange:
                 hook_results["async_hooks"] = async_results
             event.extra["hook_results"] = hook_results
         event.prices = self.pipeline.prices
+        if ctx.limited:
+            try:
+                await self.pipeline.spend.settle(ctx, event)
+            except Exception:  # never lose the log record over a charge
+                log.exception("charging the request's usage failed", trace_id=ctx.trace_id)
         if ctx.cache_status is not None:
             # Only hits pay for working out a cost here (parsing the cached body's usage).
             saved = event.cost_saved_usd if ctx.cache_status in HIT_STATUSES else None
             self.pipeline.cache.stats.record(ctx.cache_status, saved)
         await self.pipeline.logs.emit(event)
+
+
+def spends(plan: PlanNode) -> bool:
+    """Whether any target of ``plan`` uses a virtual key with limits."""
+    if isinstance(plan, ResolvedTarget):
+        return plan.spend is not None
+    return any(spends(child) for child in plan.children)
+
+
+async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The stream without its usage-only chunk (``choices: []`` plus ``usage``), which the
+    gateway asked for and the client did not."""
+    decoder = SSEDecoder()
+    async for raw in chunks:
+        out = []
+        for event in decoder.feed(raw):
+            data = event_data(event)
+            if data is not None and data.startswith(b"{") and b'"usage"' in data:
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    chunk = None
+                if isinstance(chunk, dict) and chunk.get("usage") and not chunk.get("choices"):
+                    continue
+            out.append(event + b"\n\n")
+        if out:
+            yield b"".join(out)
+    rest = decoder.flush()
+    if rest:
+        yield b"".join(event + b"\n\n" for event in rest)
 
 
 class _Tail:

@@ -13,6 +13,7 @@ import time
 
 from portkey_mw.errors import NotFound, PermissionDenied
 from portkey_mw.routing.plan import ResolvedTarget, VirtualKeyBinding
+from portkey_mw.spend.subjects import virtual_key_subject
 from portkey_mw.store.records import ACTIVE, VirtualKey
 
 #: ``model`` spelled ``@<slug>/<model>`` names a virtual key and a model at once
@@ -42,6 +43,7 @@ def binding(vk: VirtualKey) -> VirtualKeyBinding:
         default_params={"model": model} if isinstance(model, str) and model else None,
         status=vk.status,
         expires_at=vk.expires_at.timestamp() if vk.expires_at is not None else None,
+        spend=virtual_key_subject(vk),
     )
 
 

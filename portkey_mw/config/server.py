@@ -248,6 +248,97 @@ class PriceOptions(_Strict):
     )
 
 
+class MetadataBudget(_Strict):
+    """One ``limits.metadata`` policy: every request whose metadata has all of ``match``
+    counts against one shared budget and rate limits (e.g. a team's)."""
+
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="how messages, the admin API and the CLI name it (default: the match, "
+        "e.g. team=search)",
+    )
+    match: dict[str, str | int | bool] = Field(
+        min_length=1,
+        max_length=8,
+        description="metadata keys and the values a request must carry (all of them)",
+    )
+    usage_limits: dict[str, Any] | None = Field(
+        default=None, description="a budget, as on API keys (Portkey's usage_limits)"
+    )
+    rate_limits: list[dict[str, Any]] | None = Field(
+        default=None, max_length=16, description="rate limits, as on API keys"
+    )
+
+    @field_validator("usage_limits")
+    @classmethod
+    def _budget(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from portkey_mw.limits.spec import parse_budget
+
+        parse_budget(value)  # ValueError names the field
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        from portkey_mw.limits.spec import parse_rate_limits
+
+        parse_rate_limits(value)
+        return value
+
+    @property
+    def label(self) -> str:
+        """``team=search``: the match, sorted, as one string."""
+        return ",".join(f"{key}={_plain(value)}" for key, value in sorted(self.match.items()))
+
+
+def _plain(value: str | int | bool) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class LimitsOptions(_Strict):
+    """``limits``: where budgets and rate limits are counted, and budgets on metadata."""
+
+    backend: Literal["auto", "memory", "redis"] = Field(
+        default="auto",
+        description="memory: this process's counters; redis: shared by every replica; "
+        "auto: redis when redis_url or PORTKEY_MW_REDIS_URL is set, else memory",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL (PORTKEY_MW_REDIS_URL wins); it may hold a "
+        "password, so it is never logged",
+    )
+    redis_timeout: float = Field(
+        default=0.25, gt=0, le=10, description="seconds per Redis call before it degrades"
+    )
+    persist_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="seconds between writes of budget usage to the store (and at shutdown)",
+    )
+    alert_webhook: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        max_length=2048,
+        description="URL POSTed a JSON event when a budget crosses its alert_threshold or "
+        "is exhausted (once per period)",
+    )
+    metadata: list[MetadataBudget] = Field(
+        default_factory=list, max_length=256, description="budgets on metadata values"
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _distinct(cls, value: list[MetadataBudget]) -> list[MetadataBudget]:
+        names = [policy.name or policy.label for policy in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two metadata budgets are named {twice[0]!r}")
+        return value
+
+
 class ServerSettings(_Strict):
     """The whole server file. Every key is optional: the defaults run the gateway."""
 
@@ -277,6 +368,7 @@ class ServerSettings(_Strict):
     admin: AdminOptions = Field(default_factory=AdminOptions)
     store: StoreOptions = Field(default_factory=StoreOptions)
     enforced: EnforcedHooks = Field(default_factory=EnforcedHooks)
+    limits: LimitsOptions = Field(default_factory=LimitsOptions)
     mock: bool = Field(
         default=False,
         description="register the in-process mock provider (for demos and tests only)",

@@ -20,6 +20,7 @@ import orjson
 from portkey_mw.config.schema import Cache, Config, Retry, StrategyMode
 from portkey_mw.errors import InvalidConfig
 from portkey_mw.guardrails.spec import NO_HOOKS, HookSet
+from portkey_mw.limits.subject import Subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class ResolvedTarget:
     #: body parameters applied when the request does not set them (a virtual key's
     #: default ``model``)
     default_params: Mapping[str, Any] | None = None
+    #: the virtual key's rate limits and budget (a :class:`portkey_mw.limits.Subject`),
+    #: admitted before the target is called and charged after; None: it has none
+    spend: Subject | None = None
     #: ``hooks`` compiled and validated against the registered guardrails (by the resolver)
     guardrails: HookSet = NO_HOOKS
     #: :func:`route_digest` of this plan when it is the root, computed once per config by
@@ -106,6 +110,8 @@ class VirtualKeyBinding:
     default_params: Mapping[str, Any] | None = None
     status: str = "active"
     expires_at: float | None = None
+    #: its rate limits and budget (:class:`portkey_mw.limits.Subject`), or None
+    spend: Subject | None = None
 
 
 #: looks a virtual key up by slug for the target at a path (raises when there is none)
@@ -304,6 +310,7 @@ def _bound_target(
         virtual_key_status=vk.status,
         expires_at=vk.expires_at,
         default_params=vk.default_params,
+        spend=vk.spend,
     )
 
 

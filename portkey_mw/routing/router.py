@@ -36,6 +36,8 @@ from portkey_mw.errors import (
     UpstreamTimeout,
 )
 from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.limits.errors import BudgetExhausted, RateLimitExceeded
+from portkey_mw.limits.subject import Subject
 from portkey_mw.redact import mask_text
 from portkey_mw.request_shape import check_body
 from portkey_mw.routing.breaker import CircuitBreakers
@@ -85,6 +87,12 @@ class _Failure(Exception):
         """No attempt was made: the circuit was open or the attempt budget spent."""
         return self.error is not None and self.error.code in REFUSALS
 
+    @property
+    def over_limit(self) -> bool:
+        """No attempt was made: the target's virtual key is over its budget or rate limit
+        (unlike :attr:`refused`, the client learns from it what to do)."""
+        return isinstance(self.error, BudgetExhausted | RateLimitExceeded)
+
     def rank(self) -> int:
         """How much this failure tells the client; lower is more meaningful.
 
@@ -106,6 +114,8 @@ class _Failure(Exception):
 
 #: per-target work before the first call (guardrails); raising GatewayError refuses it
 BeforeTarget = Callable[[RequestContext, ResolvedTarget], Awaitable[None]]
+#: admits a request for a target's virtual key (spend control); raises 412 or 429
+AdmitTarget = Callable[[RequestContext, Subject], Awaitable[None]]
 
 
 class _Walk:
@@ -138,8 +148,11 @@ class Router:
         options: RoutingOptions | None = None,
         rng: random.Random | None = None,
         default_timeout_ms: int | None = None,
+        admit_target: AdmitTarget | None = None,
     ) -> None:
         self.providers = providers
+        #: spend control's check of a target's virtual key, before it is called
+        self.admit_target = admit_target
         self.transport = transport
         self.options = options or RoutingOptions()
         self.rng = rng or random.Random()
@@ -245,7 +258,7 @@ class Router:
 
     @staticmethod
     def _falls_back(node: StrategyNode, failure: _Failure) -> bool:
-        if failure.refused:
+        if failure.refused or failure.over_limit:
             return True  # nothing was tried; the next target may still answer
         if node.on_status_codes is not None:
             return failure.status in node.on_status_codes
@@ -281,6 +294,16 @@ class Router:
             else DEFAULT_RETRY_STATUSES
         ) - NEVER_RETRIED
         retries = 0
+        if target.spend is not None and self.admit_target is not None:
+            try:
+                await self.admit_target(ctx, target.spend)
+            except GatewayError as over:
+                attempt = Attempt(target=target.path, provider=target.provider)
+                attempt.record_error(over)
+                ctx.attempts.append(attempt)
+                refused = _Failure(None, over, target, 0)
+                walk.failures.append(refused)
+                raise refused from None
         if walk.before_target is not None:
             try:
                 await walk.before_target(ctx, target)
