@@ -105,7 +105,7 @@ def yaml_blocks(text: str) -> list[str]:
     return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("page", ["configuration.md", "security.md", "caching.md"])
+@pytest.mark.parametrize("page", ["configuration.md", "security.md", "caching.md", "limits.md"])
 def test_server_file_examples_validate(page: str) -> None:
     """Every YAML example of a page is a valid server file (or a valid part of one)."""
     import yaml
