@@ -135,6 +135,7 @@ class Exchange:
         "inbound",
         "pipeline",
         "receive",
+        "relay",
         "response_started",
         "send",
         "status",
@@ -163,6 +164,9 @@ class Exchange:
         self.guards: RequestGuardrails | None = None
         #: the stream's usage chunk was asked for by spend control, not by the client
         self.hide_usage = False
+        #: the stream relayed (None: not a stream), read for the log and the charge even when
+        #: the client left in the middle
+        self.relay: _Tail | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -360,7 +364,7 @@ class Exchange:
         self.response_started = True
         chunk_hooks = self.pipeline.plugins.on_stream_chunk
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
-        tail = _Tail(chunks)
+        tail = self.relay = _Tail(chunks)
         relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
         if self.hide_usage:
             relayed = _without_usage(relayed)
@@ -404,6 +408,16 @@ class Exchange:
         for event in decoder.flush():
             yield event + b"\n\n"
 
+    def _usage_estimate(self, event: LogEvent) -> dict[str, int] | None:
+        """For a stream cut before its usage (the client left, the upstream broke off), what
+        it probably used: the provider bills those tokens, so budgets count them too; a
+        client cannot spend for free by hanging up before the last chunk."""
+        relay = self.relay
+        if relay is None or not relay.events or event.usage:
+            return None
+        event.extra["usage_estimated"] = True
+        return _estimate(self.ctx, relay.events)
+
     async def _fail(self, error: GatewayError) -> None:
         self.error = error
         self.status = error.status
@@ -444,7 +458,9 @@ class Exchange:
         )
         if response is not None:
             if response.stream is not None:
-                event.response_bytes = response.stream_tail
+                relay = self.relay
+                # (a stream the client left has its tail only in the relay)
+                event.response_bytes = response.stream_tail or (relay.tail if relay else b"")
                 event.stream_complete = response.stream_complete
             else:
                 event.response_bytes = response.body or b""
@@ -458,7 +474,7 @@ class Exchange:
         event.prices = self.pipeline.prices
         if ctx.limited:
             try:
-                await self.pipeline.spend.settle(ctx, event)
+                await self.pipeline.spend.settle(ctx, event, self._usage_estimate(event))
             except Exception:  # never lose the log record over a charge
                 log.exception("charging the request's usage failed", trace_id=ctx.trace_id)
         if ctx.cache_status is not None:
@@ -498,15 +514,25 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield b"".join(event + b"\n\n" for event in rest)
 
 
+def _estimate(ctx: RequestContext, events: int) -> dict[str, int]:
+    """Usage for a stream that ended without reporting it: about 4 bytes of the request per
+    prompt token (JSON included, so rather more than fewer) and one token per event."""
+    prompt = len(ctx.raw_body) // 4
+    return {"prompt_tokens": prompt, "completion_tokens": events, "total_tokens": prompt + events}
+
+
 class _Tail:
     """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
     there) for the log, before any translation for the client."""
 
-    __slots__ = ("_chunks", "tail")
+    __slots__ = ("_chunks", "events", "tail")
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self._chunks = chunks
         self.tail = b""
+        #: about how many events went by (``data:`` lines): for a stream that ended without
+        #: its usage, roughly the tokens it carried
+        self.events = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._relay()
@@ -514,4 +540,5 @@ class _Tail:
     async def _relay(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
+            self.events += chunk.count(b"data:")
             yield chunk

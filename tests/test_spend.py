@@ -6,7 +6,9 @@ the usage chunk the gateway asked for."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from portkey_mw import Gateway
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import InvalidConfig
 from portkey_mw.pipeline import _without_usage
-from tests.conftest import in_process, server_file
+from tests.conftest import ThreadedServer, in_process, server_file
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.planted import ADMIN_KEY, OPENAI_KEY
 
@@ -278,3 +280,63 @@ async def test_the_usage_chunk_the_gateway_asked_for_is_hidden() -> None:
         assert relayed == content + done
     relayed = b"".join([c async for c in _without_usage(_chunks(*(bytes([b]) for b in stream)))])
     assert relayed == content + done
+
+
+async def test_a_stream_cut_before_its_usage_is_charged_an_estimate(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    gw = gateway(tmp_path, fake)
+    fake.script("/v1/chat/completions", Reply(drop="mid_stream"))
+    async with in_process(gw) as client:
+        slug = await make_vk(client, fake, "cut", usage_limits={"type": "tokens"})
+        answer = await chat(client, {"x-portkey-virtual-key": slug}, stream=True)
+        assert answer.status_code == 200
+        assert b"error" in answer.content  # the stream ended with an error event
+        await settled(gw)
+        record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
+        subject = gw.spend.virtual_key(record)
+        assert subject is not None
+        # a hang-up is not free: about a token per event, and the prompt by its size
+        assert (await gw.spend.usage(subject)).used > 0
+
+
+def test_a_client_that_hangs_up_mid_stream_is_charged_an_estimate(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    import threading
+
+    gate = threading.Event()
+    fake.script("/v1/chat/completions", Reply(gate=gate))
+    gw = gateway(tmp_path, fake)
+    with ThreadedServer(gw) as server:
+        made = httpx.post(
+            f"{server.url}/v1/virtual-keys",
+            headers=ADMIN,
+            json={
+                "name": "leaver",
+                "provider": "openai",
+                "key": OPENAI_KEY,
+                "custom_host": fake.base_url,
+                "usage_limits": {"type": "tokens"},
+            },
+        )
+        slug = made.json()["slug"]
+        body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+        headers = {"x-portkey-virtual-key": slug}
+        with httpx.stream(
+            "POST", f"{server.url}/v1/chat/completions", json=body, headers=headers
+        ) as stream:
+            next(stream.iter_bytes())  # the first event, then hang up
+        try:
+            fake.wait_for(lambda: fake.disconnects >= 1, timeout=10)
+        finally:
+            gate.set()
+        record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
+        subject = gw.spend.virtual_key(record)
+        assert subject is not None
+        deadline = time.monotonic() + 10
+        while gw.in_flight:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        used = asyncio.run(gw.spend.usage(subject)).used
+        assert used > 0

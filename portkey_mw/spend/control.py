@@ -74,6 +74,17 @@ def total_tokens(usage: Mapping[str, Any] | None) -> int:
     return count
 
 
+def _cost(event: LogEvent, usage: Mapping[str, Any] | None, estimated: bool) -> float:
+    if not estimated:
+        return event.cost_usd or 0.0
+    if event.prices is None or not usage:
+        return 0.0
+    price = event.prices.cost(
+        usage, provider=event.provider, model=event.model, at=event.started_at
+    )
+    return price or 0.0
+
+
 class SpendControl:
     """Budgets and rate limits for one gateway process.
 
@@ -174,15 +185,26 @@ class SpendControl:
         cost budget is charged): a stream then asks the provider for its final usage."""
         return any(s.counts_tokens or s.budget is not None for s in ctx.limited)
 
-    async def settle(self, ctx: RequestContext, event: LogEvent) -> None:
-        """Charge what the request used to every subject it counted against."""
+    async def settle(
+        self, ctx: RequestContext, event: LogEvent, estimate: Mapping[str, int] | None = None
+    ) -> None:
+        """Charge what the request used to every subject it counted against.
+
+        :param estimate: the usage to charge when the response reported none (a stream cut
+            short); priced like reported usage.
+        """
         subjects = ctx.limited
         if not subjects:
             return
         backend = self.backend
         now = backend.clock()
         hit = event.cache_hit  # a cached answer used no provider tokens and cost nothing
-        tokens = 0 if hit else total_tokens(event.usage)
+        usage = event.usage
+        if not usage and estimate is not None and not hit:
+            usage = dict(estimate)
+        else:
+            estimate = None
+        tokens = 0 if hit else total_tokens(usage)
         cost: float | None = None
         for subject in subjects:
             if subject.limits and tokens:
@@ -194,7 +216,7 @@ class SpendControl:
                 amount = float(tokens)
             else:
                 if cost is None:
-                    cost = 0.0 if hit else (event.cost_usd or 0.0)
+                    cost = 0.0 if hit else _cost(event, usage, estimate is not None)
                 amount = cost
             if amount > 0:
                 state = await backend.charge(subject.key, budget, amount, now)
