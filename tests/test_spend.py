@@ -340,3 +340,32 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_an_estimate(
             time.sleep(0.01)
         used = asyncio.run(gw.spend.usage(subject)).used
         assert used > 0
+
+
+async def test_usage_survives_a_restart_and_so_does_a_reset(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    first = gateway(tmp_path, fake)
+    async with in_process(first) as client:
+        slug = await make_vk(
+            client, fake, "kept", usage_limits={"type": "tokens", "credit_limit": 1}
+        )
+        assert (await chat(client, {"x-portkey-virtual-key": slug})).status_code == 200
+        await settled(first)
+    # Shut down: the last usage was written in a batch (every few seconds, not per request).
+    assert first.spend.keeper.writes >= 1
+    second = gateway(tmp_path, fake)
+    async with in_process(second) as client:
+        refused = await chat(client, {"x-portkey-virtual-key": slug})
+        assert refused.status_code == 412  # the usage came back from the store
+        record = second.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
+        subject = second.spend.virtual_key(record)
+        assert subject is not None
+        await second.spend.reset(subject)
+        assert (await chat(client, {"x-portkey-virtual-key": slug})).status_code == 200
+        await settled(second)
+        await second.spend.reset(subject)
+    third = gateway(tmp_path, fake)
+    async with in_process(third) as client:
+        # the reset was written at once: the old usage does not come back
+        assert (await chat(client, {"x-portkey-virtual-key": slug})).status_code == 200
