@@ -19,7 +19,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
 
 from portkey_mw.auth.vault import (
     KEY_FILE_NAME,
@@ -32,11 +33,12 @@ from portkey_mw.auth.vault import (
     parse_key,
     rotate_master_key,
 )
+from portkey_mw.limits import UsageEntry
 from portkey_mw.store.protocols import Conflict, StoreUnavailable
 from portkey_mw.store.records import ApiKey, SavedConfig, VirtualKey
 from portkey_mw.store.sql import SQLStore, default_data_dir, resolve_url, upgrade
 from portkey_mw.store.sql.engine import display_url, make_engine
-from portkey_mw.store.sql.migrate import alembic_config
+from portkey_mw.store.sql.migrate import alembic_config, head_revision
 from portkey_mw.store.sql.models import METADATA
 from tests.planted import AWS_SECRET_ACCESS_KEY, OPENAI_KEY, USERINFO_PASSWORD, plant
 from tests.postgres import PostgresServer
@@ -44,6 +46,9 @@ from tests.postgres import PostgresServer
 # A master key the suite scans for: it must never show in a log line or a message.
 MASTER = parse_key(plant(encode_key(generate_key())), "test key")
 OTHER = parse_key(plant(encode_key(generate_key())), "test key")
+HEAD = "0002"
+#: The time the usage tests run at (epoch seconds): they pass it, no clock is read.
+NOW = 1_750_000_000.0
 
 
 def vk(slug: str, **extra: Any) -> VirtualKey:
@@ -60,6 +65,18 @@ def vk(slug: str, **extra: Any) -> VirtualKey:
 
 def api_key(digest: str, **extra: Any) -> ApiKey:
     return ApiKey(id="", name="ci", key_digest=digest, key_hint="pkmw-…a1b2", **extra)
+
+
+def usage(subject: str, **extra: Any) -> UsageEntry:
+    fields: dict[str, Any] = {
+        "subject": subject,
+        "type": "cost",
+        "period": "1748736000",
+        "used": 1.5,
+        "expires_at": NOW + 86_400,
+    }
+    fields.update(extra)
+    return UsageEntry(**fields)
 
 
 def saved(slug: str, config: dict[str, Any] | None = None) -> SavedConfig:
@@ -275,6 +292,148 @@ async def test_changes_feed(store: SQLStore) -> None:
     before = await store.revision()
     assert await store.delete_virtual_key("a") is False
     assert await store.revision() == before
+
+
+# -- budget usage ---------------------------------------------------------------------------------
+async def test_usage_round_trip_and_reopened_store(store_url: str, tmp_path: Path) -> None:
+    entries = [
+        usage("api_key:k1", used=0.1 + 0.2, alerted=True),  # doubles, not rounded floats
+        usage("api_key:k1", type="tokens", used=123_456_789_012.0, exhausted=True),
+        usage("metadata:team=search", period="total", used=7.0, expires_at=None),
+        usage("virtual_key:ünïcode-☃", used=0.0),
+    ]
+    async with SQLStore(store_url, data_dir=tmp_path, environ={}) as store:
+        assert await store.load_usage(NOW) == []
+        await store.save_usage(entries, now=NOW)
+        assert await store.load_usage(NOW) == sorted(entries, key=lambda e: (e.subject, e.type))
+    # A restart: a new store on the same database loads them back.
+    async with SQLStore(store_url, data_dir=tmp_path, environ={}) as reopened:
+        loaded = await reopened.load_usage(NOW)
+    assert loaded == sorted(entries, key=lambda e: (e.subject, e.type))
+    assert loaded[0].used == 0.1 + 0.2 and loaded[0].alerted and not loaded[0].exhausted
+
+
+async def test_usage_last_write_wins(store: SQLStore) -> None:
+    await store.save_usage([usage("k", used=5.0, alerted=True)], now=NOW)
+    # Lower than before, same period: still replaces (the caller's value is the truth).
+    await store.save_usage([usage("k", used=3.0, alerted=True)], now=NOW)
+    assert [e.used for e in await store.load_usage(NOW)] == [3.0]
+
+    newer = usage("k", period="1751328000", used=0.25, expires_at=NOW + 40 * 86_400)
+    await store.save_usage([newer], now=NOW)
+    assert await store.load_usage(NOW) == [newer]
+
+    # An admin reset is an entry with used 0: it overwrites, flags and all.
+    reset = usage("k", period="1751328000", used=0.0, expires_at=NOW + 40 * 86_400)
+    await store.save_usage([reset], now=NOW)
+    assert await store.load_usage(NOW) == [reset]
+
+    # Several entries for one budget in one batch: the last wins.
+    await store.save_usage([usage("k", used=1.0), usage("k", used=2.0)], now=NOW)
+    assert [e.used for e in await store.load_usage(NOW)] == [2.0]
+    # Budgets of one subject but another type are separate rows.
+    await store.save_usage([usage("k", type="tokens", used=10.0)], now=NOW)
+    assert [(e.type, e.used) for e in await store.load_usage(NOW)] == [
+        ("cost", 2.0),
+        ("tokens", 10.0),
+    ]
+
+
+async def test_usage_of_ended_periods_is_not_loaded_and_deleted_on_save(
+    store: SQLStore, store_url: str
+) -> None:
+    soon, later, never = (
+        usage("soon", expires_at=NOW + 10),
+        usage("later", expires_at=NOW + 1000),
+        usage("never", expires_at=None),
+    )
+    await store.save_usage([soon, later, never], now=NOW)
+    assert [e.subject for e in await store.load_usage(NOW + 9)] == ["later", "never", "soon"]
+    # At expires_at the period has ended: not loaded, though still in the table.
+    assert [e.subject for e in await store.load_usage(NOW + 10)] == ["later", "never"]
+    assert await raw(store_url, "SELECT count(*) FROM budget_usage") == [(3,)]
+
+    await store.save_usage([usage("other", expires_at=NOW + 2000)], now=NOW + 10)
+    rows = await raw(store_url, "SELECT subject FROM budget_usage ORDER BY subject")
+    assert [row[0] for row in rows] == ["later", "never", "other"]
+    await store.save_usage([usage("other", expires_at=NOW + 2000)], now=NOW + 1500)
+    rows = await raw(store_url, "SELECT subject FROM budget_usage ORDER BY subject")
+    assert [row[0] for row in rows] == ["never", "other"]
+
+
+async def test_saving_usage_moves_no_revision(store: SQLStore) -> None:
+    await store.create_virtual_key(vk("a"))
+    before = await store.revision()
+    await store.save_usage([usage(f"s{i}") for i in range(10)], now=NOW)
+    await store.save_usage([usage("s1", used=0.0)], now=NOW + 5_000_000)  # deletes too
+    assert await store.revision() == before
+    changes = await store.changes(before)
+    assert (changes.revision, changes.virtual_keys, changes.api_keys, changes.configs) == (
+        before,
+        (),
+        (),
+        (),
+    )
+
+
+async def test_a_thousand_entries_save_as_one_batch(store: SQLStore) -> None:
+    inserts: list[bool] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, _p: Any, _c: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO BUDGET_USAGE"):
+            inserts.append(many)
+
+    entries = [usage(f"api_key:{i:04d}", used=float(i)) for i in range(1000)]
+    sync_engine = store._db.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        await store.save_usage(entries, now=NOW)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+    assert inserts == [True]  # one executemany, not a statement per entry
+    loaded = await store.load_usage(NOW)
+    assert loaded == entries  # already in key order
+    # A second snapshot overwriting them all is one batch too.
+    await store.save_usage([usage(e.subject, used=e.used + 1) for e in entries], now=NOW)
+    assert sum(e.used for e in await store.load_usage(NOW)) == sum(range(1, 1001))
+
+
+async def test_usage_the_table_cannot_hold_is_skipped(
+    store: SQLStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="portkey_mw.store")
+    long_subject = "metadata:team=" + "x" * 400
+    await store.save_usage(
+        [usage(long_subject), usage("nan", used=float("nan")), usage("kept")], now=NOW
+    )
+    assert [e.subject for e in await store.load_usage(NOW)] == ["kept"]
+    (warning,) = [r for r in caplog.records if "usage_skipped" in r.getMessage()]
+    assert "x" * 50 not in warning.getMessage()  # the count, not the subject
+    await store.save_usage([], now=NOW)  # nothing to write: no transaction, no error
+
+
+async def test_migration_from_0001_keeps_the_data(store_url: str, tmp_path: Path) -> None:
+    async with SQLStore(store_url, data_dir=tmp_path, environ={}) as store:
+        key = await store.create_virtual_key(vk("kept"))
+        config = await store.create_config(saved("cfg"))
+        await store.save_usage([usage("gone-with-the-table")], now=NOW)
+        revision = await store.revision()
+    config_file = alembic_config(resolve_url(store_url, environ={}))
+    await asyncio.to_thread(command.downgrade, config_file, "0001")
+    assert await raw(store_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+    with pytest.raises(DBAPIError, match="budget_usage"):
+        await raw(store_url, "SELECT count(*) FROM budget_usage")
+
+    # An existing 0001 database with records: migrating to head keeps every one.
+    assert await upgrade(store_url) == HEAD
+    async with SQLStore(store_url, data_dir=tmp_path, migrate=False, environ={}) as store:
+        got = await store.get_virtual_key("kept")
+        assert got == key and got.secrets == {"api_key": OPENAI_KEY}
+        assert await store.get_config("cfg") == config
+        assert await store.revision() == revision
+        assert await store.load_usage(NOW) == []
+        await store.save_usage([usage("new")], now=NOW)
+        assert [e.subject for e in await store.load_usage(NOW)] == ["new"]
 
 
 # -- the vault at rest --------------------------------------------------------------------------
@@ -534,6 +693,10 @@ async def test_database_gone_while_open_is_unavailable(postgres_server: Postgres
         with pytest.raises(StoreUnavailable) as caught:
             await store.get_virtual_key("a")
         assert postgres_server.password not in caught.value.message
+        with pytest.raises(StoreUnavailable):
+            await store.save_usage([usage("a")])
+        with pytest.raises(StoreUnavailable):
+            await store.load_usage(NOW)
         postgres_server.psql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         got = await store.get_virtual_key("a")  # back without a restart
         assert got is not None
@@ -555,6 +718,8 @@ async def test_locked_sqlite_is_unavailable(
                     await connection.execute(text("UPDATE revision SET value = value"))
                     with pytest.raises(StoreUnavailable, match="locked"):
                         await store.create_virtual_key(vk("waits"))
+                    with pytest.raises(StoreUnavailable, match="locked"):
+                        await store.save_usage([usage("waits")])
                     assert await store.revision() == 0  # readers never wait (WAL)
         finally:
             await blocker.dispose()
@@ -563,11 +728,12 @@ async def test_locked_sqlite_is_unavailable(
 
 # -- migrations ---------------------------------------------------------------------------------
 async def test_migrations_are_idempotent_and_match_the_models(store_url: str) -> None:
-    assert await upgrade(store_url) == "0001"
-    assert await upgrade(store_url) == "0001"
+    assert head_revision() == HEAD
+    assert await upgrade(store_url) == HEAD
+    assert await upgrade(store_url) == HEAD
     async with SQLStore(store_url, master_key=MASTER, migrate=False, environ={}) as store:
         await store.create_virtual_key(vk("a"))
-    assert await upgrade(store_url) == "0001"
+    assert await upgrade(store_url) == HEAD
 
     engine = make_engine(resolve_url(store_url, environ={}))
     try:
@@ -584,8 +750,8 @@ async def test_alembic_runs_the_migrations_on_its_own(store_url: str) -> None:
     """Alembic's own entry points (no connection handed over) use the async engine too."""
     config = alembic_config(resolve_url(store_url, environ={}))
     await asyncio.to_thread(command.upgrade, config, "head")
-    assert await raw(store_url, "SELECT version_num FROM alembic_version") == [("0001",)]
-    assert await upgrade(store_url) == "0001"
+    assert await raw(store_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert await upgrade(store_url) == HEAD
 
 
 async def test_unmigrated_store_is_refused_without_migrate(store_url: str) -> None:

@@ -2,8 +2,10 @@
 
 One implementation ships (``portkey_mw.store.sql``: SQLAlchemy 2 over SQLite or
 PostgreSQL); the admin API, the CLI and the catalog are written against this protocol.
-Every mutation bumps the store-wide revision in the same transaction and stamps the record
-with it, so :meth:`ControlStore.changes` can feed every replica's in-process catalog.
+Every mutation of a record bumps the store-wide revision in the same transaction and stamps
+the record with it, so :meth:`ControlStore.changes` can feed every replica's in-process
+catalog. Budget usage (:meth:`ControlStore.save_usage`) is kept beside the records but
+outside the revision: it is written every few seconds, and no catalog reloads for it.
 
 Errors: a store that cannot be reached raises :class:`StoreUnavailable`; a unique slug or
 name taken raises :class:`Conflict`. ``get``/``update``/``delete`` of something missing
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from portkey_mw.errors import GatewayError
+from portkey_mw.limits.results import UsageEntry
 from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
 
 
@@ -36,7 +39,7 @@ class Conflict(GatewayError):
 
 
 class ControlStore(Protocol):
-    """The control-plane store: virtual keys, API keys and saved configs."""
+    """The control-plane store: virtual keys, API keys, saved configs and budget usage."""
 
     async def open(self) -> None:
         """Connect, run migrations if asked to, and check the vault's master key."""
@@ -103,3 +106,25 @@ class ControlStore(Protocol):
 
     async def delete_config(self, slug: str) -> bool:
         """Mark the saved config deleted."""
+
+    # -- budget usage (no revision: writing it reloads no catalog) ------------------------
+    async def save_usage(self, entries: Sequence[UsageEntry], *, now: float | None = None) -> None:
+        """Write ``entries`` (``LimitBackend.usage_snapshot()``) in one transaction.
+
+        One row per (``subject``, ``type``), and the last write wins: an entry replaces the
+        row whatever it held, so an entry of a newer period replaces the old period's, and
+        an admin reset (``used`` 0) overwrites the usage before it. Of several entries for
+        one budget in ``entries``, the last wins. Rows whose period ended (``expires_at``
+        at or before ``now``, default the current time) are deleted in the same
+        transaction. An entry the store cannot hold (a subject over 300 characters, a
+        ``used`` that is not finite) is skipped, with a warning. No entries: nothing is
+        written (ended rows wait for the next save; they are never loaded). The revision
+        does not move.
+
+        :param now: the current time in epoch seconds (the limits backend's clock).
+        """
+
+    async def load_usage(self, now: float) -> list[UsageEntry]:
+        """Every saved usage entry whose period has not ended at ``now`` (epoch seconds):
+        ``expires_at`` null or after ``now``; for ``LimitBackend.load_usage`` at start-up.
+        """

@@ -6,8 +6,9 @@ deleted row stays as a tombstone so replicas learn of the deletion). Slugs are u
 among rows not deleted: a partial unique index on both databases, and a check in the
 writing transaction that words the 409.
 
-Later issues add tables (budgets and usage counters, request logs, prompts) beside these;
-they refer to these rows by ``id`` and change none of these columns.
+Later issues add tables (request logs, prompts) beside these; they refer to these rows by
+``id`` and change none of these columns. ``budget_usage`` is such a table, and outside the
+revision scheme: it is written every few seconds, and the catalog must not reload for that.
 
 The migrations in ``portkey_mw/store/migrations`` create exactly this schema; a test
 compares the two.
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -39,9 +41,11 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "MAX_USAGE_SUBJECT",
     "METADATA",
     "UTCDateTime",
     "api_keys",
+    "budget_usage",
     "config_versions",
     "configs",
     "revision",
@@ -203,4 +207,28 @@ config_versions = Table(
     Column("config", JSON(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("config_id", "number"),
+)
+
+#: The longest budget subject ``budget_usage`` keeps (an id or a metadata value with its
+#: prefix; PostgreSQL refuses a longer one, so the store skips it rather than fail a batch).
+MAX_USAGE_SUBJECT = 300
+
+#: Each budget's usage in its current period, so usage survives a restart: one row per
+#: (subject, type), overwritten by every save (last write wins). No ``revision``: usage is
+#: not a record replicas reload, and writing it every few seconds must not make them.
+budget_usage = Table(
+    "budget_usage",
+    METADATA,
+    Column("subject", String(MAX_USAGE_SUBJECT), primary_key=True),
+    #: ``cost`` or ``tokens``
+    Column("type", String(16), primary_key=True),
+    #: the period's id (its start in epoch seconds, or ``total``)
+    Column("period", String(64), nullable=False),
+    Column("used", Double(), nullable=False),
+    Column("alerted", Boolean(), nullable=False, server_default=text("false")),
+    Column("exhausted", Boolean(), nullable=False, server_default=text("false")),
+    #: when the period ends, in epoch seconds (NULL: never); indexed for the housekeeping
+    #: delete of ended periods
+    Column("expires_at", Double(), nullable=True, index=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -6,12 +6,16 @@ handed out in commit order (a replica that has seen revision N has seen every ch
 to N). The transaction bumps the counter once and stamps each row it writes with the new
 value; a mutation that finds nothing to change bumps nothing. Virtual-key secrets are
 sealed by the vault (``sealing.py``); the rest is plain JSON (``rows.py``).
+
+Budget usage is no record: :meth:`SQLStore.save_usage` neither takes the revision lock nor
+bumps the counter (``usage.py`` holds its statements).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -31,9 +35,10 @@ from portkey_mw.auth.vault import (
     read_master_key,
     write_key_file,
 )
+from portkey_mw.limits.results import UsageEntry
 from portkey_mw.store.protocols import Conflict, ControlStore, StoreUnavailable
 from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
-from portkey_mw.store.sql import sealing
+from portkey_mw.store.sql import sealing, usage
 from portkey_mw.store.sql.engine import (
     default_data_dir,
     display_url,
@@ -43,6 +48,7 @@ from portkey_mw.store.sql.engine import (
 )
 from portkey_mw.store.sql.migrate import current_revision, head_revision, migrate
 from portkey_mw.store.sql.models import (
+    MAX_USAGE_SUBJECT,
     api_keys,
     config_versions,
     configs,
@@ -586,6 +592,44 @@ class SQLStore:
                 return False
             await tx.change(configs, record_id, deleted=True)
             return True
+
+    # -- budget usage ------------------------------------------------------------------------
+    async def save_usage(self, entries: Sequence[UsageEntry], *, now: float | None = None) -> None:
+        """Upsert ``entries`` and delete the rows of ended periods, in one transaction.
+
+        One row per (subject, type), the last write winning (a newer period, or a reset to
+        0, replaces what the row held); one batched statement for all entries. The revision
+        does not move: no catalog reloads for usage. Entries the table cannot hold (a
+        subject over 300 characters, a ``used`` that is not finite) are skipped, with one
+        warning per call. With nothing to write, nothing is (ended rows wait for the next
+        save; they are never loaded).
+
+        :param now: epoch seconds; rows whose ``expires_at`` is at or before it are
+            deleted (default: the current time).
+        :raises StoreUnavailable: the database is down, locked or timed out.
+        """
+        moment = time.time() if now is None else now
+        rows, skipped = usage.rows(entries, _now())
+        if skipped:
+            log.warning(
+                "store.usage_skipped",
+                entries=skipped,
+                reason=f"subject over {MAX_USAGE_SUBJECT} characters or used not finite",
+            )
+        if not rows:
+            return  # an idle gateway takes no write lock every few seconds
+        async with translate_errors(self._url), self._db.connect() as connection:
+            connection = await connection.execution_options(write=True)
+            async with connection.begin():
+                await usage.save(connection, rows, moment)
+
+    async def load_usage(self, now: float) -> list[UsageEntry]:
+        """Every saved usage entry whose period has not ended at ``now`` (epoch seconds).
+
+        :raises StoreUnavailable: the database is down or timed out.
+        """
+        async with self._read() as connection:
+            return await usage.load(connection, now)
 
     # -- the vault ---------------------------------------------------------------------------
     async def rotate_master_key(self, new_key: bytes | None = None) -> MasterKey:
