@@ -190,6 +190,7 @@ async def test_unreadable_stored_limits_refuse_the_request(
     ("policy", "field"),
     [
         ({"match": {}, "usage_limits": {"credit_limit": 1}}, "match"),
+        ({"match": {"team": "x" * 300}, "usage_limits": {"credit_limit": 1}}, "match"),
         (
             {"match": {"team": "a"}, "usage_limits": {"credit_limit": -1}},
             "usage_limits.credit_limit",

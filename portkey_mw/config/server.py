@@ -248,6 +248,11 @@ class PriceOptions(_Strict):
     )
 
 
+#: longest ``limits.metadata`` match, written out (``team=search``): the store keeps
+#: usage under it
+MAX_MATCH_LENGTH = 256
+
+
 class MetadataBudget(_Strict):
     """One ``limits.metadata`` policy: every request whose metadata has all of ``match``
     counts against one shared budget and rate limits (e.g. a team's)."""
@@ -284,6 +289,14 @@ class MetadataBudget(_Strict):
         from portkey_mw.limits.spec import parse_rate_limits
 
         parse_rate_limits(value)
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _short(cls, value: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        label = ",".join(f"{key}={_plain(item)}" for key, item in value.items())
+        if len(label) > MAX_MATCH_LENGTH:
+            raise ValueError(f"keys and values together must be at most {MAX_MATCH_LENGTH} chars")
         return value
 
     @property
