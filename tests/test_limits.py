@@ -622,6 +622,49 @@ async def test_redis_going_away_degrades_and_recovers(
         await second.aclose()
 
 
+async def test_a_burst_shares_a_few_connections_and_never_degrades(
+    redis_server: RedisServer, clock: Clock
+) -> None:
+    # Found by tests/test_spend_replicas.py: with one connection per concurrent call, a
+    # burst of 100 requests per replica opened 100 connections at once, their connects
+    # missed the 0.25 s timeout on a busy event loop, and a healthy Redis was taken for
+    # down (each replica then admitted a whole rate limit of its own).
+    backend = RedisLimitBackend(f"redis://127.0.0.1:{redis_server.port}/0", clock=clock)
+    observer = aioredis.Redis(port=redis_server.port)
+    try:
+        decisions = await asyncio.gather(
+            *(backend.admit("burst", (rpm(50, unit="rph"),)) for _ in range(200))
+        )
+        assert sum(d.allowed for d in decisions) == 50
+        assert not backend.degraded
+        clients = await observer.client_list()
+        assert len(clients) <= 16 + 1  # the pool's bound, and the observer
+    finally:
+        await observer.aclose()
+        await backend.aclose()
+
+
+async def test_connections_from_before_an_outage_do_not_end_the_recovery(
+    redis_server: RedisServer, clock: Clock
+) -> None:
+    backend = RedisLimitBackend(
+        f"redis://127.0.0.1:{redis_server.port}/0", clock=clock, min_backoff=0.01
+    )
+    limits = (rpm(10**6),)
+    try:
+        await asyncio.gather(*(backend.admit("k", limits) for _ in range(16)))  # 16 open
+        redis_server.stop()
+        assert (await backend.admit("k", limits)).degraded  # one of them finds out
+        redis_server.start()
+        await poll_until_recovered(backend, Budget(1, "tokens"))
+        # The other 15 led to the old server: used now, they must not degrade it again.
+        decisions = await asyncio.gather(*(backend.admit("k", limits) for _ in range(16)))
+        assert not any(d.degraded for d in decisions)
+        assert not backend.degraded and backend.outages == 1
+    finally:
+        await backend.aclose()
+
+
 async def test_redis_never_reached_is_degraded_from_the_first_call(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:

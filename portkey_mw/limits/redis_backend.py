@@ -58,6 +58,8 @@ class RedisLimitBackend(LimitBackend):
         ``redis://127.0.0.1:6379/0``.
     :param prefix: prefix of every key.
     :param timeout: seconds per connect and per command: past it the call degrades.
+    :param max_connections: the most calls (so connections) this process has at Redis at
+        once; more concurrent calls wait their turn.
     :param clock: epoch seconds (``now`` of calls that pass none); also the fallback's.
     :param monotonic: the clock the probe backoff runs on.
     """
@@ -70,6 +72,7 @@ class RedisLimitBackend(LimitBackend):
         *,
         prefix: str = "portkey-mw:limits:",
         timeout: float = 0.25,
+        max_connections: int = 16,
         clock: Clock = time.time,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
@@ -95,6 +98,14 @@ class RedisLimitBackend(LimitBackend):
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        # At most this many calls at Redis at once, so at most this many connections. With
+        # one connection per concurrent call, a burst of requests opened as many at once;
+        # on a busy event loop those connects missed the timeout, and a healthy Redis was
+        # taken for down (measured: 100 concurrent requests per replica, after which each
+        # replica admitted a whole rate limit of its own). A semaphore rather than redis'
+        # blocking pool: a call waiting its turn is queueing, not Redis failing, so it has
+        # no timeout of its own; and it sees that Redis went down meanwhile.
+        self._slots = asyncio.Semaphore(max_connections)
         self._down_errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self._admit_script = self._client.register_script(scripts.ADMIT)
         self._record_script = self._client.register_script(scripts.RECORD_TOKENS)
@@ -148,14 +159,19 @@ class RedisLimitBackend(LimitBackend):
     # -- degradation ---------------------------------------------------------------------
 
     async def _call(self, remote: Callable[[], Awaitable[T]], local: Callable[[], T]) -> T:
-        if self._degraded:
-            self._schedule_probe()
-            return local()
-        try:
-            return await remote()
-        except self._down_errors as exc:
-            self._degrade(exc)
-            return local()
+        if not self._degraded:
+            async with self._slots:
+                # Checked again after the wait: Redis may have gone down meanwhile, and the
+                # calls queued behind the one that found out need not wait for their own
+                # timeouts.
+                if not self._degraded:
+                    try:
+                        return await remote()
+                    except self._down_errors as exc:
+                        self._degrade(exc)
+                        return local()
+        self._schedule_probe()
+        return local()
 
     def _degrade(self, exc: BaseException) -> None:
         if self._degraded:
@@ -187,6 +203,11 @@ class RedisLimitBackend(LimitBackend):
         resumes; on failure the next probe waits twice as long."""
         try:
             await self._client.ping()
+            if self._degraded:
+                # The connections opened before the outage lead to the Redis that went
+                # away: the first calls to use them would fail and degrade the backend
+                # again, just after it recovered. Drop them; new ones are opened as needed.
+                await self._client.connection_pool.disconnect(inuse_connections=False)
             await self._flush_pending()
         except self._down_errors:
             self._backoff = min(self._backoff * 2, self.max_backoff)
