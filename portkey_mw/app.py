@@ -208,10 +208,15 @@ class Gateway:
             identifier=self.control.identifier,
             spend=self.spend,
         )
-        self._admin_routes = operations_router(
-            self.router.breakers, self.cache, self.guardrail_stats, self.prices
-        )
         store = self.control.store
+        self._admin_routes = operations_router(
+            self.router.breakers,
+            self.cache,
+            self.guardrail_stats,
+            self.prices,
+            spend=self.spend,
+            store=store,
+        )
         self._control_routes = (
             control_plane_routes(
                 cast(ControlStore, RefreshingStore(store, self.control)),
@@ -221,6 +226,7 @@ class Gateway:
                     generate_key=self.control.new_api_key,
                     providers=self.providers,
                     configs=tuple(settings.configs),
+                    spend=self.spend,
                 ),
             )
             if store is not None
@@ -387,7 +393,8 @@ class Gateway:
         """The ``/v1/admin`` routes: every one needs the admin key, unknown ones included
         (an unauthenticated caller learns nothing about which exist)."""
         try:
-            self.admin_key.check(headers)
+            if not self.control.local_operator:  # the CLI's in-process app: see local_admin_app
+                self.admin_key.check(headers)
         except GatewayError as error:
             await _http.send_error(send, error, base)
             return

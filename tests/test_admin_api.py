@@ -38,7 +38,10 @@ from portkey_mw.admin.unimplemented import FAMILIES
 from portkey_mw.auth.admin import AdminKey
 from portkey_mw.auth.vault import encode_key, generate_key, parse_key
 from portkey_mw.config.resolve import validate_config
+from portkey_mw.config.server import LimitsOptions
 from portkey_mw.errors import AuthenticationError
+from portkey_mw.limits.memory import MemoryLimitBackend
+from portkey_mw.spend import SpendControl
 from portkey_mw.store.protocols import StoreUnavailable
 from portkey_mw.store.sql import SQLStore
 from tests import planted
@@ -68,11 +71,15 @@ def check_config(config: Mapping[str, Any]) -> None:
     validate_config(dict(config), "config")
 
 
+#: budgets and rate limits, counted in this process (the usage routes and reads use it)
+SPEND = SpendControl(LimitsOptions(), backend=MemoryLimitBackend())
+
 SERVICES = Services(
     validate=check_config,
     generate_key=new_api_key,
     providers=PROVIDERS,
     configs=("server-named",),
+    spend=SPEND,
 )
 
 
@@ -286,6 +293,8 @@ def test_virtual_key_lifecycle(plane: ControlPlane) -> None:
     assert got.success is True
     assert body["name"] == "OpenAI prod" and body["note"] == "the main one"
     assert body["status"] == "active" and body["object"] == "virtual-key"
+    # Portkey's next_usage_reset_at: the 1st of next month, 00:00 UTC
+    assert body["usage_limits"].pop("next_usage_reset_at").endswith("-01T00:00:00Z")
     assert body["usage_limits"] == {
         "credit_limit": 50,
         "type": "cost",
@@ -476,14 +485,25 @@ def test_providers_api(plane: ControlPlane) -> None:
     (item,) = listed.data
     assert item.rate_limits == {"type": "requests", "unit": "rpm", "value": 60}
     assert item.integration_id == "openai" and item.expires_at == "2099-06-01T10:00:00.000Z"
+    assert item.usage_limits == {
+        "credit_limit": 10,
+        "type": "cost",
+        "next_usage_reset_at": None,  # a budget without periods never resets by itself
+    }
     detail = sdk.providers.retrieve(slug=made.slug, workspace_id=ws)
     assert detail.rate_limits == [{"type": "requests", "unit": "rpm", "value": 60}]
     assert detail.name == "Main OpenAI" and detail.object == "provider"
+    assert detail.usage_limits == item.usage_limits and detail.status == "active"  # type: ignore[attr-defined]
 
     # one record, two APIs
     assert dumped(sdk.virtual_keys.retrieve(slug=made.slug))["provider"] == "openai"
+    subject = SPEND.virtual_key(plane.stored(made.slug))
+    assert subject is not None and subject.budget is not None
+    plane.run(SPEND.backend.charge(subject.key, subject.budget, 10))
+    assert sdk.providers.retrieve(slug=made.slug).status == "exhausted"  # type: ignore[attr-defined]
     updated = sdk.providers.update(slug=made.slug, note="shared", reset_usage=True)
     assert updated.slug == made.slug
+    assert sdk.providers.retrieve(slug=made.slug).status == "active"  # type: ignore[attr-defined]
     assert sdk.providers.retrieve(slug=made.slug).note == "shared"
     with pytest.raises(errors.BadRequestError, match=r"cannot change"):
         sdk.providers.update(slug=made.slug, provider="anthropic")

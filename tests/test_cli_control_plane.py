@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from click.testing import CliRunner, Result
@@ -28,6 +30,15 @@ from portkey_mw.store.protocols import ControlStore
 from portkey_mw.store.sql import SQLStore
 from tests import planted
 from tests.conftest import DEADLINE, ThreadedServer, free_port
+from tests.fake_upstream import FakeUpstream
+from tests.test_usage_admin import (
+    MONTHLY_TOKENS,
+    RATE_LIMITS,
+    api_key,
+    charge,
+    run_gateway,
+    virtual_key,
+)
 
 KEY_PREFIX = "pkmw-"
 
@@ -575,3 +586,153 @@ def test_vault_rotation_refuses_a_malformed_new_key(tmp_path: Path) -> None:
         env={"PORTKEY_MW_DATA_DIR": str(tmp_path)},
     )
     assert result.exit_code == 1 and "is not a master key" in result.stderr
+
+
+# -- budget usage ----------------------------------------------------------------------------
+
+
+def _usage_cli(*args: str, columns: int = 80) -> Result:
+    """``portkey-mw ARGS`` (admin key from the environment), ``columns`` wide."""
+    result = CliRunner().invoke(main, list(args), env={"COLUMNS": str(columns)})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert planted.ADMIN_KEY not in result.output and "Traceback" not in result.output
+    if "--json" not in args:
+        assert all(len(line) <= columns for line in result.stdout.splitlines()), result.stdout
+    return result
+
+
+def _ok(*args: str, columns: int = 80) -> Result:
+    result = _usage_cli(*args, columns=columns)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _rows(text: str) -> list[list[str]]:
+    """A wide table's data rows, cut at runs of two or more spaces."""
+    lines = [line for line in text.splitlines()[2:] if line.strip()]
+    return [re.split(r"\s{2,}", line.strip()) for line in lines]
+
+
+def _sections(text: str) -> dict[str, list[list[str]]]:
+    """``budgets list``: each titled table's rows."""
+    return {
+        part.splitlines()[0]: _rows("\n".join(part.splitlines()[1:]))
+        for part in text.strip("\n").split("\n\n")
+    }
+
+
+def test_usage_commands_against_a_running_gateway(
+    tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_gateway(tmp_path, fake, monkeypatch) as gw:
+        url = gw.root
+        key_id = api_key(gw, name="ci", usage_limits=MONTHLY_TOKENS, rate_limits=RATE_LIMITS)
+        api_key(gw, name="no-limits")
+        slug = virtual_key(gw, fake, "team-openai", usage_limits={"credit_limit": 50})
+        charge(gw, f"api_key:{key_id}", MONTHLY_TOKENS, 40)
+
+        def used(ref: str) -> float:
+            answer = _ok("keys", "usage", ref, "--url", url, "--json").stdout
+            return float(orjson.loads(answer)["budget"]["used"])
+
+        wide = _ok("keys", "usage", "--url", url, columns=200)
+        assert wide.stdout.split("\n")[0].split() == [
+            "name", "budget", "used", "next", "reset", "rate", "limits"
+        ]  # fmt: skip
+        assert _rows(wide.stdout) == [
+            ["ci", "40 / 100 tokens monthly", "40%", "2030-02-01 00:00",
+             "60 rpm, 100000 tokens/min"]
+        ]  # fmt: skip
+        assert "note:" not in wide.stderr  # --url: the live counters
+        narrow = _ok("keys", "usage", "--url", url)  # 80 columns, checked by _usage_cli
+        assert "40%" in narrow.stdout and "2030-02-01 00:00" in narrow.stdout
+        listed = orjson.loads(_ok("keys", "usage", "--url", url, "--json").stdout)
+        assert [item["ref"] for item in listed["data"]] == [key_id] and listed["total"] == 1
+
+        one = _ok("keys", "usage", key_id, "--url", url).stdout
+        lines = {line.split("  ")[0]: line for line in one.splitlines()}
+        assert "40 / 100 tokens monthly" in lines["budget"]
+        assert "40%" in lines["used"] and "60 tokens" in lines["remaining"]
+        assert "2030-01-01 00:00 to 2030-02-01 00:00" in lines["period"]
+        assert "60 rpm, 100000 tokens/min" in lines["rate limits"]
+        assert "memory" in lines["backend"]
+        assert used(key_id) == 40
+
+        vks = _ok("virtual-keys", "usage", "--url", url, columns=200).stdout
+        vk_rows = _rows(vks)
+        assert vk_rows == [["team-openai", "0.00 / 50 USD", "0%", "never", "-"]]
+        shown = _ok("virtual-keys", "usage", slug, "--url", url).stdout
+        assert "all time (no periodic reset)" in shown and "0.00 / 50 USD" in shown
+
+        everything = _sections(_ok("budgets", "list", "--url", url, columns=200).stdout)
+        assert list(everything) == ["API keys", "Virtual keys", "Metadata budgets"]
+        assert [row[0] for row in everything["API keys"]] == ["ci"]
+        assert everything["Virtual keys"] == vk_rows
+        assert everything["Metadata budgets"] == [
+            ["search", "0.00 / 200 USD weekly", "0%", "2030-01-21 00:00", "-"],
+            ["team=ads", "-", "-", "-", "10 rph"],
+        ]
+        _ok("budgets", "list", "--url", url)  # fits 80 columns
+        data = orjson.loads(_ok("budgets", "list", "--url", url, "--json").stdout)["data"]
+        assert [item["kind"] for item in data] == [
+            "api_key", "virtual_key", "metadata", "metadata"
+        ]  # fmt: skip
+
+        done = _ok("budgets", "reset", "--api-key", key_id, "--url", url).stdout
+        assert "reset the budget of API key 'ci': 0 / 100 tokens monthly" in done
+        assert "next reset: 2030-02-01 00:00" in done
+        assert used(key_id) == 0
+        answer = orjson.loads(
+            _ok("budgets", "reset", "--metadata", "search", "--url", url, "--json").stdout
+        )
+        assert answer["subject"] == "metadata:team=search"
+
+        for args, status, said in (
+            (("budgets", "reset"), 2, "give one of --api-key ID"),
+            (("budgets", "reset", "--api-key", "a", "--metadata", "b"), 2, "give one of"),
+            (("budgets", "reset", "--metadata", "nope"), 1, "no metadata budget 'nope'"),
+            (("budgets", "reset", "--virtual-key", slug[:-1]), 1, "(HTTP 404)"),
+            (("budgets", "reset", "--metadata", "team=ads"), 1, "has no budget"),
+            (("keys", "usage", "nope-id"), 1, "no API key 'nope-id' (HTTP 404)"),
+            (("virtual-keys", "usage", "nope"), 1, "no virtual key 'nope' (HTTP 404)"),
+        ):
+            result = _usage_cli(*args, "--url", url)
+            assert result.exit_code == status, result.output
+            assert said in result.output, result.output
+
+
+def test_usage_commands_on_the_local_store(
+    tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --url the commands run a gateway in process over the store: with the
+    in-process backend it shows the usage the serving gateway last wrote there, and says
+    so; a reset is written to the store."""
+    budget = {"type": "tokens", "credit_limit": 100}  # no periods: any clock agrees
+    with run_gateway(tmp_path, fake, monkeypatch, start=None) as gw:
+        key_id = api_key(gw, name="local", usage_limits=budget)
+        charge(gw, f"api_key:{key_id}", budget, 40)
+    # the serving gateway has stopped, writing its usage to the store
+    monkeypatch.delenv("PORTKEY_MW_URL", raising=False)
+    server = str(tmp_path / "portkey-mw.yaml")
+    listed = _ok("budgets", "list", "--server-file", server, columns=200)
+    sections = _sections(listed.stdout)
+    assert list(sections) == ["API keys", "Metadata budgets"]
+    rows = sections["API keys"]
+    assert [row[0] for row in rows] == ["local"]
+    assert "note: without --url this is the usage a running gateway last wrote" in (
+        " ".join(listed.stderr.split())
+    )
+    one = orjson.loads(_ok("keys", "usage", key_id, "--server-file", server, "--json").stdout)
+    assert one["budget"]["used"] == 40
+    assert rows[0][1:3] == ["40 / 100 tokens", "40%"]
+    reset = _ok("budgets", "reset", "--api-key", key_id, "--server-file", server)
+    assert "reset the budget of API key 'local': 0 / 100 tokens" in reset.stdout
+    assert "the reset went to the local store" in " ".join(reset.stderr.split())
+    with run_gateway(tmp_path, fake, monkeypatch, start=None) as gw:
+        charge(gw, f"api_key:{key_id}", budget, 5)
+        answer = httpx.get(
+            f"{gw.base_url}/api-keys/{key_id}/usage",
+            headers={"x-portkey-api-key": planted.ADMIN_KEY},
+            timeout=10,
+        )
+        assert answer.json()["budget"]["used"] == 5  # the reset survived the restart

@@ -1,7 +1,8 @@
 """The control plane's HTTP routes, Starlette routers off the hot path: Portkey's admin
 API -- virtual keys, providers, API keys and saved configs, with the paths and shapes the
-portkey-ai SDK uses (see ``docs/control-plane.md``) -- and the operator's ``/v1/admin``
-routes (:mod:`portkey_mw.admin.operations`).
+portkey-ai SDK uses (see ``docs/control-plane.md``), and their budget usage
+(:mod:`portkey_mw.admin.usage`) -- and the operator's ``/v1/admin`` routes
+(:mod:`portkey_mw.admin.operations`, :mod:`portkey_mw.admin.budgets`).
 
 The gateway mounts :func:`control_plane_routes` at its root and supplies an
 :data:`Authorize` callable and :class:`AdminServices`; the route/scope table is
@@ -22,6 +23,7 @@ from portkey_mw.admin.services import (
     MissingScope,
     Principal,
     Services,
+    SpendView,
     check_admin_custom_host,
 )
 
@@ -37,6 +39,7 @@ __all__ = [
     "Principal",
     "RouteScope",
     "Services",
+    "SpendView",
     "check_admin_custom_host",
     "control_plane_routes",
     "every_scope",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from portkey_mw.admin import views
+from portkey_mw.admin import usage, views
 from portkey_mw.admin.access import (
     check_future,
     check_grants,
@@ -44,10 +44,13 @@ def kind_of(type_: str, sub_type: str) -> str:
     return API_KEY_KINDS.get((type_, sub_type), f"{type_}_{sub_type}")
 
 
-def _warned(body: dict[str, Any], fields: ApiKeyFields) -> dict[str, Any]:
+def _warned(body: dict[str, Any], fields: ApiKeyFields, also: str | None = None) -> dict[str, Any]:
     ignored = ignored_fields(fields)
-    if ignored:
-        body["warning"] = "portkey-mw ignored these fields: " + ", ".join(ignored[:20])
+    said = ["portkey-mw ignored these fields: " + ", ".join(ignored[:20])] if ignored else []
+    if also:
+        said.append(also)
+    if said:
+        body["warning"] = "; ".join(said)
     return body
 
 
@@ -168,11 +171,22 @@ async def list_keys(call: Call) -> tuple[int, dict[str, Any]]:
         if kind_of(r.type, r.sub_type) in kinds and visible(principal, _workspace_of(r))
     ]
     page = call.page(records)
-    return 200, views.listing([views.api_key(r) for r in page], total=len(records))
+    spend = call.services.spend
+    now = spend.backend.clock() if spend is not None else 0.0
+    items = []
+    for record in page:
+        item = views.api_key(record)
+        usage.add_to_listed(spend, item, record, now)
+        items.append(item)
+    return 200, views.listing(items, total=len(records))
 
 
-async def _target(call: Call) -> tuple[Principal, ApiKey]:
-    """The key the route acts on, once the caller is known to hold its kind's scope."""
+async def target(call: Call) -> tuple[Principal, ApiKey]:
+    """The key the route acts on, once the caller is known to hold its kind's scope.
+
+    :raises NotFound: no such key, or one the caller may not see (404, naming the id).
+    :raises MissingScope: the caller lacks the scope for this key's kind (403).
+    """
     route = call.route
     principal, held = await call.authorize_any(
         [route.scope_for(kind) for kind in API_KEY_KINDS.values()]
@@ -189,13 +203,15 @@ async def _target(call: Call) -> tuple[Principal, ApiKey]:
 
 async def retrieve(call: Call) -> tuple[int, dict[str, Any]]:
     """One key, its hint in place of the key."""
-    _, record = await _target(call)
-    return 200, {**views.api_key(record), "success": True}
+    _, record = await target(call)
+    body = views.api_key(record)
+    await usage.add_to_detail(call.services.spend, body, record)
+    return 200, {**body, "success": True}
 
 
 async def update(call: Call) -> tuple[int, dict[str, Any]]:
     """Change a key's name, scopes, defaults, limits, expiry or status."""
-    principal, record = await _target(call)
+    principal, record = await target(call)
     check_holds(principal, record.scopes, "change")
     fields = parse_body(ApiKeyUpdate, await call.body(), "API key")
     given = fields.model_fields_set
@@ -224,12 +240,15 @@ async def update(call: Call) -> tuple[int, dict[str, Any]]:
     updated = await call.store.update_api_key(record.id, changes) if changes else record
     if updated is None:
         raise NotFound(f"no API key {record.id!r}", param="id", code="api_key_not_found")
-    return 200, _warned(views.created("api-key", id=updated.id), fields)
+    warning = None
+    if fields.reset_usage:
+        warning = await usage.reset_after_update(call.services.spend, updated)
+    return 200, _warned(views.created("api-key", id=updated.id), fields, warning)
 
 
 async def delete(call: Call) -> tuple[int, dict[str, Any]]:
     """Delete a key: requests with it are refused from then on."""
-    _, record = await _target(call)
+    _, record = await target(call)
     if not await call.store.delete_api_key(record.id):
         raise NotFound(f"no API key {record.id!r}", param="id", code="api_key_not_found")
     return 200, views.created("api-key", id=record.id)
@@ -237,7 +256,7 @@ async def delete(call: Call) -> tuple[int, dict[str, Any]]:
 
 async def rotate(call: Call) -> tuple[int, dict[str, Any]]:
     """Give a key a new secret: the new key is shown once, the old one stops working."""
-    principal, record = await _target(call)
+    principal, record = await target(call)
     check_holds(principal, record.scopes, "rotate")
     body = await call.body(required=False)
     if record.status == REVOKED:
@@ -255,3 +274,20 @@ async def rotate(call: Call) -> tuple[int, dict[str, Any]]:
             sorted(str(k)[:64] for k in body)[:20]
         )
     return 200, answer
+
+
+async def read_usage(call: Call) -> tuple[int, dict[str, Any]]:
+    """The key's budget in its current period and its rate limits."""
+    spend = usage.spend_of(call)
+    _, record = await target(call)
+    return 200, await usage.read_usage(spend, usage.api_key_subject(spend, record), record.name)
+
+
+async def reset_usage(call: Call) -> tuple[int, dict[str, Any]]:
+    """Start the key's budget period over; its usage after the reset."""
+    spend = usage.spend_of(call)
+    principal, record = await target(call)
+    # giving a key its budget back acts with its powers, as changing its limits does
+    check_holds(principal, record.scopes, "reset the budget of")
+    subject = usage.api_key_subject(spend, record)
+    return 200, await usage.reset_usage(spend, subject, record.name)

@@ -1,5 +1,5 @@
 """The operator's routes under ``/v1/admin``: routing state, the cache, guardrail totals,
-pricing.
+pricing, budgets and limits.
 
 Every one needs the admin key, unknown ones included (the application checks it before
 routing here, so an unauthenticated caller learns nothing about which exist).
@@ -15,9 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 
+from portkey_mw._http import parse_json_object, read_body, unsupported_media_type
+from portkey_mw.admin.budgets import BudgetsAdmin
+from portkey_mw.admin.http import BODY_SECONDS, MAX_BODY_BYTES
+from portkey_mw.admin.services import SpendView
 from portkey_mw.errors import GatewayError, MethodNotAllowed, NotFound
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.response_cache import ResponseCache
+from portkey_mw.store.protocols import ControlStore
 
 #: where these routes are mounted
 ADMIN_PREFIX = "/v1/admin"
@@ -78,13 +83,32 @@ async def not_found(scope: Any, receive: Any, send: Any) -> None:
     await response(scope, receive, send)
 
 
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read within the control plane's size and time bounds.
+
+    :raises GatewayError: not JSON (415), too large (413), too slow (408), malformed (400).
+    """
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise unsupported_media_type(content_type[:100])
+    return parse_json_object(await read_body(request.receive, MAX_BODY_BYTES, BODY_SECONDS))
+
+
 def operations_router(
     breakers: RoutingState,
     cache: ResponseCache,
     guardrail_stats: GuardrailStats,
     pricing: PricingState,
+    *,
+    spend: SpendView | None = None,
+    store: ControlStore | None = None,
 ) -> Router:
-    """The ``/v1/admin`` routes (paths relative to that prefix)."""
+    """The ``/v1/admin`` routes (paths relative to that prefix).
+
+    :param spend: budgets and rate limits (without it: no ``/budgets`` or ``/limits``).
+    :param store: where the API keys and virtual keys ``/budgets`` lists are kept.
+    """
 
     async def circuits(request: Request) -> Response:
         return json_response({"circuits": breakers.snapshot()})
@@ -104,16 +128,36 @@ def operations_router(
     async def prices(request: Request) -> Response:
         return json_response(pricing.stats())
 
-    return Router(
-        routes=[
-            # GET: every upstream's circuit breaker
-            json_route("/circuits", {"GET": circuits}),
-            # GET: cache totals since start; DELETE: purge (all, or ?namespace=)
-            json_route("/cache", {"GET": cache_stats, "DELETE": purge}),
-            # GET: guardrail checks since start, per check id
-            json_route("/guardrails", {"GET": guardrails}),
-            # GET: where prices come from, the server file's overrides, unpriced requests
-            json_route("/pricing", {"GET": prices}),
-        ],
-        default=not_found,
-    )
+    routes = [
+        # GET: every upstream's circuit breaker
+        json_route("/circuits", {"GET": circuits}),
+        # GET: cache totals since start; DELETE: purge (all, or ?namespace=)
+        json_route("/cache", {"GET": cache_stats, "DELETE": purge}),
+        # GET: guardrail checks since start, per check id
+        json_route("/guardrails", {"GET": guardrails}),
+        # GET: where prices come from, the server file's overrides, unpriced requests
+        json_route("/pricing", {"GET": prices}),
+    ]
+    if spend is not None:
+        routes.extend(_budget_routes(BudgetsAdmin(spend, store)))
+    return Router(routes=routes, default=not_found)
+
+
+def _budget_routes(budgets: BudgetsAdmin) -> list[Route]:
+    async def listing(request: Request) -> Response:
+        return json_response(await budgets.list_usage())
+
+    async def reset(request: Request) -> Response:
+        return json_response(await budgets.reset(await json_body(request)))
+
+    async def limits(request: Request) -> Response:
+        return json_response(budgets.limits())
+
+    return [
+        # GET: every API key, virtual key and metadata budget with limits, and its usage
+        json_route("/budgets", {"GET": listing}),
+        # POST {"kind", "ref"}: start one budget's current period over
+        json_route("/budgets/reset", {"POST": reset}),
+        # GET: the limits backend's state (degraded?), the metadata budgets, the alerts
+        json_route("/limits", {"GET": limits}),
+    ]

@@ -26,6 +26,8 @@ def _family_handlers(name: str, family: virtual_keys.Family) -> dict[str, Handle
         f"{name}.retrieve": partial(virtual_keys.retrieve, family=family),
         f"{name}.update": partial(virtual_keys.update, family=family),
         f"{name}.delete": partial(virtual_keys.delete, family=family),
+        f"{name}.usage": partial(virtual_keys.read_usage, family=family),
+        f"{name}.usage.reset": partial(virtual_keys.reset_usage, family=family),
     }
 
 
@@ -39,6 +41,8 @@ HANDLERS: dict[str, Handler] = {
     "api_keys.update": api_keys.update,
     "api_keys.delete": api_keys.delete,
     "api_keys.rotate": api_keys.rotate,
+    "api_keys.usage": api_keys.read_usage,
+    "api_keys.usage.reset": api_keys.reset_usage,
     "configs.create": configs.create,
     "configs.list": configs.list_configs,
     "configs.retrieve": configs.retrieve,
@@ -85,7 +89,8 @@ def control_plane_routes(
 
     :param store: where records live.
     :param authorize: who the caller is and whether it holds a route's scope.
-    :param services: config validation, provider ids, key generation, custom host checks.
+    :param services: config validation, provider ids, key generation, custom host checks,
+        spend control (the usage routes).
     :param limits: body size and time bounds (defaults: 1 MiB, 30 s).
     """
     bounds = limits or Limits()

@@ -249,10 +249,15 @@ class ProviderCreate(VirtualKeyFields):
     slug: str | None = Field(None, pattern=SLUG_PATTERN, max_length=64)
 
 
-class ProviderUpdate(VirtualKeyFields):
-    """``PUT /v1/providers/{slug}``: the virtual key fields, plus ``reset_usage``."""
+class VirtualKeyUpdate(VirtualKeyFields):
+    """``PUT /v1/virtual-keys/{slug}``: the virtual key fields, plus ``reset_usage`` (true:
+    the budget's current period starts over once the update is made)."""
 
     reset_usage: bool | None = None
+
+
+class ProviderUpdate(VirtualKeyUpdate):
+    """``PUT /v1/providers/{slug}``: the same fields (the SDK sends ``reset_usage``)."""
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -301,10 +306,12 @@ class ApiKeyCreate(ApiKeyFields):
 
 
 class ApiKeyUpdate(ApiKeyFields):
-    """``PUT /v1/api-keys/{id}``; ``status: revoked`` is final."""
+    """``PUT /v1/api-keys/{id}``; ``status: revoked`` is final; ``reset_usage: true``
+    starts the budget's current period over once the update is made."""
 
     id: str | None = Field(None, max_length=200)
     status: Literal["active", "disabled", "revoked"] | None = None
+    reset_usage: bool | None = None
 
 
 # -- saved configs -------------------------------------------------------------------------

@@ -21,8 +21,9 @@ DEFAULT_SCOPES: tuple[str, ...] = (COMPLETIONS_SCOPE,)
 class RouteScope:
     """One control-plane route.
 
-    :param operation: the portkey-ai SDK method (``virtual_keys.create``) -- or, for the
-        one route the SDK has no method for, the name Portkey's API reference gives it.
+    :param operation: the portkey-ai SDK method (``virtual_keys.create``) -- or, for a
+        route the SDK has no method for, the name Portkey's API reference gives it
+        (``api_keys.rotate``) or portkey-mw's own (``api_keys.usage``).
     :param method: the HTTP method.
     :param path: the path below the gateway's root, Starlette style (``{slug}``).
     :param scope: the scope the caller must hold; ``{kind}`` stands for the API key kind
@@ -55,16 +56,28 @@ def _crud(family: str, path: str, scope: str, key: str) -> list[RouteScope]:
     ]
 
 
+def _usage(family: str, item: str, scope: str) -> list[RouteScope]:
+    """A record's budget usage (portkey-mw's own routes: the SDK has no method for them):
+    read with the record's read scope, reset with its update scope."""
+    return [
+        RouteScope(f"{family}.usage", "GET", f"{item}/usage", f"{scope}.read"),
+        RouteScope(f"{family}.usage.reset", "POST", f"{item}/usage/reset", f"{scope}.update"),
+    ]
+
+
 _API_KEYS = f"{PREFIX}/api-keys"
 _KEY_SCOPE = "{kind}_api_keys"
 
-#: Every route, in matching order: the literal ``/rotate`` comes before
-#: ``/api-keys/{type}/{sub_type}``, which would otherwise take it.
+#: Every route, in matching order: the literals ``/rotate`` and ``/usage`` come before
+#: ``/api-keys/{type}/{sub_type}``, which would otherwise take them.
 ROUTES: tuple[RouteScope, ...] = (
     *_crud("virtual_keys", f"{PREFIX}/virtual-keys", "virtual_keys", "slug"),
+    *_usage("virtual_keys", f"{PREFIX}/virtual-keys/{{slug}}", "virtual_keys"),
     # Portkey's newer name for the same records; its scopes are the virtual keys' ones.
     *_crud("providers", f"{PREFIX}/providers", "virtual_keys", "slug"),
+    *_usage("providers", f"{PREFIX}/providers/{{slug}}", "virtual_keys"),
     RouteScope("api_keys.rotate", "POST", f"{_API_KEYS}/{{id}}/rotate", f"{_KEY_SCOPE}.update"),
+    *_usage("api_keys", f"{_API_KEYS}/{{id}}", _KEY_SCOPE),
     RouteScope(
         "api_keys.create", "POST", f"{_API_KEYS}/{{type}}/{{sub_type}}", f"{_KEY_SCOPE}.create"
     ),

@@ -8,7 +8,7 @@ and :class:`AdminServices`: the few checks and generators that belong to other c
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,7 +16,11 @@ from yarl import URL
 
 from portkey_mw.auth.outbound import check_client_host
 from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.limits.backend import LimitBackend
+from portkey_mw.limits.results import BudgetState
+from portkey_mw.limits.subject import Subject
 from portkey_mw.redact import redact_url
+from portkey_mw.store.records import ApiKey, VirtualKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +69,58 @@ class MissingScope(GatewayError):
         return cls(f"this API key lacks scope {scope!r}", param=scope)
 
 
+class Policies(Protocol):
+    """The server file's metadata budgets, as the admin routes read them."""
+
+    @property
+    def subjects(self) -> Sequence[Subject]:
+        """Every policy, in the file's order."""
+
+    def find(self, name: str) -> Subject | None:
+        """The policy called ``name``."""
+
+
+class SpendView(Protocol):
+    """What the admin routes use of the gateway's spend control
+    (:class:`portkey_mw.spend.SpendControl`): subjects, their usage, a reset."""
+
+    @property
+    def backend(self) -> LimitBackend:
+        """Where the counters live (its ``name``, ``degraded`` and ``clock`` are read)."""
+
+    @property
+    def policies(self) -> Policies:
+        """The metadata budgets."""
+
+    def api_key(self, record: ApiKey) -> Subject | None:
+        """The API key's subject (None: no limits).
+
+        :raises GatewayError: the record's limits cannot be read (503).
+        """
+
+    def virtual_key(self, record: VirtualKey) -> Subject | None:
+        """The virtual key's subject (None: no limits).
+
+        :raises GatewayError: the record's limits cannot be read (503).
+        """
+
+    async def usage(self, subject: Subject) -> BudgetState:
+        """The subject's budget in its current period."""
+
+    async def reset(self, subject: Subject) -> BudgetState:
+        """Start the subject's current period over from zero (kept in the store at once)."""
+
+    def health(self) -> dict[str, Any]:
+        """The backend's state, the policies and the alerts."""
+
+
 class AdminServices(Protocol):
     """The checks and generators the admin routes borrow from the rest of the gateway."""
+
+    @property
+    def spend(self) -> SpendView | None:
+        """Budgets and rate limits (None: an app without spend control, whose usage
+        routes answer 503)."""
 
     @property
     def known_providers(self) -> Collection[str]:
@@ -103,6 +157,8 @@ class Services:
     providers: Collection[str]
     configs: Collection[str] = ()
     custom_host_check: Callable[[str], None] | None = None
+    #: the gateway's spend control (budgets and rate limits); see :class:`SpendView`
+    spend: SpendView | None = None
 
     @property
     def known_providers(self) -> Collection[str]:

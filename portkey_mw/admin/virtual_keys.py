@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from portkey_mw.admin import views
+from portkey_mw.admin import usage, views
 from portkey_mw.admin.access import check_future, visible, workspace_for
 from portkey_mw.admin.http import Call
 from portkey_mw.admin.schemas import (
@@ -25,6 +25,7 @@ from portkey_mw.admin.schemas import (
     ProviderUpdate,
     VirtualKeyCreate,
     VirtualKeyFields,
+    VirtualKeyUpdate,
     ignored_fields,
     parse_body,
 )
@@ -64,7 +65,7 @@ class Family:
     object: str
     not_found: str
     create: type[VirtualKeyFields]
-    update: type[VirtualKeyFields]
+    update: type[VirtualKeyUpdate]
     view: Callable[[VirtualKey, bool], dict[str, Any]]
 
 
@@ -73,7 +74,7 @@ VIRTUAL_KEYS = Family(
     "virtual-key",
     "virtual_key_not_found",
     VirtualKeyCreate,
-    VirtualKeyFields,
+    VirtualKeyUpdate,
     lambda record, detail: views.virtual_key(record),
 )
 PROVIDERS = Family(
@@ -92,9 +93,14 @@ def derive_slug(name: str, prefix: str = "") -> str:
     return f"{prefix}{base}-{random.token_hex(3)}"
 
 
-def _with_warning(body: dict[str, Any], ignored: list[str]) -> dict[str, Any]:
-    if ignored:
-        body["warning"] = "portkey-mw ignored these fields: " + ", ".join(ignored[:20])
+def _with_warning(
+    body: dict[str, Any], ignored: list[str], also: str | None = None
+) -> dict[str, Any]:
+    said = ["portkey-mw ignored these fields: " + ", ".join(ignored[:20])] if ignored else []
+    if also:
+        said.append(also)
+    if said:
+        body["warning"] = "; ".join(said)
     return body
 
 
@@ -156,7 +162,11 @@ def _check_common(fields: VirtualKeyFields, call: Call) -> None:
     check_future(fields.expires_at)
 
 
-async def _visible_record(call: Call, family: Family, principal: Any) -> VirtualKey:
+async def visible_record(call: Call, family: Family, principal: Any) -> VirtualKey:
+    """The record the path's slug names, if the caller may see it.
+
+    :raises NotFound: no such record, or one of another workspace (404, naming the slug).
+    """
     slug = call.param("slug")
     record = await call.store.get_virtual_key(slug)
     if record is None or not visible(principal, record.workspace_id):
@@ -222,21 +232,30 @@ async def list_records(call: Call, family: Family) -> tuple[int, dict[str, Any]]
     workspace = workspace_for(principal, call.query("workspace_id"))
     records = await call.store.list_virtual_keys(workspace)
     page = call.page(records)
-    return 200, views.listing([family.view(r, False) for r in page], total=len(records))
+    spend = call.services.spend
+    now = spend.backend.clock() if spend is not None else 0.0
+    items = []
+    for record in page:
+        item = family.view(record, False)
+        usage.add_to_listed(spend, item, record, now)
+        items.append(item)
+    return 200, views.listing(items, total=len(records))
 
 
 async def retrieve(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     """One virtual key, without its credentials."""
     principal = await call.authorize()
-    record = await _visible_record(call, family, principal)
-    return 200, {**family.view(record, True), "success": True}
+    record = await visible_record(call, family, principal)
+    body = family.view(record, True)
+    await usage.add_to_detail(call.services.spend, body, record)
+    return 200, {**body, "success": True}
 
 
 async def update(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     """Change a virtual key; a new ``key`` (or other credential) rotates it."""
     principal = await call.authorize()
     fields = parse_body(family.update, await call.body(), family.noun)
-    record = await _visible_record(call, family, principal)
+    record = await visible_record(call, family, principal)
     provider = _provider_of(fields, call)
     if provider is not None and provider != record.provider:
         raise InvalidRequest(
@@ -266,8 +285,11 @@ async def update(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     updated = await call.store.update_virtual_key(record.slug, changes) if changes else record
     if updated is None:
         raise NotFound(f"no {family.noun} {record.slug!r}", param="slug", code=family.not_found)
+    warning = None
+    if fields.reset_usage:
+        warning = await usage.reset_after_update(call.services.spend, updated)
     body = views.created(family.object, id=updated.id, slug=updated.slug)
-    return 200, _with_warning(body, ignored_fields(fields))
+    return 200, _with_warning(body, ignored_fields(fields), warning)
 
 
 def _check_move(
@@ -298,7 +320,23 @@ def _check_move(
 async def delete(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     """Delete a virtual key: requests naming its slug are refused from then on."""
     principal = await call.authorize()
-    record = await _visible_record(call, family, principal)
+    record = await visible_record(call, family, principal)
     if not await call.store.delete_virtual_key(record.slug):
         raise NotFound(f"no {family.noun} {record.slug!r}", param="slug", code=family.not_found)
     return 200, views.created(family.object, id=record.id, slug=record.slug)
+
+
+async def read_usage(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """The virtual key's budget in its current period and its rate limits."""
+    spend = usage.spend_of(call)
+    record = await visible_record(call, family, await call.authorize())
+    subject = usage.virtual_key_subject(spend, record)
+    return 200, await usage.read_usage(spend, subject, record.name)
+
+
+async def reset_usage(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
+    """Start the virtual key's budget period over; its usage after the reset."""
+    spend = usage.spend_of(call)
+    record = await visible_record(call, family, await call.authorize())
+    subject = usage.virtual_key_subject(spend, record)
+    return 200, await usage.reset_usage(spend, subject, record.name)

@@ -8,6 +8,7 @@ One module per command group; this one only assembles them:
 - ``cache``, ``admin`` (:mod:`.cache`): a running gateway's cache, the admin key
 - ``virtual-keys`` (:mod:`.virtual_keys`), ``keys`` (:mod:`.keys`), ``configs``
   (:mod:`.configs`): the control plane, through its admin API (:mod:`._client`)
+- ``budgets`` (:mod:`.budgets`): every budget and rate limit, and resets
 - ``db``, ``vault`` (:mod:`.store`): the store's schema and its master key
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import click
 
+from portkey_mw.cli.budgets import budgets
 from portkey_mw.cli.cache import admin, cache
 from portkey_mw.cli.config import config
 from portkey_mw.cli.configs import configs
@@ -46,6 +48,7 @@ for command in (
     virtual_keys,
     keys,
     configs,
+    budgets,
     db,
     vault,
 ):

@@ -18,6 +18,7 @@ from portkey_mw.cli._table import (
     warn,
     when,
 )
+from portkey_mw.cli._usage import show_listing, show_usage
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer.")
 #: Said each time a key is printed: nothing can print it again.
@@ -268,3 +269,22 @@ def delete(target: Target, key_id: str, yes: bool, as_json: bool) -> None:
         click.confirm(f"delete API key {key_id}? Requests with it will fail", abort=True)
     answer = call(target, "DELETE", f"/api-keys/{segment(key_id)}")
     print_done(answer, as_json, f"deleted API key {key_id}")
+
+
+@keys.command("usage")
+@click.argument("key_id", metavar="[ID]", required=False)
+@_JSON
+@target_options
+def usage(target: Target, key_id: str | None, as_json: bool) -> None:
+    """Show an API key's budget usage and rate limits; without ID, every key with limits."""
+    if key_id is not None:
+        show_usage(target, call(target, "GET", f"/api-keys/{segment(key_id)}/usage"), as_json)
+        return
+    show_listing(
+        target,
+        call(target, "GET", "/admin/budgets"),
+        as_json,
+        kinds=("api_key",),
+        label="name",
+        empty="no API key has a budget or rate limits",
+    )

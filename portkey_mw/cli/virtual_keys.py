@@ -24,6 +24,7 @@ from portkey_mw.cli._table import (
     print_warning,
     when,
 )
+from portkey_mw.cli._usage import show_listing, show_usage
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer.")
 
@@ -319,6 +320,26 @@ def delete(target: Target, slug: str, yes: bool, as_json: bool) -> None:
         click.confirm(f"delete virtual key {slug}? Requests naming it will fail", abort=True)
     answer = call(target, "DELETE", f"/virtual-keys/{segment(slug)}")
     print_done(answer, as_json, f"deleted virtual key {slug}")
+
+
+@virtual_keys.command("usage")
+@click.argument("slug", metavar="[SLUG]", required=False)
+@_JSON
+@target_options
+def usage(target: Target, slug: str | None, as_json: bool) -> None:
+    """Show a virtual key's budget usage and rate limits; without SLUG, every one with
+    limits."""
+    if slug is not None:
+        show_usage(target, call(target, "GET", f"/virtual-keys/{segment(slug)}/usage"), as_json)
+        return
+    show_listing(
+        target,
+        call(target, "GET", "/admin/budgets"),
+        as_json,
+        kinds=("virtual_key",),
+        label="slug",
+        empty="no virtual key has a budget or rate limits",
+    )
 
 
 def _rate(limit: Any) -> str:
