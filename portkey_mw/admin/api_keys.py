@@ -32,6 +32,7 @@ from portkey_mw.admin.schemas import (
 from portkey_mw.admin.scopes import API_KEY_KINDS, DEFAULT_SCOPES
 from portkey_mw.admin.services import MissingScope, Principal
 from portkey_mw.errors import InvalidRequest, NotFound
+from portkey_mw.spend.subjects import api_key_limits
 from portkey_mw.store.protocols import Conflict
 from portkey_mw.store.records import REVOKED, ApiKey
 
@@ -280,7 +281,7 @@ async def read_usage(call: Call) -> tuple[int, dict[str, Any]]:
     """The key's budget in its current period and its rate limits."""
     spend = usage.spend_of(call)
     _, record = await target(call)
-    return 200, await usage.read_usage(spend, usage.api_key_subject(spend, record), record.name)
+    return 200, await usage.read_usage(spend, api_key_limits(record), record.name)
 
 
 async def reset_usage(call: Call) -> tuple[int, dict[str, Any]]:
@@ -289,5 +290,5 @@ async def reset_usage(call: Call) -> tuple[int, dict[str, Any]]:
     principal, record = await target(call)
     # giving a key its budget back acts with its powers, as changing its limits does
     check_holds(principal, record.scopes, "reset the budget of")
-    subject = usage.api_key_subject(spend, record)
+    subject = api_key_limits(record)
     return 200, await usage.reset_usage(spend, subject, record.name)

@@ -17,14 +17,15 @@ from pydantic import Field
 
 from portkey_mw.admin.schemas import Strict, parse_body
 from portkey_mw.admin.services import SpendView
-from portkey_mw.admin.usage import (
-    api_key_subject,
-    read_usage,
-    reset_usage,
-    virtual_key_subject,
-)
+from portkey_mw.admin.usage import read_usage, reset_usage
 from portkey_mw.errors import GatewayError, InvalidRequest, NotFound
 from portkey_mw.limits.subject import Subject
+from portkey_mw.spend.subjects import (
+    api_key_limits,
+    api_key_subject,
+    virtual_key_limits,
+    virtual_key_subject,
+)
 from portkey_mw.store.protocols import ControlStore
 
 #: Subjects whose usage is read at once (Redis round trips in flight).
@@ -58,7 +59,7 @@ class BudgetsAdmin:
         if self.store is not None:
             for key in await self.store.list_api_keys(None):
                 try:
-                    subject = spend.api_key(key)
+                    subject = api_key_subject(key)
                 except GatewayError as exc:
                     unreadable.append({"kind": "api_key", "ref": key.id, "message": exc.message})
                     continue
@@ -66,7 +67,7 @@ class BudgetsAdmin:
                     found.append((subject, key.name))
             for record in await self.store.list_virtual_keys(None):
                 try:
-                    subject = spend.virtual_key(record)
+                    subject = virtual_key_subject(record)
                 except GatewayError as exc:
                     unreadable.append(
                         {"kind": "virtual_key", "ref": record.slug, "message": exc.message}
@@ -127,11 +128,11 @@ class BudgetsAdmin:
             key = await self.store.get_api_key(ref) if self.store is not None else None
             if key is None:
                 raise NotFound(f"no API key {shown!r}", param="ref", code="api_key_not_found")
-            return api_key_subject(self.spend, key), key.name
+            return api_key_limits(key), key.name
         record = await self.store.get_virtual_key(ref) if self.store is not None else None
         if record is None:
             raise NotFound(f"no virtual key {shown!r}", param="ref", code="virtual_key_not_found")
-        return virtual_key_subject(self.spend, record), record.name
+        return virtual_key_limits(record), record.name
 
     def limits(self) -> dict[str, Any]:
         """``GET /v1/admin/limits``: the backend's state, the policies, the alerts."""

@@ -20,7 +20,6 @@ from portkey_mw.limits.backend import LimitBackend
 from portkey_mw.limits.results import BudgetState
 from portkey_mw.limits.subject import Subject
 from portkey_mw.redact import redact_url
-from portkey_mw.store.records import ApiKey, VirtualKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +90,6 @@ class SpendView(Protocol):
     @property
     def policies(self) -> Policies:
         """The metadata budgets."""
-
-    def api_key(self, record: ApiKey) -> Subject | None:
-        """The API key's subject (None: no limits).
-
-        :raises GatewayError: the record's limits cannot be read (503).
-        """
-
-    def virtual_key(self, record: VirtualKey) -> Subject | None:
-        """The virtual key's subject (None: no limits).
-
-        :raises GatewayError: the record's limits cannot be read (503).
-        """
 
     async def usage(self, subject: Subject) -> BudgetState:
         """The subject's budget in its current period."""

@@ -22,6 +22,7 @@ from portkey_mw.errors import GatewayError, InvalidRequest
 from portkey_mw.limits.periods import budget_period
 from portkey_mw.limits.results import BudgetState
 from portkey_mw.limits.subject import Subject
+from portkey_mw.spend.subjects import api_key_limits, virtual_key_limits
 from portkey_mw.store.records import ApiKey, VirtualKey
 
 #: The status a detail read shows while the record's budget is exhausted (Portkey's).
@@ -63,24 +64,6 @@ def spend_of(call: Call) -> SpendView:
 
 
 # -- subjects --------------------------------------------------------------------------------
-
-
-def api_key_subject(spend: SpendView, record: ApiKey) -> Subject:
-    """The API key's subject; one without limits still has its name and key."""
-    subject = spend.api_key(record)
-    if subject is not None:
-        return subject
-    return Subject(f"api_key:{record.id}", f"API key {record.name!r}", "api_key", record.id)
-
-
-def virtual_key_subject(spend: SpendView, record: VirtualKey) -> Subject:
-    """The virtual key's subject; one without limits still has its name and key."""
-    subject = spend.virtual_key(record)
-    if subject is not None:
-        return subject
-    return Subject(
-        f"virtual_key:{record.id}", f"virtual key {record.slug!r}", "virtual_key", record.slug
-    )
 
 
 # -- the usage object -------------------------------------------------------------------------
@@ -154,9 +137,10 @@ async def reset_usage(
 
 def _subject(spend: SpendView, record: ApiKey | VirtualKey) -> Subject | None:
     try:
-        if isinstance(record, ApiKey):
-            return spend.api_key(record)
-        return spend.virtual_key(record)
+        subject = (
+            api_key_limits(record) if isinstance(record, ApiKey) else virtual_key_limits(record)
+        )
+        return None if subject.empty else subject
     except GatewayError:
         # limits the limits layer cannot read: the read still shows the record as stored
         # (its requests are refused 503, naming it)

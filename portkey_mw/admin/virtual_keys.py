@@ -31,6 +31,7 @@ from portkey_mw.admin.schemas import (
 )
 from portkey_mw.admin.services import Principal
 from portkey_mw.errors import InvalidRequest, NotFound, PermissionDenied
+from portkey_mw.spend.subjects import virtual_key_limits
 from portkey_mw.store.protocols import Conflict
 from portkey_mw.store.records import VirtualKey
 
@@ -330,7 +331,7 @@ async def read_usage(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     """The virtual key's budget in its current period and its rate limits."""
     spend = usage.spend_of(call)
     record = await visible_record(call, family, await call.authorize())
-    subject = usage.virtual_key_subject(spend, record)
+    subject = virtual_key_limits(record)
     return 200, await usage.read_usage(spend, subject, record.name)
 
 
@@ -338,5 +339,5 @@ async def reset_usage(call: Call, family: Family) -> tuple[int, dict[str, Any]]:
     """Start the virtual key's budget period over; its usage after the reset."""
     spend = usage.spend_of(call)
     record = await visible_record(call, family, await call.authorize())
-    subject = usage.virtual_key_subject(spend, record)
+    subject = virtual_key_limits(record)
     return 200, await usage.reset_usage(spend, subject, record.name)

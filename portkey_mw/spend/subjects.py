@@ -39,7 +39,7 @@ def _subject(
     usage_limits: Mapping[str, Any] | None,
     rate_limits: Sequence[Mapping[str, Any]] | None,
     anchor: float | None,
-) -> Subject | None:
+) -> Subject:
     try:
         limits = parse_rate_limits(rate_limits)
         budget = parse_budget(usage_limits, anchor)
@@ -48,16 +48,18 @@ def _subject(
         raise InvalidLimits(
             f"the limits of {owner} cannot be read ({exc}); an admin must fix them"
         ) from None
-    subject = Subject(key, owner, kind, ref, limits, budget)
-    return None if subject.empty else subject
+    return Subject(key, owner, kind, ref, limits, budget)
 
 
-def api_key_subject(record: ApiKey) -> Subject | None:
-    """The API key's limits and budget (``None``: it has neither).
+def _created(record: ApiKey | VirtualKey) -> float | None:
+    return record.created_at.timestamp() if record.created_at is not None else None
+
+
+def api_key_limits(record: ApiKey) -> Subject:
+    """The API key as a subject, with or without limits (the admin API shows both).
 
     :raises InvalidLimits: the record's limits cannot be read.
     """
-    created = record.created_at.timestamp() if record.created_at is not None else None
     return _subject(
         "api_key",
         f"api_key:{record.id}",
@@ -65,16 +67,15 @@ def api_key_subject(record: ApiKey) -> Subject | None:
         record.id,
         record.usage_limits,
         record.rate_limits,
-        created,
+        _created(record),
     )
 
 
-def virtual_key_subject(record: VirtualKey) -> Subject | None:
-    """The virtual key's limits and budget (``None``: it has neither).
+def virtual_key_limits(record: VirtualKey) -> Subject:
+    """The virtual key as a subject, with or without limits.
 
     :raises InvalidLimits: the record's limits cannot be read.
     """
-    created = record.created_at.timestamp() if record.created_at is not None else None
     return _subject(
         "virtual_key",
         f"virtual_key:{record.id}",
@@ -82,8 +83,26 @@ def virtual_key_subject(record: VirtualKey) -> Subject | None:
         record.slug,
         record.usage_limits,
         record.rate_limits,
-        created,
+        _created(record),
     )
+
+
+def api_key_subject(record: ApiKey) -> Subject | None:
+    """The API key's limits and budget (``None``: it has neither, nothing to enforce).
+
+    :raises InvalidLimits: the record's limits cannot be read.
+    """
+    subject = api_key_limits(record)
+    return None if subject.empty else subject
+
+
+def virtual_key_subject(record: VirtualKey) -> Subject | None:
+    """The virtual key's limits and budget (``None``: it has neither).
+
+    :raises InvalidLimits: the record's limits cannot be read.
+    """
+    subject = virtual_key_limits(record)
+    return None if subject.empty else subject
 
 
 def _same(value: Any, wanted: str | int | bool) -> bool:
@@ -119,7 +138,7 @@ class MetadataPolicies:
                 policy.rate_limits,
                 0.0,
             )
-            if subject is not None:
+            if not subject.empty:
                 self._policies.append((tuple(sorted(policy.match.items())), subject))
 
     def __bool__(self) -> bool:
