@@ -29,63 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _harness import ADMIN_KEY, admin, call
 from sqlalchemy import event
 
 from portkey_mw import Gateway, ServerSettings
 from portkey_mw.store.sql import SQLStore
 
-ADMIN_KEY = "bench-admin-key-0123456789"
 BODY = orjson.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
-
-
-async def call(
-    gateway: Gateway, method: str, path: str, headers: dict[str, str], body: bytes = b""
-) -> tuple[int, bytes]:
-    """One request through the gateway's ASGI interface."""
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "scheme": "http",
-        "query_string": b"",
-        "headers": [
-            (k.encode(), v.encode())
-            for k, v in {"content-type": "application/json", **headers}.items()
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8787),
-    }
-    sent = False
-    status, chunks = 0, []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()  # the client stays connected
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await gateway(scope, receive, send)
-    return status, b"".join(chunks)
-
-
-async def admin(gateway: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    status, reply = await call(
-        gateway, "POST", path, {"x-portkey-api-key": ADMIN_KEY}, orjson.dumps(body)
-    )
-    assert status == 200, reply
-    parsed: dict[str, Any] = orjson.loads(reply)
-    return parsed
 
 
 async def measure(

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import shutil
-import socket
 import statistics
-import subprocess
 import time
-from collections.abc import Iterator
+
+from _harness import redis_server
 
 from portkey_mw.limits import (
     Budget,
@@ -90,36 +87,6 @@ async def concurrent(backend: LimitBackend, requests: int, concurrency: int) -> 
     began = time.perf_counter()
     await asyncio.gather(*(request(i) for i in range(requests)))
     return (time.perf_counter() - began) / requests * 1e6
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("needs redis-server (Debian package redis-server), or --redis-url")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    proc = subprocess.Popen(
-        [*command, "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 async def measure(backend: LimitBackend, args: argparse.Namespace) -> None:

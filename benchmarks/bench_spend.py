@@ -29,78 +29,25 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from _harness import ADMIN_KEY, admin, call, redis_server
 
 from portkey_mw import Gateway, ServerSettings
 from portkey_mw.store.sql import SQLStore
 
-ADMIN_KEY = "bench-admin-key-0123456789"
 BODY = orjson.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
 LIMITS = {
     "usage_limits": {"type": "cost", "credit_limit": 10**9, "alert_threshold": 10**8},
     "rate_limits": [{"type": "requests", "unit": "rpm", "value": 10**9}],
 }
-
-
-async def call(
-    gateway: Gateway, method: str, path: str, headers: dict[str, str], body: bytes = b""
-) -> tuple[int, bytes]:
-    """One request through the gateway's ASGI interface."""
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "scheme": "http",
-        "query_string": b"",
-        "headers": [
-            (k.encode(), v.encode())
-            for k, v in {"content-type": "application/json", **headers}.items()
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8787),
-    }
-    sent = False
-    status, chunks = 0, []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()  # the client stays connected
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await gateway(scope, receive, send)
-    return status, b"".join(chunks)
-
-
-async def admin(gateway: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    status, reply = await call(
-        gateway, "POST", path, {"x-portkey-api-key": ADMIN_KEY}, orjson.dumps(body)
-    )
-    assert status == 200, reply
-    parsed: dict[str, Any] = orjson.loads(reply)
-    return parsed
 
 
 class SpendTimer:
@@ -154,37 +101,6 @@ class Case:
         self.whole.append((time.perf_counter() - began) / requests * 1e6)
         self.admit.append(self.timer.seconds["admit"] / requests * 1e6)
         self.settle.append(self.timer.seconds["settle"] / requests * 1e6)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """``redis-server`` on a free loopback port, without persistence, for the run."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("needs redis-server (Debian package redis-server), or --redis-url")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    proc = subprocess.Popen(
-        [*command, "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 @contextlib.asynccontextmanager

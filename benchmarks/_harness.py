@@ -1,0 +1,103 @@
+"""What several benchmarks share: requests through a gateway's ASGI interface (no sockets,
+so the figures are the gateway's own), its admin calls, and a throwaway redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import orjson
+
+from portkey_mw import Gateway
+
+#: the admin key the benchmarks' gateways run with (set as PORTKEY_MW_ADMIN_KEY)
+ADMIN_KEY = "bench-admin-key-0123456789"
+
+
+async def call(
+    gateway: Gateway, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, bytes]:
+    """One request through the gateway's ASGI interface: its status and body."""
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": [
+            (k.encode(), v.encode())
+            for k, v in {"content-type": "application/json", **headers}.items()
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8787),
+    }
+    sent = False
+    status, chunks = 0, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # the client stays connected
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await gateway(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def admin(gateway: Gateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An admin ``POST`` (with :data:`ADMIN_KEY`) that must succeed: its JSON answer."""
+    status, reply = await call(
+        gateway, "POST", path, {"x-portkey-api-key": ADMIN_KEY}, orjson.dumps(body)
+    )
+    assert status == 200, reply
+    parsed: dict[str, Any] = orjson.loads(reply)
+    return parsed
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """``redis-server`` on a free loopback port, without persistence, for the run: its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("needs redis-server (Debian package redis-server), or --redis-url")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    proc = subprocess.Popen(
+        [*command, "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait(10)
