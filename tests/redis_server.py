@@ -70,11 +70,11 @@ class RedisServer:
             self.proc = None
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """A started redis-server, stopped at the end; skipped without the package, except
+    under ``CI=true`` (CI installs it, .ci/run, and must run what needs it)."""
     if REDIS is None:
-        # CI installs redis-server (.ci/run) and must run these; a developer's machine
-        # without it skips them, saying what to install.
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed; .ci/run installs it")
         pytest.skip("needs redis-server (Debian package redis-server)")
@@ -84,3 +84,9 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server

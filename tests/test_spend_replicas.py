@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from tests import planted
 from tests.conftest import RunningGateway, server_file, standalone_gateway
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.planted import ADMIN_KEY, OPENAI_KEY
-from tests.redis_server import REDIS, RedisServer, free_port
+from tests.redis_server import RedisServer, running_redis
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
@@ -157,16 +156,8 @@ def client() -> httpx.AsyncClient:
 def shared_redis() -> Iterator[RedisServer]:
     """One redis-server for the module's replicas (the rules of the ``redis_server``
     fixture: skipped without redis-server, except under ``CI=true``)."""
-    if REDIS is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed; .ci/run installs it")
-        pytest.skip("needs redis-server (Debian package redis-server)")
-    server = RedisServer(free_port())
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
