@@ -1,0 +1,150 @@
+"""Spend control attacked by its clients: a gateway API key with a small budget and rate
+limit, a client of a virtual key with limits, a team under a metadata budget of the server
+file. Each test is one attempt to get provider tokens past the limits, to have someone else
+charged for them, or to make the gateway fail; each attack the gateway once let through
+says so in its docstring.
+
+The gateway runs in process (``in_process``), a fake OpenAI upstream on 127.0.0.1 plays the
+provider, and the virtual keys and API keys hold planted secrets, so the suite's scanner
+fails any test during which one shows up in a response, a webhook body or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from portkey_mw import Gateway
+from portkey_mw.limits.subject import Subject
+from tests import planted
+from tests.conftest import in_process, server_file
+from tests.fake_upstream import FakeUpstream, Reply
+from tests.planted import ADMIN_KEY, OPENAI_KEY
+
+ADMIN = {"x-portkey-api-key": ADMIN_KEY}
+MESSAGES = [{"role": "user", "content": "hello there"}]
+#: what the fake upstream reports for MESSAGES: 2 prompt words, "echo: hello there" back
+HELLO_TOKENS = 5
+CLIENT_KEY = planted.plant("sk-planted-clients-own-openai-key-3rT6yU9")
+#: an output guardrail that fails every answer, and whose result carries the whole text
+#: (``matchDetails.matchedText``) back to the client in the 446
+DENY_EVERYTHING = {"default.regexMatch": {"rule": "[\\s\\S]+", "not": True}, "deny": True}
+
+
+@pytest.fixture
+def auth_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTKEY_MW_AUTH", "required")
+
+
+def gateway(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Gateway:
+    store = {"url": f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"}
+    return Gateway(config_file=server_file(tmp_path, fake, store=store, **extra))
+
+
+async def make_vk(client: httpx.AsyncClient, fake: FakeUpstream, name: str, **body: Any) -> str:
+    answer = await client.post(
+        "/v1/virtual-keys",
+        headers=ADMIN,
+        json={
+            "name": name,
+            "provider": "openai",
+            "key": OPENAI_KEY,
+            "custom_host": fake.base_url,
+            **body,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["slug"])
+
+
+async def make_key(client: httpx.AsyncClient, **body: Any) -> tuple[str, str]:
+    """An API key that may only call the data plane; its key is planted."""
+    answer = await client.post(
+        "/v1/api-keys/organisation/service",
+        headers=ADMIN,
+        json={"name": "app", "scopes": ["completions.write"], **body},
+    )
+    assert answer.status_code == 200, answer.text
+    made = answer.json()
+    return str(made["id"]), planted.plant(str(made["key"]))
+
+
+def vk_subject(gw: Gateway, slug: str) -> Subject:
+    record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
+    subject = gw.spend.virtual_key(record)
+    assert subject is not None
+    return subject
+
+
+def key_subject(gw: Gateway, key_id: str) -> Subject:
+    record = next(k for k in gw.control.catalog.api_keys.values() if k.id == key_id)  # type: ignore[union-attr]
+    subject = gw.spend.api_key(record)
+    assert subject is not None
+    return subject
+
+
+async def used(gw: Gateway, subject: Subject) -> float:
+    """``subject``'s budget usage once every request so far has been charged."""
+    await gw.settled()
+    return (await gw.spend.usage(subject)).used
+
+
+async def chat(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    path: str = "/v1/chat/completions",
+    **body: Any,
+) -> httpx.Response:
+    return await client.post(
+        path, headers=headers, json={"model": "gpt-4o-mini", "messages": MESSAGES, **body}
+    )
+
+
+def config(value: dict[str, Any]) -> dict[str, str]:
+    return {"x-portkey-config": json.dumps(value)}
+
+
+# -- holes that were open ---------------------------------------------------------------
+
+
+async def test_an_answer_an_output_guardrail_denies_is_still_charged(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Attack: the client's own config adds an output guardrail that fails every answer.
+    The provider answered (and billed), the 446 carries the whole answer back in the
+    check's result (``matchedText``), and the request used to be charged nothing: a token
+    budget never ran out."""
+    gw = gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        slug = await make_vk(client, fake, "denied", usage_limits={"type": "tokens"})
+        headers = config({"virtual_key": slug, "output_guardrails": [DENY_EVERYTHING]})
+        answer = await chat(client, headers)
+        assert answer.status_code == 446
+        checks = answer.json()["hook_results"]["after_request_hooks"][0]["checks"]
+        assert checks[0]["data"]["matchDetails"]["matchedText"] == "echo: hello there"
+        assert await used(gw, vk_subject(gw, slug)) == HELLO_TOKENS
+
+
+async def test_a_stream_an_output_guardrail_stops_at_once_is_still_charged(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Attack: as above, streamed. The guardrail stops the stream on its first event,
+    before anything reaches the client; the provider had read the whole prompt, yet
+    nothing was charged (the estimate for a stream cut short needed an event relayed)."""
+    gw = gateway(tmp_path, fake)
+    first = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "all of it"}}]}
+    fake.script("/v1/chat/completions", Reply(stream=[first]))
+    async with in_process(gw) as client:
+        slug = await make_vk(client, fake, "denied", usage_limits={"type": "tokens"})
+        headers = config({"virtual_key": slug, "output_guardrails": [DENY_EVERYTHING]})
+        long = " ".join(["word"] * 400)
+        answer = await chat(
+            client, headers, stream=True, messages=[{"role": "user", "content": long}]
+        )
+        assert answer.status_code == 200
+        assert answer.content.startswith(b'data: {"error"')  # nothing else reached it
+        assert await used(gw, vk_subject(gw, slug)) >= 400  # the prompt, at least
