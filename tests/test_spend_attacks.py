@@ -148,3 +148,58 @@ async def test_a_stream_an_output_guardrail_stops_at_once_is_still_charged(
         assert answer.status_code == 200
         assert answer.content.startswith(b'data: {"error"')  # nothing else reached it
         assert await used(gw, vk_subject(gw, slug)) >= 400  # the prompt, at least
+
+
+async def test_a_failed_virtual_key_is_not_charged_for_the_target_that_answered_after_it(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Attack: a fallback from a limited virtual key to another one. The first fails (a
+    5xx; a client can provoke a failure with ``on_status_codes``), the second answers; the
+    first key's budget used to be charged the second one's tokens (a client draining a
+    shared key's budget with answers served by another)."""
+    gw = gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        failing = await make_vk(
+            client,
+            fake,
+            "failing",
+            usage_limits={"type": "tokens"},
+            custom_host=f"{fake.host_url}/failing/v1",
+        )
+        spare = await make_vk(client, fake, "spare")
+        fake.script("/failing/v1/chat/completions", Reply(status=500))
+        plan = {
+            "strategy": {"mode": "fallback"},
+            "targets": [{"virtual_key": failing}, {"virtual_key": spare}],
+        }
+        answer = await chat(client, config(plan))
+        assert answer.status_code == 200
+        assert answer.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+        assert await used(gw, vk_subject(gw, failing)) == 0
+
+
+async def test_a_target_without_limits_after_a_limited_one_charges_the_api_key_only(
+    tmp_path: Path, fake: FakeUpstream, auth_required: None
+) -> None:
+    """The same fallback under a limited API key: the key that answered (none with limits)
+    and the API key are charged, the failed virtual key is not."""
+    gw = gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        key_id, key = await make_key(client, usage_limits={"type": "tokens"})
+        failing = await make_vk(
+            client,
+            fake,
+            "failing",
+            usage_limits={"type": "tokens"},
+            custom_host=f"{fake.host_url}/failing/v1",
+        )
+        spare = await make_vk(client, fake, "spare")
+        fake.script("/failing/v1/chat/completions", Reply(status=503))
+        plan = {
+            "strategy": {"mode": "fallback"},
+            "targets": [{"virtual_key": failing}, {"virtual_key": spare}],
+        }
+        answer = await chat(client, {"x-portkey-api-key": key, **config(plan)})
+        assert answer.status_code == 200
+        assert await used(gw, vk_subject(gw, failing)) == 0
+        assert await used(gw, key_subject(gw, key_id)) == HELLO_TOKENS

@@ -114,8 +114,9 @@ class _Failure(Exception):
 
 #: per-target work before the first call (guardrails); raising GatewayError refuses it
 BeforeTarget = Callable[[RequestContext, ResolvedTarget], Awaitable[None]]
-#: admits a request for a target's virtual key (spend control); raises 412 or 429
-AdmitTarget = Callable[[RequestContext, Subject], Awaitable[None]]
+#: admits a request for a target's virtual key (spend control; None: the target has none
+#: with limits); raises 412 or 429
+AdmitTarget = Callable[[RequestContext, Subject | None], Awaitable[None]]
 
 
 class _Walk:
@@ -294,7 +295,8 @@ class Router:
             else DEFAULT_RETRY_STATUSES
         ) - NEVER_RETRIED
         retries = 0
-        if target.spend is not None and self.admit_target is not None:
+        # (ctx.limited: a virtual key an earlier target was admitted for is dropped)
+        if self.admit_target is not None and (target.spend is not None or ctx.limited):
             try:
                 await self.admit_target(ctx, target.spend)
             except GatewayError as over:
