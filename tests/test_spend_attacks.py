@@ -203,3 +203,25 @@ async def test_a_target_without_limits_after_a_limited_one_charges_the_api_key_o
         assert answer.status_code == 200
         assert await used(gw, vk_subject(gw, failing)) == 0
         assert await used(gw, key_subject(gw, key_id)) == HELLO_TOKENS
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_override_params_cannot_turn_off_a_charged_streams_usage(
+    tmp_path: Path, fake: FakeUpstream, path: str
+) -> None:
+    """Attack: ``override_params: {stream_options: {include_usage: false}}`` in the client's
+    config replaced the gateway's request for the final usage, so a charged stream was
+    only estimated (and a provider the gateway translates, whose chunks carry many tokens
+    each, is estimated far below its bill)."""
+    gw = gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        slug = await make_vk(client, fake, "streams", usage_limits={"type": "tokens"})
+        off = {"stream_options": {"include_usage": False}}
+        headers = config({"virtual_key": slug, "override_params": off})
+        answer = await chat(client, headers, path=path, stream=True, max_tokens=50)
+        assert answer.status_code == 200
+        sent = fake.requests[-1].json()
+        assert sent["stream_options"]["include_usage"] is True
+        if path == "/v1/chat/completions":
+            assert b'"usage":{' not in answer.content  # the client did not ask for it
+        assert await used(gw, vk_subject(gw, slug)) == HELLO_TOKENS  # reported, not guessed

@@ -533,6 +533,13 @@ def _provider_call(
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
         check_body(ctx.endpoint, body)  # an override is a body field like any other
+    if ctx.limited and body is not None and body.get("stream") is True:
+        options = body.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            # Spend control charges a stream its final usage: no override turns that off
+            # (the pipeline hides the usage chunk from a client that did not ask for it).
+            kept = options if isinstance(options, dict) else {}
+            body, raw = {**body, "stream_options": {**kept, "include_usage": True}}, None
     # The header wins over the config, which wins over the server file's default.
     timeout_ms: int | None = target.request_timeout or default_timeout_ms
     client_timeout = bool(target.request_timeout) and not target.from_server
