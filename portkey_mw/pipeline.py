@@ -525,8 +525,13 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
 
 def _estimate(ctx: RequestContext, events: int) -> dict[str, int]:
     """Usage for a stream that ended without reporting it: about 4 bytes of the request per
-    prompt token (JSON included, so rather more than fewer) and one token per event."""
-    prompt = len(ctx.raw_body) // 4
+    prompt token (JSON included, so rather more than fewer) and one token per event. The
+    request is the one the provider read (a config's ``override_params`` may have added a
+    long prompt to a short body)."""
+    size = len(ctx.raw_body)
+    if ctx.upstream_body is not None:
+        size = max(size, len(orjson.dumps(ctx.upstream_body)))
+    prompt = size // 4
     return {"prompt_tokens": prompt, "completion_tokens": events, "total_tokens": prompt + events}
 
 

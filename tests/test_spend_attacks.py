@@ -225,3 +225,22 @@ async def test_override_params_cannot_turn_off_a_charged_streams_usage(
         if path == "/v1/chat/completions":
             assert b'"usage":{' not in answer.content  # the client did not ask for it
         assert await used(gw, vk_subject(gw, slug)) == HELLO_TOKENS  # reported, not guessed
+
+
+async def test_a_cut_stream_is_estimated_on_the_prompt_the_provider_was_sent(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Attack: a tiny request whose config's ``override_params`` carry a long prompt, cut
+    before its usage (here by the upstream; a client hanging up does the same). The
+    estimate counted the prompt by the size of the client's body, not of what the provider
+    read: 2 000 words billed, about 20 tokens charged."""
+    gw = gateway(tmp_path, fake)
+    fake.script("/v1/chat/completions", Reply(drop="mid_stream"))
+    async with in_process(gw) as client:
+        slug = await make_vk(client, fake, "cut", usage_limits={"type": "tokens"})
+        long = [{"role": "user", "content": " ".join(["word"] * 2000)}]
+        headers = config({"virtual_key": slug, "override_params": {"messages": long}})
+        answer = await chat(client, headers, stream=True)
+        assert answer.status_code == 200
+        assert b"error" in answer.content
+        assert await used(gw, vk_subject(gw, slug)) >= 2000

@@ -540,6 +540,8 @@ def _provider_call(
             # (the pipeline hides the usage chunk from a client that did not ask for it).
             kept = options if isinstance(options, dict) else {}
             body, raw = {**body, "stream_options": {**kept, "include_usage": True}}, None
+    if raw is None:
+        ctx.upstream_body = body
     # The header wins over the config, which wins over the server file's default.
     timeout_ms: int | None = target.request_timeout or default_timeout_ms
     client_timeout = bool(target.request_timeout) and not target.from_server
