@@ -249,6 +249,29 @@ async def test_a_cut_stream_is_estimated_on_the_prompt_the_provider_was_sent(
         assert await used(gw, vk_subject(gw, slug)) >= 2000
 
 
+async def test_a_virtual_key_turned_off_is_not_called_for_a_merged_model_list(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Attack: ``GET /v1/models`` over a config of several targets asks every provider at
+    once, and used to skip the admission of their virtual keys: one turned off by a rate
+    limit of 0 was still called with its credential (alone, it answers 429)."""
+    gw = gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        off = await make_vk(
+            client, fake, "off", rate_limits=[{"type": "requests", "unit": "rpm", "value": 0}]
+        )
+        other = await make_vk(client, fake, "other", custom_host=f"{fake.host_url}/other/v1")
+        plan = {
+            "strategy": {"mode": "fallback"},
+            "targets": [{"virtual_key": off}, {"virtual_key": other}],
+        }
+        listed = await client.get("/v1/models", headers=config(plan))
+        assert listed.status_code == 200
+        assert [r.path for r in fake.requests] == ["/other/v1/models"]
+        alone = await client.get("/v1/models", headers=config({"virtual_key": off}))
+        assert alone.status_code == 429
+
+
 # -- attacks the gateway resists ----------------------------------------------------------
 
 

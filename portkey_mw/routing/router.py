@@ -229,6 +229,13 @@ class Router:
             )
 
         async def one(target: ResolvedTarget) -> tuple[ResolvedTarget, GatewayResponse | None]:
+            if target.spend is not None and self.admit_target is not None:
+                try:
+                    # A virtual key over its limits (or turned off by a limit of 0) is
+                    # not called for its list either.
+                    await self.admit_target(ctx, target.spend)
+                except GatewayError:
+                    return target, None
             response, _ = await self._attempt(ctx, target, _effective_upstream(ctx, target))
             if response is not None and response.status >= 400:
                 await response.aclose()
