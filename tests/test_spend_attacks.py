@@ -574,6 +574,36 @@ async def test_count_tokens_is_admitted_and_charged_nothing(
         assert again.status_code == 429
 
 
+async def test_an_api_keys_alert_and_refusal_name_it_without_any_secret(
+    tmp_path: Path, fake: FakeUpstream, auth_required: None
+) -> None:
+    """The alert webhook and the 412 a spent API key gets name the key (its name and id),
+    never the key itself, the provider key it used or the virtual key's credential."""
+    limits = {"alert_webhook": f"{fake.host_url}/hooks/budget"}
+    fake.script("/hooks/budget", Reply(json={"ok": True}), Reply(json={"ok": True}))
+    gw = gateway(tmp_path, fake, limits=limits)
+    async with in_process(gw) as client:
+        key_id, key = await make_key(
+            client, usage_limits={"type": "tokens", "credit_limit": 1, "alert_threshold": 1}
+        )
+        slug = await make_vk(client, fake, "shared")
+        headers = {"x-portkey-api-key": key, "x-portkey-virtual-key": slug}
+        assert (await chat(client, headers)).status_code == 200
+        await gw.settled()
+        refused = await chat(client, headers)
+        assert refused.status_code == 412
+        await gw.spend.alerts.aclose()
+    hooks = [r for r in fake.requests if r.path == "/hooks/budget"]
+    events = sorted(r.json()["event"] for r in hooks)
+    assert events == ["budget.alert_threshold", "budget.exhausted"]
+    for hook in hooks:
+        body = hook.body.decode()
+        assert key not in body and OPENAI_KEY not in body
+        sent = hook.json()
+        assert sent["subject"] == f"api_key:{key_id}" and sent["owner"] == "API key 'app'"
+    assert key not in refused.text
+
+
 # -- holes left open ------------------------------------------------------------------------
 
 
