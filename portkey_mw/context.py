@@ -188,6 +188,9 @@ class RequestContext:
     #: whose budgets and rate limits the request counts against (spend control sets it:
     #: :class:`portkey_mw.limits.subject.Subject` objects); charged after the response
     limited: list[Any] = field(default_factory=list)
+    #: the body of the latest upstream call when it is not ``raw_body`` (a target's
+    #: ``override_params``, a rewrite): what a stream cut before its usage is estimated on
+    upstream_body: dict[str, Any] | None = None
     state: dict[str, Any] = field(default_factory=dict)
     gateway_state: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)

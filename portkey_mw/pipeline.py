@@ -283,11 +283,18 @@ class Exchange:
         # changes its own client's answer, never what other clients are served.
         answered = response.body
         if guards is not None:
-            response = (
-                guards.guard_stream(ctx, response)
-                if response.stream is not None
-                else await guards.check_response(ctx, response)
-            )
+            try:
+                response = (
+                    guards.guard_stream(ctx, response)
+                    if response.stream is not None
+                    else await guards.check_response(ctx, response)
+                )
+            except GatewayError:
+                # The provider answered, and billed, before an output guardrail refused the
+                # answer (a check's result may even carry its text back): it is charged like
+                # any answer, or a client's own denying guardrail would make requests free.
+                ctx.response = response
+                raise
         ctx.response = response
         # Only a fresh, successful answer is stored; a hit is not stored again.
         storing = cache if ctx.cache_status not in HIT_STATUSES and response.status == 200 else None
@@ -413,7 +420,9 @@ class Exchange:
         it probably used: the provider bills those tokens, so budgets count them too; a
         client cannot spend for free by hanging up before the last chunk."""
         relay = self.relay
-        if relay is None or not relay.events or event.usage:
+        # A provider that was called read the prompt, even when nothing of its stream was
+        # relayed (an output guardrail stopped it on its first event).
+        if relay is None or event.usage or not (relay.events or self.ctx.attempts):
             return None
         event.extra["usage_estimated"] = True
         return _estimate(self.ctx, relay.events)
@@ -516,8 +525,13 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
 
 def _estimate(ctx: RequestContext, events: int) -> dict[str, int]:
     """Usage for a stream that ended without reporting it: about 4 bytes of the request per
-    prompt token (JSON included, so rather more than fewer) and one token per event."""
-    prompt = len(ctx.raw_body) // 4
+    prompt token (JSON included, so rather more than fewer) and one token per event. The
+    request is the one the provider read (a config's ``override_params`` may have added a
+    long prompt to a short body)."""
+    size = len(ctx.raw_body)
+    if ctx.upstream_body is not None:
+        size = max(size, len(orjson.dumps(ctx.upstream_body)))
+    prompt = size // 4
     return {"prompt_tokens": prompt, "completion_tokens": events, "total_tokens": prompt + events}
 
 

@@ -114,8 +114,9 @@ class _Failure(Exception):
 
 #: per-target work before the first call (guardrails); raising GatewayError refuses it
 BeforeTarget = Callable[[RequestContext, ResolvedTarget], Awaitable[None]]
-#: admits a request for a target's virtual key (spend control); raises 412 or 429
-AdmitTarget = Callable[[RequestContext, Subject], Awaitable[None]]
+#: admits a request for a target's virtual key (spend control; None: the target has none
+#: with limits); raises 412 or 429
+AdmitTarget = Callable[[RequestContext, Subject | None], Awaitable[None]]
 
 
 class _Walk:
@@ -228,6 +229,13 @@ class Router:
             )
 
         async def one(target: ResolvedTarget) -> tuple[ResolvedTarget, GatewayResponse | None]:
+            if target.spend is not None and self.admit_target is not None:
+                try:
+                    # A virtual key over its limits (or turned off by a limit of 0) is
+                    # not called for its list either.
+                    await self.admit_target(ctx, target.spend)
+                except GatewayError:
+                    return target, None
             response, _ = await self._attempt(ctx, target, _effective_upstream(ctx, target))
             if response is not None and response.status >= 400:
                 await response.aclose()
@@ -294,7 +302,8 @@ class Router:
             else DEFAULT_RETRY_STATUSES
         ) - NEVER_RETRIED
         retries = 0
-        if target.spend is not None and self.admit_target is not None:
+        # (ctx.limited: a virtual key an earlier target was admitted for is dropped)
+        if self.admit_target is not None and (target.spend is not None or ctx.limited):
             try:
                 await self.admit_target(ctx, target.spend)
             except GatewayError as over:
@@ -531,6 +540,15 @@ def _provider_call(
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
         check_body(ctx.endpoint, body)  # an override is a body field like any other
+    if ctx.limited and body is not None and body.get("stream") is True:
+        options = body.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            # Spend control charges a stream its final usage: no override turns that off
+            # (the pipeline hides the usage chunk from a client that did not ask for it).
+            kept = options if isinstance(options, dict) else {}
+            body, raw = {**body, "stream_options": {**kept, "include_usage": True}}, None
+    if raw is None:
+        ctx.upstream_body = body
     # The header wins over the config, which wins over the server file's default.
     timeout_ms: int | None = target.request_timeout or default_timeout_ms
     client_timeout = bool(target.request_timeout) and not target.from_server

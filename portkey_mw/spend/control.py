@@ -153,11 +153,18 @@ class SpendControl:
             await self._admit(ctx, subjects, report=True)
             ctx.limited = subjects
 
-    async def admit_target(self, ctx: RequestContext, subject: Subject) -> None:
+    async def admit_target(self, ctx: RequestContext, subject: Subject | None) -> None:
         """Admit the request for the virtual key of the target about to be called; the
-        key the answering target used is the one charged."""
-        await self._admit(ctx, (subject,), report=False)
-        ctx.limited = [s for s in ctx.limited if s.kind != "virtual_key"] + [subject]
+        key the answering target used is the one charged.
+
+        :param subject: the target's virtual key, or None when it has no limits: then no
+            virtual key is charged (not one an earlier target, which failed, was admitted
+            for).
+        """
+        if subject is not None:
+            await self._admit(ctx, (subject,), report=False)
+        kept = [s for s in ctx.limited if s.kind != "virtual_key"]
+        ctx.limited = kept if subject is None else [*kept, subject]
 
     async def _admit(
         self, ctx: RequestContext, subjects: tuple[Subject, ...] | list[Subject], report: bool
