@@ -40,7 +40,7 @@ from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
 from portkey_mw.routing.plan import PlanNode, ResolvedTarget
 from portkey_mw.services import GatewayServices
-from portkey_mw.spend import SpendControl
+from portkey_mw.spend import SpendControl, total_tokens
 from portkey_mw.store.records import ApiKey
 from portkey_mw.streaming import (
     DONE_EVENT,
@@ -416,16 +416,35 @@ class Exchange:
             yield event + b"\n\n"
 
     def _usage_estimate(self, event: LogEvent) -> dict[str, int] | None:
-        """For a stream cut before its usage (the client left, the upstream broke off), what
-        it probably used: the provider bills those tokens, so budgets count them too; a
-        client cannot spend for free by hanging up before the last chunk."""
+        """What a provider answer that reported no usage probably used: a stream cut before
+        its usage (the client left, the upstream broke off), or an upstream that never
+        reports it (a self-hosted server). The provider bills those tokens (or the operator
+        pays for the machine), so budgets count them too: a client cannot spend for free by
+        hanging up before the last chunk."""
+        ctx = self.ctx
+        if event.cache_hit or total_tokens(event.usage):
+            return None  # usage that counts no token (junk, or none) is estimated too
         relay = self.relay
-        # A provider that was called read the prompt, even when nothing of its stream was
-        # relayed (an output guardrail stopped it on its first event).
-        if relay is None or event.usage or not (relay.events or self.ctx.attempts):
-            return None
+        if relay is not None:
+            # A provider that was called read the prompt, even when nothing of its stream was
+            # relayed (an output guardrail stopped it on its first event).
+            if not (relay.events or ctx.attempts):
+                return None
+            completion = relay.events
+        else:
+            response = ctx.response
+            if (
+                response is None
+                or response.status >= 400
+                or not ctx.attempts
+                or ctx.endpoint not in ESTIMATED_ENDPOINTS
+            ):
+                return None
+            # about 4 bytes a token of the answer; an embedding's vectors are no tokens
+            generated = ctx.endpoint is not Endpoint.EMBEDDINGS
+            completion = len(response.body or b"") // 4 if generated else 0
         event.extra["usage_estimated"] = True
-        return _estimate(self.ctx, relay.events)
+        return _estimate(ctx, completion)
 
     async def _fail(self, error: GatewayError) -> None:
         self.error = error
@@ -523,16 +542,28 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield b"".join(event + b"\n\n" for event in rest)
 
 
-def _estimate(ctx: RequestContext, events: int) -> dict[str, int]:
-    """Usage for a stream that ended without reporting it: about 4 bytes of the request per
-    prompt token (JSON included, so rather more than fewer) and one token per event. The
+#: the endpoints whose complete answers without usage are estimated (the others: images,
+#: moderations, models, token counts, are not priced by tokens)
+ESTIMATED_ENDPOINTS = frozenset(
+    {Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS}
+)
+
+
+def _estimate(ctx: RequestContext, completion: int) -> dict[str, int]:
+    """Usage for an answer that reported none: about 4 bytes of the request per prompt
+    token (JSON included, so rather more than fewer), and ``completion`` tokens (a stream's
+    events, one token each; a complete answer's size in 4-byte tokens). The
     request is the one the provider read (a config's ``override_params`` may have added a
     long prompt to a short body)."""
     size = len(ctx.raw_body)
     if ctx.upstream_body is not None:
         size = max(size, len(orjson.dumps(ctx.upstream_body)))
     prompt = size // 4
-    return {"prompt_tokens": prompt, "completion_tokens": events, "total_tokens": prompt + events}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 class _Tail:

@@ -471,8 +471,8 @@ async def test_odd_usage_from_the_provider_never_refunds_a_budget_or_fails(
     tmp_path: Path, fake: FakeUpstream, usage: Any, tokens: int
 ) -> None:
     """A provider's usage that is negative, partial, of the wrong type, or not an object
-    charges what can be read of it (never a negative amount), and the client gets its
-    answer; for a cost budget as for a token budget."""
+    charges what can be read of it (never a negative amount; an estimate when nothing can),
+    and the client gets its answer; for a cost budget as for a token budget."""
     reply = {
         "id": "chatcmpl-odd",
         "object": "chat.completion",
@@ -489,7 +489,9 @@ async def test_odd_usage_from_the_provider_never_refunds_a_budget_or_fails(
         for slug in (counted, priced):
             answer = await chat(client, {"x-portkey-virtual-key": slug})
             assert answer.status_code == 200
-        assert await used(gw, vk_subject(gw, counted)) == tokens
+        charged = await used(gw, vk_subject(gw, counted))
+        # usage that counts no token is estimated from the sizes, as an answer without any
+        assert charged == tokens if tokens else charged > 0
         assert await used(gw, vk_subject(gw, priced)) >= 0
 
 
@@ -604,20 +606,15 @@ async def test_an_api_keys_alert_and_refusal_name_it_without_any_secret(
     assert key not in refused.text
 
 
-# -- holes left open ------------------------------------------------------------------------
+# -- answers without usage -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a complete answer without usage is charged nothing; only streams are estimated "
-    "(see the report: estimate it from the body sizes as a cut stream is)",
-)
 async def test_an_upstream_that_never_reports_usage_is_not_free(
     tmp_path: Path, fake: FakeUpstream
 ) -> None:
     """An operator's virtual key for a self-hosted server that reports no usage: its
-    streams are charged an estimate, its complete answers nothing, so a token budget
-    stops streams but never the same requests unstreamed."""
+    complete answers are charged an estimate, as its streams are, so a token budget stops
+    the same requests unstreamed too."""
     reply = {
         "id": "chatcmpl-none",
         "object": "chat.completion",

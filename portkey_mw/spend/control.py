@@ -207,7 +207,7 @@ class SpendControl:
         now = backend.clock()
         hit = event.cache_hit  # a cached answer used no provider tokens and cost nothing
         usage = event.usage
-        if not usage and estimate is not None and not hit:
+        if not total_tokens(usage) and estimate is not None and not hit:
             usage = dict(estimate)
         else:
             estimate = None
