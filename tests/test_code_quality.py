@@ -23,3 +23,24 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     result = run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """pyproject's explicit package list names every package with an ``__init__.py``: an
+    editable install (as the suite runs) would hide one left out, a wheel would lack it."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+            "packages"
+        ]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "portkey_mw").rglob("__init__.py")
+    }
+    found |= {
+        ".".join(("portkey_mw_plugins", *p.parent.relative_to(ROOT / "plugins").parts))
+        for p in (ROOT / "plugins").rglob("__init__.py")
+    }
+    assert found == listed, f"missing: {sorted(found - listed)}, extra: {sorted(listed - found)}"
