@@ -33,6 +33,8 @@ from portkey_mw.inbound import InboundFormat
 from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
 from portkey_mw.logevents import LogDispatcher
+from portkey_mw.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from portkey_mw.metrics import GatewayMetrics, MetricsSink, StateCollector, StateSources
 from portkey_mw.pipeline import Pipeline
 from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
@@ -62,6 +64,7 @@ INBOUND: dict[str, InboundFormat] = {
     "/v1/messages/count_tokens": AnthropicMessages(),
 }
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
+METRICS_PATH = "/metrics"
 
 
 class Gateway:
@@ -149,6 +152,9 @@ class Gateway:
             }
         )
         self.guardrail_stats = GuardrailStats()
+        #: the Prometheus series (``GET /metrics``)
+        self.metrics = GatewayMetrics()
+        self.metrics.registry.register(StateCollector(self._metric_sources))
         #: budgets and rate limits (in process, or shared through Redis)
         self.spend = SpendControl(
             self.settings.limits, store=self.control.store, transport=self.transport
@@ -179,6 +185,7 @@ class Gateway:
         for plugin, sink in plugins.register_log_sinks(settings):
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
+        self.log_sinks.append(MetricsSink(self.metrics))  # /metrics, from the log events
         self.resolver = ConfigResolver(
             settings,
             self.providers,
@@ -231,6 +238,16 @@ class Gateway:
             )
             if store is not None
             else None
+        )
+
+    def _metric_sources(self) -> StateSources:
+        return StateSources(
+            self.cache.stats,
+            self.guardrail_stats,
+            self.router.breakers,
+            self.logs,
+            self.spend,
+            self.prices,
         )
 
     @property
@@ -352,6 +369,8 @@ class Gateway:
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            elif path == METRICS_PATH and scope["method"] == "GET":
+                await self._metrics(send, headers, base_headers)
             elif self._control_routes is not None and is_control_plane_path(path):
                 # Portkey's admin API (before /v1/admin: its users and workspaces live there)
                 await self._control_routes(scope, receive, send)
@@ -381,6 +400,18 @@ class Gateway:
             await self.pipeline.handle(ctx, receive, send, INBOUND.get(path))
         finally:
             self.in_flight -= 1
+
+    async def _metrics(self, send: Send, headers: Mapping[str, str], base: dict[str, str]) -> None:
+        """``GET /metrics``: the admin key is required (Prometheus sends it as a bearer
+        token), as the figures name models, providers and spend."""
+        try:
+            if not self.control.local_operator:
+                self.admin_key.check(headers)
+        except GatewayError as error:
+            await _http.send_error(send, error, base)
+            return
+        body = self.metrics.render()
+        await _http.send_bytes(send, 200, body, base, METRICS_CONTENT_TYPE)
 
     async def _admin(
         self,

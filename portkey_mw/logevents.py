@@ -47,6 +47,7 @@ class LogEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     error_type: str | None = None
+    error_code: str | None = None
     error_message: str | None = None
     #: milliseconds to the first byte sent to the client (streams)
     ttfb_ms: float | None = None
@@ -197,6 +198,11 @@ class LogDispatcher:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             await self._queue.put(event)
+
+    @property
+    def depth(self) -> int:
+        """Events waiting for the sinks."""
+        return self._queue.qsize()
 
     async def flush(self) -> None:
         """Wait until every queued event reached the sinks."""

@@ -481,6 +481,7 @@ class Exchange:
             metadata=ctx.metadata,
             attempts=ctx.attempts,
             error_type=error.type if error else None,
+            error_code=error.code if error else None,
             error_message=error.message if error else None,
             ttfb_ms=(self.ttfb - ctx.started) * 1000 if self.ttfb is not None else None,
         )
