@@ -111,7 +111,7 @@ class GatewayMetrics:
         self.ttft = Histogram(
             "portkey_mw_time_to_first_token_seconds",
             "streams: time from the request's arrival to the first byte sent",
-            ("provider", "model"),
+            ("provider",),
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -154,7 +154,7 @@ class GatewayMetrics:
         self.requests.labels(endpoint, provider, model, str(event.status)).inc()
         self.latency.labels(endpoint, provider).observe(event.latency_ms / 1000)
         if event.ttfb_ms is not None:
-            self.ttft.labels(provider, model).observe(event.ttfb_ms / 1000)
+            self.ttft.labels(provider).observe(event.ttfb_ms / 1000)
         if event.status >= 400:
             self.errors.labels(endpoint, provider, event.error_type or "provider_error").inc()
             if event.status == 412 and event.error_type == "budget_exceeded":

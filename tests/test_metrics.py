@@ -167,12 +167,7 @@ async def test_metrics_after_traffic(tmp_path: Path, fake: FakeUpstream) -> None
         value(found, "portkey_mw_request_duration_seconds_count", endpoint=chat_, provider="openai")
         == 4
     )
-    assert (
-        value(
-            found, "portkey_mw_time_to_first_token_seconds_count", provider="openai", model="gpt-4o"
-        )
-        == 1
-    )
+    assert value(found, "portkey_mw_time_to_first_token_seconds_count", provider="openai") == 1
     assert ("portkey_mw_log_queue_depth", ()) in found
     assert value(found, "portkey_mw_limits_degraded", backend="memory") == 0
     assert value(found, "portkey_mw_cache_lookups_total", status="HIT") == 0
