@@ -154,7 +154,7 @@ class Gateway:
         self.guardrail_stats = GuardrailStats()
         #: the Prometheus series (``GET /metrics``)
         self.metrics = GatewayMetrics()
-        self.metrics.registry.register(StateCollector(self._metric_sources))
+        self.metrics.add_state(StateCollector(self._metric_sources))
         #: budgets and rate limits (in process, or shared through Redis)
         self.spend = SpendControl(
             self.settings.limits, store=self.control.store, transport=self.transport

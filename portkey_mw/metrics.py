@@ -18,6 +18,10 @@ name) are bounded: past :data:`MAX_MODELS` distinct names, new ones are counted 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,8 @@ if TYPE_CHECKING:
     from portkey_mw.routing.breaker import CircuitBreakers
     from portkey_mw.spend import SpendControl
 
+#: where prometheus-client's worker processes keep their values (its own variable)
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: the text format's content type
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: distinct model names labelled; the rest are ``other``
@@ -82,11 +88,36 @@ class _Models:
         return model
 
 
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """Around ``serve`` with several workers: give them one directory to keep their values
+    in (prometheus-client's multiprocess mode), so that a scrape, answered by any worker,
+    adds up every worker's series; removed at exit. An operator's own
+    ``PROMETHEUS_MULTIPROC_DIR`` is used as it is (and kept)."""
+    if workers <= 1 or os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="portkey-mw-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory  # inherited by the workers, read at import
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 class GatewayMetrics:
-    """The series of one gateway, in a registry of its own."""
+    """The series of one gateway, in a registry of its own.
+
+    Under ``PROMETHEUS_MULTIPROC_DIR`` (``serve --workers N``) the counters and histograms
+    live in that directory's files, one per worker, and :meth:`render` adds up every
+    worker's; the state series are the answering worker's.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        self._state: list[Collector] = []
         self.model = _Models()
         registry = self.registry
         self.requests = Counter(
@@ -177,7 +208,20 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         """The text format, for a scrape."""
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        for collector in self._state:
+            combined.register(collector)
+        return generate_latest(combined)
+
+    def add_state(self, collector: Collector) -> None:
+        """Series read at scrape time (not kept in the multiprocess files)."""
+        self._state.append(collector)
+        self.registry.register(collector)
 
 
 class MetricsSink(LogSink):

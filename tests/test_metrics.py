@@ -197,3 +197,72 @@ def test_client_chosen_model_names_are_bounded() -> None:
         dict(labels).get("model") for name, labels in found if name == "portkey_mw_requests_total"
     }
     assert models == {"random-0", "random-1", "random-2", "other"}
+
+
+def test_workers_add_up_in_every_scrape(tmp_path: Path, fake: FakeUpstream) -> None:
+    """``serve --workers 2``: whichever worker answers a scrape, it counts every worker's
+    requests (prometheus-client's multiprocess mode, in a directory serve makes)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import DEADLINE, free_port, wait_until_healthy
+
+    path = server_file(tmp_path, fake, store={"enabled": False})
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portkey_mw",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--config",
+            str(path),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base + "/health")
+        body = {"model": "mock-gpt", "messages": MESSAGES}
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(40):
+                # a new connection each time, so that both workers serve some
+                answer = client.post(
+                    "/v1/chat/completions",
+                    json=body,
+                    headers={"x-portkey-provider": "mock", "connection": "close"},
+                )
+                assert answer.status_code == 200
+            deadline, agreed = time.monotonic() + DEADLINE, 0
+            while True:
+                scraped = client.get(
+                    "/metrics",
+                    headers={"authorization": f"Bearer {ADMIN_KEY}", "connection": "close"},
+                )
+                assert scraped.status_code == 200
+                total = sum(
+                    sample.value
+                    for family in text_string_to_metric_families(scraped.text)
+                    for sample in family.samples
+                    if sample.name == "portkey_mw_requests_total"
+                )
+                # Without the shared directory each worker counts only the requests it
+                # served (about half), so several scrapes in a row would not all say 40.
+                agreed = agreed + 1 if total == 40 else 0
+                if agreed == 5:
+                    break
+                assert time.monotonic() < deadline, f"scrapes count {total} of 40 requests"
+    finally:
+        proc.terminate()
+        proc.wait(DEADLINE)
+        log.close()

@@ -29,6 +29,7 @@ def serve(
     import uvicorn
 
     from portkey_mw.logging import configure_logging
+    from portkey_mw.metrics import shared_metrics
     from portkey_mw.server import uvicorn_http_options
 
     settings = load_settings(config)  # validate before forking workers
@@ -38,14 +39,16 @@ def serve(
     os.environ["PORTKEY_MW_LOG_LEVEL"] = log_level  # for worker processes
     if config:
         os.environ["PORTKEY_MW_CONFIG"] = str(config.resolve())
-    uvicorn.run(
-        "portkey_mw.server:app",
-        factory=True,
-        host=host or options.host,
-        port=options.port if port is None else port,
-        workers=workers or options.workers,
-        log_level=log_level,
-        access_log=False,  # the gateway logs each request itself, with more to say
-        lifespan="on",
-        **uvicorn_http_options(options),  # request heads bounded in time and size
-    )
+    count = workers or options.workers
+    with shared_metrics(count):
+        uvicorn.run(
+            "portkey_mw.server:app",
+            factory=True,
+            host=host or options.host,
+            port=options.port if port is None else port,
+            workers=count,
+            log_level=log_level,
+            access_log=False,  # the gateway logs each request itself, with more to say
+            lifespan="on",
+            **uvicorn_http_options(options),  # request heads bounded in time and size
+        )
