@@ -130,6 +130,7 @@ class Exchange:
         "_done",
         "ctx",
         "error",
+        "finished",
         "guards",
         "hide_usage",
         "inbound",
@@ -159,6 +160,9 @@ class Exchange:
         self.error: GatewayError | None = None
         self.response_started = False
         self.ttfb: float | None = None
+        #: when the last byte left: the latency logged is the client's, not counting the
+        #: work after it (a cache store, async guardrails, the charge)
+        self.finished: float | None = None
         self._done = False
         self._disconnected = False
         self.guards: RequestGuardrails | None = None
@@ -354,6 +358,7 @@ class Exchange:
             else:
                 body = self.inbound.provider_error(response.status, parsed)
         await _http.send_bytes(self.send, response.status, body, self._response_headers(response))
+        self.finished = time.perf_counter()
 
     async def _send_stream(self, response: GatewayResponse) -> None:
         assert response.stream is not None
@@ -391,6 +396,7 @@ class Exchange:
         response.stream_complete = self.error is None and tail.tail.rstrip().endswith(b"[DONE]")
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.finished = time.perf_counter()
 
     async def _hooked(
         self, stream: AsyncIterator[bytes], hooks: tuple[HookCall, ...]
@@ -459,6 +465,7 @@ class Exchange:
         if isinstance(extra, dict):
             headers.update(extra)
         await _http.send_bytes(self.send, error.status, body, headers)
+        self.finished = time.perf_counter()
 
     async def _emit_log(self) -> None:
         ctx, response = self.ctx, self.ctx.response
@@ -471,7 +478,7 @@ class Exchange:
             method=ctx.method,
             path=ctx.path,
             status=self.status,
-            latency_ms=(now - ctx.started) * 1000,
+            latency_ms=((self.finished or now) - ctx.started) * 1000,
             stream=ctx.stream,
             provider=ctx.provider,
             model=ctx.model,

@@ -138,3 +138,35 @@ def test_standalone_server_logs_one_json_line_per_request(
     assert [r["trace_id"] for r in requests] == ["log-test"] * 3
     assert all(r["status"] == 200 and r["provider"] == "mock" for r in requests)
     assert "sk-very-secret" not in running.output.read_text()
+
+
+def test_the_latency_logged_is_the_clients_not_the_cache_store_after_it() -> None:
+    """A cache store runs after the client has its answer; a slow one must not show in the
+    request's logged latency."""
+    from portkey_mw_plugins.memory_cache import MemoryCache
+
+    class SlowStore(MemoryCache):
+        async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+            await asyncio.sleep(0.5)
+            await super().set(key, value, ttl)
+
+    sink = ListSink()
+
+    async def scenario() -> None:
+        manager = PluginManager()
+        manager.load_entry_points()
+        manager.register(SinkPlugin(sink), "list-sink")
+        gateway = Gateway(ServerSettings(mock=True), plugins=manager)
+        gateway.cache_backends["memory"] = SlowStore()
+        config = orjson.dumps({"provider": "mock", "cache": {"mode": "simple"}}).decode()
+        async with in_process(gateway) as client:
+            answer = await client.post(
+                "/v1/chat/completions", json=CHAT, headers={"x-portkey-config": config}
+            )
+            assert answer.headers["x-portkey-cache-status"] == "MISS"
+            await gateway.settled()
+
+    asyncio.run(scenario())
+    (event,) = sink.events
+    assert event.cache_status == "MISS"
+    assert event.latency_ms < 400, event.latency_ms
