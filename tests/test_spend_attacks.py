@@ -24,9 +24,10 @@ from portkey_mw import Gateway
 from portkey_mw.limits.subject import Subject
 from portkey_mw.spend.control import total_tokens
 from tests import planted
-from tests.conftest import in_process, server_file
+from tests.conftest import in_process
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.planted import ADMIN_KEY, OPENAI_KEY
+from tests.test_spend import gateway, make_vk
 
 ADMIN = {"x-portkey-api-key": ADMIN_KEY}
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -41,27 +42,6 @@ DENY_EVERYTHING = {"default.regexMatch": {"rule": "[\\s\\S]+", "not": True}, "de
 @pytest.fixture
 def auth_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORTKEY_MW_AUTH", "required")
-
-
-def gateway(tmp_path: Path, fake: FakeUpstream, **extra: Any) -> Gateway:
-    store = {"url": f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"}
-    return Gateway(config_file=server_file(tmp_path, fake, store=store, **extra))
-
-
-async def make_vk(client: httpx.AsyncClient, fake: FakeUpstream, name: str, **body: Any) -> str:
-    answer = await client.post(
-        "/v1/virtual-keys",
-        headers=ADMIN,
-        json={
-            "name": name,
-            "provider": "openai",
-            "key": OPENAI_KEY,
-            "custom_host": fake.base_url,
-            **body,
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["slug"])
 
 
 async def make_key(client: httpx.AsyncClient, **body: Any) -> tuple[str, str]:
