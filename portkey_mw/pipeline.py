@@ -38,7 +38,6 @@ from portkey_mw.pricing import PriceTable
 from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
-from portkey_mw.routing.plan import PlanNode, ResolvedTarget
 from portkey_mw.services import GatewayServices
 from portkey_mw.spend import SpendControl, total_tokens
 from portkey_mw.store.records import ApiKey
@@ -132,7 +131,6 @@ class Exchange:
         "error",
         "finished",
         "guards",
-        "hide_usage",
         "inbound",
         "pipeline",
         "receive",
@@ -166,8 +164,6 @@ class Exchange:
         self._done = False
         self._disconnected = False
         self.guards: RequestGuardrails | None = None
-        #: the stream's usage chunk was asked for by spend control, not by the client
-        self.hide_usage = False
         #: the stream relayed (None: not a stream), read for the log and the charge even when
         #: the client left in the middle
         self.relay: _Tail | None = None
@@ -279,8 +275,6 @@ class Exchange:
         if cache is not None:
             response = await cache.lookup(ctx)
         if response is None:
-            if ctx.stream and self.inbound is None and (ctx.limited or spends(plan)):
-                self._ask_for_usage()
             response = await pipeline.router.route(ctx, plan, per_target)
         # What the cache keeps is the provider's answer as it came, before output guardrails
         # and response hooks, which run again on every hit: a config's output mutator
@@ -316,17 +310,6 @@ class Exchange:
             await pipeline.run_response_hooks(ctx)
             if storing is not None and recorder is not None and response.stream_complete:
                 await storing.store(orjson.dumps(recorder.completion()))
-
-    def _ask_for_usage(self) -> None:
-        """Make a stream end with its usage, which budgets and token limits charge; the
-        client does not see the usage chunk unless it asked for it."""
-        ctx = self.ctx
-        options = (ctx.body or {}).get("stream_options")
-        options = options if isinstance(options, dict) else {}
-        if options.get("include_usage") is True:
-            return
-        ctx.set_param("stream_options", {**options, "include_usage": True})
-        self.hide_usage = True
 
     def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
         headers = {**response.headers, **self._routing_headers()}
@@ -376,9 +359,12 @@ class Exchange:
         self.response_started = True
         chunk_hooks = self.pipeline.plugins.on_stream_chunk
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
-        tail = self.relay = _Tail(chunks)
+        ctx = self.ctx
+        tail = self.relay = _Tail(chunks, counting=bool(ctx.limited))
         relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
-        if self.hide_usage:
+        if self.inbound is None and ctx.limited and not _asked_for_usage(ctx.body):
+            # The router asked the provider for the final usage, which spend control
+            # charges (see _provider_call); the client did not, so it does not see it.
             relayed = _without_usage(relayed)
         send = self.send
         try:
@@ -520,11 +506,10 @@ class Exchange:
         await self.pipeline.logs.emit(event)
 
 
-def spends(plan: PlanNode) -> bool:
-    """Whether any target of ``plan`` uses a virtual key with limits."""
-    if isinstance(plan, ResolvedTarget):
-        return plan.spend is not None
-    return any(spends(child) for child in plan.children)
+def _asked_for_usage(body: dict[str, Any] | None) -> bool:
+    """Whether the client's request asks for a stream's final usage chunk."""
+    options = (body or {}).get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
@@ -578,10 +563,11 @@ class _Tail:
     """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
     there) for the log, before any translation for the client."""
 
-    __slots__ = ("_chunks", "events", "tail")
+    __slots__ = ("_chunks", "_counting", "events", "tail")
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], counting: bool = False) -> None:
         self._chunks = chunks
+        self._counting = counting
         self.tail = b""
         #: about how many events went by (``data:`` lines): for a stream that ended without
         #: its usage, roughly the tokens it carried
@@ -593,5 +579,6 @@ class _Tail:
     async def _relay(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
-            self.events += chunk.count(b"data:")
+            if self._counting:  # only a charged stream may need its estimate
+                self.events += chunk.count(b"data:")
             yield chunk

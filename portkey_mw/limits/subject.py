@@ -39,10 +39,3 @@ class Subject:
     def empty(self) -> bool:
         """True when there is nothing to enforce or count."""
         return not self.limits and self.budget is None
-
-    @property
-    def counts_tokens(self) -> bool:
-        """Whether a response's tokens must be charged (a token limit or a token budget)."""
-        return any(limit.type == "tokens" for limit in self.limits) or (
-            self.budget is not None and self.budget.type == "tokens"
-        )

@@ -187,11 +187,6 @@ class SpendControl:
                     ctx.response_headers.update(rate_limit_headers(decision))
                     report = False
 
-    def wants_usage(self, ctx: RequestContext) -> bool:
-        """Whether the request's answer must report its usage (tokens are counted, or a
-        cost budget is charged): a stream then asks the provider for its final usage."""
-        return any(s.counts_tokens or s.budget is not None for s in ctx.limited)
-
     async def settle(
         self, ctx: RequestContext, event: LogEvent, estimate: Mapping[str, int] | None = None
     ) -> None:
