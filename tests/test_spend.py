@@ -19,6 +19,7 @@ import pytest
 from portkey_mw import Gateway
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import InvalidConfig
+from portkey_mw.limits.subject import Subject
 from portkey_mw.pipeline import _without_usage
 from tests.conftest import ThreadedServer, in_process, server_file
 from tests.fake_upstream import FakeUpstream, Reply
@@ -55,6 +56,14 @@ async def chat(client: httpx.AsyncClient, headers: dict[str, str], **body: Any) 
         headers=headers,
         json={"model": "gpt-4o-mini", "messages": MESSAGES, **body},
     )
+
+
+def vk_subject(gw: Gateway, slug: str) -> Subject:
+    """The virtual key's subject, as spend control holds it (the key must have limits)."""
+    record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
+    subject = gw.spend.virtual_key(record)
+    assert subject is not None
+    return subject
 
 
 async def settled(gw: Gateway) -> None:
@@ -130,10 +139,7 @@ async def test_a_cache_hit_is_charged_nothing(tmp_path: Path, fake: FakeUpstream
         second = await chat(client, {"x-portkey-config": config})
         await settled(gw)
         assert second.headers["x-portkey-cache-status"] == "HIT"
-        record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
-        subject = gw.spend.virtual_key(record)
-        assert subject is not None
-        used = (await gw.spend.usage(subject)).used
+        used = (await gw.spend.usage(vk_subject(gw, slug))).used
         assert used == first.json()["usage"]["total_tokens"]
 
 
@@ -294,9 +300,7 @@ async def test_a_stream_cut_before_its_usage_is_charged_an_estimate(
         assert answer.status_code == 200
         assert b"error" in answer.content  # the stream ended with an error event
         await settled(gw)
-        record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
-        subject = gw.spend.virtual_key(record)
-        assert subject is not None
+        subject = vk_subject(gw, slug)
         # a hang-up is not free: about a token per event, and the prompt by its size
         assert (await gw.spend.usage(subject)).used > 0
 
@@ -332,9 +336,7 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_an_estimate(
             fake.wait_for(lambda: fake.disconnects >= 1, timeout=10)
         finally:
             gate.set()
-        record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
-        subject = gw.spend.virtual_key(record)
-        assert subject is not None
+        subject = vk_subject(gw, slug)
         deadline = time.monotonic() + 10
         while gw.in_flight:
             assert time.monotonic() < deadline
@@ -359,9 +361,7 @@ async def test_usage_survives_a_restart_and_so_does_a_reset(
     async with in_process(second) as client:
         refused = await chat(client, {"x-portkey-virtual-key": slug})
         assert refused.status_code == 412  # the usage came back from the store
-        record = second.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
-        subject = second.spend.virtual_key(record)
-        assert subject is not None
+        subject = vk_subject(second, slug)
         await second.spend.reset(subject)
         assert (await chat(client, {"x-portkey-virtual-key": slug})).status_code == 200
         await settled(second)

@@ -27,7 +27,7 @@ from tests import planted
 from tests.conftest import in_process
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.planted import ADMIN_KEY, OPENAI_KEY
-from tests.test_spend import gateway, make_vk
+from tests.test_spend import gateway, make_vk, vk_subject
 
 ADMIN = {"x-portkey-api-key": ADMIN_KEY}
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -54,13 +54,6 @@ async def make_key(client: httpx.AsyncClient, **body: Any) -> tuple[str, str]:
     assert answer.status_code == 200, answer.text
     made = answer.json()
     return str(made["id"]), planted.plant(str(made["key"]))
-
-
-def vk_subject(gw: Gateway, slug: str) -> Subject:
-    record = gw.control.catalog.virtual_keys[slug]  # type: ignore[union-attr]
-    subject = gw.spend.virtual_key(record)
-    assert subject is not None
-    return subject
 
 
 def key_subject(gw: Gateway, key_id: str) -> Subject:

@@ -118,11 +118,10 @@ class LimitBackend(ABC):
         self, subject: str, usage_limits: UsageLimits, now: float | None = None
     ) -> BudgetState:
         """``subject``'s usage this period; ``exhausted`` means refuse (412)."""
-        budget = parse_budget(usage_limits)
-        moment = self.clock() if now is None else now
-        if budget is None:
+        found = self._period(usage_limits, now)
+        if found is None:
             return _unlimited(subject)
-        period = budget_period(budget, moment)
+        budget, period, moment = found
         usage = await self._read(subject, budget, period, moment)
         return self._state(subject, budget, period, usage.used)
 
@@ -137,11 +136,10 @@ class LimitBackend(ABC):
         """
         if not math.isfinite(amount) or amount < 0:
             raise ValueError("a charge must be a finite amount >= 0")
-        budget = parse_budget(usage_limits)
-        moment = self.clock() if now is None else now
-        if budget is None:
+        found = self._period(usage_limits, now)
+        if found is None:
             return _unlimited(subject)
-        period = budget_period(budget, moment)
+        budget, period, moment = found
         done = await self._add(subject, budget, period, float(amount), moment)
         return self._state(subject, budget, period, done.used, done)
 
@@ -149,13 +147,23 @@ class LimitBackend(ABC):
         self, subject: str, usage_limits: UsageLimits, now: float | None = None
     ) -> BudgetState:
         """Start ``subject``'s current period over from zero (the admin's reset)."""
-        budget = parse_budget(usage_limits)
-        moment = self.clock() if now is None else now
-        if budget is None:
+        found = self._period(usage_limits, now)
+        if found is None:
             return _unlimited(subject)
-        period = budget_period(budget, moment)
+        budget, period, moment = found
         await self._reset(subject, budget, period, moment)
         return self._state(subject, budget, period, 0.0)
+
+    def _period(
+        self, usage_limits: UsageLimits, now: float | None
+    ) -> tuple[Budget, Period, float] | None:
+        """The budget, its period at ``now`` (default: the clock) and that moment; None
+        without a budget."""
+        budget = parse_budget(usage_limits)
+        if budget is None:
+            return None
+        moment = self.clock() if now is None else now
+        return budget, budget_period(budget, moment), moment
 
     def _state(
         self,
