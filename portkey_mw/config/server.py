@@ -352,6 +352,41 @@ class LimitsOptions(_Strict):
         return value
 
 
+class LoggingOptions(_Strict):
+    """``logging``: what each request's log record holds and where it is kept (see
+    docs/observability.md)."""
+
+    bodies: bool = Field(
+        default=False,
+        description="keep request and response bodies in the log record (an API key's "
+        "defaults.log_bodies wins; x-portkey-debug: false turns them off per request)",
+    )
+    max_body_bytes: int = Field(
+        default=65_536, ge=0, le=16 * 1024 * 1024, description="cap on each body kept"
+    )
+    redact_pii: bool = Field(
+        default=False, description="mask PII in kept bodies with the PII guardrail's detector"
+    )
+    store: Literal["sql", "off"] = Field(
+        default="sql",
+        description="the SQL log store (the control plane's database) or none; the "
+        "dashboard, the query API and Portkey's analytics read it",
+    )
+    retention_days: float = Field(
+        default=30, ge=0, description="delete records older than this (0: keep them)"
+    )
+    max_records: int = Field(
+        default=1_000_000, ge=0, description="keep at most this many records (0: no cap)"
+    )
+    queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="records held for the sinks (while a sink is down, too); past it, new "
+        "records are dropped and counted",
+    )
+
+
 class ServerSettings(_Strict):
     """The whole server file. Every key is optional: the defaults run the gateway."""
 
@@ -382,6 +417,7 @@ class ServerSettings(_Strict):
     store: StoreOptions = Field(default_factory=StoreOptions)
     enforced: EnforcedHooks = Field(default_factory=EnforcedHooks)
     limits: LimitsOptions = Field(default_factory=LimitsOptions)
+    logging: LoggingOptions = Field(default_factory=LoggingOptions)
     mock: bool = Field(
         default=False,
         description="register the in-process mock provider (for demos and tests only)",
