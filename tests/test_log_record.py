@@ -228,7 +228,7 @@ async def test_a_stream(tmp_path: Path, fake: FakeUpstream) -> None:
     sink = ListSink()
     gw = gateway(tmp_path, fake, sink)
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": SERVED}
-    chunks = [
+    chunks: list[bytes | dict[str, Any]] = [
         {**base, "choices": [{"index": 0, "delta": {"content": "hi"}}]},
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         {**base, "choices": [], "usage": USAGE},
