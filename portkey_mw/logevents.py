@@ -91,6 +91,7 @@ class LogEvent:
     _answered_by: str | None = field(default=None, repr=False)
     _costed: bool = field(default=False, repr=False)
     _cost: float | None = field(default=None, repr=False)
+    _record: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -182,7 +183,17 @@ class LogEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The log record: a flat, JSON-ready dict with every key of the record always
-        present (``None`` when unknown), as docs/observability.md lists them."""
+        present (``None`` when unknown), as docs/observability.md lists them.
+
+        Built once, however many sinks ask (each gets its own copy of the top level; the
+        values inside -- ``attempts``, ``tokens``, ``metadata``, bodies -- are shared, so
+        sinks read them and never change them).
+        """
+        if self._record is None:
+            self._record = self._build_record()
+        return dict(self._record)
+
+    def _build_record(self) -> dict[str, Any]:
         cost = self.list_cost
         bodies = self.bodies
         status = self.status
