@@ -146,6 +146,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+#: the tracing headers (Portkey's) a request may send, and how long each may be: the log
+#: record keeps them, and the log store's columns are that wide
+TRACE_HEADERS: tuple[tuple[str, int], ...] = (
+    ("x-portkey-trace-id", 128),
+    ("x-portkey-span-id", 64),
+    ("x-portkey-parent-span-id", 64),
+    ("x-portkey-span-name", 256),
+)
+
+
+def check_trace_header(name: str, value: str, limit: int) -> None:
+    """A tracing header must be printable ASCII, at most ``limit`` characters.
+
+    :raises InvalidRequest: it is not (400, naming the header).
+    """
+    if len(value) > limit or not value.isprintable() or not value.isascii():
+        raise InvalidRequest(
+            f"{name} must be at most {limit} printable ASCII characters",
+            code="invalid_trace_header",
+            param=name,
+        )
+
+
 def apply_request_options(ctx: RequestContext) -> None:
     """Validate the ``x-portkey-*`` headers that shape the request, and record metadata."""
     headers = ctx.headers
@@ -159,10 +182,24 @@ def apply_request_options(ctx: RequestContext) -> None:
             raise InvalidRequest(
                 'x-portkey-metadata must be a JSON object, e.g. {"user": "u-1", "env": "prod"}',
                 code="invalid_metadata",
+                param="x-portkey-metadata",
             )
         check_json_depth(metadata, parsed, "x-portkey-metadata")
+        nested = next((k for k, v in parsed.items() if isinstance(v, dict | list)), None)
+        if nested is not None:
+            # The log store indexes metadata as key=value pairs: a value must be one.
+            raise InvalidRequest(
+                f"x-portkey-metadata must map keys to strings, numbers, booleans or null: "
+                f"{nested[:100]!r} holds a {type(parsed[nested]).__name__}",
+                code="invalid_metadata",
+                param="x-portkey-metadata",
+            )
         # Values keep their JSON types, so conditional routing can compare numbers as numbers.
         ctx.metadata = parsed
+    for name, limit in TRACE_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            check_trace_header(name, value, limit)
     custom_host = headers.get("x-portkey-custom-host")
     if custom_host is not None:
         check_client_host(custom_host, "x-portkey-custom-host")

@@ -32,6 +32,7 @@ from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
 from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
+from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.logevents import LogDispatcher
 from portkey_mw.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from portkey_mw.metrics import GatewayMetrics, MetricsSink, StateCollector, StateSources
@@ -68,6 +69,8 @@ INBOUND: dict[str, InboundFormat] = {
 }
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
 METRICS_PATH = "/metrics"
+#: the guardrail whose detector masks PII in logged bodies (``logging.redact_pii``)
+PII_GUARDRAIL = "default.pii"
 
 
 class Gateway:
@@ -222,6 +225,7 @@ class Gateway:
             prices=self.prices,
             identifier=self.control.identifier,
             spend=self.spend,
+            bodies=self._body_policy(),
         )
         store = self.control.store
         self._admin_routes = operations_router(
@@ -247,6 +251,20 @@ class Gateway:
             if store is not None
             else None
         )
+
+    def _body_policy(self) -> BodyPolicy:
+        """How log records keep bodies (``logging``); PII is masked with the PII
+        guardrail's own detector, so the gateway has one notion of personal data."""
+        options = self.settings.logging
+        redactor = None
+        if options.redact_pii:
+            redactor = getattr(self.guardrails.get(PII_GUARDRAIL), "redact_text", None)
+            if not callable(redactor):
+                raise InvalidConfig(
+                    f"logging.redact_pii needs the {PII_GUARDRAIL} guardrail (the "
+                    "default_guardrails plugin), which is not loaded"
+                )
+        return BodyPolicy(options.bodies, options.max_body_bytes, redactor)
 
     def _metric_sources(self) -> StateSources:
         return StateSources(
@@ -371,8 +389,10 @@ class Gateway:
         except GatewayError as too_large:
             await _http.send_error(send, too_large, {"connection": "close"})
             return
-        trace_id = headers.get("x-portkey-trace-id") or uuid.uuid4().hex
-        base_headers = {"x-portkey-trace-id": trace_id}
+        # One random id per request; a request without a trace id starts a trace of its own.
+        request_id = uuid.uuid4().hex
+        trace_id = headers.get("x-portkey-trace-id") or request_id
+        base_headers = {"x-portkey-trace-id": trace_id, "x-portkey-request-id": request_id}
         route = ROUTES.get(path)
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
@@ -402,6 +422,7 @@ class Gateway:
             raw_body=b"",
             response_headers=base_headers,
             gateway_state=self.state,
+            request_id=request_id,
         )
         self.in_flight += 1
         try:

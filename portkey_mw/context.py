@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,6 +44,9 @@ class Attempt:
     error_code: str | None = None
     error: str | None = None
     latency_ms: float = 0.0
+    #: for the stream an attempt committed to: how long it ran after its first event (the
+    #: relay), so the upstream's time is ``latency_ms + stream_ms``
+    stream_ms: float = 0.0
 
     def record_error(self, error: GatewayError) -> None:
         """Note the gateway error this attempt ended with."""
@@ -183,6 +187,10 @@ class RequestContext:
     provider: str | None = None
     target_index: str | None = None
     cache_status: str | None = None
+    #: the slug of the virtual key of the target that answered (or was tried last)
+    virtual_key: str | None = None
+    #: the saved config (slug) or server-file config (name) the request was routed by
+    config_id: str | None = None
     #: the gateway API key the request was identified by (``None``: none, or auth off)
     api_key: ApiKey | None = None
     #: whose budgets and rate limits the request counts against (spend control sets it:
@@ -195,6 +203,9 @@ class RequestContext:
     gateway_state: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
+    #: 32 hex characters, new for every request (``x-portkey-request-id``; the log record's
+    #: id)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def stream(self) -> bool:

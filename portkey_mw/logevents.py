@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,9 @@ import structlog
 
 from portkey_mw.context import Attempt
 from portkey_mw.interfaces import LogSink
+from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.pricing import PriceTable
+from portkey_mw.pricing.usage import openai_token_counts
 
 log = structlog.get_logger("portkey_mw.logevents")
 
@@ -29,7 +32,11 @@ BATCH_WINDOW = 0.05
 
 @dataclass(slots=True)
 class LogEvent:
-    """Everything recorded about one request. Sinks receive these in batches."""
+    """Everything recorded about one request. Sinks receive these in batches.
+
+    The pipeline fills the fields from what it already holds (references, no copies);
+    :meth:`to_dict` works out the rest (usage, tokens, cost, bodies) when a sink asks.
+    """
 
     trace_id: str
     started_at: float
@@ -57,10 +64,34 @@ class LogEvent:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the price list the cost is worked out with
     prices: PriceTable | None = field(default=None, repr=False)
+    #: 32 hex characters, the record's id (``x-portkey-request-id``)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: ``x-portkey-span-id`` (``None``: derived from the request id)
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    span_name: str | None = None
+    #: the gateway API key's id (never the key)
+    api_key_id: str | None = None
+    #: the slug of the answering target's virtual key
+    virtual_key: str | None = None
+    #: the saved or server-file config the request was routed by
+    config_id: str | None = None
+    prompt_id: str | None = None
+    prompt_version: int | None = None
+    #: a record sent in through ``POST /v1/logs``, not a request the gateway served
+    custom: bool = False
+    #: how bodies are rendered; ``None``: this request's record keeps none
+    bodies: BodyPolicy | None = field(default=None, repr=False)
+    #: the request body as the client sent it (kept only with ``bodies``)
+    request_bytes: bytes | None = field(default=None, repr=False)
+    #: the response as the client got it: a body, or a stream's events up to the cap (kept
+    #: only with ``bodies``)
+    sent_bytes: bytes | None = field(default=None, repr=False)
     _usage: Any = field(default=None, repr=False)
     _answered_by: str | None = field(default=None, repr=False)
     _costed: bool = field(default=False, repr=False)
     _cost: float | None = field(default=None, repr=False)
+    _record: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -69,6 +100,55 @@ class LogEvent:
             usage, self._answered_by = _find_usage(self.response_bytes)
             self._usage = usage or {}
         return self._usage or None
+
+    @property
+    def served_model(self) -> str | None:
+        """The model the response names (which may be more precise than the one asked)."""
+        if self._usage is None:
+            self.usage  # noqa: B018 - parses the response once, model included
+        if self._answered_by is None and self.stream and self.response_bytes:
+            # A stream without a usage chunk still names its model in every chunk.
+            self._answered_by = _stream_model(self.response_bytes)
+        return self._answered_by
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        """The usage's counts, normalised: input, output, cache_read, cache_write,
+        reasoning, total (0 for what the provider did not report)."""
+        usage = self.usage
+        if not usage:
+            return dict.fromkeys(TOKEN_KEYS, 0)
+        counts = openai_token_counts(usage)
+        tokens = {
+            "input": counts.get("input_tokens", 0),
+            "output": counts.get("output_tokens", 0),
+            "cache_read": counts.get("cache_read_tokens", 0),
+            "cache_write": counts.get("cache_write_tokens", 0),
+            "reasoning": counts.get("output_reasoning_tokens", 0),
+        }
+        total = usage.get("total_tokens")
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            tokens["total"] = total
+        else:
+            tokens["total"] = tokens["input"] + tokens["output"]
+        return tokens
+
+    @property
+    def upstream_ms(self) -> float | None:
+        """Time spent in provider calls over every attempt, a committed stream's relay
+        included (``None``: no provider was called)."""
+        # (an attempt never made -- a circuit refusal, a spent budget -- took no time)
+        called = [a.latency_ms + a.stream_ms for a in self.attempts if a.latency_ms]
+        return sum(called) if called else None
+
+    @property
+    def fallback(self) -> bool:
+        """Whether a target other than the first one tried answered (or was tried)."""
+        attempts = self.attempts
+        if len(attempts) < 2:
+            return False
+        first = attempts[0].target
+        return any(a.target != first for a in attempts)
 
     @property
     def cache_hit(self) -> bool:
@@ -102,43 +182,97 @@ class LogEvent:
         return self.list_cost if self.cache_hit else None
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat, JSON-ready view for sinks that write records."""
+        """The log record: a flat, JSON-ready dict with every key of the record always
+        present (``None`` when unknown), as docs/observability.md lists them.
+
+        Built once, however many sinks ask (each gets its own copy of the top level; the
+        values inside -- ``attempts``, ``tokens``, ``metadata``, bodies -- are shared, so
+        sinks read them and never change them).
+        """
+        if self._record is None:
+            self._record = self._build_record()
+        return dict(self._record)
+
+    def _build_record(self) -> dict[str, Any]:
+        cost = self.list_cost
+        bodies = self.bodies
+        status = self.status
         record: dict[str, Any] = {
-            "trace_id": self.trace_id,
+            "request_id": self.request_id,
+            "trace_id": self.trace_id[:TRACE_ID_CHARS],
+            "span_id": (self.span_id or self.request_id[:16])[:SPAN_ID_CHARS],
+            "parent_span_id": _bounded(self.parent_span_id, SPAN_ID_CHARS),
+            "span_name": _bounded(self.span_name, SPAN_NAME_CHARS),
             "started_at": self.started_at,
+            "ended_at": self.started_at + self.latency_ms / 1000,
             "endpoint": self.endpoint,
             "method": self.method,
             "path": self.path,
-            "status": self.status,
-            "latency_ms": round(self.latency_ms, 3),
+            "status": status,
+            "success": 200 <= status < 400,
             "stream": self.stream,
+            "stream_complete": self.stream_complete,
             "provider": self.provider,
             "model": self.model,
+            "served_model": self.served_model,
             "target": self.target,
-            "cache_status": self.cache_status,
+            "attempts": [a.summary() for a in self.attempts],
             "retry_count": self.retry_count,
+            "fallback": self.fallback,
+            "cache_status": self.cache_status,
+            "hook_results": None,
+            "error_type": self.error_type,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "latency_ms": round(self.latency_ms, 3),
+            "upstream_ms": _rounded(self.upstream_ms),
+            "ttfb_ms": _rounded(self.ttfb_ms),
+            "usage": self.usage,
+            "tokens": self.tokens,
+            "cost_usd": None if cost is None else 0.0 if self.cache_hit else round(cost, 8),
+            "cost_saved_usd": round(cost, 8) if cost is not None and self.cache_hit else None,
+            "api_key_id": self.api_key_id,
+            "virtual_key": self.virtual_key,
+            "config_id": self.config_id,
+            "metadata": self.metadata,
+            "prompt_id": self.prompt_id,
+            "prompt_version": self.prompt_version,
+            "request_body": bodies.render(self.request_bytes) if bodies is not None else None,
+            "response_body": bodies.render(self.sent_bytes) if bodies is not None else None,
+            "custom": self.custom,
         }
-        if self.metadata:
-            record["metadata"] = self.metadata
-        if len(self.attempts) > 1 or self.error_type:
-            record["attempts"] = [a.summary() for a in self.attempts]
-        if self.error_type:
-            record["error_type"] = self.error_type
-            record["error_message"] = self.error_message
-        if self.ttfb_ms is not None:
-            record["ttfb_ms"] = round(self.ttfb_ms, 3)
-        if self.stream_complete is not None:
-            record["stream_complete"] = self.stream_complete
-        usage = self.usage
-        if usage:
-            record["usage"] = usage
-        cost = self.list_cost
-        if cost is not None:
-            record["cost_usd"] = 0.0 if self.cache_hit else round(cost, 8)
-            if self.cache_hit:
-                record["cost_saved_usd"] = round(cost, 8)
         record.update(self.extra)
         return record
+
+
+#: the keys of a record's ``tokens``
+TOKEN_KEYS = ("input", "output", "cache_read", "cache_write", "reasoning", "total")
+#: how long the tracing ids and names in a record may be (the log store's columns)
+TRACE_ID_CHARS = 128
+SPAN_ID_CHARS = 64
+SPAN_NAME_CHARS = 256
+
+
+def _bounded(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+def _stream_model(tail: bytes) -> str | None:
+    """The model named by the last chunk of a stream's tail that names one."""
+    for line in reversed(tail.split(b"\n")):
+        if line.startswith(b"data:") and b'"model"' in line:
+            try:
+                chunk = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue
+            model = chunk.get("model") if isinstance(chunk, dict) else None
+            if isinstance(model, str):
+                return model
+    return None
 
 
 def _find_usage(data: bytes) -> tuple[dict[str, Any] | None, str | None]:

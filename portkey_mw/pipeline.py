@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -32,12 +32,13 @@ from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
+from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
 from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.response_cache import ResponseCache
-from portkey_mw.routing import Router
+from portkey_mw.routing import PlanNode, ResolvedTarget, Router, plan_leaves
 from portkey_mw.services import GatewayServices
 from portkey_mw.spend import SpendControl, total_tokens
 from portkey_mw.store.records import ApiKey
@@ -81,6 +82,8 @@ class Pipeline:
     identifier: Identifier
     #: budgets and rate limits
     spend: SpendControl
+    #: which requests' log records keep their bodies, and how (``logging``)
+    bodies: BodyPolicy = field(default_factory=BodyPolicy)
 
     async def handle(
         self,
@@ -127,16 +130,19 @@ class Exchange:
     __slots__ = (
         "_disconnected",
         "_done",
+        "capture",
         "ctx",
         "error",
         "finished",
         "guards",
         "inbound",
         "pipeline",
+        "plan",
         "receive",
         "relay",
         "response_started",
         "send",
+        "sent",
         "status",
         "ttfb",
     )
@@ -167,6 +173,12 @@ class Exchange:
         #: the stream relayed (None: not a stream), read for the log and the charge even when
         #: the client left in the middle
         self.relay: _Tail | None = None
+        #: the complete body the client got (a reference, for the log's bodies)
+        self.sent: bytes | None = None
+        #: a stream's events as sent, when its log record keeps bodies
+        self.capture: StreamCapture | None = None
+        #: the request's compiled plan, once resolved
+        self.plan: PlanNode | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -251,7 +263,10 @@ class Exchange:
                 )
             model_ref, name = split
             ctx.set_param("model", name)
-        plan = await pipeline.resolver.resolve(ctx.headers, api_key, model_ref)
+        plan, ctx.config_id = await pipeline.resolver.resolve_request(
+            ctx.headers, api_key, model_ref
+        )
+        self.plan = plan
         # admit: budgets (412) and rate limits (429) of the key and its metadata, from memory
         # or one Redis round trip each; nothing when none apply
         await pipeline.spend.admit(ctx)
@@ -342,6 +357,7 @@ class Exchange:
                 body = self.inbound.provider_error(response.status, parsed)
         await _http.send_bytes(self.send, response.status, body, self._response_headers(response))
         self.finished = time.perf_counter()
+        self.sent = body
 
     async def _send_stream(self, response: GatewayResponse) -> None:
         assert response.stream is not None
@@ -366,6 +382,11 @@ class Exchange:
             # The router asked the provider for the final usage, which spend control
             # charges (see _provider_call); the client did not, so it does not see it.
             relayed = _without_usage(relayed)
+        capture = None
+        if self.pipeline.bodies.enabled(ctx):
+            # Only then: a stream whose bodies are not kept pays nothing for this.
+            capture = self.capture = StreamCapture(self.pipeline.bodies.max_bytes)
+            relayed = capture.wrap(relayed)
         send = self.send
         try:
             async for chunk in relayed:
@@ -378,6 +399,8 @@ class Exchange:
             self.error = error
             event = error_event(error) if self.inbound is None else self.inbound.stream_error(error)
             await send({"type": "http.response.body", "body": event, "more_body": True})
+            if capture is not None:
+                capture.add(event)
         response.stream_tail = tail.tail
         response.stream_complete = self.error is None and tail.tail.rstrip().endswith(b"[DONE]")
         self._done = True
@@ -452,13 +475,20 @@ class Exchange:
             headers.update(extra)
         await _http.send_bytes(self.send, error.status, body, headers)
         self.finished = time.perf_counter()
+        self.sent = body
 
     async def _emit_log(self) -> None:
         ctx, response = self.ctx, self.ctx.response
         now = time.perf_counter()
         error = self.error
+        headers = ctx.headers
+        api_key = ctx.api_key
         event = LogEvent(
+            request_id=ctx.request_id,
             trace_id=ctx.trace_id,
+            span_id=headers.get("x-portkey-span-id"),
+            parent_span_id=headers.get("x-portkey-parent-span-id"),
+            span_name=headers.get("x-portkey-span-name"),
             started_at=ctx.started_at,
             endpoint=ctx.endpoint.value,
             method=ctx.method,
@@ -477,7 +507,25 @@ class Exchange:
             error_code=error.code if error else None,
             error_message=error.message if error else None,
             ttfb_ms=(self.ttfb - ctx.started) * 1000 if self.ttfb is not None else None,
+            api_key_id=api_key.id if api_key is not None else None,
+            virtual_key=ctx.virtual_key,
+            config_id=ctx.config_id,
         )
+        prompt = ctx.state.get("portkey_mw.prompt")
+        if isinstance(prompt, dict):
+            prompt_id, version = prompt.get("id"), prompt.get("version")
+            event.prompt_id = prompt_id if isinstance(prompt_id, str) else None
+            event.prompt_version = version if isinstance(version, int) else None
+        bodies = self.pipeline.bodies
+        if bodies.enabled(ctx):
+            # References only: decoding, redaction and the cap wait for the sink's task.
+            event.bodies = bodies
+            event.request_bytes = ctx.raw_body
+            event.sent_bytes = self.capture.data if self.capture is not None else self.sent
+        if event.provider is None and ctx.cache_status in HIT_STATUSES and self.plan is not None:
+            # A cache hit called no provider; the plan's (when it has one) priced the
+            # answer it saved.
+            event.provider = _single_provider(self.plan)
         if response is not None:
             if response.stream is not None:
                 relay = self.relay
@@ -504,6 +552,14 @@ class Exchange:
             saved = event.cost_saved_usd if ctx.cache_status in HIT_STATUSES else None
             self.pipeline.cache.stats.record(ctx.cache_status, saved)
         await self.pipeline.logs.emit(event)
+
+
+def _single_provider(plan: PlanNode) -> str | None:
+    """The provider of every target of ``plan``, when they share one."""
+    if isinstance(plan, ResolvedTarget):
+        return plan.provider
+    providers = {leaf.provider for leaf in plan_leaves(plan)}
+    return providers.pop() if len(providers) == 1 else None
 
 
 def _asked_for_usage(body: dict[str, Any] | None) -> bool:

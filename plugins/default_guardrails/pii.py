@@ -172,6 +172,11 @@ class PII(Guardrail):
     id: ClassVar[str] = "default.pii"
     stream_mode: ClassVar[StreamMode] = "incremental"
 
+    def redact_text(self, text: str) -> str:
+        """``text`` with every finding of every category masked as ``<CATEGORY>``: the
+        gateway's log redaction (``logging.redact_pii``) uses this detector."""
+        return redact(text, find_pii(text))
+
     def validate(self, params: Mapping[str, Any]) -> None:
         _categories(params)
         region = params.get("region", "US")

@@ -267,9 +267,13 @@ class ApiKeyDefaults(Strict):
     """What requests made with the key get unless they say otherwise."""
 
     config_id: str | None = Field(None, min_length=1, max_length=200)
-    metadata: dict[str, Any] | None = None
+    #: values are scalars, as in ``x-portkey-metadata`` (the log store indexes key=value)
+    metadata: dict[str, str | int | float | bool | None] | None = None
     #: false: the key's config applies whatever the client sends
     allow_config_override: bool = True
+    #: keep request and response bodies in the log records of the key's requests, or not,
+    #: whatever the server's ``logging.bodies`` says (unset: the server decides)
+    log_bodies: bool | None = None
 
 
 def _scopes(value: list[str] | None) -> list[str] | None:

@@ -125,6 +125,7 @@ class ConfigResolver:
         self._enforced = settings.enforced
         self._named: dict[str, Config] = dict(settings.configs)
         default = settings.default_config
+        self._settings_default = default
         self._default = self._named[default] if isinstance(default, str) else default
         self._inline: OrderedDict[_CacheKey, PlanNode] = OrderedDict()
         self._inline_bytes = 0
@@ -157,6 +158,55 @@ class ConfigResolver:
         :param api_key: the request's gateway API key, when it has one.
         :param model_ref: the slug of a model spelled ``@slug/model``.
         """
+        return (await self.resolve_request(headers, api_key, model_ref))[0]
+
+    async def resolve_request(
+        self,
+        headers: Mapping[str, str],
+        api_key: ApiKey | None = None,
+        model_ref: str | None = None,
+    ) -> tuple[PlanNode, str | None]:
+        """:meth:`resolve`, and the id of the config the plan comes from, for the log: a
+        saved config's slug, a server-file config's name; ``None`` for an inline config,
+        a virtual key or provider header, or an unnamed ``default_config``."""
+        plan = await self._resolve(headers, api_key, model_ref)
+        return plan, self._config_id(headers, api_key, model_ref)
+
+    def _config_id(
+        self, headers: Mapping[str, str], api_key: ApiKey | None, model_ref: str | None
+    ) -> str | None:
+        """Which stored config :meth:`_resolve` used (called once it succeeded)."""
+        defaults = api_key.defaults if api_key is not None else {}
+        key_config = defaults.get("config_id") if isinstance(defaults, Mapping) else None
+        forced = api_key is not None and defaults.get("allow_config_override") is False
+        text = None if forced else headers.get("x-portkey-config")
+        if text:
+            return None if text.lstrip().startswith("{") else self._config_name(text)
+        if not forced and (
+            headers.get("x-portkey-virtual-key")
+            or headers.get("x-portkey-provider")
+            or model_ref is not None
+        ):
+            return None  # a virtual key or a provider: no stored config
+        if isinstance(key_config, str) and key_config:
+            return self._config_name(key_config)
+        default = self._settings_default
+        return default if isinstance(default, str) else None
+
+    def _config_name(self, text: str) -> str:
+        """A stored config's name in the log: the server file's name, or the saved config's
+        slug (whether the request sent its slug or its id)."""
+        if text in self._named or self._catalog is None:
+            return text
+        saved = self._catalog.saved_config(text)
+        return saved.slug if saved is not None else text
+
+    async def _resolve(
+        self,
+        headers: Mapping[str, str],
+        api_key: ApiKey | None,
+        model_ref: str | None,
+    ) -> PlanNode:
         key = bearer_token(headers)
         defaults = api_key.defaults if api_key is not None else {}
         key_config = defaults.get("config_id") if isinstance(defaults, Mapping) else None

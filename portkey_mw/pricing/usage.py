@@ -64,7 +64,11 @@ def openai_token_counts(
             continue
         value: Any = usage
         for step in path:
-            value = value.get(step) if isinstance(value, Mapping) else None
+            # (a parsed body's objects are dicts, and most counts are absent: the exact type
+            # test and the None test spare the slower Mapping check)
+            if value is None:
+                break
+            value = value.get(step) if type(value) is dict or isinstance(value, Mapping) else None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             counts[key] = value
     return counts

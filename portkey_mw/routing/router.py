@@ -183,6 +183,7 @@ class Router:
                 await failure.aclose()
         # The response headers describe the failure the client receives.
         ctx.provider, ctx.target_index = chosen.target.provider, chosen.target.path
+        ctx.virtual_key = chosen.target.virtual_key
         ctx.response_headers["x-portkey-retry-attempt-count"] = str(chosen.retries)
         listed = [a.summary() for a in ctx.attempts] if len(ctx.attempts) > 1 else None
         if chosen.response is not None:
@@ -292,6 +293,7 @@ class Router:
         self, ctx: RequestContext, target: ResolvedTarget, walk: _Walk
     ) -> GatewayResponse:
         ctx.provider, ctx.target_index = target.provider, target.path
+        ctx.virtual_key = target.virtual_key
         # Circuits follow the upstream actually called, header-chosen host included.
         upstream = _effective_upstream(ctx, target)
         retry = target.retry
@@ -415,7 +417,7 @@ class Router:
                     response = await provider.call(call, transport)
                     if response.stream is not None and response.status < 400:
                         # Still inside the attempt's deadline: a slow first event times out.
-                        await self._first_event(response, upstream)
+                        await self._first_event(response, upstream, attempt)
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"provider {target.provider!r} did not answer within "
@@ -446,7 +448,9 @@ class Router:
         attempt.status = response.status
         return response, None
 
-    async def _first_event(self, response: GatewayResponse, target: ResolvedTarget) -> None:
+    async def _first_event(
+        self, response: GatewayResponse, target: ResolvedTarget, attempt: Attempt
+    ) -> None:
         """Guard the stream and read up to its first data event, so that early failures (keep-
         alive comments do not count as a start) can still fall back."""
         assert response.stream is not None
@@ -462,7 +466,9 @@ class Router:
                 first += await anext(guarded)
             except StopAsyncIteration:
                 break
-        response.stream = self._relay(first, guarded, target, guard.chunks, response.secrets)
+        response.stream = self._relay(
+            first, guarded, target, guard.chunks, response.secrets, attempt
+        )
         # Consumers of the chunks (caching, guardrails) hear them from the guard's parse.
         response.chunks = guard.chunks
 
@@ -473,11 +479,14 @@ class Router:
         target: ResolvedTarget,
         chunks: ChunkFeed,
         secrets: tuple[str, ...],
+        attempt: Attempt,
     ) -> AsyncIterator[bytes]:
         """The committed stream; how it ends is what counts for the target's circuit. An
-        error it ends with never repeats a credential the request carried."""
+        error it ends with never repeats a credential the request carried. Its duration is
+        the attempt's ``stream_ms`` (the log's upstream time)."""
         chunks.seal()  # relaying starts: every listener has joined
         healthy: bool | None = None
+        started = time.perf_counter()
         try:
             if first:
                 yield first
@@ -490,6 +499,7 @@ class Router:
             error.message = mask_text(error.message, secrets)
             raise
         finally:
+            attempt.stream_ms = (time.perf_counter() - started) * 1000
             if healthy is None:
                 self.breakers.release(target)  # the client left: no verdict
             else:
