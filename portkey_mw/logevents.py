@@ -362,7 +362,7 @@ class _Lane:
         self.limit = limit
         self.held: deque[LogEvent] = deque()
         self.task: asyncio.Task[None] | None = None
-        #: set by emit: there is something to write
+        #: set by emit when the queue stops being empty: there is something to write
         self.wake = asyncio.Event()
         #: set by emit when a whole batch is waiting (ends the batch window early)
         self.full = asyncio.Event()
@@ -382,9 +382,10 @@ class _Lane:
             self.dropped += 1
             self._report_soon()
             return
+        if not self.held:  # the task waits for this only when it has nothing
+            self.idle.clear()
+            self.wake.set()
         self.held.append(event)
-        self.idle.clear()
-        self.wake.set()
         if len(self.held) >= BATCH_SIZE:
             self.full.set()
 
