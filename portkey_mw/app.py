@@ -211,7 +211,11 @@ class Gateway:
             default_timeout_ms=settings.server.request_timeout,
             admit_target=self.spend.admit_target,
         )
-        self.logs = LogDispatcher(self.log_sinks)
+        self.logs = LogDispatcher(
+            self.log_sinks,
+            queue_size=settings.logging.queue_size,
+            drain_timeout=settings.logging.drain_timeout,
+        )
         self.cache = ResponseCache(settings, self.cache_backends, self.semantic_indexes)
         self.pipeline = Pipeline(
             settings=settings,

@@ -218,7 +218,8 @@ class LogSink(ABC):
 
     @abstractmethod
     async def write(self, events: Sequence[LogEvent]) -> None:
-        """Persist or forward ``events``. Raising makes the core retry the batch once."""
+        """Persist or forward ``events``. Raising makes the core keep the batch and write it
+        again, with backoff, until a write succeeds: write a batch whole or not at all."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional for sinks holding nothing
         """Flush and release resources."""

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
+import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -305,85 +309,260 @@ def _usage_and_model(body: Any) -> tuple[dict[str, Any] | None, str | None]:
     return (usage if isinstance(usage, dict) else None), (model if isinstance(model, str) else None)
 
 
-class LogDispatcher:
-    """Moves log events from a bounded queue to every sink, in batches.
+#: a failed write is tried again after this many seconds, doubling up to :data:`RETRY_MAX`
+RETRY_FIRST = 0.1
+RETRY_MAX = 5.0
+#: seconds shutdown waits for the sinks to take every record they hold
+DRAIN_TIMEOUT = 10.0
+#: at most one "records dropped" line per sink this often, with the count since the last
+DROP_REPORT_INTERVAL = 5.0
 
-    When the queue is full, :meth:`emit` waits for room rather than drop a record: a
-    log that falls behind slows requests down, it never loses them silently.
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    """One sink's delivery figures since start (read by ``/metrics``)."""
+
+    sink: str
+    #: records held for the sink: waiting, or in the batch being written (or retried)
+    depth: int
+    #: records the sink never got: its queue was full, or shutdown's deadline passed
+    dropped: int
+    #: write attempts that raised
+    failures: int
+    delivered: int
+
+
+class LogDispatcher:
+    """Moves log events to every sink, in batches, losing none silently.
+
+    Each sink has a lane of its own: a queue bounded by ``queue_size`` and a task that
+    writes it in batches. A sink that fails keeps its batch and retries it with capped
+    exponential backoff until it succeeds, while the other sinks' lanes go on (a database
+    that is down does not stop the structlog lines or ``/metrics``). A record stays in a
+    sink's queue, and counts against its bound, until that sink has written it.
+
+    :meth:`emit` never waits: when a sink's queue is full, the new record is dropped for
+    that sink, counted (:meth:`stats`, ``portkey_mw_log_records_dropped_total``) and
+    reported in a warning line at most every :data:`DROP_REPORT_INTERVAL` seconds.
+    :meth:`aclose` writes out what is held, waiting at most ``drain_timeout`` seconds, and
+    logs what a sink that stayed down lost.
     """
 
-    def __init__(self, sinks: Sequence[LogSink]) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[LogSink],
+        *,
+        queue_size: int = QUEUE_SIZE,
+        drain_timeout: float = DRAIN_TIMEOUT,
+        retry_first: float = RETRY_FIRST,
+        retry_max: float = RETRY_MAX,
+    ) -> None:
         self.sinks = list(sinks)
-        self._queue: asyncio.Queue[LogEvent] = asyncio.Queue(QUEUE_SIZE)
-        self._task: asyncio.Task[None] | None = None
+        self.queue_size = queue_size
+        self.drain_timeout = drain_timeout
+        self.retry_first = retry_first
+        self.retry_max = retry_max
+        self._lanes = [_Lane(sink, queue_size) for sink in self.sinks]
+        self._started = False
+        self._closed = False
 
     def start(self) -> None:
-        """Start the background task (inside the running loop)."""
-        if self._task is None and self.sinks:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="portkey-mw-log-dispatcher"
+        """Start one task per sink (inside the running loop)."""
+        if self._started or self._closed or not self._lanes:
+            return
+        loop = asyncio.get_running_loop()
+        for lane in self._lanes:
+            lane.task = loop.create_task(
+                self._run(lane), name=f"portkey-mw-log-sink-{lane.sink.name}"
             )
+        self._started = True
 
     async def emit(self, event: LogEvent) -> None:
-        """Queue one event; cheap unless the queue is full."""
-        if not self.sinks:
-            return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            await self._queue.put(event)
+        """Queue one event for every sink. Never waits: a full queue drops and counts."""
+        for lane in self._lanes:
+            lane.put(event, accept=not self._closed)
 
     @property
     def depth(self) -> int:
-        """Events waiting for the sinks."""
-        return self._queue.qsize()
+        """Records the furthest-behind sink still holds."""
+        return max((len(lane.held) for lane in self._lanes), default=0)
+
+    def stats(self) -> list[SinkStats]:
+        """Each sink's figures, in sink order."""
+        return [lane.stats() for lane in self._lanes]
 
     async def flush(self) -> None:
-        """Wait until every queued event reached the sinks."""
-        if self._task is not None:
-            await self._queue.join()
+        """Wait until every sink has every record queued so far (no deadline: a sink that
+        stays down keeps this waiting)."""
+        if self._started:
+            await asyncio.gather(*(lane.idle.wait() for lane in self._lanes))
 
     async def aclose(self) -> None:
-        """Drain the queue, stop the task and close the sinks."""
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for sink in self.sinks:
+        """Write out what is held (at most ``drain_timeout`` seconds), stop the tasks and
+        close the sinks. What a sink did not take in time is counted as dropped and logged."""
+        if self._closed:
+            return
+        self.start()  # records emitted before a start are written out too
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_timeout
+        for lane in self._lanes:
+            lane.draining = True
+            lane.full.set()  # end a batch window in progress
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self.flush()
+        self._closed = True  # from here on, emit drops and counts
+        for lane in self._lanes:
+            await lane.stop()
+            lost = len(lane.held)
+            if lost:
+                lane.held.clear()
+                lane.dropped += lost
+                lane.reported += lost  # reported here, not again as a queue-full drop
+                log.error(
+                    "log records lost at shutdown: the sink did not take them in time",
+                    sink=lane.sink.name,
+                    lost=lost,
+                    drain_timeout=self.drain_timeout,
+                )
+            lane.report_drops()
+        for lane in self._lanes:
             try:
-                await sink.aclose()
+                # A sink whose close hangs must not hang shutdown either.
+                async with asyncio.timeout(max(deadline - loop.time(), 1.0)):
+                    await lane.sink.aclose()
             except Exception:
-                log.exception("log sink failed to close", sink=sink.name)
+                log.exception("log sink failed to close", sink=lane.sink.name)
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
         while True:
-            batch = [await self._queue.get()]
-            deadline = asyncio.get_running_loop().time() + BATCH_WINDOW
-            while len(batch) < BATCH_SIZE:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0 and self._queue.empty():
-                    break
-                try:
-                    batch.append(
-                        self._queue.get_nowait()
-                        if not self._queue.empty()
-                        else await asyncio.wait_for(self._queue.get(), remaining)
-                    )
-                except TimeoutError:
-                    break
-            await self._deliver(batch)
+            if not lane.held:
+                lane.idle.set()
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            if len(lane.held) < BATCH_SIZE and not lane.draining:
+                # Let a burst fill the batch: fewer, larger writes. A backlog of a full
+                # batch or more skips this, so the window never caps throughput.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BATCH_WINDOW):
+                        await lane.full.wait()
+            # The batch stays in the queue (and in the bound) until the sink has it.
+            batch = list(itertools.islice(lane.held, BATCH_SIZE))
+            await self._write(lane, batch)
             for _ in batch:
-                self._queue.task_done()
+                lane.held.popleft()
+            lane.delivered += len(batch)
+            lane.full.clear()
 
-    async def _deliver(self, batch: list[LogEvent]) -> None:
-        for sink in self.sinks:
-            for attempt in (1, 2):
-                try:
-                    await sink.write(batch)
-                    break
-                except Exception:
-                    log.exception(
-                        "log sink failed", sink=sink.name, events=len(batch), attempt=attempt
-                    )
+    async def _write(self, lane: _Lane, batch: list[LogEvent]) -> None:
+        """Write ``batch`` to the lane's sink, retrying until it succeeds."""
+        delay = self.retry_first
+        attempt = 1
+        while True:
+            try:
+                await self._deliver(lane.sink, batch)
+            except Exception as exc:
+                lane.failures += 1
+                fields = {
+                    "sink": lane.sink.name,
+                    "attempt": attempt,
+                    "held": len(lane.held),
+                    "retry_in": delay,
+                    "error": type(exc).__name__,
+                }
+                if attempt == 1:  # the traceback once, not every few seconds of an outage
+                    log.exception("log sink failed; holding its records and retrying", **fields)
+                else:
+                    log.warning("log sink failed again; still holding its records", **fields)
+            else:
+                if attempt > 1:
+                    log.info("log sink recovered", sink=lane.sink.name, attempts=attempt)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_max)
+            attempt += 1
+
+    async def _deliver(self, sink: LogSink, batch: list[LogEvent]) -> None:
+        """One write attempt (a seam the test suite's secret scanner wraps)."""
+        await sink.write(batch)
+
+
+class _Lane:
+    """One sink's queue, task and figures."""
+
+    def __init__(self, sink: LogSink, limit: int) -> None:
+        self.sink = sink
+        self.limit = limit
+        self.held: deque[LogEvent] = deque()
+        self.task: asyncio.Task[None] | None = None
+        #: set by emit when the queue stops being empty: there is something to write
+        self.wake = asyncio.Event()
+        #: set by emit when a whole batch is waiting (ends the batch window early)
+        self.full = asyncio.Event()
+        #: set by the task when it has written everything
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.draining = False
+        self.dropped = 0
+        self.reported = 0  # drops already in a log line
+        self.failures = 0
+        self.delivered = 0
+        self._last_report = -math.inf
+        self._report_timer: asyncio.TimerHandle | None = None
+
+    def put(self, event: LogEvent, *, accept: bool) -> None:
+        if not accept or len(self.held) >= self.limit:
+            self.dropped += 1
+            self._report_soon()
+            return
+        if not self.held:  # the task waits for this only when it has nothing
+            self.idle.clear()
+            self.wake.set()
+        self.held.append(event)
+        if len(self.held) >= BATCH_SIZE:
+            self.full.set()
+
+    def _report_soon(self) -> None:
+        """A warning now, or when the interval since the last one has passed."""
+        if self._report_timer is not None:
+            return  # a line is already due; it will include this drop
+        wait = self._last_report + DROP_REPORT_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self.report_drops()
+        else:
+            self._report_timer = asyncio.get_running_loop().call_later(wait, self.report_drops)
+
+    def report_drops(self) -> None:
+        """Log the drops not reported yet, if any."""
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        count = self.dropped - self.reported
+        if count <= 0:
+            return
+        self.reported = self.dropped
+        self._last_report = time.monotonic()
+        log.warning(
+            "log records dropped: the sink's queue is full",
+            sink=self.sink.name,
+            dropped=count,
+            dropped_total=self.dropped,
+            queue_size=self.limit,
+        )
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            sink=self.sink.name,
+            depth=len(self.held),
+            dropped=self.dropped,
+            failures=self.failures,
+            delivered=self.delivered,
+        )

@@ -6,9 +6,9 @@ Two kinds of series, neither costing the request path anything:
   tokens, cost, fallbacks, retries, budget and rate-limit refusals) are updated by
   :class:`MetricsSink`, a log sink: it runs in the log dispatcher's task, from the log
   event every request already emits;
-* state (cache outcomes, guardrail verdicts, circuit states, the log queue, the limits
-  backend, unpriced models) is read from the objects that keep it when Prometheus scrapes
-  (:class:`StateCollector`).
+* state (cache outcomes, guardrail verdicts, circuit states, each log sink's queue, drops
+  and failed writes, the limits backend, unpriced models) is read from the objects that
+  keep it when Prometheus scrapes (:class:`StateCollector`).
 
 Each gateway has a registry of its own, so that two gateways in one process (tests, an app
 mounting two) do not mix their figures. Label values that come from clients (the model
@@ -304,9 +304,7 @@ class StateCollector(Collector):
             opened.add_metric((provider,), value)
         yield circuits
         yield opened
-        queue = GaugeMetricFamily("portkey_mw_log_queue_depth", "log events waiting for sinks")
-        queue.add_metric((), state.logs.depth)
-        yield queue
+        yield from _log_delivery(state.logs)
         limits = state.spend.backend
         degraded = GaugeMetricFamily(
             "portkey_mw_limits_degraded",
@@ -325,6 +323,38 @@ class StateCollector(Collector):
         if state.prices.unpriced_other:
             unpriced.add_metric(("", "other"), state.prices.unpriced_other)
         yield unpriced
+
+
+def _log_delivery(logs: LogDispatcher) -> Iterator[Any]:
+    """Each log sink's queue, drops and failed writes (sinks of one name added up)."""
+    queue = GaugeMetricFamily(
+        "portkey_mw_log_queue_depth",
+        "log records held for each sink (waiting, or being retried while it is down)",
+        labels=("sink",),
+    )
+    dropped = CounterMetricFamily(
+        "portkey_mw_log_records_dropped",
+        "log records a sink never got: its queue was full, or shutdown's deadline passed",
+        labels=("sink",),
+    )
+    failures = CounterMetricFamily(
+        "portkey_mw_log_sink_failures",
+        "failed write attempts to each log sink (each is retried)",
+        labels=("sink",),
+    )
+    totals: dict[str, list[int]] = {}
+    for row in logs.stats():
+        figures = totals.setdefault(row.sink, [0, 0, 0])
+        figures[0] += row.depth
+        figures[1] += row.dropped
+        figures[2] += row.failures
+    for sink, (depth, drops, failed) in sorted(totals.items()):
+        queue.add_metric((sink,), depth)
+        dropped.add_metric((sink,), drops)
+        failures.add_metric((sink,), failed)
+    yield queue
+    yield dropped
+    yield failures
 
 
 class StateSources:

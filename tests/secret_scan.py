@@ -132,10 +132,10 @@ def install() -> None:
 
     deliver = LogDispatcher._deliver
 
-    async def scanned_deliver(self: LogDispatcher, batch: list[Any]) -> None:
+    async def scanned_deliver(self: LogDispatcher, sink: Any, batch: list[Any]) -> None:
         for event in batch:
             SCANNER.scan(f"log record {event.trace_id}", orjson.dumps(event.to_dict()))
-        await deliver(self, batch)
+        await deliver(self, sink, batch)
 
     LogDispatcher._deliver = scanned_deliver  # type: ignore[method-assign]
     logging.getLogger().addHandler(_LogScan(logging.WARNING))

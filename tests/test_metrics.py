@@ -168,7 +168,9 @@ async def test_metrics_after_traffic(tmp_path: Path, fake: FakeUpstream) -> None
         == 4
     )
     assert value(found, "portkey_mw_time_to_first_token_seconds_count", provider="openai") == 1
-    assert ("portkey_mw_log_queue_depth", ()) in found
+    assert ("portkey_mw_log_queue_depth", (("sink", "metrics"),)) in found
+    assert value(found, "portkey_mw_log_records_dropped_total", sink="metrics") == 0
+    assert value(found, "portkey_mw_log_sink_failures_total", sink="structlog") == 0
     assert value(found, "portkey_mw_limits_degraded", backend="memory") == 0
     assert value(found, "portkey_mw_cache_lookups_total", status="HIT") == 0
 

@@ -385,6 +385,13 @@ class LoggingOptions(_Strict):
         description="records held for the sinks (while a sink is down, too); past it, new "
         "records are dropped and counted",
     )
+    drain_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="seconds shutdown waits for the sinks to take the records they hold; "
+        "what a sink that stays down still holds then is logged as lost",
+    )
 
 
 class ServerSettings(_Strict):
