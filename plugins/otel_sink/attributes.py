@@ -154,7 +154,8 @@ def times_ns(record: Mapping[str, Any]) -> tuple[int, int]:
     ended = record.get("ended_at")
     if not isinstance(ended, int | float) or ended < started:
         ended = started + float(record.get("latency_ms") or 0.0) / 1000
-    return int(started * 1e9), int(float(ended) * 1e9)
+    # microseconds first: a float of epoch nanoseconds is off by hundreds of them
+    return round(started * 1e6) * 1000, round(float(ended) * 1e6) * 1000
 
 
 def tokens_of(record: Mapping[str, Any]) -> dict[str, int] | None:
