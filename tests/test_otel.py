@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from portkey_mw_plugins.otel_sink import load_settings
+from portkey_mw_plugins.otel_sink import OtelSettings, load_settings, make_sink
 from portkey_mw_plugins.otel_sink.attributes import metric_points, span_data
 
 from portkey_mw import Gateway
@@ -407,3 +407,28 @@ def test_the_full_record_maps_to_the_conventions() -> None:
     hit = metric_points({**FULL_RECORD, "cache_status": "HIT"})
     assert hit.input_tokens is None and hit.duration_s == 1.5
     assert metric_points(FULL_RECORD).input_tokens == 120
+
+
+class _Record:
+    """Stands in for a LogEvent carrying the full record (its ``to_dict`` is all a sink reads)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record
+
+
+async def test_the_full_record_keeps_its_ids_and_parent(collector: Collector) -> None:
+    sink = make_sink(OtelSettings(endpoint=collector.url, metrics=False))
+    child_of_nothing = {**FULL_RECORD, "trace_id": "1" * 32, "parent_span_id": None}
+    await sink.write([_Record(FULL_RECORD), _Record(child_of_nothing)])  # type: ignore[list-item]
+    await sink.aclose()
+    span = collector.span(int(FULL_RECORD["trace_id"], 16))
+    assert span.span_id.hex() == FULL_RECORD["span_id"]
+    assert span.parent_span_id.hex() == FULL_RECORD["parent_span_id"]
+    assert span.start_time_unix_nano == 1_700_000_000_250_000_000
+    assert span.end_time_unix_nano == 1_700_000_001_750_000_000
+    root = collector.span(int("1" * 32, 16))
+    assert root.span_id.hex() == FULL_RECORD["span_id"] and not root.parent_span_id
+    assert not collector.metric_exports  # metrics: false

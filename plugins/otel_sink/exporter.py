@@ -167,13 +167,17 @@ class OtelSink(LogSink):
         else:
             self._ids.trace_id = data.trace_id
         self._ids.span_id = data.span_id
-        span = self._tracer.start_span(
-            data.name,
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=data.attributes,
-            start_time=data.start_ns,
-        )
+        try:
+            span = self._tracer.start_span(
+                data.name,
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=data.attributes,
+                start_time=data.start_ns,
+            )
+        finally:
+            # ids the SDK did not ask for (a sampled-out span) must not reach the next one
+            self._ids.trace_id = self._ids.span_id = None
         if data.error_type is not None:
             span.set_status(Status(StatusCode.ERROR, data.error_type))
         span.end(end_time=data.end_ns)
