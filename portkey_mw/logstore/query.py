@@ -23,7 +23,6 @@ from sqlalchemy import (
     ColumnElement,
     Double,
     FromClause,
-    Select,
     and_,
     case,
     cast,
@@ -214,7 +213,7 @@ class LogQueries:
             query = query.order_by(c.created_ms, c.id).limit(RECORDS_PAGE)
             async with self._read() as connection:
                 page = (await connection.execute(query)).all()
-            for created_ms, _id, record in page:
+            for _created_ms, _id, record in page:
                 yield _load(record)
             if len(page) < RECORDS_PAGE:
                 return
@@ -494,7 +493,7 @@ _INTS = frozenset(
 )  # fmt: skip
 
 
-def _finish(row: Mapping[str, Any], names: Sequence[str] = AGGREGATES) -> dict[str, Any]:
+def _finish(row: Mapping[Any, Any], names: Sequence[str] = AGGREGATES) -> dict[str, Any]:
     """A result row as plain numbers (PostgreSQL hands sums back as Decimal)."""
     out: dict[str, Any] = {}
     for name in names:
