@@ -196,7 +196,8 @@ class LogQueries:
         async with self._read() as connection:
             found = (await connection.execute(rows)).mappings().all()
             count = (await connection.execute(total)).scalar_one()
-        return [dict(row) for row in found], int(count)
+        # str(): SQLAlchemy's quoted_name keys are a str subclass orjson refuses
+        return [{str(k): v for k, v in row.items()} for row in found], int(count)
 
     async def records(self, f: LogFilter) -> AsyncIterator[dict[str, Any]]:
         """Every full record ``f`` matches, oldest first, read a page at a time (each page
