@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,6 @@ from portkey_ai import AsyncPortkey
 from portkey_ai.api_resources import exceptions as errors
 
 from portkey_mw.cli import main
-from portkey_mw.interfaces import LogSink
-from portkey_mw.logevents import LogEvent
-from portkey_mw.logstore.query import LogQueries
-from portkey_mw.store.sql.engine import make_engine
 from tests import planted
 from tests.conftest import RunningGateway, ThreadedServer, server_file
 from tests.fake_upstream import FakeUpstream
@@ -51,32 +47,9 @@ def gw(
     monkeypatch.setenv("PORTKEY_MW_DATA_DIR", str(tmp_path))
     store = {"url": f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"}
     gateway = Gateway(config_file=server_file(tmp_path, fake, store=store))
-    own = _store_logs(gateway, store["url"])
+    assert gateway.log_queries is not None  # logging.store: sql, the default
     with ThreadedServer(gateway) as server:
         yield RunningGateway("mounted", server.url, server.url, app=gateway)
-    if own is not None:
-        asyncio.run(own.engine.dispose())
-
-
-class _SQLSink(LogSink):
-    """Until the sql_logs sink plugin lands: the log events into the SQL log store."""
-
-    name = "test-sql"
-
-    def __init__(self, queries: LogQueries) -> None:
-        self.queries = queries
-
-    async def write(self, events: Sequence[LogEvent]) -> None:
-        await self.queries.insert([event.to_dict() for event in events])
-
-
-def _store_logs(gateway: Any, url: str) -> LogQueries | None:
-    if getattr(gateway, "log_queries", None) is not None:
-        return None
-    queries = LogQueries(make_engine(url))
-    gateway.log_queries = queries
-    gateway.logs.sinks.append(_SQLSink(queries))
-    return queries
 
 
 def admin(gw: RunningGateway) -> portkey_ai.Portkey:
@@ -422,3 +395,22 @@ def test_the_logs_commands(gw: RunningGateway, fake: FakeUpstream) -> None:
     assert "gpt-4o-mini" in stats.output and "p99" in stats.output
     bad = runner.invoke(main, ["logs", "stats", "--group-by", "colour", *target])
     assert bad.exit_code != 0 and "group_by" in bad.output
+
+
+def test_with_the_log_store_off_the_routes_say_so(
+    tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portkey_mw import Gateway
+
+    monkeypatch.setenv("PORTKEY_MW_AUTH", "required")
+    store = {"url": f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"}
+    path = server_file(tmp_path, fake, store=store, logging={"store": "off"})
+    gateway = Gateway(config_file=path)
+    with (
+        ThreadedServer(gateway) as server,
+        http(RunningGateway("mounted", server.url, server.url, app=gateway)) as client,
+    ):
+        for method, route in [("GET", "/logs"), ("POST", "/feedback"), ("GET", "/logs/exports")]:
+            answer = client.request(method, route, json={} if method == "POST" else None)
+            assert answer.status_code == 503, answer.text
+            assert "logging.store" in answer.json()["error"]["message"]
