@@ -127,6 +127,15 @@ class LogFilter:
     trace_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)  # all must match
     text: str | None = None  # substring of body_text (case-insensitive)
+    # inclusive ranges (Portkey's cost and token filters); None: unbounded
+    min_cost_usd: float | None = None
+    max_cost_usd: float | None = None
+    min_total_tokens: int | None = None
+    max_total_tokens: int | None = None
+    min_input_tokens: int | None = None
+    max_input_tokens: int | None = None
+    min_output_tokens: int | None = None
+    max_output_tokens: int | None = None
 
 
 class LogQueries:
@@ -139,6 +148,11 @@ class LogQueries:
         self._engine = engine
         # translate_errors masks the password it finds in this URL.
         self._url = engine.url.render_as_string(hide_password=False)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine (the feedback and export tables share its database)."""
+        return self._engine
 
     # -- records -------------------------------------------------------------------------
 
@@ -182,7 +196,8 @@ class LogQueries:
         async with self._read() as connection:
             found = (await connection.execute(rows)).mappings().all()
             count = (await connection.execute(total)).scalar_one()
-        return [dict(row) for row in found], int(count)
+        # str(): SQLAlchemy's quoted_name keys are a str subclass orjson refuses
+        return [{str(k): v for k, v in row.items()} for row in found], int(count)
 
     async def records(self, f: LogFilter) -> AsyncIterator[dict[str, Any]]:
         """Every full record ``f`` matches, oldest first, read a page at a time (each page
@@ -223,6 +238,7 @@ class LogQueries:
         limit: int = 50,
         offset: int = 0,
         order_by: str = "requests",
+        descending: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
         """The aggregates per value of ``by`` (a :data:`GROUP_FIELDS` column, or
         ``metadata.<key>``: records without that key are in no group), largest
@@ -238,7 +254,10 @@ class LogQueries:
         query = (
             select(inner.c.group_key.label("key"), *measures.values())
             .group_by(inner.c.group_key)
-            .order_by(measures[order_by].desc(), inner.c.group_key)
+            .order_by(
+                measures[order_by].desc() if descending else measures[order_by].asc(),
+                inner.c.group_key,
+            )
             .limit(limit)
             .offset(offset)
         )
@@ -377,6 +396,16 @@ def _conditions(f: LogFilter) -> list[ColumnElement[bool]]:
         found.append(c.id.in_(ids))
     if f.text:
         found.append(c.body_text.icontains(f.text, autoescape=True))
+    for column, low, high in (
+        (c.cost_usd, f.min_cost_usd, f.max_cost_usd),
+        (c.total_tokens, f.min_total_tokens, f.max_total_tokens),
+        (c.input_tokens, f.min_input_tokens, f.max_input_tokens),
+        (c.output_tokens, f.min_output_tokens, f.max_output_tokens),
+    ):
+        if low is not None:
+            found.append(column >= low)
+        if high is not None:
+            found.append(column <= high)
     return found
 
 
