@@ -9,7 +9,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import structlog
@@ -45,6 +45,9 @@ from portkey_mw.spend import SpendControl
 from portkey_mw.store.protocols import ControlStore
 from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
 from portkey_mw.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from portkey_mw.admin.log_services import LogServices
 
 log = structlog.get_logger("portkey_mw.gateway")
 
@@ -237,11 +240,36 @@ class Gateway:
                     providers=self.providers,
                     configs=tuple(settings.configs),
                     spend=self.spend,
+                    logs=self._log_services,
                 ),
             )
             if store is not None
             else None
         )
+
+    def _log_services(self) -> LogServices | None:
+        """The log routes' services over the open SQL log store (``None``: it is off)."""
+        queries = getattr(self, "log_queries", None)
+        if queries is None:
+            return None
+        # SQLAlchemy loads only when a store is used
+        from portkey_mw.admin.log_services import LogServices
+        from portkey_mw.logstore.exports import ExportStore
+        from portkey_mw.logstore.feedback import FeedbackStore
+        from portkey_mw.store.sql.engine import default_data_dir
+
+        current = self.__dict__.get("_log_route_services")
+        if current is None or current.queries is not queries:
+            store_dir = getattr(self.control.store, "data_dir", None)
+            base = store_dir if isinstance(store_dir, Path) else default_data_dir()
+            current = LogServices(
+                queries,
+                FeedbackStore(queries.engine),
+                ExportStore(queries.engine),
+                export_dir=base / "exports",
+            )
+            self.__dict__["_log_route_services"] = current
+        return cast("LogServices", current)
 
     def _metric_sources(self) -> StateSources:
         return StateSources(
@@ -304,6 +332,9 @@ class Gateway:
         if not self._started:
             return
         self._started = False
+        route_services = self.__dict__.get("_log_route_services")
+        if route_services is not None:
+            await route_services.aclose()  # export tasks still writing
         await self.logs.aclose()
         await self.spend.aclose()  # after the last request was charged
         await self.plugins.gateway_shutdown(self)

@@ -101,22 +101,46 @@ class Call:
         names = ", ".join(repr(s) for s in scopes)
         raise MissingScope(f"this API key lacks every one of the scopes {names}")
 
+    async def _raw_body(self) -> bytes:
+        content_type = self.headers.get("content-type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            raise unsupported_media_type(content_type[:100])
+        return await read_body(
+            self.request.receive, self.limits.max_body_bytes, self.limits.body_seconds
+        )
+
+    async def items(self) -> tuple[list[dict[str, Any]], bool]:
+        """The JSON object or array of objects sent (feedback and logs take either), and
+        whether it was an array.
+
+        :raises InvalidRequest: malformed, empty, or not objects (400).
+        """
+        raw = await self._raw_body()
+        if raw.lstrip()[:1] != b"[":
+            return [self._checked(parse_json_object(raw))], False
+        wrapped = parse_json_object(b'{"items":' + raw + b"}")
+        items = wrapped["items"]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise InvalidRequest(
+                "request body must be a JSON object or a non-empty array of objects",
+                code="invalid_json",
+            )
+        return [self._checked(item) for item in items], True
+
     async def body(self, *, required: bool = True) -> dict[str, Any]:
         """The JSON object sent, read within the size and time bounds.
 
         :raises InvalidRequest: malformed JSON or not an object (400), empty when required.
         :raises GatewayError: too large (413), too slow (408), not JSON (415).
         """
-        content_type = self.headers.get("content-type", "")
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media and media != "application/json" and not media.endswith("+json"):
-            raise unsupported_media_type(content_type[:100])
-        raw = await read_body(
-            self.request.receive, self.limits.max_body_bytes, self.limits.body_seconds
-        )
+        raw = await self._raw_body()
         if not raw.strip() and not required:
             return {}
-        body = parse_json_object(raw)
+        return self._checked(parse_json_object(raw))
+
+    @staticmethod
+    def _checked(body: dict[str, Any]) -> dict[str, Any]:
         if _has_nul(body):
             # PostgreSQL refuses NUL in text and JSON: a 400 here, not a store error later
             raise InvalidRequest(
@@ -185,7 +209,8 @@ def error_response(error: GatewayError, headers: Mapping[str, str] | None = None
     return json_response(error.status, body, headers)
 
 
-Handler = Callable[[Call], Awaitable[tuple[int, dict[str, Any]]]]
+#: A route handler: ``(status, JSON object)``, or a ready response (a file download).
+Handler = Callable[[Call], Awaitable[tuple[int, dict[str, Any]] | Response]]
 
 
 def endpoint(
@@ -209,7 +234,7 @@ def endpoint(
         route, handler = found
         call = Call(request, route, store, services, authorize, limits)
         try:
-            status, body = await handler(call)
+            answer = await handler(call)
         except GatewayError as exc:
             return error_response(exc)
         except Exception as exc:
@@ -217,6 +242,9 @@ def endpoint(
             # traceback's locals might hold a credential from a record or a body.
             log.error("control-plane route %s failed: %s", route.operation, _where(exc))
             return error_response(GatewayError("the control plane failed; see the server log"))
+        if isinstance(answer, Response):
+            return answer
+        status, body = answer
         return json_response(status, body)
 
     return respond

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from portkey_mw.admin import api_keys, configs, virtual_keys
+from portkey_mw.admin import analytics, api_keys, configs, exports, feedback, logs, virtual_keys
 from portkey_mw.admin.http import Handler, Limits, endpoint, not_found
-from portkey_mw.admin.scopes import PREFIX, ROUTES, RouteScope
+from portkey_mw.admin.scopes import PREFIX, ROUTES, RouteScope, graph_operation
 from portkey_mw.admin.services import AdminServices, Authorize
 from portkey_mw.admin.unimplemented import FAMILIES, unimplemented_routes
 from portkey_mw.admin.virtual_keys import PROVIDERS, VIRTUAL_KEYS
@@ -49,6 +49,24 @@ HANDLERS: dict[str, Handler] = {
     "configs.update": configs.update,
     "configs.delete": configs.delete,
     "configs.versions.list": configs.versions,
+    "feedback.create": feedback.create,
+    "feedback.update": feedback.update,
+    "logs.create": logs.create,
+    "logs.list": logs.list_logs,
+    "logs.retrieve": logs.retrieve,
+    "logs.stats": logs.stats,
+    "logs.exports.create": exports.create,
+    "logs.exports.list": exports.list_exports,
+    "logs.exports.retrieve": exports.retrieve,
+    "logs.exports.update": exports.update,
+    "logs.exports.start": exports.start,
+    "logs.exports.cancel": exports.cancel,
+    "logs.exports.download": exports.download,
+    "logs.exports.file": exports.file,
+    **{graph_operation(name): analytics.graph_handler(name) for name in analytics.GRAPHS},
+    "analytics.groups.metadata": analytics.metadata,
+    "analytics.groups.group_by": analytics.group_by,
+    "analytics.summary.cache": analytics.summary_cache,
 }
 
 #: Paths below these belong to the control-plane router (served or answered 404).
@@ -57,6 +75,9 @@ CONTROL_PLANE_PREFIXES: tuple[str, ...] = (
     f"{PREFIX}/providers",
     f"{PREFIX}/api-keys",
     f"{PREFIX}/configs",
+    f"{PREFIX}/feedback",
+    f"{PREFIX}/logs",
+    f"{PREFIX}/analytics",
     *FAMILIES,
 )
 

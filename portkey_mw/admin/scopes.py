@@ -65,6 +65,61 @@ def _usage(family: str, item: str, scope: str) -> list[RouteScope]:
     ]
 
 
+_LOGS = f"{PREFIX}/logs"
+_EXPORTS = f"{_LOGS}/exports"
+_GRAPHS = (
+    "requests", "cost", "latency", "tokens", "users", "users/requests", "errors",
+    "errors/rate", "errors/stacks", "errors/status-codes", "requests/rescued",
+    "cache/hit-rate", "cache/latency", "feedbacks", "feedbacks/scores", "feedbacks/weighted",
+    "feedbacks/ai-models",
+)  # fmt: skip
+
+
+def graph_operation(name: str) -> str:
+    """The SDK method of a graph path (``errors/status-codes`` ->
+    ``analytics.graphs.errors_status_codes``)."""
+    return "analytics.graphs." + name.replace("/", "_").replace("-", "_")
+
+
+#: Feedback, logs, exports and analytics. ``feedback.write`` and ``logs.write`` are
+#: portkey-mw's names (Portkey names no scope for them); the rest are Portkey's. Literal
+#: paths come before ``/logs/{request_id}``, which would otherwise take them.
+_OBSERVABILITY: tuple[RouteScope, ...] = (
+    RouteScope("feedback.create", "POST", f"{PREFIX}/feedback", "feedback.write"),
+    RouteScope("feedback.update", "PUT", f"{PREFIX}/feedback/{{id}}", "feedback.write"),
+    RouteScope("logs.create", "POST", _LOGS, "logs.write"),
+    RouteScope("logs.list", "GET", _LOGS, "logs.list"),
+    RouteScope("logs.stats", "GET", f"{_LOGS}/stats", "analytics.view"),
+    RouteScope("logs.exports.create", "POST", _EXPORTS, "logs.export"),
+    RouteScope("logs.exports.list", "GET", _EXPORTS, "logs.export"),
+    RouteScope("logs.exports.retrieve", "GET", f"{_EXPORTS}/{{id}}", "logs.export"),
+    RouteScope("logs.exports.update", "PUT", f"{_EXPORTS}/{{id}}", "logs.export"),
+    RouteScope("logs.exports.start", "POST", f"{_EXPORTS}/{{id}}/start", "logs.export"),
+    RouteScope("logs.exports.cancel", "POST", f"{_EXPORTS}/{{id}}/cancel", "logs.export"),
+    RouteScope("logs.exports.download", "GET", f"{_EXPORTS}/{{id}}/download", "logs.export"),
+    # the signed link download answers: its token is the credential (no key is sent)
+    RouteScope("logs.exports.file", "GET", f"{_EXPORTS}/{{id}}/file", "logs.export"),
+    RouteScope("logs.retrieve", "GET", f"{_LOGS}/{{request_id}}", "logs.view"),
+    *(
+        RouteScope(graph_operation(g), "GET", f"{PREFIX}/analytics/graphs/{g}", "analytics.view")
+        for g in _GRAPHS
+    ),
+    RouteScope(
+        "analytics.groups.metadata",
+        "GET",
+        f"{PREFIX}/analytics/groups/metadata/{{metadata_key}}",
+        "analytics.view",
+    ),
+    # users, ai-models, workspaces and any other group_by
+    RouteScope(
+        "analytics.groups.group_by", "GET", f"{PREFIX}/analytics/groups/{{group_by}}",
+        "analytics.view",
+    ),
+    RouteScope(
+        "analytics.summary.cache", "GET", f"{PREFIX}/analytics/summary/cache", "analytics.view"
+    ),
+)
+
 _API_KEYS = f"{PREFIX}/api-keys"
 _KEY_SCOPE = "{kind}_api_keys"
 
@@ -89,6 +144,7 @@ ROUTES: tuple[RouteScope, ...] = (
     RouteScope(
         "configs.versions.list", "GET", f"{PREFIX}/configs/{{slug}}/versions", "configs.read"
     ),
+    *_OBSERVABILITY,
 )
 
 #: ``(type, sub_type)`` of an API key -> the ``{kind}`` of its scopes. Organisation keys are

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from yarl import URL
 
@@ -20,6 +20,9 @@ from portkey_mw.limits.backend import LimitBackend
 from portkey_mw.limits.results import BudgetState
 from portkey_mw.limits.subject import Subject
 from portkey_mw.redact import redact_url
+
+if TYPE_CHECKING:
+    from portkey_mw.admin.log_services import LogServices
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,11 @@ class AdminServices(Protocol):
         :raises GatewayError: the URL is not one the gateway may send credentials to.
         """
 
+    @property
+    def log_services(self) -> LogServices | None:
+        """The log store's queries, feedback and exports (None: ``logging.store: off``,
+        and the log, feedback, export and analytics routes answer 503)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -146,6 +154,13 @@ class Services:
     custom_host_check: Callable[[str], None] | None = None
     #: the gateway's spend control (budgets and rate limits); see :class:`SpendView`
     spend: SpendView | None = None
+    #: the log store's services, asked for at each call (the store opens at start-up)
+    logs: Callable[[], LogServices | None] | None = None
+
+    @property
+    def log_services(self) -> LogServices | None:
+        """See :class:`AdminServices`."""
+        return self.logs() if self.logs is not None else None
 
     @property
     def known_providers(self) -> Collection[str]:

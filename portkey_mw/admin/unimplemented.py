@@ -24,9 +24,6 @@ FAMILIES: dict[str, tuple[str, bool]] = {
     f"{PREFIX}/labels": ("prompt labels", True),
     f"{PREFIX}/collections": ("prompt collections", True),
     f"{PREFIX}/guardrails": ("saved guardrails", True),
-    f"{PREFIX}/logs": ("logs and log exports", True),
-    f"{PREFIX}/feedback": ("feedback", True),
-    f"{PREFIX}/analytics": ("analytics", True),
 }
 
 

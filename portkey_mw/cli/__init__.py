@@ -9,6 +9,7 @@ One module per command group; this one only assembles them:
 - ``virtual-keys`` (:mod:`.virtual_keys`), ``keys`` (:mod:`.keys`), ``configs``
   (:mod:`.configs`): the control plane, through its admin API (:mod:`._client`)
 - ``budgets`` (:mod:`.budgets`): every budget and rate limit, and resets
+- ``logs`` (:mod:`.logs`): request logs -- tail, search, stats
 - ``db``, ``vault`` (:mod:`.store`): the store's schema and its master key
 """
 
@@ -22,6 +23,7 @@ from portkey_mw.cli.config import config
 from portkey_mw.cli.configs import configs
 from portkey_mw.cli.demo import demo
 from portkey_mw.cli.keys import keys
+from portkey_mw.cli.logs import logs
 from portkey_mw.cli.registry import guardrails_command, plugins_command, providers_command
 from portkey_mw.cli.serve import serve
 from portkey_mw.cli.store import db, vault
@@ -49,6 +51,7 @@ for command in (
     keys,
     configs,
     budgets,
+    logs,
     db,
     vault,
 ):

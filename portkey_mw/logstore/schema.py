@@ -1,0 +1,121 @@
+"""The request-log tables (SQLAlchemy Core), on the control-plane store's ``METADATA``.
+
+``request_logs`` holds one row per request: the columns every query filters, groups or sums
+on, the whole record as orjson text (``record``, read back by ``get`` and exports), and the
+searchable text of the bodies (``body_text``, only when bodies were kept).
+``request_log_metadata`` holds one row per metadata key of a record, so ``metadata.<key>``
+filters and group-bys use an index instead of reading JSON.
+
+Every index leads with the filtered column and ends with ``created_ms``: the queries are
+all "this value, in this time range". Migration ``0003`` creates exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from portkey_mw.store.sql.models import METADATA
+
+__all__ = [
+    "COLUMN_LENGTHS",
+    "METADATA_KEY_LENGTH",
+    "METADATA_VALUE_LENGTH",
+    "log_metadata",
+    "request_logs",
+]
+
+#: The longest metadata key and value kept (longer ones are cut to fit).
+METADATA_KEY_LENGTH = 128
+METADATA_VALUE_LENGTH = 512
+
+request_logs = Table(
+    "request_logs",
+    METADATA,
+    #: the request id (32 hex chars for the gateway's own; logs.create may bring another)
+    Column("id", String(64), primary_key=True),
+    Column("trace_id", String(128), nullable=True),
+    Column("span_id", String(64), nullable=True),
+    #: when the request arrived, in epoch milliseconds
+    Column("created_ms", BigInteger(), nullable=False),
+    Column("endpoint", String(64), nullable=True),
+    Column("method", String(16), nullable=True),
+    Column("path", String(512), nullable=True),
+    Column("status", Integer(), nullable=True),
+    Column("success", Boolean(), nullable=True),
+    Column("stream", Boolean(), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("model", String(256), nullable=True),
+    Column("served_model", String(256), nullable=True),
+    Column("cache_status", String(32), nullable=True),
+    Column("latency_ms", Double(), nullable=True),
+    Column("upstream_ms", Double(), nullable=True),
+    Column("ttfb_ms", Double(), nullable=True),
+    Column("input_tokens", Integer(), nullable=True),
+    Column("output_tokens", Integer(), nullable=True),
+    Column("cache_read_tokens", Integer(), nullable=True),
+    Column("cache_write_tokens", Integer(), nullable=True),
+    Column("reasoning_tokens", Integer(), nullable=True),
+    Column("total_tokens", Integer(), nullable=True),
+    Column("cost_usd", Double(), nullable=True),
+    Column("cost_saved_usd", Double(), nullable=True),
+    Column("api_key_id", String(64), nullable=True),
+    Column("virtual_key", String(128), nullable=True),
+    Column("config_id", String(128), nullable=True),
+    Column("prompt_id", String(128), nullable=True),
+    Column("prompt_version", Integer(), nullable=True),
+    Column("error_type", String(64), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("retry_count", Integer(), nullable=True),
+    Column("fallback", Boolean(), nullable=True),
+    Column("custom", Boolean(), nullable=True),
+    Column("metadata", JSON(), nullable=True),
+    #: the bodies' text, lower-cased search runs over it (NULL: bodies not kept)
+    Column("body_text", Text(), nullable=True),
+    #: the whole record, orjson-encoded
+    Column("record", Text(), nullable=False),
+    #: the length of ``record`` in bytes
+    Column("size_bytes", Integer(), nullable=False),
+    Index("ix_request_logs_created_ms", "created_ms"),
+    Index("ix_request_logs_provider_created_ms", "provider", "created_ms"),
+    Index("ix_request_logs_model_created_ms", "model", "created_ms"),
+    Index("ix_request_logs_status_created_ms", "status", "created_ms"),
+    Index("ix_request_logs_api_key_id_created_ms", "api_key_id", "created_ms"),
+    Index("ix_request_logs_virtual_key_created_ms", "virtual_key", "created_ms"),
+    Index("ix_request_logs_config_id_created_ms", "config_id", "created_ms"),
+    Index("ix_request_logs_prompt_id_created_ms", "prompt_id", "created_ms"),
+    Index("ix_request_logs_trace_id", "trace_id"),
+)
+
+#: One row per metadata key of a log record (values as text).
+log_metadata = Table(
+    "request_log_metadata",
+    METADATA,
+    Column("log_id", String(64), nullable=False),
+    Column("key", String(METADATA_KEY_LENGTH), nullable=False),
+    Column("value", String(METADATA_VALUE_LENGTH), nullable=False),
+    Column("created_ms", BigInteger(), nullable=False),
+    PrimaryKeyConstraint("log_id", "key", name="pk_request_log_metadata"),
+    Index("ix_request_log_metadata_key_value_created_ms", "key", "value", "created_ms"),
+)
+
+#: The length of every bounded string column, so the writer cuts values to fit
+#: (PostgreSQL refuses a longer one, and one refused row would fail its whole batch).
+COLUMN_LENGTHS: dict[str, int] = {
+    column.name: column.type.length
+    for column in request_logs.columns
+    if isinstance(column.type, String)
+    and not isinstance(column.type, Text)
+    and column.type.length is not None
+}
