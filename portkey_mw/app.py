@@ -46,8 +46,9 @@ from portkey_mw.store.protocols import ControlStore
 from portkey_mw.transport import AiohttpTransport, HttpxTransport, Transport
 from portkey_mw.types import Receive, Scope, Send
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy loads only when a store is used
     from portkey_mw.admin.log_services import LogServices
+    from portkey_mw.logstore import LogQueries
 
 log = structlog.get_logger("portkey_mw.gateway")
 
@@ -192,6 +193,11 @@ class Gateway:
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
         self.log_sinks.append(MetricsSink(self.metrics))  # /metrics, from the log events
+        #: the SQL log store's queries, when its sink is active (the log and analytics
+        #: routes read them); ``None`` when logging.store is off or there is no store
+        self.log_queries: LogQueries | None = next(
+            (q for sink in self.log_sinks if (q := getattr(sink, "log_queries", None))), None
+        )
         self.resolver = ConfigResolver(
             settings,
             self.providers,
