@@ -54,7 +54,7 @@ export const fmt = {
   num: (n) => (n === null || n === undefined ? "–" : decimal.format(n)),
   usd: (n) => {
     if (n === null || n === undefined) return "–";
-    const digits = Math.abs(n) >= 1 || n === 0 ? 2 : 6;
+    const digits = Math.abs(n) >= 0.01 || n === 0 ? 2 : 6;
     return "$" + n.toFixed(digits);
   },
   ms: (n) => (n === null || n === undefined ? "–" : `${decimal.format(n)} ms`),

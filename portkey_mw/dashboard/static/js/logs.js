@@ -188,7 +188,8 @@ function headers(record) {
 }
 
 function attempts(record) {
-  const list = record.attempts || [];
+  if (!Array.isArray(record.attempts)) return h("p", { class: "empty" }, "This record has no attempt trail.");
+  const list = record.attempts;
   if (!list.length) return h("p", { class: "empty" }, "No provider was called (answered by the gateway).");
   const cols = ["target", "provider", "status", "error_type", "error_code", "latency_ms"];
   return h(
@@ -235,14 +236,15 @@ function feedback(list) {
 
 export async function detail(view, id) {
   const record = await get(`v1/logs/${encodeURIComponent(id)}`);
-  const tokens = record.tokens || {};
+  const usage = record.usage || {};
+  const tokens = record.tokens || { input: usage.prompt_tokens, output: usage.completion_tokens, total: usage.total_tokens };
   const bodies = [body(record.request_body, "Request body"), body(record.response_body, "Response body")].filter(Boolean);
   return [
     h("a", { href: "#logs", class: "back" }, "← Logs"),
     h(
       "section",
-      { class: "card", "data-detail": record.request_id },
-      h("h2", {}, `Request ${record.request_id}`),
+      { class: "card", "data-detail": record.request_id ?? id },
+      h("h2", {}, `Request ${record.request_id ?? id}`),
       fields([
         ["time", fmt.time(record.started_at)],
         ["status", record.status],
@@ -253,8 +255,8 @@ export async function detail(view, id) {
         ["target", record.target],
         ["stream", record.stream],
         ["latency", fmt.ms(record.latency_ms)],
-        ["upstream", record.upstream_ms === null ? null : fmt.ms(record.upstream_ms)],
-        ["time to first byte", record.ttfb_ms === null ? null : fmt.ms(record.ttfb_ms)],
+        ["upstream", record.upstream_ms == null ? null : fmt.ms(record.upstream_ms)],
+        ["time to first byte", record.ttfb_ms == null ? null : fmt.ms(record.ttfb_ms)],
         ["tokens (in / out / total)", `${fmt.int(tokens.input)} / ${fmt.int(tokens.output)} / ${fmt.int(tokens.total)}`],
         ["cost", fmt.usd(record.cost_usd)],
         ["cache", record.cache_status],
