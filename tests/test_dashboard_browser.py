@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import portkey_ai
 import pytest
 
 from tests.conftest import DEADLINE, RunningGateway, ThreadedServer, server_file
@@ -183,8 +184,19 @@ def test_the_dashboard_shows_the_traffic_filters_it_and_opens_a_request(
     assert set(tags) >= {"alpha", "beta"} or set(tags) >= {XSS}
     shot(page, "costs")
 
+    portkey_ai.Portkey(api_key=ADMIN_KEY, base_url=gw.base_url).api_keys.create(
+        name="team-alpha",
+        type="organisation",
+        sub_type="service",
+        scopes=["completions.write"],
+        usage_limits={"type": "tokens", "credit_limit": 1000},
+    )
     page.click("#nav a[data-view=budgets]")
     page.wait_for_selector("#view[data-view=budgets]")
+    budget = page.locator("table[data-table=budgets] tbody tr")
+    assert budget.count() == 1
+    assert "team-alpha" in budget.text_content()
+    assert "0 tokens of 1,000 tokens" in budget.text_content()
     shot(page, "budgets")
     assert page.evaluate("window.__xss") is None
 
