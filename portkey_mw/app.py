@@ -25,6 +25,7 @@ from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.control import ControlPlane, RefreshingStore
+from portkey_mw.dashboard import Dashboard, is_dashboard_path
 from portkey_mw.errors import GatewayError, InvalidConfig, MethodNotAllowed, NotFound
 from portkey_mw.fetch import Fetcher
 from portkey_mw.guardrails.api import Guardrail
@@ -159,6 +160,8 @@ class Gateway:
             }
         )
         self.guardrail_stats = GuardrailStats()
+        #: the dashboard's page and assets (``GET /dashboard``)
+        self.dashboard = Dashboard()
         #: the Prometheus series (``GET /metrics``)
         self.metrics = GatewayMetrics()
         self.metrics.add_state(StateCollector(self._metric_sources))
@@ -432,6 +435,8 @@ class Gateway:
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
             elif path == METRICS_PATH and scope["method"] == "GET":
                 await self._metrics(send, headers, base_headers)
+            elif is_dashboard_path(path):
+                await self.dashboard(scope, receive, send, path)
             elif self._control_routes is not None and is_control_plane_path(path):
                 # Portkey's admin API (before /v1/admin: its users and workspaces live there)
                 await self._control_routes(scope, receive, send)
