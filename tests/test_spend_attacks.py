@@ -368,11 +368,15 @@ async def test_a_pinned_team_cannot_be_left_by_sending_another(
         headers = {"x-portkey-api-key": key, "x-portkey-virtual-key": slug}
         assert (await chat(client, headers)).status_code == 200
         await gw.settled()
-        for sent in ({"team": "ads"}, {"team": ["ads"]}, {"team": None}, {"Team": "x"}, None):
+        for sent in ({"team": "ads"}, {"team": None}, {"Team": "x"}, None):
             extra = {"x-portkey-metadata": json.dumps(sent)} if sent is not None else {}
             refused = await chat(client, {**headers, **extra})
             assert refused.status_code == 412, (sent, refused.text)
             assert "metadata budget 'search'" in refused.json()["error"]["message"]
+        # a value that is no scalar is refused before any budget is looked at
+        nested = {**headers, "x-portkey-metadata": json.dumps({"team": ["ads"]})}
+        refused = await chat(client, nested)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_metadata"
         assert len(fake.requests) == 1
 
 
