@@ -224,10 +224,12 @@ class LogQueries:
 
     async def totals(self, f: LogFilter) -> dict[str, Any]:
         """The aggregates (:data:`AGGREGATES`) over every record ``f`` matches."""
-        inner = _ranked(request_logs, None, _conditions(f))
-        query = select(*_aggregates(inner))
+        conditions = _conditions(f)
+        sums = select(*_aggregates(request_logs)).where(*conditions)
+        ranks = select(*_percentiles(_ranked(request_logs, None, conditions)))
         async with self._read() as connection:
-            row = (await connection.execute(query)).mappings().one()
+            row = dict((await connection.execute(sums)).mappings().one())
+            row.update((await connection.execute(ranks)).mappings().one())
         return _finish(row)
 
     async def groups(
@@ -249,14 +251,32 @@ class LogQueries:
             raise ValueError("limit must be >= 1 and offset >= 0")
         source, key = _group_key(by)
         conditions = _conditions(f)
-        inner = _ranked(source, key, conditions)
-        measures = {column.name: column for column in _aggregates(inner)}
+        # The sums in a plain GROUP BY; the percentiles over a narrow ranked subquery (key
+        # and latency only, so the sort carries little); joined on the key, NULL included.
+        sums = (
+            select(key.label("group_key"), *_aggregates(request_logs))
+            .select_from(source)
+            .where(*conditions)
+            .group_by(key)
+            .subquery("sums")
+        )
+        ranked = _ranked(source, key, conditions)
+        ranks = (
+            select(ranked.c.group_key, *_percentiles(ranked))
+            .group_by(ranked.c.group_key)
+            .subquery("ranks")
+        )
+        measures = {
+            name: (ranks.c[name] if name in _PERCENTILES else sums.c[name]) for name in AGGREGATES
+        }
         query = (
-            select(inner.c.group_key.label("key"), *measures.values())
-            .group_by(inner.c.group_key)
+            select(sums.c.group_key.label("key"), *measures.values())
+            .select_from(
+                sums.outerjoin(ranks, sums.c.group_key.is_not_distinct_from(ranks.c.group_key))
+            )
             .order_by(
                 measures[order_by].desc() if descending else measures[order_by].asc(),
-                inner.c.group_key,
+                sums.c.group_key,
             )
             .limit(limit)
             .offset(offset)
@@ -282,8 +302,7 @@ class LogQueries:
         c = request_logs.c
         conditions = _conditions(f)
         bucket = (c.created_ms // literal(width, BigInteger)).label("bucket")
-        measures = [m for m in _aggregates(request_logs, percentiles=False)
-                    if m.name in SERIES_FIELDS]  # fmt: skip
+        measures = [m for m in _aggregates(request_logs) if m.name in SERIES_FIELDS]
         query = select(bucket, *measures).where(*conditions).group_by(bucket).order_by(bucket)
         async with self._read() as connection:
             since_ms = _ms(f.since)
@@ -428,33 +447,37 @@ def _ranked(
     key: ColumnElement[Any] | None,
     conditions: list[ColumnElement[bool]],
 ) -> Any:
-    """The matching rows with each one's latency rank in its group (``rn``, missing
-    latencies last) and the number of latencies in the group (``nl``)."""
+    """The matching rows' latencies (missing ones left out), each with its rank in its
+    group (``rn``) and the number of latencies in the group (``nl``)."""
     c = request_logs.c
     partition = [key] if key is not None else None
-    order = [case((c.latency_ms.is_(None), 1), else_=0), c.latency_ms]
     columns = [
         (key if key is not None else null()).label("group_key"),
-        c.created_ms,
-        c.status,
-        c.cost_usd,
-        c.cost_saved_usd,
-        c.input_tokens,
-        c.output_tokens,
-        c.total_tokens,
-        c.cache_status,
-        c.fallback,
-        c.retry_count,
         c.latency_ms,
-        func.row_number().over(partition_by=partition, order_by=order).label("rn"),
-        func.count(c.latency_ms).over(partition_by=partition).label("nl"),
+        func.row_number().over(partition_by=partition, order_by=c.latency_ms).label("rn"),
+        func.count().over(partition_by=partition).label("nl"),
     ]
-    return select(*columns).select_from(source).where(*conditions).subquery("ranked")
+    return (
+        select(*columns)
+        .select_from(source)
+        .where(*conditions, c.latency_ms.is_not(None))
+        .subquery("ranked")
+    )
 
 
-def _aggregates(source: Any, *, percentiles: bool = True) -> list[Any]:
-    """The aggregate expressions over ``source`` (``request_logs`` or :func:`_ranked`),
-    labelled with their :data:`AGGREGATES` names."""
+def _percentiles(ranked: Any) -> list[Any]:
+    """p50/p90/p99 over :func:`_ranked` rows: nearest rank, ``ceil(p * n / 100)`` in
+    integer arithmetic (the same on both databases)."""
+    s = ranked.c
+    return [
+        func.max(case((s.rn == (s.nl * p + 99) // 100, s.latency_ms), else_=None)).label(name)
+        for name, p in _PERCENTILES.items()
+    ]
+
+
+def _aggregates(source: Any) -> list[Any]:
+    """The aggregate expressions over ``source`` (``request_logs``), labelled with their
+    :data:`AGGREGATES` names, percentiles apart (:func:`_percentiles`)."""
     s = source.c
     requests = func.count()
     errors = func.coalesce(func.sum(case((s.status >= 400, 1), else_=0)), 0)
@@ -476,11 +499,6 @@ def _aggregates(source: Any, *, percentiles: bool = True) -> list[Any]:
         func.coalesce(func.sum(s.retry_count), 0).label("retries"),
         func.avg(s.latency_ms).label("latency_avg_ms"),
     ]
-    if percentiles:
-        for name, p in _PERCENTILES.items():
-            # nearest rank: ceil(p * n / 100) in integer arithmetic, the same on both
-            rank = (s.nl * p + 99) // 100
-            found.append(func.max(case((s.rn == rank, s.latency_ms), else_=None)).label(name))
     found += [
         func.min(s.created_ms).label("first_ms"),
         func.max(s.created_ms).label("last_ms"),
