@@ -255,7 +255,7 @@ class Gateway:
 
     def _log_services(self) -> LogServices | None:
         """The log routes' services over the open SQL log store (``None``: it is off)."""
-        queries = getattr(self, "log_queries", None)
+        queries = self.log_queries
         if queries is None:
             return None
         # SQLAlchemy loads only when a store is used

@@ -74,9 +74,11 @@ class Window:
         self.until: float = f.until
 
     def starts(self) -> list[float]:
-        """Every bucket's start."""
-        count = math.ceil((self.until - self.since) / self.interval)
-        return [self.since + i * self.interval for i in range(count)]
+        """Every bucket's start, aligned as LogQueries.series aligns them (on multiples of
+        the interval since the epoch), so every graph's points line up."""
+        first = math.floor(self.since / self.interval)
+        end = math.ceil(self.until / self.interval)
+        return [float(n * self.interval) for n in range(first, end)]
 
     async def series(self, **narrow: Any) -> list[dict[str, Any]]:
         """LogQueries.series over the window (``narrow``: LogFilter fields to replace)."""
@@ -88,7 +90,9 @@ class Window:
         """``read`` run on each bucket's filter; points with their timestamps."""
         points = []
         for start in self.starts():
-            bucket = replace(self.f, since=start, until=min(start + self.interval, self.until))
+            bucket = replace(
+                self.f, since=max(start, self.since), until=min(start + self.interval, self.until)
+            )
             points.append({"timestamp": iso(start), **await read(bucket)})
         return points
 
@@ -167,8 +171,11 @@ async def _users_requests(w: Window) -> tuple[dict[str, Any], list[dict[str, Any
     async def read(f: LogFilter) -> dict[str, Any]:
         users = await _users_in(w.logs, f)
         requests = (await w.logs.queries.totals(f))["requests"]
-        return {"total": users, "requests": requests, "avg": round(requests / users, 4)
-                if users else 0.0}
+        return {
+            "total": users,
+            "requests": requests,
+            "avg": round(requests / users, 4) if users else 0.0,
+        }
 
     summary = await read(w.f)
     return summary, await w.per_bucket(read)
@@ -202,8 +209,10 @@ async def _error_stacks(w: Window) -> tuple[dict[str, Any], list[dict[str, Any]]
 
 async def _status_codes(w: Window) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     stacks = await _status_groups(w.logs, w.f)
-    points = [{"timestamp": iso(w.since), "status_code": s["status_code"], "total": s["count"]}
-              for s in stacks]
+    points = [
+        {"timestamp": iso(w.since), "status_code": s["status_code"], "total": s["count"]}
+        for s in stacks
+    ]
     return {"total": sum(s["count"] for s in stacks), "status_codes": stacks}, points
 
 
@@ -217,8 +226,12 @@ async def _rescued(w: Window) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 async def _hit_rate(w: Window) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rows = await w.series()
     points = [
-        _point(r, rate=pct(r["cache_hits"], r["cache_lookups"]), hits=r["cache_hits"],
-               lookups=r["cache_lookups"])
+        _point(
+            r,
+            rate=pct(r["cache_hits"], r["cache_lookups"]),
+            hits=r["cache_hits"],
+            lookups=r["cache_lookups"],
+        )
         for r in rows
     ]
     hits = sum(r["cache_hits"] for r in rows)
@@ -252,9 +265,10 @@ async def _feedback_rows(w: Window) -> list[dict[str, Any]]:
 
 
 def _by_bucket(w: Window, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    buckets: list[list[dict[str, Any]]] = [[] for _ in w.starts()]
+    starts = w.starts()
+    buckets: list[list[dict[str, Any]]] = [[] for _ in starts]
     for row in rows:
-        index = int((row["created_ms"] / 1000.0 - w.since) // w.interval)
+        index = int((row["created_ms"] / 1000.0 - starts[0]) // w.interval) if starts else -1
         if 0 <= index < len(buckets):
             buckets[index].append(row)
     return buckets
@@ -307,8 +321,10 @@ async def _feedback_models(w: Window) -> tuple[dict[str, Any], list[dict[str, An
     by_model: dict[str | None, list[dict[str, Any]]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
-    models = [{"ai_model": m, **_scores(r)} for m, r in sorted(
-        by_model.items(), key=lambda item: -len(item[1]))]
+    models = [
+        {"ai_model": m, **_scores(r)}
+        for m, r in sorted(by_model.items(), key=lambda item: -len(item[1]))
+    ]
     points = [
         {"timestamp": iso(start), "total": len(b)}
         for start, b in zip(w.starts(), _by_bucket(w, rows), strict=True)
@@ -358,9 +374,7 @@ def pick_interval(span: float, asked: Any) -> int:
 async def _window(call: Call, extra: tuple[str, ...] = ()) -> tuple[Window, dict[str, Any]]:
     principal = await call.authorize()
     logs = services(call)
-    f, rest = portkey_filter(
-        _single(call), require_time=True, extra=("interval", *extra)
-    )
+    f, rest = portkey_filter(_single(call), require_time=True, extra=("interval", *extra))
     f = restrict(f, await key_ids(call, principal))
     assert f.since is not None and f.until is not None
     return Window(logs, f, pick_interval(f.until - f.since, rest.pop("interval", None))), rest
@@ -421,8 +435,14 @@ ORDER_BY = {
     "latency": "latency_avg_ms",
     "last_seen": "last_ms",
 }
-_GROUP_EXTRA = ("current_page", "page_size", "order_by", "order_by_type", "columns",
-                "include_total")
+_GROUP_EXTRA = (
+    "current_page",
+    "page_size",
+    "order_by",
+    "order_by_type",
+    "columns",
+    "include_total",
+)
 
 
 def group_row(label: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -442,9 +462,7 @@ def group_row(label: str, row: dict[str, Any]) -> dict[str, Any]:
 async def _groups(call: Call, by: str, label: str) -> tuple[int, dict[str, Any]]:
     window, rest = await _window(call, _GROUP_EXTRA)
     page = parse_int("current_page", rest.get("current_page") or "0", maximum=10**6)
-    size = parse_int(
-        "page_size", rest.get("page_size") or "20", minimum=1, maximum=MAX_PAGE_SIZE
-    )
+    size = parse_int("page_size", rest.get("page_size") or "20", minimum=1, maximum=MAX_PAGE_SIZE)
     order = rest.get("order_by") or "requests"
     if order not in ORDER_BY:
         raise bad("order_by", f"order_by must be one of {', '.join(ORDER_BY)}")
@@ -454,7 +472,11 @@ async def _groups(call: Call, by: str, label: str) -> tuple[int, dict[str, Any]]
     if rest.get("include_total"):
         parse_bool("include_total", rest["include_total"])
     rows, total = await window.logs.queries.groups(
-        window.f, by=by, limit=size, offset=page * size, order_by=ORDER_BY[order],
+        window.f,
+        by=by,
+        limit=size,
+        offset=page * size,
+        order_by=ORDER_BY[order],
         **({"descending": False} if direction == "asc" else {}),
     )
     data = [group_row(label, r) for r in rows]

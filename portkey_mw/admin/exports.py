@@ -87,8 +87,9 @@ def _body_fields(body: dict[str, Any]) -> None:
         raise InvalidRequest(f"unknown export field {unknown[0][:60]!r}", param=unknown[0][:60])
     description = body.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 2000):
-        raise InvalidRequest("description must be a string of at most 2000 characters",
-                             param="description")
+        raise InvalidRequest(
+            "description must be a string of at most 2000 characters", param="description"
+        )
 
 
 async def _mine(call: Call, principal: Principal, logs: LogServices) -> dict[str, Any]:
@@ -190,7 +191,9 @@ async def _run(logs: LogServices, export_id: str, f: LogFilter, fields: list[str
         # the type only: a message could quote a record
         log.error("log export %s failed: %s", export_id, type(exc).__name__)
         await logs.exports.update(
-            export_id, only_from=("in_progress",), status="failed",
+            export_id,
+            only_from=("in_progress",),
+            status="failed",
             error=f"the export failed ({type(exc).__name__}); see the server log",
         )
         return
@@ -198,11 +201,15 @@ async def _run(logs: LogServices, export_id: str, f: LogFilter, fields: list[str
         logs.stopping.discard(export_id)
         return
     await logs.exports.update(
-        export_id, only_from=("in_progress",), status="success", total_records=count,
+        export_id,
+        only_from=("in_progress",),
+        status="success",
+        total_records=count,
         file_path=name,
     )
-    log.info("log export %s wrote %d records in %.1f s", export_id, count,
-             time.monotonic() - started)
+    log.info(
+        "log export %s wrote %d records in %.1f s", export_id, count, time.monotonic() - started
+    )
 
 
 async def cancel(call: Call) -> tuple[int, dict[str, Any]]:
@@ -257,6 +264,8 @@ async def file(call: Call) -> Response:
     if not path.is_file():
         raise NotFound(f"the file of export {export_id!r} is gone", param="id")
     return FileResponse(
-        path, media_type="application/x-ndjson", filename=f"{export_id}.jsonl",
+        path,
+        media_type="application/x-ndjson",
+        filename=f"{export_id}.jsonl",
         headers={"cache-control": "no-store"},
     )

@@ -64,8 +64,9 @@ def parse_int(param: str, value: Any, *, minimum: int = 0, maximum: int = 10**12
     """A whole number within bounds."""
     text = str(value).strip()
     if not text.lstrip("-").isdigit() or len(text) > 13 or not minimum <= int(text) <= maximum:
-        raise bad(param, f"{param} must be a whole number from {minimum} to {maximum}, got "
-                  f"{text[:40]!r}")
+        raise bad(
+            param, f"{param} must be a whole number from {minimum} to {maximum}, got {text[:40]!r}"
+        )
     return int(text)
 
 
@@ -137,8 +138,7 @@ def group_field(param: str, value: str) -> str:
         return value
     raise bad(
         param,
-        f"{param} must be one of {', '.join(GROUP_FIELDS)} or metadata.<key>, got "
-        f"{value[:60]!r}",
+        f"{param} must be one of {', '.join(GROUP_FIELDS)} or metadata.<key>, got {value[:60]!r}",
     )
 
 
@@ -185,8 +185,9 @@ def own_filter(
             rest[name] = value
         else:
             raise bad(name, f"unknown query parameter {name[:60]!r}")
-    kwargs: dict[str, Any] = {field: values(p, lists[p]) for p, field in _LIST_PARAMS.items()
-                              if p in lists}
+    kwargs: dict[str, Any] = {
+        field: values(p, lists[p]) for p, field in _LIST_PARAMS.items() if p in lists
+    }
     if "status" in lists:
         kwargs["statuses"] = statuses("status", lists["status"])
     if "from" in single:
@@ -209,15 +210,36 @@ def own_filter(
 #: Portkey's filters portkey-mw accepts and ignores (it has one workspace for logs)
 IGNORED = frozenset({"workspace_slug", "workspace_id", "organisation_id"})
 _RANGES = {
-    "total_units_min", "total_units_max", "cost_min", "cost_max",
-    "prompt_token_min", "prompt_token_max", "completion_token_min", "completion_token_max",
+    "total_units_min",
+    "total_units_max",
+    "cost_min",
+    "cost_max",
+    "prompt_token_min",
+    "prompt_token_max",
+    "completion_token_min",
+    "completion_token_max",
 }
 #: Every Portkey filter name read by :func:`portkey_filter`.
-PORTKEY_FILTERS = frozenset({
-    "time_of_generation_min", "time_of_generation_max", "status_code", "virtual_keys",
-    "configs", "api_key_ids", "ai_org_model", "ai_org", "ai_model", "prompt_slug", "metadata",
-    "cache_status", "trace_id", "is_success", *_RANGES, *IGNORED,
-})
+PORTKEY_FILTERS = frozenset(
+    {
+        "time_of_generation_min",
+        "time_of_generation_max",
+        "status_code",
+        "virtual_keys",
+        "configs",
+        "api_key_ids",
+        "ai_org_model",
+        "ai_org",
+        "ai_model",
+        "prompt_slug",
+        "metadata",
+        "cache_status",
+        "trace_id",
+        "is_success",
+        *_RANGES,
+        *IGNORED,
+    }
+)
 
 
 def portkey_filter(
@@ -283,9 +305,9 @@ def portkey_filter(
         for name, key in (("time_of_generation_min", "since"), ("time_of_generation_max", "until")):
             if key not in kwargs:
                 raise bad(name, f"{name} is required (an ISO-8601 time)")
-    if kwargs.get("since") is not None and kwargs.get("until") is not None:
-        if kwargs["until"] <= kwargs["since"]:
-            raise bad("time_of_generation_max", "time_of_generation_max must be after _min")
+    since, until = kwargs.get("since"), kwargs.get("until")
+    if since is not None and until is not None and until <= since:
+        raise bad("time_of_generation_max", "time_of_generation_max must be after _min")
     for key in ("providers", "models"):
         if key in kwargs:
             kwargs[key] = tuple(dict.fromkeys(kwargs[key]))

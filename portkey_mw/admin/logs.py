@@ -109,9 +109,7 @@ def custom_record(item: dict[str, Any], principal: Principal, now: float) -> dic
     endpoint = path.removeprefix("/").removeprefix("v1/")[:64] or None
     status = response.get("status", 200)
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise InvalidRequest(
-            "response.status must be an HTTP status code", param="response.status"
-        )
+        raise InvalidRequest("response.status must be an HTTP status code", param="response.status")
     latency = response.get("response_time")
     if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
         latency = None
@@ -215,9 +213,7 @@ async def retrieve(call: Call) -> tuple[int, dict[str, Any]]:
     record = await logs.queries.get(request_id)
     allowed = await key_ids(call, principal)
     if record is None or (allowed is not None and record.get("api_key_id") not in allowed):
-        raise NotFound(
-            f"no log {request_id[:100]!r}", param="request_id", code="log_not_found"
-        )
+        raise NotFound(f"no log {request_id[:100]!r}", param="request_id", code="log_not_found")
     trace = record.get("trace_id")
     feedback = await logs.feedback.for_trace(trace) if trace else []
     return 200, {"object": "log", **record, "feedback": feedback}

@@ -112,7 +112,9 @@ _OBSERVABILITY: tuple[RouteScope, ...] = (
     ),
     # users, ai-models, workspaces and any other group_by
     RouteScope(
-        "analytics.groups.group_by", "GET", f"{PREFIX}/analytics/groups/{{group_by}}",
+        "analytics.groups.group_by",
+        "GET",
+        f"{PREFIX}/analytics/groups/{{group_by}}",
         "analytics.view",
     ),
     RouteScope(

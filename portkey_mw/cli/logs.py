@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -144,7 +145,7 @@ def tail(
     def show(rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
             if as_json:
-                print_json(dict(row))
+                click.echo(json.dumps(dict(row), separators=(",", ":"), default=str))
             else:
                 click.echo(line(row))
 

@@ -166,7 +166,9 @@ class ExportStore:
             ).first()
         return None if row is None else _export(row)
 
-    async def list(self, workspace_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    async def list(
+        self, workspace_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         """Exports, newest first; only ``workspace_id``'s when given."""
         query = select(log_exports).order_by(log_exports.c.created_ms.desc()).limit(limit)
         if workspace_id is not None:
@@ -174,9 +176,7 @@ class ExportStore:
         async with self.engine.connect() as conn:
             return [_export(r) for r in await conn.execute(query)]
 
-    async def update(
-        self, export_id: str, *, only_from: Sequence[str] = (), **values: Any
-    ) -> bool:
+    async def update(self, export_id: str, *, only_from: Sequence[str] = (), **values: Any) -> bool:
         """Change fields of an export; with ``only_from``, only while its status is one of
         those (so a cancel and a finishing task cannot overwrite each other). Whether a row
         changed."""

@@ -80,7 +80,7 @@ class FeedbackStore:
     async def create(self, items: Sequence[FeedbackIn]) -> list[str]:
         """Store every item in one transaction; their new ids, in input order."""
         now = _now_ms()
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": uuid.uuid4().hex,
                 "trace_id": item.trace_id,
@@ -95,7 +95,7 @@ class FeedbackStore:
         if rows:
             async with self.engine.begin() as conn:
                 await conn.execute(feedback.insert(), rows)
-        return [row["id"] for row in rows]
+        return [str(row["id"]) for row in rows]
 
     async def update(
         self,
@@ -158,4 +158,6 @@ class FeedbackStore:
     async def count(self) -> int:
         """How many feedback rows there are."""
         async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(feedback))).scalar_one())
+            return int(
+                (await conn.execute(select(func.count()).select_from(feedback))).scalar_one()
+            )

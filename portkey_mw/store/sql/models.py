@@ -236,4 +236,5 @@ budget_usage = Table(
 # The request-log tables live with the log store, on this METADATA: imported here so that
 # METADATA always holds the whole schema the migrations create (the comparison test, and
 # Alembic's autogenerate, see every table). At the end: that module imports METADATA.
+import portkey_mw.logstore.feedback_exports  # noqa: E402
 import portkey_mw.logstore.schema  # noqa: E402, F401
