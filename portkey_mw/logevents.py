@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from portkey_mw.context import Attempt
+from portkey_mw.errors import GatewayError
 from portkey_mw.interfaces import LogSink
 from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.pricing import PriceTable
@@ -471,8 +472,15 @@ class LogDispatcher:
                     "retry_in": delay,
                     "error": type(exc).__name__,
                 }
-                if attempt == 1:  # the traceback once, not every few seconds of an outage
+                if isinstance(exc, GatewayError):
+                    # the gateway's own errors are worded to be logged (a store that is down
+                    # names its redacted URL); their tracebacks' locals may hold credentials
+                    fields["message"] = exc.message
+                if attempt == 1 and not isinstance(exc, GatewayError):
+                    # a plugin's failure: the traceback once, not every few seconds of it
                     log.exception("log sink failed; holding its records and retrying", **fields)
+                elif attempt == 1:
+                    log.error("log sink failed; holding its records and retrying", **fields)
                 else:
                     log.warning("log sink failed again; still holding its records", **fields)
             else:

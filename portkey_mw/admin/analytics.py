@@ -488,6 +488,7 @@ async def _groups(call: Call, by: str, label: str) -> tuple[int, dict[str, Any]]
 
 async def group_by(call: Call) -> tuple[int, dict[str, Any]]:
     """``GET /v1/analytics/groups/{group_by}`` (users, ai-models, workspaces ...)."""
+    await call.authorize()  # a stranger learns nothing, not even which groups there are
     name = call.param("group_by")
     if name == "workspaces":
         return await _workspaces(call)

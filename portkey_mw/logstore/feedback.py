@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from portkey_mw.logstore.db import connection
 from portkey_mw.logstore.feedback_exports import feedback
 from portkey_mw.logstore.schema import request_logs
 
@@ -60,7 +61,7 @@ class FeedbackStore:
         """The trace ids among ``trace_ids`` that no request log carries, in input order."""
         wanted = sorted(set(trace_ids))
         known: set[str] = set()
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             for start in range(0, len(wanted), 500):  # bounded IN lists
                 chunk = wanted[start : start + 500]
                 rows = await conn.execute(
@@ -93,7 +94,7 @@ class FeedbackStore:
             for item in items
         ]
         if rows:
-            async with self.engine.begin() as conn:
+            async with connection(self.engine, write=True) as conn:
                 await conn.execute(feedback.insert(), rows)
         return [str(row["id"]) for row in rows]
 
@@ -113,7 +114,7 @@ class FeedbackStore:
             values["weight"] = weight
         if metadata is not None:
             values["metadata"] = dict(metadata)
-        async with self.engine.begin() as conn:
+        async with connection(self.engine, write=True) as conn:
             result = await conn.execute(
                 update(feedback).where(feedback.c.id == feedback_id).values(**values)
             )
@@ -121,7 +122,7 @@ class FeedbackStore:
 
     async def for_trace(self, trace_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         """The feedback on one trace, oldest first (at most ``limit``)."""
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             rows = await conn.execute(
                 select(feedback)
                 .where(feedback.c.trace_id == trace_id)
@@ -143,7 +144,7 @@ class FeedbackStore:
             .correlate(feedback)
             .scalar_subquery()
         )
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             rows = await conn.execute(
                 select(feedback, model.label("model"))
                 .where(
@@ -157,7 +158,7 @@ class FeedbackStore:
 
     async def count(self) -> int:
         """How many feedback rows there are."""
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             return int(
                 (await conn.execute(select(func.count()).select_from(feedback))).scalar_one()
             )

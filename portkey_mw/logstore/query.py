@@ -34,8 +34,9 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from portkey_mw.logstore.db import connection
 from portkey_mw.logstore.schema import (
     METADATA_KEY_LENGTH,
     METADATA_VALUE_LENGTH,
@@ -43,7 +44,6 @@ from portkey_mw.logstore.schema import (
     request_logs,
 )
 from portkey_mw.logstore.writer import insert_rows
-from portkey_mw.store.sql.engine import translate_errors
 
 __all__ = ["AGGREGATES", "GROUP_FIELDS", "SERIES_FIELDS", "LogFilter", "LogQueries"]
 
@@ -146,8 +146,6 @@ class LogQueries:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # translate_errors masks the password it finds in this URL.
-        self._url = engine.url.render_as_string(hide_password=False)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -164,16 +162,14 @@ class LogQueries:
         """
         if not records:
             return
-        async with translate_errors(self._url), self._engine.connect() as connection:
-            connection = await connection.execution_options(write=True)
-            async with connection.begin():
-                await insert_rows(connection, records)
+        async with connection(self._engine, write=True) as conn:
+            await insert_rows(conn, records)
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
         """The full record of ``request_id``, or ``None``."""
         query = select(request_logs.c.record).where(request_logs.c.id == request_id)
-        async with self._read() as connection:
-            found = (await connection.execute(query)).scalar_one_or_none()
+        async with connection(self._engine) as conn:
+            found = (await conn.execute(query)).scalar_one_or_none()
         return None if found is None else _load(found)
 
     async def search(
@@ -193,9 +189,9 @@ class LogQueries:
             .offset(page * page_size)
         )
         total = select(func.count()).select_from(request_logs).where(*conditions)
-        async with self._read() as connection:
-            found = (await connection.execute(rows)).mappings().all()
-            count = (await connection.execute(total)).scalar_one()
+        async with connection(self._engine) as conn:
+            found = (await conn.execute(rows)).mappings().all()
+            count = (await conn.execute(total)).scalar_one()
         # str(): SQLAlchemy's quoted_name keys are a str subclass orjson refuses
         return [{str(k): v for k, v in row.items()} for row in found], int(count)
 
@@ -212,8 +208,8 @@ class LogQueries:
                     or_(c.created_ms > after[0], and_(c.created_ms == after[0], c.id > after[1]))
                 )
             query = query.order_by(c.created_ms, c.id).limit(RECORDS_PAGE)
-            async with self._read() as connection:
-                page = (await connection.execute(query)).all()
+            async with connection(self._engine) as conn:
+                page = (await conn.execute(query)).all()
             for _created_ms, _id, record in page:
                 yield _load(record)
             if len(page) < RECORDS_PAGE:
@@ -227,9 +223,9 @@ class LogQueries:
         conditions = _conditions(f)
         sums = select(*_aggregates(request_logs)).where(*conditions)
         ranks = select(*_percentiles(_ranked(request_logs, None, conditions)))
-        async with self._read() as connection:
-            row = dict((await connection.execute(sums)).mappings().one())
-            row.update((await connection.execute(ranks)).mappings().one())
+        async with connection(self._engine) as conn:
+            row = dict((await conn.execute(sums)).mappings().one())
+            row.update((await conn.execute(ranks)).mappings().one())
         return _finish(row)
 
     async def groups(
@@ -284,10 +280,10 @@ class LogQueries:
         count = select(func.count(func.distinct(key))).select_from(source).where(*conditions)
         # COUNT(DISTINCT) leaves NULL out, but NULL is a group of its own.
         nulls = select(func.count()).select_from(source).where(*conditions, key.is_(None))
-        async with self._read() as connection:
-            found = (await connection.execute(query)).mappings().all()
-            total = (await connection.execute(count)).scalar_one()
-            has_null = (await connection.execute(nulls.limit(1))).scalar_one()
+        async with connection(self._engine) as conn:
+            found = (await conn.execute(query)).mappings().all()
+            total = (await conn.execute(count)).scalar_one()
+            has_null = (await conn.execute(nulls.limit(1))).scalar_one()
         groups = [{"key": row["key"], **_finish(row)} for row in found]
         return groups, int(total) + (1 if has_null else 0)
 
@@ -304,14 +300,14 @@ class LogQueries:
         bucket = (c.created_ms // literal(width, BigInteger)).label("bucket")
         measures = [m for m in _aggregates(request_logs) if m.name in SERIES_FIELDS]
         query = select(bucket, *measures).where(*conditions).group_by(bucket).order_by(bucket)
-        async with self._read() as connection:
+        async with connection(self._engine) as conn:
             since_ms = _ms(f.since)
             if since_ms is None:
                 first = select(func.min(c.created_ms)).where(*conditions)
-                since_ms = (await connection.execute(first)).scalar_one()
+                since_ms = (await conn.execute(first)).scalar_one()
                 if since_ms is None:
                     return []
-            rows = (await connection.execute(query)).mappings().all()
+            rows = (await conn.execute(query)).mappings().all()
         until_ms = _ms(f.until)
         if until_ms is None:
             until_ms = max(int(time.time() * 1000), since_ms + 1)
@@ -326,36 +322,6 @@ class LogQueries:
             point.update(_finish(row, SERIES_FIELDS) if row else _zeros())
             series.append(point)
         return series
-
-    # -- helpers -------------------------------------------------------------------------
-
-    def _read(self) -> _Read:
-        return _Read(self._engine, self._url)
-
-
-class _Read:
-    """A read-only connection with errors translated (a context manager)."""
-
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self._engine, self._url = engine, url
-        self._errors = translate_errors(url)
-        self._connection: AsyncConnection | None = None
-
-    async def __aenter__(self) -> AsyncConnection:
-        await self._errors.__aenter__()
-        try:
-            self._connection = await self._engine.connect()
-        except BaseException as exc:
-            await self._errors.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        return self._connection
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        try:
-            if self._connection is not None:
-                await self._connection.close()
-        finally:
-            await self._errors.__aexit__(*exc_info)
 
 
 def _load(record: str) -> dict[str, Any]:
