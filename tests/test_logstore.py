@@ -23,6 +23,7 @@ from portkey_mw.store.protocols import StoreUnavailable
 from portkey_mw.store.sql.engine import make_engine, resolve_url
 from portkey_mw.store.sql.migrate import upgrade
 from tests.conftest import in_process
+from tests.planted import plant
 from tests.postgres import PostgresServer
 
 T0 = 1_699_999_200.0  # a fixed start, on a whole hour: every record is at T0 + seconds
@@ -454,13 +455,20 @@ async def test_sink_writes_migrates_and_prunes_on_schedule(store_url: str) -> No
 
 
 async def test_sink_raises_when_the_database_fails() -> None:
-    url = resolve_url(f"postgresql://u:p@127.0.0.1:{PostgresServer.closed_port()}/logs", environ={})
+    password = plant("planted-logstore-password")
+    port = PostgresServer.closed_port()
+    url = resolve_url(f"postgresql://u:{password}@127.0.0.1:{port}/logs", environ={})
     sink = SQLLogSink(url, LoggingOptions())
     try:
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailable) as raised:
             await sink.write([_Event(rec(1))])  # type: ignore[list-item]
     finally:
         await sink.aclose()
+    # The dispatcher logs the traceback with its frames' locals: none may hold the URL.
+    assert raised.value.__context__ is None and raised.value.__cause__ is None
+    frames = [entry.frame for entry in raised.traceback[1:]]  # after this test's own
+    assert password not in str(raised.value)
+    assert all(password not in repr(v) for f in frames for v in f.f_locals.values())
 
 
 def test_no_sink_without_the_log_store_or_the_store() -> None:

@@ -24,6 +24,7 @@ from portkey_mw.interfaces import LogSink
 from portkey_mw.logevents import LogEvent
 from portkey_mw.logstore import LogQueries
 from portkey_mw.logstore.retention import prune
+from portkey_mw.store.protocols import StoreUnavailable
 from portkey_mw.store.sql.engine import make_engine, resolve_url
 from portkey_mw.store.sql.migrate import migrate
 
@@ -62,7 +63,21 @@ class SQLLogSink(LogSink):
         self.log_queries = LogQueries(self._engine)
 
     async def write(self, events: Sequence[LogEvent]) -> None:
-        """Insert ``events``; raises if the database fails (nothing of the batch stays)."""
+        """Insert ``events``; raises :class:`StoreUnavailable` if the database fails
+        (nothing of the batch stays)."""
+        try:
+            await self._insert(events)
+        except StoreUnavailable as exc:
+            message = str(exc)  # worded without the URL's password, SQL or parameters
+        except Exception as exc:
+            message = f"the log store refused a batch ({type(exc).__name__})"
+        else:
+            return
+        # A fresh exception, raised outside the handler: the dispatcher logs tracebacks
+        # with their frames' locals, and the failed call's frames hold the database URL.
+        raise StoreUnavailable(message)
+
+    async def _insert(self, events: Sequence[LogEvent]) -> None:
         if not self._migrated:
             await migrate(self._engine, self._url)
             self._migrated = True
