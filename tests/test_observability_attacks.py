@@ -266,3 +266,39 @@ async def test_custom_log_headers_never_reach_the_store_and_the_scan_reads_the_s
             [{"request_id": "leak", "error_message": planted.AZURE_KEY}]
         )
         assert SCANNER.take() == ["stored log record: " + planted.AZURE_KEY[:12] + "..."]
+
+
+async def test_an_export_file_needs_a_live_token_for_that_export(tmp_path: Path) -> None:
+    """(Held.) The file route takes no API key: no token, another export's token, a token
+    past its expiry, or a path below the export id open nothing."""
+    async with gateway_in_process(sqlite_url(tmp_path)) as (gateway, client):
+        ids = [(await made(client, "/v1/logs/exports", {}))["id"] for _ in range(2)]
+        for export_id in ids:
+            assert (
+                await client.post(f"/v1/logs/exports/{export_id}/start", headers=ADMIN)
+            ).is_success
+        end = time.monotonic() + DEADLINE
+        for export_id in ids:
+            while (await client.get(f"/v1/logs/exports/{export_id}", headers=ADMIN)).json()[
+                "status"
+            ] != "success":
+                assert time.monotonic() < end
+                await asyncio.sleep(0.05)
+        link = await client.get(f"/v1/logs/exports/{ids[0]}/download", headers=ADMIN)
+        url = httpx.URL(link.json()["signed_url"])
+        token = url.params["token"]
+        assert (await client.get(url.path, params={"token": token})).status_code == 200
+        other = f"/v1/logs/exports/{ids[1]}/file"
+        for path, params in (
+            (url.path, {}),
+            (url.path, {"token": ""}),
+            (url.path, {"token": token[:-1]}),
+            (other, {"token": token}),
+            (f"/v1/logs/exports/{ids[0]}/../{ids[1]}/file", {"token": token}),
+        ):
+            reply = await client.get(path, params=params)
+            assert reply.status_code in (401, 404), (path, reply.text)
+        services = gateway.__dict__["_log_route_services"]
+        services.links[token] = (ids[0], time.monotonic() - 1)  # expired
+        expired = await client.get(url.path, params={"token": token})
+        assert expired.status_code == 401 and token not in services.links
