@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from portkey_mw.logstore.feedback_exports import log_exports
+from portkey_mw.logstore.feedback_exports import connection, log_exports
 
 __all__ = ["EXPORT_FIELDS", "ExportStore", "project", "write_export"]
 
@@ -154,13 +154,13 @@ class ExportStore:
             "file_path": None,
             "error": None,
         }
-        async with self.engine.begin() as conn:
+        async with connection(self.engine, begin=True) as conn:
             await conn.execute(log_exports.insert(), [row])
         return row
 
     async def get(self, export_id: str) -> dict[str, Any] | None:
         """One export, or ``None``."""
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             row = (
                 await conn.execute(select(log_exports).where(log_exports.c.id == export_id))
             ).first()
@@ -173,7 +173,7 @@ class ExportStore:
         query = select(log_exports).order_by(log_exports.c.created_ms.desc()).limit(limit)
         if workspace_id is not None:
             query = query.where(log_exports.c.workspace_id == workspace_id)
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             return [_export(r) for r in await conn.execute(query)]
 
     async def update(self, export_id: str, *, only_from: Sequence[str] = (), **values: Any) -> bool:
@@ -183,6 +183,6 @@ class ExportStore:
         query = update(log_exports).where(log_exports.c.id == export_id)
         if only_from:
             query = query.where(log_exports.c.status.in_(list(only_from)))
-        async with self.engine.begin() as conn:
+        async with connection(self.engine, begin=True) as conn:
             result = await conn.execute(query.values(updated_ms=_now_ms(), **values))
         return bool(result.rowcount)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from portkey_mw.logstore.feedback_exports import feedback
+from portkey_mw.logstore.feedback_exports import connection, feedback
 from portkey_mw.logstore.schema import request_logs
 
 __all__ = ["FeedbackIn", "FeedbackStore"]
@@ -73,7 +73,7 @@ class FeedbackStore:
         """The trace ids among ``trace_ids`` that no request log carries, in input order."""
         wanted = sorted(set(trace_ids))
         known: set[str] = set()
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             for start in range(0, len(wanted), 500):  # bounded IN lists
                 chunk = wanted[start : start + 500]
                 rows = await conn.execute(
@@ -106,7 +106,7 @@ class FeedbackStore:
             for item in items
         ]
         if rows:
-            async with self.engine.begin() as conn:
+            async with connection(self.engine, begin=True) as conn:
                 await conn.execute(feedback.insert(), rows)
         return [str(row["id"]) for row in rows]
 
@@ -126,7 +126,7 @@ class FeedbackStore:
             values["weight"] = weight
         if metadata is not None:
             values["metadata"] = dict(metadata)
-        async with self.engine.begin() as conn:
+        async with connection(self.engine, begin=True) as conn:
             result = await conn.execute(
                 update(feedback).where(feedback.c.id == feedback_id).values(**values)
             )
@@ -138,7 +138,7 @@ class FeedbackStore:
         """The feedback on one trace, oldest first (at most ``limit``); with
         ``api_key_ids``, only if every request of the trace is by one of those keys."""
         owned = _owned(api_key_ids) if api_key_ids is not None else []
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             rows = await conn.execute(
                 select(feedback)
                 .where(feedback.c.trace_id == trace_id, *owned)
@@ -167,7 +167,7 @@ class FeedbackStore:
             .correlate(feedback)
             .scalar_subquery()
         )
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             rows = await conn.execute(
                 select(feedback, model.label("model"))
                 .where(
@@ -182,7 +182,7 @@ class FeedbackStore:
 
     async def count(self) -> int:
         """How many feedback rows there are."""
-        async with self.engine.connect() as conn:
+        async with connection(self.engine) as conn:
             return int(
                 (await conn.execute(select(func.count()).select_from(feedback))).scalar_one()
             )

@@ -10,11 +10,27 @@ export wrote in the data directory. Migration ``0004`` creates exactly these tab
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Double, Index, Integer, String, Table, Text
+import contextlib
+from collections.abc import AsyncIterator
 
+from sqlalchemy import JSON, BigInteger, Column, Double, Index, Integer, String, Table, Text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from portkey_mw.store.sql.engine import translate_errors
 from portkey_mw.store.sql.models import METADATA
 
-__all__ = ["EXPORT_STATUSES", "feedback", "log_exports"]
+__all__ = ["EXPORT_STATUSES", "connection", "feedback", "log_exports"]
+
+
+@contextlib.asynccontextmanager
+async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection (in a transaction with ``begin``) whose failure to reach the database
+    is :class:`~portkey_mw.errors.StoreUnavailable` (a 503 naming the store, never its
+    password), as everywhere else the store is read."""
+    url = engine.url.render_as_string(hide_password=False)
+    async with translate_errors(url), engine.begin() if begin else engine.connect() as conn:
+        yield conn
+
 
 #: Every status an export can be in, in the order it moves through them.
 EXPORT_STATUSES = ("draft", "in_progress", "success", "failed", "stopped")
