@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import math
 import time
+import traceback
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -21,7 +22,6 @@ import orjson
 import structlog
 
 from portkey_mw.context import Attempt
-from portkey_mw.errors import GatewayError
 from portkey_mw.interfaces import LogSink
 from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.pricing import PriceTable
@@ -333,6 +333,17 @@ class SinkStats:
     delivered: int
 
 
+def failure(exc: BaseException) -> str:
+    """An exception as its type and the place it was raised. Never its traceback: a
+    renderer that shows a frame's locals (structlog's default) would print the database
+    URL with its password, or a record's bodies."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {last.filename}:{last.lineno} in {last.name}"
+
+
 class LogDispatcher:
     """Moves log events to every sink, in batches, losing none silently.
 
@@ -432,8 +443,8 @@ class LogDispatcher:
                 # A sink whose close hangs must not hang shutdown either.
                 async with asyncio.timeout(max(deadline - loop.time(), 1.0)):
                     await lane.sink.aclose()
-            except Exception:
-                log.exception("log sink failed to close", sink=lane.sink.name)
+            except Exception as exc:
+                log.error("log sink failed to close", sink=lane.sink.name, error=failure(exc))
 
     async def _run(self, lane: _Lane) -> None:
         while True:
@@ -472,14 +483,8 @@ class LogDispatcher:
                     "retry_in": delay,
                     "error": type(exc).__name__,
                 }
-                if isinstance(exc, GatewayError):
-                    # the gateway's own errors are worded to be logged (a store that is down
-                    # names its redacted URL); their tracebacks' locals may hold credentials
-                    fields["message"] = exc.message
-                if attempt == 1 and not isinstance(exc, GatewayError):
-                    # a plugin's failure: the traceback once, not every few seconds of it
-                    log.exception("log sink failed; holding its records and retrying", **fields)
-                elif attempt == 1:
+                if attempt == 1:  # where it failed once, not every few seconds of an outage
+                    fields["error"] = failure(exc)
                     log.error("log sink failed; holding its records and retrying", **fields)
                 else:
                     log.warning("log sink failed again; still holding its records", **fields)

@@ -7,7 +7,8 @@ It looks at:
   SDKs use it, as do the tests themselves): status line headers and the whole body,
   streamed bodies included, from gateways in process (``httpx.ASGITransport``), mounted in
   a threaded server, or run as ``portkey-mw serve``;
-* every request log record an in-process gateway hands its sinks (``LogEvent.to_dict``);
+* every request log record an in-process gateway hands its sinks (``LogEvent.to_dict``),
+  and every record the SQL log store inserts (``POST /v1/logs`` custom logs included);
 * every warning or error an in-process gateway logs through the stdlib;
 * the whole output (stdout and stderr: JSON log lines) of every ``portkey-mw serve``.
 
@@ -138,6 +139,18 @@ def install() -> None:
         await deliver(self, sink, batch)
 
     LogDispatcher._deliver = scanned_deliver  # type: ignore[method-assign]
+
+    from portkey_mw.logstore.query import LogQueries
+
+    insert = LogQueries.insert
+
+    async def scanned_insert(self: LogQueries, records: Any) -> None:
+        # Every record the SQL log store keeps: the sink's and logs.create's alike.
+        for record in records:
+            SCANNER.scan("stored log record", orjson.dumps(record, default=str))
+        await insert(self, records)
+
+    LogQueries.insert = scanned_insert  # type: ignore[method-assign]
     logging.getLogger().addHandler(_LogScan(logging.WARNING))
 
 

@@ -34,6 +34,7 @@ from opentelemetry.trace import (
 )
 
 from portkey_mw.interfaces import LogSink
+from portkey_mw.logevents import failure
 
 from .attributes import metric_points, span_data
 from .settings import OtelSettings
@@ -150,8 +151,9 @@ class OtelSink(LogSink):
                     self._span(record)
                 if self._meter_provider is not None:
                     self._measure(record)
-            except Exception:
-                log.exception("the OpenTelemetry sink could not export a record")
+            except Exception as exc:
+                # (no traceback: its locals hold the record, bodies included)
+                log.error("the OpenTelemetry sink could not export a record", error=failure(exc))
 
     def _span(self, record: dict[str, object]) -> None:
         data = span_data(record)

@@ -65,10 +65,18 @@ def pct(part: float, whole: float) -> float:
 class Window:
     """One graph call: the filter, the buckets, the log services."""
 
-    def __init__(self, logs: LogServices, f: LogFilter, interval: int) -> None:
+    def __init__(
+        self,
+        logs: LogServices,
+        f: LogFilter,
+        interval: int,
+        allowed: tuple[str, ...] | None = None,
+    ) -> None:
         self.logs = logs
         self.f = f
         self.interval = interval
+        #: the API keys a workspace key may see the records of (``None``: every key)
+        self.allowed = allowed
         assert f.since is not None and f.until is not None
         self.since: float = f.since
         self.until: float = f.until
@@ -87,9 +95,20 @@ class Window:
     async def per_bucket(
         self, read: Callable[[LogFilter], Awaitable[dict[str, Any]]]
     ) -> list[dict[str, Any]]:
-        """``read`` run on each bucket's filter; points with their timestamps."""
+        """``read`` run on each bucket's filter; points with their timestamps.
+
+        :raises InvalidRequest: more than TARGET_BUCKETS buckets (each costs queries).
+        """
+        starts = self.starts()
+        if len(starts) > TARGET_BUCKETS:
+            least = math.ceil((self.until - self.since) / TARGET_BUCKETS)
+            raise bad(
+                "interval",
+                f"interval too small for this graph: at most {TARGET_BUCKETS} buckets "
+                f"(this range needs an interval of {least} s or more)",
+            )
         points = []
-        for start in self.starts():
+        for start in starts:
             bucket = replace(
                 self.f, since=max(start, self.since), until=min(start + self.interval, self.until)
             )
@@ -258,7 +277,7 @@ async def _cache_latency(w: Window) -> tuple[dict[str, Any], list[dict[str, Any]
 
 
 async def _feedback_rows(w: Window) -> list[dict[str, Any]]:
-    rows = await w.logs.feedback.in_range(w.since, w.until)
+    rows = await w.logs.feedback.in_range(w.since, w.until, api_key_ids=w.allowed)
     if w.f.models:
         rows = [r for r in rows if r["model"] in w.f.models]
     return rows
@@ -375,9 +394,11 @@ async def _window(call: Call, extra: tuple[str, ...] = ()) -> tuple[Window, dict
     principal = await call.authorize()
     logs = services(call)
     f, rest = portkey_filter(_single(call), require_time=True, extra=("interval", *extra))
-    f = restrict(f, await key_ids(call, principal))
+    allowed = await key_ids(call, principal)
+    f = restrict(f, allowed)
     assert f.since is not None and f.until is not None
-    return Window(logs, f, pick_interval(f.until - f.since, rest.pop("interval", None))), rest
+    interval = pick_interval(f.until - f.since, rest.pop("interval", None))
+    return Window(logs, f, interval, allowed), rest
 
 
 def _single(call: Call) -> dict[str, str]:

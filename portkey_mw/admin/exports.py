@@ -90,6 +90,11 @@ def _body_fields(body: dict[str, Any]) -> None:
         raise InvalidRequest(
             "description must be a string of at most 2000 characters", param="description"
         )
+    workspace = body.get("workspace_id")
+    if workspace is not None and (not isinstance(workspace, str) or len(workspace) > 128):
+        raise InvalidRequest(
+            "workspace_id must be a string of at most 128 characters", param="workspace_id"
+        )
 
 
 async def _mine(call: Call, principal: Principal, logs: LogServices) -> dict[str, Any]:
@@ -165,6 +170,10 @@ async def start(call: Call) -> tuple[int, dict[str, Any]]:
     row = await _mine(call, principal, logs)
     _, f = _checked_filters(row["filters"])
     f = restrict(f, await key_ids(call, principal))
+    if row["workspace_id"] is not None:
+        # A workspace's export holds its keys' records only, whoever starts it.
+        keys = await call.store.list_api_keys(workspace_id=row["workspace_id"])
+        f = restrict(f, tuple(k.id for k in keys if k.type == "workspace"))
     if not await logs.exports.update(row["id"], only_from=("draft",), status="in_progress"):
         raise InvalidRequest(
             f"export {row['id']!r} is {row['status']}: only a draft can start",

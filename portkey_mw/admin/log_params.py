@@ -26,11 +26,21 @@ MAX_PAGE_SIZE = 200
 MAX_BUCKETS = 1000
 #: Longest filter value read (ids, slugs, models are far shorter).
 MAX_VALUE = 512
+#: The largest token count a column holds (the writer clamps to it).
+MAX_TOKENS = 2**31 - 1
 
 
 def bad(param: str, message: str) -> InvalidRequest:
     """The 400 for one parameter."""
     return InvalidRequest(message, param=param, code="invalid_query")
+
+
+def no_nul(param: str, value: str) -> str:
+    """``value``, which must not hold NUL: PostgreSQL refuses it in a text parameter (a 500
+    there, not a 400) and no stored value holds one."""
+    if "\x00" in value:
+        raise bad(param, f"{param} holds a NUL character")
+    return value
 
 
 def parse_time(param: str, value: Any) -> float:
@@ -116,9 +126,8 @@ def metadata_object(param: str, raw: Any) -> dict[str, str]:
     for key, value in parsed.items():
         if isinstance(value, dict | list) or value is None:
             raise bad(param, f"{param}.{str(key)[:60]} must be a string, number or boolean")
-        out[str(key)[:128]] = (str(value).lower() if isinstance(value, bool) else str(value))[
-            :MAX_VALUE
-        ]
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        out[no_nul(param, str(key))[:128]] = no_nul(param, text)[:MAX_VALUE]
     return out
 
 
@@ -135,7 +144,7 @@ def parse_bool(param: str, raw: str) -> bool:
 def group_field(param: str, value: str) -> str:
     """A group-by of the query endpoint: one of GROUP_FIELDS or ``metadata.<key>``."""
     if value in GROUP_FIELDS or (value.startswith("metadata.") and len(value) > 9):
-        return value
+        return no_nul(param, value)
     raise bad(
         param,
         f"{param} must be one of {', '.join(GROUP_FIELDS)} or metadata.<key>, got {value[:60]!r}",
@@ -176,7 +185,7 @@ def own_filter(
             key = name[9:]
             if not key or len(key) > 128:
                 raise bad(name, "metadata.<key> needs a key of 1 to 128 characters")
-            metadata[key] = value[:MAX_VALUE]
+            metadata[no_nul(name, key)] = no_nul(name, value)[:MAX_VALUE]
         elif name in ("from", "to", "success", "trace_id", "q"):
             if name in single:
                 raise bad(name, f"{name} may be given once")
@@ -197,9 +206,9 @@ def own_filter(
     if "success" in single:
         kwargs["success"] = parse_bool("success", single["success"])
     if single.get("trace_id"):
-        kwargs["trace_id"] = single["trace_id"][:128]
+        kwargs["trace_id"] = no_nul("trace_id", single["trace_id"])[:128]
     if single.get("q"):
-        kwargs["text"] = single["q"][:MAX_VALUE]
+        kwargs["text"] = no_nul("q", single["q"])[:MAX_VALUE]
     if metadata:
         kwargs["metadata"] = metadata
     return LogFilter(**kwargs), rest
@@ -325,7 +334,9 @@ def _range(name: str, raw: Any) -> dict[str, Any]:
     column = {"total_units": "total", "prompt_token": "input", "completion_token": "output"}[
         name.rsplit("_", 1)[0]
     ]
-    return {f"{side}_{column}_tokens": int(number)}
+    # Token columns hold 32-bit counts: a larger bound is the same as that one (and a 500
+    # as a bound parameter).
+    return {f"{side}_{column}_tokens": int(min(number, MAX_TOKENS))}
 
 
 def restrict(f: LogFilter, api_key_ids: tuple[str, ...] | None) -> LogFilter:

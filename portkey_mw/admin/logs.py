@@ -33,6 +33,9 @@ from portkey_mw.errors import InvalidRequest, NotFound
 MAX_CUSTOM_LOGS = 1000
 #: A custom log's request or response body is cut to this many bytes of JSON.
 MAX_CUSTOM_BODY = 65536
+#: A custom log's ``response_time`` past this (a year, in ms) is ignored: its start would
+#: be no representable time.
+MAX_RESPONSE_MS = 366 * 86400 * 1000.0
 #: Default span of a stats series without ``from``: the last day.
 DEFAULT_SPAN = 86400.0
 
@@ -50,7 +53,8 @@ async def key_ids(call: Call, principal: Principal) -> tuple[str, ...] | None:
     if principal.workspace_id is None:
         return None
     keys = await call.store.list_api_keys(workspace_id=principal.workspace_id)
-    return tuple(k.id for k in keys)
+    # An organisation key is organisation-wide whatever workspace_id it carries.
+    return tuple(k.id for k in keys if k.type == "workspace")
 
 
 # -- logs.create -----------------------------------------------------------------------------
@@ -111,7 +115,11 @@ def custom_record(item: dict[str, Any], principal: Principal, now: float) -> dic
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise InvalidRequest("response.status must be an HTTP status code", param="response.status")
     latency = response.get("response_time")
-    if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+    if (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not 0 <= latency <= MAX_RESPONSE_MS
+    ):
         latency = None
     req_body = request.get("body")
     res_body = response.get("body")
@@ -215,7 +223,7 @@ async def retrieve(call: Call) -> tuple[int, dict[str, Any]]:
     if record is None or (allowed is not None and record.get("api_key_id") not in allowed):
         raise NotFound(f"no log {request_id[:100]!r}", param="request_id", code="log_not_found")
     trace = record.get("trace_id")
-    feedback = await logs.feedback.for_trace(trace) if trace else []
+    feedback = await logs.feedback.for_trace(trace, api_key_ids=allowed) if trace else []
     return 200, {"object": "log", **record, "feedback": feedback}
 
 

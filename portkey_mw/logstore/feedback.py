@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portkey_mw.logstore.db import connection
@@ -46,6 +46,19 @@ def _row(row: Any) -> dict[str, Any]:
         "created_ms": row.created_ms,
         "updated_ms": row.updated_ms,
     }
+
+
+def _owned(api_key_ids: Sequence[str]) -> list[ColumnElement[bool]]:
+    """Feedback on traces whose every request log is by one of ``api_key_ids``. Feedback
+    names no key, so a trace another key's requests share (or a custom log copied its id)
+    may hold the other's feedback: a workspace key is shown none of it."""
+    logs = request_logs.c
+    ids = list(api_key_ids)
+    mine = select(logs.trace_id).where(logs.api_key_id.in_(ids))
+    others = select(logs.trace_id).where(
+        logs.trace_id.is_not(None), or_(logs.api_key_id.is_(None), logs.api_key_id.not_in(ids))
+    )
+    return [feedback.c.trace_id.in_(mine), feedback.c.trace_id.not_in(others)]
 
 
 class FeedbackStore:
@@ -120,22 +133,33 @@ class FeedbackStore:
             )
         return bool(result.rowcount)
 
-    async def for_trace(self, trace_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-        """The feedback on one trace, oldest first (at most ``limit``)."""
+    async def for_trace(
+        self, trace_id: str, limit: int = 1000, *, api_key_ids: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The feedback on one trace, oldest first (at most ``limit``); with
+        ``api_key_ids``, only if every request of the trace is by one of those keys."""
+        owned = _owned(api_key_ids) if api_key_ids is not None else []
         async with connection(self.engine) as conn:
             rows = await conn.execute(
                 select(feedback)
-                .where(feedback.c.trace_id == trace_id)
+                .where(feedback.c.trace_id == trace_id, *owned)
                 .order_by(feedback.c.created_ms, feedback.c.id)
                 .limit(limit)
             )
             return [_row(r) for r in rows]
 
     async def in_range(
-        self, since: float, until: float, *, limit: int = 100_000
+        self,
+        since: float,
+        until: float,
+        *,
+        limit: int = 100_000,
+        api_key_ids: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """The feedback given in ``[since, until)`` (epoch seconds), oldest first, each with
-        the ``model`` of its trace's first request (``None`` when no log is left)."""
+        the ``model`` of its trace's first request (``None`` when no log is left); with
+        ``api_key_ids``, only on traces whose every request is by one of those keys."""
+        owned = _owned(api_key_ids) if api_key_ids is not None else []
         model = (
             select(request_logs.c.model)
             .where(request_logs.c.trace_id == feedback.c.trace_id)
@@ -150,6 +174,7 @@ class FeedbackStore:
                 .where(
                     feedback.c.created_ms >= int(since * 1000),
                     feedback.c.created_ms < int(until * 1000),
+                    *owned,
                 )
                 .order_by(feedback.c.created_ms)
                 .limit(limit)

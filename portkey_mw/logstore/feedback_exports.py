@@ -16,6 +16,7 @@ from portkey_mw.store.sql.models import METADATA
 
 __all__ = ["EXPORT_STATUSES", "feedback", "log_exports"]
 
+
 #: Every status an export can be in, in the order it moves through them.
 EXPORT_STATUSES = ("draft", "in_progress", "success", "failed", "stopped")
 

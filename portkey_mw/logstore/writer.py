@@ -47,6 +47,8 @@ _TEXT_KEYS = (
 _FLOAT_KEYS = ("latency_ms", "upstream_ms", "ttfb_ms", "cost_usd", "cost_saved_usd")
 #: PostgreSQL's Integer is 32 bits: a larger count is clamped rather than fail the batch
 _INT_MAX = 2**31 - 1
+#: a start time past this (the year 5138) is no time: the record is stamped with now
+_MAX_SECONDS = 1e11
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
@@ -67,7 +69,8 @@ def body_text(record: Mapping[str, Any]) -> str | None:
             parts.append(body.decode("utf-8", "replace"))
         else:
             parts.append(encode_record(body).decode())
-    return "\n".join(parts) if parts else None
+    # NUL cannot be stored in PostgreSQL text (a binary upload's body holds some).
+    return "\n".join(parts).replace("\x00", "") if parts else None
 
 
 def log_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,13 +111,14 @@ def metadata_rows(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     for key, value in (row.get("metadata") or {}).items():
         if value is None:
             continue
-        cut = str(key)[:METADATA_KEY_LENGTH]
+        # NUL cannot be stored in PostgreSQL text: a client's ``\u0000`` would fail the batch
+        cut = str(key).replace("\x00", "")[:METADATA_KEY_LENGTH]
         rows.setdefault(
             cut,
             {
                 "log_id": row["id"],
                 "key": cut,
-                "value": metadata_value(value)[:METADATA_VALUE_LENGTH],
+                "value": metadata_value(value).replace("\x00", "")[:METADATA_VALUE_LENGTH],
                 "created_ms": row["created_ms"],
             },
         )
@@ -180,7 +184,8 @@ def _bool(value: Any) -> bool | None:
 
 def _created_ms(started_at: Any) -> int:
     seconds = _float(started_at)
-    if seconds is None:
+    if seconds is None or not 0 <= seconds < _MAX_SECONDS:
+        # (a custom log's absurd response_time puts its start out of BIGINT's range)
         seconds = time.time()
     return int(seconds * 1000)
 
