@@ -110,7 +110,7 @@ async def main(requests: int, rounds: int, records: int) -> None:
             timeout=120,
         ) as client:
             for view, view_ms in (await time_views(client)).items():
-                print(f"   {view:22} {view_ms:8.0f} ms ({len(CALLS[view])} calls)")
+                print(f"   {view:28} {view_ms:8.0f} ms ({len(CALLS[view])} calls)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from portkey_mw.inbound.anthropic import AnthropicMessages
 from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
 from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.logevents import LogDispatcher
+from portkey_mw.logging import traceback_text
 from portkey_mw.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from portkey_mw.metrics import GatewayMetrics, MetricsSink, StateCollector, StateSources
 from portkey_mw.pipeline import Pipeline
@@ -369,8 +370,12 @@ class Gateway:
         for guardrail in self.guardrails.values():
             try:
                 await guardrail.aclose()
-            except Exception:
-                log.exception("guardrail failed to close", guardrail=guardrail.id)
+            except Exception as exc:
+                log.error(
+                    "guardrail failed to close",
+                    guardrail=guardrail.id,
+                    exception=traceback_text(exc),
+                )
         await self.cache.aclose()
         await self.control.aclose()
         await self.transport.aclose()
@@ -403,7 +408,7 @@ class Gateway:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    log.exception("gateway failed to start")
+                    log.error("gateway failed to start", exception=traceback_text(exc))
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

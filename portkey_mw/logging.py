@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import orjson
 import structlog
@@ -41,3 +42,12 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     _configured = True
+
+
+def traceback_text(exc: BaseException) -> str:
+    """``exc``'s traceback as plain text: the frames and the message, never the frames'
+    local variables. Log it as ``exception=`` rather than with ``log.exception``: a
+    renderer that shows locals (structlog's default console one does when ``rich`` is
+    installed, in an app that mounts the gateway without :func:`configure_logging`) would
+    print the request's headers and the keys in scope."""
+    return "".join(traceback.format_exception(exc))

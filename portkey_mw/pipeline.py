@@ -34,6 +34,7 @@ from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
 from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
+from portkey_mw.logging import traceback_text
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
 from portkey_mw.request_shape import check_body, require_param
@@ -120,7 +121,12 @@ async def _run_hook(call: HookCall, kwargs: dict[str, Any]) -> Any:
     except GatewayError:
         raise
     except Exception as exc:
-        log.exception("plugin hook failed", plugin=call.plugin, hook=call.function.__name__)
+        log.error(
+            "plugin hook failed",
+            plugin=call.plugin,
+            hook=call.function.__name__,
+            exception=traceback_text(exc),
+        )
         raise PluginError(f"plugin {call.plugin!r} failed: {type(exc).__name__}") from exc
 
 
@@ -193,8 +199,8 @@ class Exchange:
                 await self._process()
             except GatewayError as error:
                 await self._fail(error)
-            except Exception:
-                log.exception("unhandled error", trace_id=ctx.trace_id)
+            except Exception as exc:
+                log.error("unhandled error", trace_id=ctx.trace_id, exception=traceback_text(exc))
                 await self._fail(GatewayError(f"internal gateway error (trace id {ctx.trace_id})"))
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -545,8 +551,12 @@ class Exchange:
         if ctx.limited:
             try:
                 await self.pipeline.spend.settle(ctx, event, self._usage_estimate(event))
-            except Exception:  # never lose the log record over a charge
-                log.exception("charging the request's usage failed", trace_id=ctx.trace_id)
+            except Exception as exc:  # never lose the log record over a charge
+                log.error(
+                    "charging the request's usage failed",
+                    trace_id=ctx.trace_id,
+                    exception=traceback_text(exc),
+                )
         if ctx.cache_status is not None:
             # Only hits pay for working out a cost here (parsing the cached body's usage).
             saved = event.cost_saved_usd if ctx.cache_status in HIT_STATUSES else None

@@ -23,6 +23,7 @@ from portkey_mw.context import RequestContext
 from portkey_mw.embedding import EmbeddingModel, shared_model
 from portkey_mw.errors import GatewayError, NotFound
 from portkey_mw.interfaces import CacheBackend, SemanticIndex
+from portkey_mw.logging import traceback_text
 from portkey_mw.routing import PlanNode
 
 log = structlog.get_logger("portkey_mw.cache")
@@ -70,8 +71,10 @@ class ResponseCache:
         for store in stores:
             try:
                 await store.aclose()
-            except Exception:
-                log.exception("cache store failed to close", store=store.name)
+            except Exception as exc:
+                log.error(
+                    "cache store failed to close", store=store.name, exception=traceback_text(exc)
+                )
         # The embedding model is the process's (shared_model): other gateways may use it.
         self._embedder = None
 

@@ -4,11 +4,15 @@ requests through a gateway landing as rows. Every test that takes ``queries`` or
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from alembic import command
 from portkey_mw_plugins.sql_logs import PRUNE_EVERY_BATCHES, SQLLogSink
 from sqlalchemy import func, select, text
 
@@ -16,17 +20,25 @@ from portkey_mw import Gateway, ServerSettings
 from portkey_mw.config.server import LoggingOptions
 from portkey_mw.logstore import GROUP_FIELDS, LogFilter, LogQueries
 from portkey_mw.logstore import query as query_module
+from portkey_mw.logstore.latency import RELATIVE_ERROR, bucket_index, percentile
 from portkey_mw.logstore.retention import prune
-from portkey_mw.logstore.schema import log_metadata, request_logs
+from portkey_mw.logstore.schema import log_latency, log_metadata, log_rollups, request_logs
+from portkey_mw.logstore.writer import log_row, metadata_rows
 from portkey_mw.plugin import PluginManager
 from portkey_mw.store.protocols import StoreUnavailable
 from portkey_mw.store.sql.engine import make_engine, resolve_url
-from portkey_mw.store.sql.migrate import upgrade
+from portkey_mw.store.sql.migrate import alembic_config, upgrade
 from tests.conftest import in_process
 from tests.planted import plant
 from tests.postgres import PostgresServer
 
 T0 = 1_699_999_200.0  # a fixed start, on a whole hour: every record is at T0 + seconds
+HOUR = 3600.0
+
+
+def near(latency: float) -> Any:
+    """A percentile read from the latency histogram: within its relative error."""
+    return pytest.approx(latency, rel=RELATIVE_ERROR)
 
 
 def rec(n: int, *, at: float | None = None, **fields: Any) -> dict[str, Any]:
@@ -334,7 +346,8 @@ async def test_groups_by_each_field(queries: LogQueries, by: str) -> None:
     assert [g["key"] for g in groups] == [expected_keys[0], expected_keys[1]]  # 5 before 4
     evens, odds = groups
     assert (evens["requests"], odds["requests"]) == (5, 4)
-    assert evens["latency_p50_ms"] == 4.0 and odds["latency_p50_ms"] == 3.0  # 0 2 4 6 8 | 1 3 5 7
+    # 0 2 4 6 8 | 1 3 5 7
+    assert evens["latency_p50_ms"] == near(4.0) and odds["latency_p50_ms"] == near(3.0)
     assert evens["first_ms"] == int(T0 * 1000) and evens["last_ms"] == int((T0 + 8) * 1000)
     assert (await queries.groups(LogFilter(), by=by, limit=1, offset=1))[0][0]["key"] == (
         expected_keys[1]
@@ -350,7 +363,7 @@ async def test_groups_by_metadata_key_and_order(queries: LogQueries) -> None:
     groups, total = await queries.groups(LogFilter(), by="metadata.team")
     assert total == 2  # records without the key are in no group
     assert [(g["key"], g["requests"], g["errors"]) for g in groups] == [("a", 3, 0), ("b", 2, 2)]
-    assert groups[0]["latency_p99_ms"] == 102.0
+    assert groups[0]["latency_p99_ms"] == near(102.0)
     by_errors, _ = await queries.groups(LogFilter(), by="metadata.team", order_by="error_rate")
     assert [g["key"] for g in by_errors] == ["b", "a"]
     filtered, total = await queries.groups(LogFilter(metadata={"x": "1"}), by="metadata.team")
@@ -376,9 +389,9 @@ async def test_totals_with_percentiles(queries: LogQueries) -> None:
     assert totals["requests"] == 101
     assert (totals["errors"], totals["error_rate"]) == (10, pytest.approx(10 / 101))
     assert (totals["latency_p50_ms"], totals["latency_p90_ms"], totals["latency_p99_ms"]) == (
-        50.0,
-        90.0,
-        99.0,
+        near(50.0),
+        near(90.0),
+        near(99.0),
     )
     assert totals["latency_avg_ms"] == pytest.approx(50.5)
     assert (totals["cache_hits"], totals["cache_lookups"]) == (20, 40)
@@ -395,10 +408,139 @@ async def test_totals_with_percentiles(queries: LogQueries) -> None:
     # nearest rank on a small set: 3 values -> p50 is the 2nd, p90 and p99 the 3rd
     small = await queries.totals(LogFilter(until=T0 + 3))
     latencies = sorted(order[:3])
-    assert (small["latency_p50_ms"], small["latency_p99_ms"]) == (latencies[1], latencies[2])
+    assert (small["latency_p50_ms"], small["latency_p99_ms"]) == (
+        near(latencies[1]),
+        near(latencies[2]),
+    )
     empty = await queries.totals(LogFilter(models=("none",)))
     assert empty["requests"] == 0 and empty["latency_p50_ms"] is None
     assert empty["error_rate"] == 0.0 and empty["first_ms"] is None
+
+
+# -- the latency histogram and the hourly rollups --------------------------------------------
+def test_histogram_percentiles_are_within_their_error_of_the_exact_ones() -> None:
+    rng = random.Random(7)
+    for size in (1, 2, 3, 10, 99, 1000):
+        latencies = [rng.lognormvariate(4, 1.5) for _ in range(size)] + [0.0] * (size // 10)
+        counts: dict[int, int] = {}
+        for latency in latencies:
+            index = bucket_index(latency)
+            assert index is not None
+            counts[index] = counts.get(index, 0) + 1
+        ordered = sorted(latencies)
+        for p in (1, 50, 90, 99, 100):
+            exact = ordered[math.ceil(p * len(ordered) / 100) - 1]
+            got = percentile(counts, p)
+            assert got is not None
+            if exact >= 0.001:  # below that every latency shares the lowest bucket
+                assert got == pytest.approx(exact, rel=RELATIVE_ERROR)
+    assert percentile({}, 50) is None
+    assert bucket_index(None) is None and bucket_index(float("nan")) is None
+
+
+def scattered(count: int, seed: int) -> list[dict[str, Any]]:
+    """Records spread over five hours with a mix of every rolled-up column."""
+    rng = random.Random(seed)
+    return [
+        rec(n, at=rng.uniform(0, 5 * HOUR), provider=rng.choice(["openai", "groq", None]),
+            model=f"m{rng.randrange(4)}", status=rng.choice([200, 200, 429, 500, None]),
+            api_key_id=rng.choice(["k1", "k2"]), virtual_key=rng.choice(["v1", None]),
+            config_id=rng.choice(["c1", "c2", None]), prompt_id=rng.choice(["p1", None]),
+            cache_status=rng.choice(["HIT", "SEMANTIC_HIT", "MISS", None]),
+            endpoint=rng.choice(["chat/completions", "embeddings"]),
+            latency_ms=rng.choice([None, rng.uniform(1, 900)]), fallback=rng.random() < 0.2,
+            retry_count=rng.randrange(3), cost_usd=rng.choice([None, rng.uniform(0, 0.01)]),
+            tokens={"input": rng.randrange(50), "output": rng.randrange(50), "total": 7},
+            metadata=rng.choice([{}, {"team": "a"}, {"team": "b", "env": "prod"}, {"env": 1}]))
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def same(rolled: Any, raw: Any) -> None:
+    """Rollup and raw answers agree: counts exactly, float sums to rounding."""
+    if isinstance(raw, dict):
+        assert rolled.keys() == raw.keys()
+        for key in raw:
+            same(rolled[key], raw[key])
+    elif isinstance(raw, list | tuple):
+        assert len(rolled) == len(raw)
+        for a, b in zip(rolled, raw, strict=True):
+            same(a, b)
+    elif isinstance(raw, float):
+        assert rolled == pytest.approx(raw, rel=1e-9, abs=1e-12)
+    else:
+        assert rolled == raw
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_rollups_answer_as_the_raw_rows_do(queries: LogQueries, seed: int) -> None:
+    await queries.insert(scattered(400, seed))
+    raw = LogQueries(queries.engine, rollups=False)
+    rng = random.Random(seed)
+    ranges = [(None, None), (None, T0 + 2 * HOUR), (T0, T0 + 5 * HOUR), (T0 + HOUR, None)]
+    ranges += [
+        (T0 + rng.uniform(0, 2.5 * HOUR), T0 + rng.uniform(2.5 * HOUR, 5 * HOUR)) for _ in range(3)
+    ]
+    ranges.append((T0 + 1.2 * HOUR, T0 + 1.7 * HOUR))  # no whole hour inside
+    for since, until in ranges:
+        f = LogFilter(since=since, until=until)
+        same(await queries.totals(f), await raw.totals(f))
+        for by in [*GROUP_FIELDS, "metadata.team", "metadata.env", "metadata.none"]:
+            for order in ("requests", "latency_p90_ms", "cost_usd"):
+                same(
+                    await queries.groups(f, by=by, order_by=order, limit=3, offset=1),
+                    await raw.groups(f, by=by, order_by=order, limit=3, offset=1),
+                )
+        bounded = LogFilter(since=since or T0, until=until or T0 + 5 * HOUR)
+        for interval in (3600, 7200, 1800):
+            same(
+                await queries.series(bounded, interval=interval),
+                await raw.series(bounded, interval=interval),
+            )
+    totals = await queries.totals(LogFilter())
+    assert totals["requests"] == 400 and totals["latency_p50_ms"] is not None
+
+
+async def test_a_duplicate_is_not_counted_twice(queries: LogQueries) -> None:
+    await queries.insert([rec(1), rec(2)])
+    await queries.insert([rec(2), rec(3), rec(3)])  # a retried batch, a repeat in a batch
+    assert (await queries.totals(LogFilter()))["requests"] == 3
+    async with queries.engine.connect() as connection:
+        total = select(log_rollups.c.requests).where(log_rollups.c.dimension == "")
+        assert (await connection.execute(total)).scalars().all() == [3]
+
+
+async def test_migrating_fills_the_rollups_from_existing_records(store_url: str) -> None:
+    url = resolve_url(store_url, environ={})
+    await upgrade(url)
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0004")
+    records = scattered(300, 5)
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:  # rows as 0004 wrote them
+            for record in records:
+                row = log_row(record)
+                del row["latency_index"]
+                columns = ", ".join(row)
+                values = ", ".join(f":{name}" for name in row)
+                tags = metadata_rows(row)
+                row["metadata"] = None
+                await connection.execute(
+                    text(f"INSERT INTO request_logs ({columns}) VALUES ({values})"), row
+                )
+                if tags:
+                    await connection.execute(log_metadata.insert(), tags)
+        await upgrade(url)
+        rolled, raw = LogQueries(engine), LogQueries(engine, rollups=False)
+        same(await rolled.totals(LogFilter()), await raw.totals(LogFilter()))
+        same(
+            await rolled.groups(LogFilter(), by="model"), await raw.groups(LogFilter(), by="model")
+        )
+        assert (await rolled.totals(LogFilter()))["requests"] == 300
+        assert (await rolled.groups(LogFilter(), by="metadata.team"))[1] == 2
+        assert (await rolled.totals(LogFilter()))["latency_p99_ms"] is not None
+    finally:
+        await engine.dispose()
 
 
 # -- retention -------------------------------------------------------------------------------
@@ -421,6 +563,23 @@ async def test_retention_by_age_and_by_count(queries: LogQueries) -> None:
     assert await prune(engine, retention_days=30, max_records=2, now=T0 + 100, chunk=3) == 8
     assert await ids(queries, LogFilter()) == ["req-0026", "req-0025"]
     assert await count(queries, log_metadata) == 0
+
+
+async def test_retention_drops_the_rollups_of_hours_past_it(queries: LogQueries) -> None:
+    engine = queries._engine
+    await queries.insert([rec(n, at=-HOUR * n) for n in range(6)])  # one record an hour back
+    # max_records bounds the records only: the hours' aggregates stay
+    await prune(engine, retention_days=0, max_records=2, now=T0 + 1)
+    assert (await queries.totals(LogFilter()))["requests"] == 6
+    # retention by age drops the hours that ended by the cutoff (2.5 hours back): the hour
+    # from -3 to -2 ends after it and stays
+    await prune(engine, retention_days=3.5 / 24, max_records=0, now=T0 + HOUR)
+    assert (await queries.totals(LogFilter()))["requests"] == 4
+    hours = select(func.count(func.distinct(log_rollups.c.bucket_ms)))
+    async with engine.connect() as connection:
+        assert (await connection.execute(hours)).scalar_one() == 4
+        left = select(func.min(log_latency.c.bucket_ms))
+        assert (await connection.execute(left)).scalar_one() == int((T0 - 3 * HOUR) * 1000)
 
 
 # -- the sink --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pluggy
 import pytest
+from structlog.testing import capture_logs
 
 from portkey_mw import Endpoint, Gateway, GatewayResponse, RequestContext, hookimpl
 from portkey_mw.config.server import ServerSettings
@@ -265,6 +266,26 @@ def test_broken_hook_gives_a_clean_500() -> None:
     error = response.json()["error"]
     assert "inline-0" in error["message"]
     assert "secret-internal-detail" not in response.text
+
+
+def test_a_broken_hook_is_logged_without_the_locals_in_its_frames() -> None:
+    """A renderer that shows locals (structlog's console one, with rich installed) must not
+    get the exception itself: only a plain traceback text, so the keys in scope stay out."""
+    key_in_scope = "sk-planted-local-" + "9" * 12
+
+    class Broken:
+        @hookimpl
+        def on_request(self, ctx: RequestContext) -> None:
+            credential = key_in_scope  # a local a traceback with locals would print
+            raise KeyError(len(credential))
+
+    with capture_logs() as logs:
+        response = run_with(Broken(), request=post_chat())
+    assert response.status_code == 500
+    (event,) = [e for e in logs if e["event"] == "plugin hook failed"]
+    assert "exc_info" not in event
+    assert "on_request" in event["exception"] and "KeyError" in event["exception"]
+    assert key_in_scope not in repr(logs)
 
 
 def test_a_plugin_can_add_a_provider() -> None:

@@ -4,9 +4,13 @@ and PostgreSQL; every value a caller passes is a bound parameter, and nothing a 
 passes becomes SQL text (a group-by is one of :data:`GROUP_FIELDS` or ``metadata.<key>``,
 an order one of :data:`AGGREGATES`; anything else is a :class:`ValueError`).
 
-Percentiles are nearest-rank (the value at rank ``ceil(p * n)`` among the ``n`` latencies of
-a group), computed in SQL with ``ROW_NUMBER``/``COUNT`` windows: SQLite 3.25+ and
-PostgreSQL both run them, and no row leaves the database to be sorted in Python.
+Aggregates (totals, groups, series) over a time range only, grouped by a column, read the
+whole hours inside the range from the hourly rollups and only the part-hours at its ends
+from the raw rows, so a day of traffic costs a few hundred rollup rows however many
+requests it held; any other filter reads the raw rows. Both give the same
+:class:`~portkey_mw.logstore.aggregate.Partial` sums, and percentiles come from the same
+latency histogram either way (:mod:`portkey_mw.logstore.latency`: nearest rank, within
+2%).
 """
 
 from __future__ import annotations
@@ -14,32 +18,34 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Double,
     FromClause,
     and_,
     case,
-    cast,
     false,
     func,
     literal,
-    null,
     or_,
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from portkey_mw.logstore.aggregate import AGGREGATES, SERIES_FIELDS, Partial, merge_into
 from portkey_mw.logstore.db import connection
+from portkey_mw.logstore.rollups import CACHE_HITS, read_groups, read_series
 from portkey_mw.logstore.schema import (
+    METADATA_DIMENSION,
     METADATA_KEY_LENGTH,
     METADATA_VALUE_LENGTH,
+    ROLLUP_DIMENSIONS,
+    ROLLUP_MS,
     log_metadata,
     request_logs,
 )
@@ -59,53 +65,19 @@ GROUP_FIELDS = (
     "cache_status",
     "endpoint",
 )
-#: What groups and totals report, in this order (and what a group list may be ordered by).
-AGGREGATES = (
-    "requests",
-    "errors",
-    "error_rate",
-    "cost_usd",
-    "cost_saved_usd",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_hits",
-    "cache_lookups",
-    "cache_hit_rate",
-    "fallbacks",
-    "retries",
-    "latency_avg_ms",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "first_ms",
-    "last_ms",
-)
-#: What each series bucket reports (besides ``t``).
-SERIES_FIELDS = (
-    "requests",
-    "errors",
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_hits",
-    "cache_lookups",
-    "fallbacks",
-    "latency_avg_ms",
-)
-METADATA_PREFIX = "metadata."
-#: Columns of a search result (the record and the bodies' text stay behind).
+METADATA_PREFIX = METADATA_DIMENSION  # a group-by or filter naming a metadata key
+#: Columns of a search result (the record, the bodies' text and the histogram bucket
+#: stay behind).
 SUMMARY_COLUMNS = tuple(
-    column for column in request_logs.columns if column.name not in ("record", "body_text")
+    column
+    for column in request_logs.columns
+    if column.name not in ("record", "body_text", "latency_index")
 )
-CACHE_HITS = ("HIT", "SEMANTIC_HIT")
 #: Most buckets one series may have: a bound on the memory a query's zeros take.
 MAX_BUCKETS = 100_000
 #: Records per round trip when streaming them out (exports).
 RECORDS_PAGE = 500
 _MAX_MS = 2**62  # beyond any real time; keeps a huge bound inside BIGINT
-_PERCENTILES = {"latency_p50_ms": 50, "latency_p90_ms": 90, "latency_p99_ms": 99}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +113,14 @@ class LogFilter:
 class LogQueries:
     """The log store's queries, over the engine of the database holding ``request_logs``.
 
-    :param engine: an async engine on the control-plane database (migrated to 0003+).
+    :param engine: an async engine on the control-plane database (migrated to 0005+).
+    :param rollups: read aggregates from the hourly rollups where they serve (``False``:
+        always from the raw rows; the tests compare the two).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, rollups: bool = True) -> None:
         self._engine = engine
+        self._rollups = rollups
 
     @property
     def engine(self) -> AsyncEngine:
@@ -220,13 +195,9 @@ class LogQueries:
 
     async def totals(self, f: LogFilter) -> dict[str, Any]:
         """The aggregates (:data:`AGGREGATES`) over every record ``f`` matches."""
-        conditions = _conditions(f)
-        sums = select(*_aggregates(request_logs)).where(*conditions)
-        ranks = select(*_percentiles(_ranked(request_logs, None, conditions)))
         async with connection(self._engine) as conn:
-            row = dict((await conn.execute(sums)).mappings().one())
-            row.update((await conn.execute(ranks)).mappings().one())
-        return _finish(row)
+            found = await self._partials(conn, f, None)
+        return found.get(None, Partial()).result()
 
     async def groups(
         self,
@@ -240,52 +211,19 @@ class LogQueries:
     ) -> tuple[list[dict[str, Any]], int]:
         """The aggregates per value of ``by`` (a :data:`GROUP_FIELDS` column, or
         ``metadata.<key>``: records without that key are in no group), largest
-        ``order_by`` first, and how many groups there are in all."""
+        ``order_by`` first (ties by key), and how many groups there are in all."""
         if order_by not in AGGREGATES:
             raise ValueError(f"cannot order groups by {order_by!r}")
         if limit < 1 or offset < 0:
             raise ValueError("limit must be >= 1 and offset >= 0")
-        source, key = _group_key(by)
-        conditions = _conditions(f)
-        # The sums in a plain GROUP BY; the percentiles over a narrow ranked subquery (key
-        # and latency only, so the sort carries little); joined on the key, NULL included.
-        sums = (
-            select(key.label("group_key"), *_aggregates(request_logs))
-            .select_from(source)
-            .where(*conditions)
-            .group_by(key)
-            .subquery("sums")
-        )
-        ranked = _ranked(source, key, conditions)
-        ranks = (
-            select(ranked.c.group_key, *_percentiles(ranked))
-            .group_by(ranked.c.group_key)
-            .subquery("ranks")
-        )
-        measures = {
-            name: (ranks.c[name] if name in _PERCENTILES else sums.c[name]) for name in AGGREGATES
-        }
-        query = (
-            select(sums.c.group_key.label("key"), *measures.values())
-            .select_from(
-                sums.outerjoin(ranks, sums.c.group_key.is_not_distinct_from(ranks.c.group_key))
-            )
-            .order_by(
-                measures[order_by].desc() if descending else measures[order_by].asc(),
-                sums.c.group_key,
-            )
-            .limit(limit)
-            .offset(offset)
-        )
-        count = select(func.count(func.distinct(key))).select_from(source).where(*conditions)
-        # COUNT(DISTINCT) leaves NULL out, but NULL is a group of its own.
-        nulls = select(func.count()).select_from(source).where(*conditions, key.is_(None))
+        _group_key(by)  # an unknown field is a ValueError before any query
         async with connection(self._engine) as conn:
-            found = (await conn.execute(query)).mappings().all()
-            total = (await conn.execute(count)).scalar_one()
-            has_null = (await conn.execute(nulls.limit(1))).scalar_one()
-        groups = [{"key": row["key"], **_finish(row)} for row in found]
-        return groups, int(total) + (1 if has_null else 0)
+            found = await self._partials(conn, f, by)
+        groups = [{"key": key, **partial.result()} for key, partial in found.items()]
+        # by key first, then (stable) by the measure; None sorts below every number
+        groups.sort(key=lambda g: (g["key"] is not None, g["key"] if g["key"] is not None else ""))
+        groups.sort(key=lambda g: (g[order_by] is not None, g[order_by] or 0), reverse=descending)
+        return groups[offset : offset + limit], len(groups)
 
     async def series(self, f: LogFilter, *, interval: int) -> list[dict[str, Any]]:
         """Buckets of ``interval`` seconds (aligned on multiples of it since the epoch)
@@ -297,9 +235,6 @@ class LogQueries:
         width = interval * 1000
         c = request_logs.c
         conditions = _conditions(f)
-        bucket = (c.created_ms // literal(width, BigInteger)).label("bucket")
-        measures = [m for m in _aggregates(request_logs) if m.name in SERIES_FIELDS]
-        query = select(bucket, *measures).where(*conditions).group_by(bucket).order_by(bucket)
         async with connection(self._engine) as conn:
             since_ms = _ms(f.since)
             if since_ms is None:
@@ -307,21 +242,145 @@ class LogQueries:
                 since_ms = (await conn.execute(first)).scalar_one()
                 if since_ms is None:
                     return []
-            rows = (await conn.execute(query)).mappings().all()
-        until_ms = _ms(f.until)
-        if until_ms is None:
-            until_ms = max(int(time.time() * 1000), since_ms + 1)
-        first_bucket, end_bucket = since_ms // width, -(-until_ms // width)  # ceil
-        if end_bucket - first_bucket > MAX_BUCKETS:
-            raise ValueError(f"more than {MAX_BUCKETS} buckets: choose a longer interval")
-        found = {int(row["bucket"]): row for row in rows}
+            until_ms = _ms(f.until)
+            if until_ms is None:
+                until_ms = max(int(time.time() * 1000), since_ms + 1)
+            first_bucket, end_bucket = since_ms // width, -(-until_ms // width)  # ceil
+            if end_bucket - first_bucket > MAX_BUCKETS:
+                raise ValueError(f"more than {MAX_BUCKETS} buckets: choose a longer interval")
+            plan = self._plan(f, "") if width % ROLLUP_MS == 0 else None
+            if plan is None:
+                found = await _raw_series(conn, conditions, width)
+            else:
+                found = await read_series(conn, plan.lo, plan.hi, width)
+                for lo, hi in plan.edges:
+                    merge_into(
+                        found, await _raw_series(conn, _between(c.created_ms, lo, hi), width)
+                    )
         series = []
         for number in range(first_bucket, end_bucket):
-            row = found.get(number)
             point: dict[str, Any] = {"t": number * interval}
-            point.update(_finish(row, SERIES_FIELDS) if row else _zeros())
+            point.update((found.get(number) or Partial()).result(SERIES_FIELDS))
             series.append(point)
         return series
+
+    async def _partials(
+        self, conn: AsyncConnection, f: LogFilter, by: str | None
+    ) -> dict[Any, Partial]:
+        """The partial per group of ``by`` (``None``: one, key ``None``) of the records
+        ``f`` matches: from the rollups over the whole hours and the raw rows at the edges
+        when it can (:meth:`_plan`), else from the raw rows."""
+        source, key = (request_logs, None) if by is None else _group_key(by)
+        dimension = "" if by is None else _dimension(by)
+        tagged = dimension.startswith(METADATA_DIMENSION)
+
+        def in_time(lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:
+            # A metadata join gets the range on its own created_ms too: the planner then
+            # reads the key's index entries in range instead of every record with the key.
+            found = _between(request_logs.c.created_ms, lo, hi)
+            return found + (_between(log_metadata.c.created_ms, lo, hi) if tagged else [])
+
+        plan = self._plan(f, dimension)
+        if plan is None:
+            conditions = _conditions(f) + (in_time(_ms(f.since), _ms(f.until)) if tagged else [])
+            return await _raw_partials(conn, source, key, conditions)
+        found = await read_groups(conn, dimension, plan.lo, plan.hi)
+        for lo, hi in plan.edges:
+            merge_into(found, await _raw_partials(conn, source, key, in_time(lo, hi)))
+        if by is None and None not in found:
+            found[None] = Partial()
+        return found
+
+    def _plan(self, f: LogFilter, dimension: str) -> _RollupPlan | None:
+        """How to read ``f`` from the rollups: when it filters on time only and groups by
+        a rolled-up dimension, the whole hours inside its range come from the rollups
+        and the part-hours at either end from the raw rows; ``None`` when it cannot."""
+        if not self._rollups:
+            return None
+        if dimension not in ROLLUP_DIMENSIONS and not dimension.startswith(METADATA_DIMENSION):
+            return None
+        if replace(f, since=None, until=None) != _TIME_ONLY:
+            return None
+        since, until = _ms(f.since), _ms(f.until)
+        end = until if until is not None else int(time.time() * 1000)
+        hi = end // ROLLUP_MS * ROLLUP_MS
+        lo = None if since is None else -(-since // ROLLUP_MS) * ROLLUP_MS
+        if lo is not None and lo >= hi:
+            return None  # no whole hour inside: the raw rows are few
+        edges: list[tuple[int | None, int | None]] = []
+        if since is not None and lo is not None and since < lo:
+            edges.append((since, lo))
+        if until is None or until > hi:
+            edges.append((hi, until))
+        return _RollupPlan(lo, hi, edges)
+
+
+@dataclass(frozen=True, slots=True)
+class _RollupPlan:
+    """The whole hours ``[lo, hi)`` (epoch ms) read from the rollups, and the part-hours
+    at the ends (``[start, end)``, ``None``: unbounded) read from the raw rows."""
+
+    lo: int | None
+    hi: int
+    edges: list[tuple[int | None, int | None]]
+
+
+def _between(column: Any, lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:
+    """``lo <= column < hi`` (epoch ms; ``None``: no such bound)."""
+    return [
+        *([] if lo is None else [column >= lo]),
+        *([] if hi is None else [column < hi]),
+    ]
+
+
+_TIME_ONLY = LogFilter()
+
+
+async def _raw_partials(
+    conn: AsyncConnection,
+    source: FromClause,
+    key: ColumnElement[Any] | None,
+    conditions: list[ColumnElement[bool]],
+) -> dict[Any, Partial]:
+    """The partial per value of ``key`` (``None``: one, key ``None``) of the raw rows of
+    ``source`` meeting ``conditions``: the sums in one GROUP BY, the histogram in another."""
+    c = request_logs.c
+    k = (key if key is not None else literal(0)).label("group_key")
+    sums = select(k, *_sums(request_logs)).select_from(source).where(*conditions)
+    counts = (
+        select(k, c.latency_index, func.count().label("n"))
+        .select_from(source)
+        .where(*conditions, c.latency_index.is_not(None))
+    )
+    if key is not None:
+        sums = sums.group_by(key)
+        counts = counts.group_by(key, c.latency_index)
+    else:
+        counts = counts.group_by(c.latency_index)
+    found: dict[Any, Partial] = {}
+    for row in (await conn.execute(sums)).mappings():
+        group = row["group_key"] if key is not None else None
+        found[group] = Partial.from_row(row)
+    for group, index, n in (await conn.execute(counts)).all():
+        partial = found.get(group if key is not None else None)
+        if partial is not None:
+            partial.latency[int(index)] = partial.latency.get(int(index), 0) + int(n)
+    if key is None and found and not found[None].sums["requests"]:
+        found[None] = Partial()  # a sum over no rows is one row of NULLs
+    return found
+
+
+async def _raw_series(
+    conn: AsyncConnection, conditions: list[ColumnElement[bool]], width: int
+) -> dict[int, Partial]:
+    """Per series bucket of ``width`` ms, the partial of the raw rows meeting
+    ``conditions`` (without histograms: a series has none)."""
+    c = request_logs.c
+    bucket = (c.created_ms // literal(width, BigInteger)).label("bucket")
+    query = select(bucket, *_sums(request_logs)).where(*conditions).group_by(bucket)
+    return {
+        int(row["bucket"]): Partial.from_row(row) for row in (await conn.execute(query)).mappings()
+    }
 
 
 def _load(record: str) -> dict[str, Any]:
@@ -344,12 +403,8 @@ def _ms(seconds: float | None) -> int | None:
 def _conditions(f: LogFilter) -> list[ColumnElement[bool]]:
     """The WHERE conditions of ``f`` on ``request_logs`` (all bound parameters)."""
     c = request_logs.c
-    found: list[ColumnElement[bool]] = []
     since, until = _ms(f.since), _ms(f.until)
-    if since is not None:
-        found.append(c.created_ms >= since)
-    if until is not None:
-        found.append(c.created_ms < until)
+    found = _between(c.created_ms, since, until)
     for column, values in (
         (c.provider, f.providers),
         (c.model, f.models),
@@ -373,11 +428,8 @@ def _conditions(f: LogFilter) -> list[ColumnElement[bool]]:
         ids = select(m.log_id).where(
             m.key == str(key)[:METADATA_KEY_LENGTH],
             m.value == str(value)[:METADATA_VALUE_LENGTH],
+            *_between(m.created_ms, since, until),
         )
-        if since is not None:
-            ids = ids.where(m.created_ms >= since)
-        if until is not None:
-            ids = ids.where(m.created_ms < until)
         found.append(c.id.in_(ids))
     if f.text:
         found.append(c.body_text.icontains(f.text, autoescape=True))
@@ -394,6 +446,13 @@ def _conditions(f: LogFilter) -> list[ColumnElement[bool]]:
     return found
 
 
+def _dimension(by: str) -> str:
+    """The rollup dimension of a group-by :func:`_group_key` accepted."""
+    if by in GROUP_FIELDS:
+        return by
+    return METADATA_DIMENSION + by[len(METADATA_PREFIX) :][:METADATA_KEY_LENGTH]
+
+
 def _group_key(by: str) -> tuple[FromClause, ColumnElement[Any]]:
     """What to select from and the grouping expression for ``by``."""
     if by in GROUP_FIELDS:
@@ -408,91 +467,25 @@ def _group_key(by: str) -> tuple[FromClause, ColumnElement[Any]]:
     )
 
 
-def _ranked(
-    source: FromClause,
-    key: ColumnElement[Any] | None,
-    conditions: list[ColumnElement[bool]],
-) -> Any:
-    """The matching rows' latencies (missing ones left out), each with its rank in its
-    group (``rn``) and the number of latencies in the group (``nl``)."""
-    c = request_logs.c
-    partition = [key] if key is not None else None
-    columns = [
-        (key if key is not None else null()).label("group_key"),
-        c.latency_ms,
-        func.row_number().over(partition_by=partition, order_by=c.latency_ms).label("rn"),
-        func.count().over(partition_by=partition).label("nl"),
-    ]
-    return (
-        select(*columns)
-        .select_from(source)
-        .where(*conditions, c.latency_ms.is_not(None))
-        .subquery("ranked")
-    )
-
-
-def _percentiles(ranked: Any) -> list[Any]:
-    """p50/p90/p99 over :func:`_ranked` rows: nearest rank, ``ceil(p * n / 100)`` in
-    integer arithmetic (the same on both databases)."""
-    s = ranked.c
-    return [
-        func.max(case((s.rn == (s.nl * p + 99) // 100, s.latency_ms), else_=None)).label(name)
-        for name, p in _PERCENTILES.items()
-    ]
-
-
-def _aggregates(source: Any) -> list[Any]:
-    """The aggregate expressions over ``source`` (``request_logs``), labelled with their
-    :data:`AGGREGATES` names, percentiles apart (:func:`_percentiles`)."""
+def _sums(source: Any) -> list[Any]:
+    """The :data:`SUM_FIELDS` of ``source`` (``request_logs``) as SQL aggregates, counted
+    as the rollups count them (``rollups._contribution``), and the first and last time."""
     s = source.c
-    requests = func.count()
-    errors = func.coalesce(func.sum(case((s.status >= 400, 1), else_=0)), 0)
-    hits = func.coalesce(func.sum(case((s.cache_status.in_(CACHE_HITS), 1), else_=0)), 0)
-    lookups = func.count(s.cache_status)
-    found = [
-        requests.label("requests"),
-        errors.label("errors"),
-        (cast(errors, Double) / func.nullif(requests, 0)).label("error_rate"),
-        func.coalesce(func.sum(s.cost_usd), 0.0).label("cost_usd"),
-        func.coalesce(func.sum(s.cost_saved_usd), 0.0).label("cost_saved_usd"),
-        func.coalesce(func.sum(s.input_tokens), 0).label("input_tokens"),
-        func.coalesce(func.sum(s.output_tokens), 0).label("output_tokens"),
-        func.coalesce(func.sum(s.total_tokens), 0).label("total_tokens"),
-        hits.label("cache_hits"),
-        lookups.label("cache_lookups"),
-        (cast(hits, Double) / func.nullif(lookups, 0)).label("cache_hit_rate"),
-        func.coalesce(func.sum(case((s.fallback.is_(true()), 1), else_=0)), 0).label("fallbacks"),
-        func.coalesce(func.sum(s.retry_count), 0).label("retries"),
-        func.avg(s.latency_ms).label("latency_avg_ms"),
-    ]
-    found += [
+    hits = case((s.cache_status.in_(CACHE_HITS), 1), else_=0)
+    return [
+        func.count().label("requests"),
+        func.sum(case((s.status >= 400, 1), else_=0)).label("errors"),
+        func.sum(s.cost_usd).label("cost_usd"),
+        func.sum(s.cost_saved_usd).label("cost_saved_usd"),
+        func.sum(s.input_tokens).label("input_tokens"),
+        func.sum(s.output_tokens).label("output_tokens"),
+        func.sum(s.total_tokens).label("total_tokens"),
+        func.sum(hits).label("cache_hits"),
+        func.count(s.cache_status).label("cache_lookups"),
+        func.sum(case((s.fallback.is_(true()), 1), else_=0)).label("fallbacks"),
+        func.sum(s.retry_count).label("retries"),
+        func.sum(s.latency_ms).label("latency_sum"),
+        func.count(s.latency_ms).label("latency_count"),
         func.min(s.created_ms).label("first_ms"),
         func.max(s.created_ms).label("last_ms"),
     ]
-    return found
-
-
-_INTS = frozenset(
-    {"requests", "errors", "input_tokens", "output_tokens", "total_tokens", "cache_hits",
-     "cache_lookups", "fallbacks", "retries", "first_ms", "last_ms"}
-)  # fmt: skip
-
-
-def _finish(row: Mapping[Any, Any], names: Sequence[str] = AGGREGATES) -> dict[str, Any]:
-    """A result row as plain numbers (PostgreSQL hands sums back as Decimal)."""
-    out: dict[str, Any] = {}
-    for name in names:
-        value = row[name]
-        if value is None:
-            out[name] = 0.0 if name == "latency_avg_ms" and names is SERIES_FIELDS else None
-        elif name in _INTS:
-            out[name] = int(value)
-        else:
-            out[name] = float(value)
-    if names is AGGREGATES and not out["requests"]:
-        out.update(error_rate=0.0, cache_hit_rate=None)
-    return out
-
-
-def _zeros() -> dict[str, Any]:
-    return {name: (0 if name in _INTS else 0.0) for name in SERIES_FIELDS}

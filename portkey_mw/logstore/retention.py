@@ -1,5 +1,7 @@
 """Retention of the SQL log store: delete records older than ``logging.retention_days``
-and the oldest beyond ``logging.max_records``, their metadata rows with them.
+and the oldest beyond ``logging.max_records``, their metadata rows with them, and the
+hourly rollups of hours wholly older than ``retention_days`` (``max_records`` bounds the
+records only: the aggregates of the retention period outlive the records it cut).
 
 Each delete is a chunk of ids picked through the ``created_ms`` index (oldest first) and
 removed in its own short transaction, so pruning never holds the write lock long enough
@@ -14,7 +16,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from portkey_mw.logstore.schema import log_metadata, request_logs
+from portkey_mw.logstore.schema import (
+    ROLLUP_MS,
+    log_latency,
+    log_metadata,
+    log_rollups,
+    request_logs,
+)
 from portkey_mw.store.sql.engine import translate_errors
 
 __all__ = ["CHUNK", "prune"]
@@ -47,6 +55,7 @@ async def prune(
                 deleted += count
                 if count < chunk:
                     break
+            await _delete_rollups(engine, cutoff)
         if max_records > 0:
             async with engine.connect() as connection:
                 total = (
@@ -60,6 +69,16 @@ async def prune(
                 deleted += count
                 excess -= count
     return deleted
+
+
+async def _delete_rollups(engine: AsyncEngine, cutoff_ms: int) -> None:
+    """Delete the rollups of the hours that ended by ``cutoff_ms``."""
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(write=True)
+        async with connection.begin():
+            for table in (log_rollups, log_latency):
+                ended = table.c.bucket_ms <= cutoff_ms - ROLLUP_MS
+                await connection.execute(delete(table).where(ended))
 
 
 async def _delete_oldest(

@@ -6,8 +6,17 @@ searchable text of the bodies (``body_text``, only when bodies were kept).
 ``request_log_metadata`` holds one row per metadata key of a record, so ``metadata.<key>``
 filters and group-bys use an index instead of reading JSON.
 
+``request_log_rollups`` and ``request_log_latency`` are the records summed per hour: for
+each of :data:`ROLLUP_DIMENSIONS` (``""`` is every record) and each metadata key
+(dimension ``metadata.<key>``), per value of it, the counts
+and sums, and the latency histogram's count per bucket (:mod:`portkey_mw.logstore.latency`).
+The writer adds to them in the transaction that inserts the records, so an aggregate over
+whole hours reads a few rows per hour instead of every record. A value is stored as
+``"=" + str(value)``, and a missing one (SQL ``NULL``, a group of its own) as ``""``.
+
 Every index leads with the filtered column and ends with ``created_ms``: the queries are
-all "this value, in this time range". Migration ``0003`` creates exactly these tables.
+all "this value, in this time range". Migrations ``0003`` and ``0005`` create exactly
+these tables.
 """
 
 from __future__ import annotations
@@ -30,9 +39,14 @@ from portkey_mw.store.sql.models import METADATA
 
 __all__ = [
     "COLUMN_LENGTHS",
+    "METADATA_DIMENSION",
     "METADATA_KEY_LENGTH",
     "METADATA_VALUE_LENGTH",
+    "ROLLUP_DIMENSIONS",
+    "ROLLUP_MS",
+    "log_latency",
     "log_metadata",
+    "log_rollups",
     "request_logs",
 ]
 
@@ -60,6 +74,8 @@ request_logs = Table(
     Column("served_model", String(256), nullable=True),
     Column("cache_status", String(32), nullable=True),
     Column("latency_ms", Double(), nullable=True),
+    #: the latency's histogram bucket (``latency.bucket_index``)
+    Column("latency_index", Integer(), nullable=True),
     Column("upstream_ms", Double(), nullable=True),
     Column("ttfb_ms", Double(), nullable=True),
     Column("input_tokens", Integer(), nullable=True),
@@ -108,6 +124,68 @@ log_metadata = Table(
     Column("created_ms", BigInteger(), nullable=False),
     PrimaryKeyConstraint("log_id", "key", name="pk_request_log_metadata"),
     Index("ix_request_log_metadata_key_value_created_ms", "key", "value", "created_ms"),
+)
+
+#: The columns a rollup is kept for ("" is the rollup of every record).
+ROLLUP_DIMENSIONS = (
+    "",
+    "provider",
+    "model",
+    "status",
+    "api_key_id",
+    "virtual_key",
+    "config_id",
+    "prompt_id",
+    "cache_status",
+    "endpoint",
+)
+#: A metadata key's dimension is this and the key.
+METADATA_DIMENSION = "metadata."
+#: The width of a rollup bucket: one hour, in milliseconds.
+ROLLUP_MS = 3_600_000
+_DIMENSION_LENGTH = len(METADATA_DIMENSION) + METADATA_KEY_LENGTH
+_ROLLUP_VALUE_LENGTH = 1 + METADATA_VALUE_LENGTH  # "=" + the longest value rolled up
+
+#: Per hour, dimension and value: the sums an aggregate adds up.
+log_rollups = Table(
+    "request_log_rollups",
+    METADATA,
+    Column("dimension", String(_DIMENSION_LENGTH), nullable=False),
+    Column("value", String(_ROLLUP_VALUE_LENGTH), nullable=False),
+    #: the hour's start, epoch milliseconds (a multiple of ROLLUP_MS)
+    Column("bucket_ms", BigInteger(), nullable=False),
+    Column("requests", BigInteger(), nullable=False),
+    Column("errors", BigInteger(), nullable=False),
+    Column("cost_usd", Double(), nullable=False),
+    Column("cost_saved_usd", Double(), nullable=False),
+    Column("input_tokens", BigInteger(), nullable=False),
+    Column("output_tokens", BigInteger(), nullable=False),
+    Column("total_tokens", BigInteger(), nullable=False),
+    Column("cache_hits", BigInteger(), nullable=False),
+    Column("cache_lookups", BigInteger(), nullable=False),
+    Column("fallbacks", BigInteger(), nullable=False),
+    Column("retries", BigInteger(), nullable=False),
+    Column("latency_sum", Double(), nullable=False),
+    Column("latency_count", BigInteger(), nullable=False),
+    Column("first_ms", BigInteger(), nullable=False),
+    Column("last_ms", BigInteger(), nullable=False),
+    PrimaryKeyConstraint("dimension", "value", "bucket_ms", name="pk_request_log_rollups"),
+    Index("ix_request_log_rollups_bucket_ms", "bucket_ms"),
+)
+
+#: Per hour, dimension, value and latency bucket: how many latencies fell in it.
+log_latency = Table(
+    "request_log_latency",
+    METADATA,
+    Column("dimension", String(_DIMENSION_LENGTH), nullable=False),
+    Column("value", String(_ROLLUP_VALUE_LENGTH), nullable=False),
+    Column("bucket_ms", BigInteger(), nullable=False),
+    Column("latency_index", Integer(), nullable=False),
+    Column("count", BigInteger(), nullable=False),
+    PrimaryKeyConstraint(
+        "dimension", "value", "bucket_ms", "latency_index", name="pk_request_log_latency"
+    ),
+    Index("ix_request_log_latency_bucket_ms", "bucket_ms"),
 )
 
 #: The length of every bounded string column, so the writer cuts values to fit

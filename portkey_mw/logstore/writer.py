@@ -1,5 +1,6 @@
 """From log records (``LogEvent.to_dict()`` shape) to ``request_logs`` and
-``request_log_metadata`` rows, and the batched insert of them.
+``request_log_metadata`` rows, and the batched insert of them (which adds the rows it
+inserted to the hourly rollups in the same transaction).
 
 The writer is lenient on purpose: a record missing a key gets ``NULL``, a string longer
 than its column is cut to fit, a duplicate id is skipped. One bad record must never fail
@@ -19,6 +20,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from portkey_mw.logstore.latency import bucket_index
+from portkey_mw.logstore.rollups import add_rollups
 from portkey_mw.logstore.schema import (
     COLUMN_LENGTHS,
     METADATA_KEY_LENGTH,
@@ -94,6 +97,7 @@ def log_row(record: Mapping[str, Any]) -> dict[str, Any]:
         row[key] = _text(record.get(key), key)
     for key in _FLOAT_KEYS:
         row[key] = _float(record.get(key))
+    row["latency_index"] = bucket_index(row["latency_ms"])
     success = record.get("success")
     status = row["status"]
     row["success"] = (
@@ -135,18 +139,24 @@ def metadata_value(value: Any) -> str:
 
 async def insert_rows(connection: AsyncConnection, records: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``records`` over ``connection`` (inside the caller's transaction), skipping
-    ids already stored (a retried batch, a client's ``logs.create`` of a known id)."""
+    ids already stored (a retried batch, a client's ``logs.create`` of a known id), and
+    add the rows it inserted, only those, to the rollups."""
     rows: dict[str, dict[str, Any]] = {}
     for record in records:
         row = log_row(record)
         rows.setdefault(row["id"], row)
     if not rows:
         return
-    meta = [m for row in rows.values() for m in metadata_rows(row)]
     dialect = connection.dialect.name
-    await connection.execute(_insert_ignoring(request_logs, dialect), list(rows.values()))
+    inserted = await connection.execute(
+        _insert_ignoring(request_logs, dialect).returning(request_logs.c.id),
+        list(rows.values()),
+    )
+    new = [rows[found] for found in inserted.scalars()]
+    meta = [m for row in new for m in metadata_rows(row)]
     if meta:
         await connection.execute(_insert_ignoring(log_metadata, dialect), meta)
+    await add_rollups(connection, new, meta)
 
 
 def _insert_ignoring(table: Table, dialect: str) -> Any:

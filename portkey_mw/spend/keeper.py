@@ -20,6 +20,7 @@ import structlog
 
 from portkey_mw.limits.backend import LimitBackend
 from portkey_mw.limits.results import UsageEntry
+from portkey_mw.logging import traceback_text
 from portkey_mw.store.protocols import ControlStore
 
 log = structlog.get_logger("portkey_mw.spend")
@@ -93,8 +94,8 @@ class UsageKeeper:
             await asyncio.sleep(self.interval)
             try:
                 await self.flush()
-            except Exception:  # a backend bug must not end the loop
-                log.exception("budget usage write failed")
+            except Exception as exc:  # a backend bug must not end the loop
+                log.error("budget usage write failed", exception=traceback_text(exc))
 
     async def aclose(self) -> None:
         """Stop the loop and write the last usage."""

@@ -10,7 +10,7 @@ import { overview } from "./overview.js";
 
 const RANGES = {
   "1h": { seconds: 3600, interval: 60, label: "The last hour" },
-  "24h": { seconds: 86400, interval: 1800, label: "The last 24 hours" },
+  "24h": { seconds: 86400, interval: 3600, label: "The last 24 hours" },
   "7d": { seconds: 7 * 86400, interval: 6 * 3600, label: "The last 7 days" },
   "30d": { seconds: 30 * 86400, interval: 86400, label: "The last 30 days" },
 };
