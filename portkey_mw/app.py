@@ -175,6 +175,8 @@ class Gateway:
         self._collect_registrations()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
+        #: dispatchers replaced by refresh_plugins while running: drained at shutdown
+        self._retired_logs: list[LogDispatcher] = []
 
     # -- plugin wiring -----------------------------------------------------------
 
@@ -322,8 +324,11 @@ class Gateway:
         self.cache_backends.clear()
         self.semantic_indexes.clear()
         self.log_sinks = []
+        retired = self.logs
         self._collect_registrations()
         if self._started:
+            # The old dispatcher keeps delivering what it holds; shutdown drains it.
+            self._retired_logs.append(retired)
             self.logs.start()
 
     # -- lifespan ----------------------------------------------------------------
@@ -365,6 +370,8 @@ class Gateway:
         if route_services is not None:
             await route_services.aclose()  # export tasks still writing
         await self.logs.aclose()
+        while self._retired_logs:
+            await self._retired_logs.pop().aclose()
         await self.spend.aclose()  # after the last request was charged
         await self.plugins.gateway_shutdown(self)
         for guardrail in self.guardrails.values():

@@ -5,6 +5,7 @@ redacted, cut; the request id header; the tracing and metadata headers' checks."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -439,6 +440,32 @@ async def test_the_prompt_a_request_used(tmp_path: Path, fake: FakeUpstream) -> 
         await settle(gw)
     record = only(sink)
     assert (record["prompt_id"], record["prompt_version"]) == ("pp-greeting", 3)
+
+
+async def test_records_held_when_plugins_are_refreshed_still_arrive(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """refresh_plugins builds a new log dispatcher; the old one still holds records, and
+    shutdown drains it too."""
+
+    class SlowSink(ListSink):
+        async def write(self, events: Sequence[LogEvent]) -> None:
+            await asyncio.sleep(0.2)  # still writing when the gateway shuts down
+            await super().write(events)
+
+    sink = SlowSink()
+    gw = gateway(tmp_path, fake, sink)
+    async with in_process(gw) as client:
+        for _ in range(3):
+            reply = await client.post(
+                "/v1/chat/completions",
+                json=chat(model="mock-gpt"),
+                headers={"x-portkey-provider": "mock"},
+            )
+            assert reply.status_code == 200
+        await gw.settled()  # the records are in the old dispatcher's lane, not yet written
+        gw.refresh_plugins()
+    assert len(sink.records) == 3
 
 
 # -- bodies ----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from portkey_mw.logstore.aggregate import AGGREGATES, SERIES_FIELDS, Partial, me
 from portkey_mw.logstore.db import connection
 from portkey_mw.logstore.rollups import CACHE_HITS, read_groups, read_series
 from portkey_mw.logstore.schema import (
+    GROUP_COLUMNS,
     METADATA_DIMENSION,
     METADATA_KEY_LENGTH,
     METADATA_VALUE_LENGTH,
@@ -54,17 +55,7 @@ from portkey_mw.logstore.writer import insert_rows
 __all__ = ["AGGREGATES", "GROUP_FIELDS", "SERIES_FIELDS", "LogFilter", "LogQueries"]
 
 #: Columns a group-by may name (besides ``metadata.<key>``).
-GROUP_FIELDS = (
-    "provider",
-    "model",
-    "status",
-    "api_key_id",
-    "virtual_key",
-    "config_id",
-    "prompt_id",
-    "cache_status",
-    "endpoint",
-)
+GROUP_FIELDS = GROUP_COLUMNS
 METADATA_PREFIX = METADATA_DIMENSION  # a group-by or filter naming a metadata key
 #: Columns of a search result (the record, the bodies' text and the histogram bucket
 #: stay behind).

@@ -21,6 +21,8 @@ these tables.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -39,6 +41,7 @@ from portkey_mw.store.sql.models import METADATA
 
 __all__ = [
     "COLUMN_LENGTHS",
+    "GROUP_COLUMNS",
     "METADATA_DIMENSION",
     "METADATA_KEY_LENGTH",
     "METADATA_VALUE_LENGTH",
@@ -126,9 +129,8 @@ log_metadata = Table(
     Index("ix_request_log_metadata_key_value_created_ms", "key", "value", "created_ms"),
 )
 
-#: The columns a rollup is kept for ("" is the rollup of every record).
-ROLLUP_DIMENSIONS = (
-    "",
+#: The columns a query may group by (besides ``metadata.<key>``), each rolled up.
+GROUP_COLUMNS = (
     "provider",
     "model",
     "status",
@@ -139,6 +141,8 @@ ROLLUP_DIMENSIONS = (
     "cache_status",
     "endpoint",
 )
+#: The dimensions a rollup is kept for ("" is the rollup of every record).
+ROLLUP_DIMENSIONS = ("", *GROUP_COLUMNS)
 #: A metadata key's dimension is this and the key.
 METADATA_DIMENSION = "metadata."
 #: The width of a rollup bucket: one hour, in milliseconds.
@@ -146,14 +150,22 @@ ROLLUP_MS = 3_600_000
 _DIMENSION_LENGTH = len(METADATA_DIMENSION) + METADATA_KEY_LENGTH
 _ROLLUP_VALUE_LENGTH = 1 + METADATA_VALUE_LENGTH  # "=" + the longest value rolled up
 
+
+def _rollup_key() -> list[Column[Any]]:
+    """The key columns both rollup tables start with; ``bucket_ms`` is the hour's start,
+    epoch milliseconds (a multiple of ROLLUP_MS)."""
+    return [
+        Column("dimension", String(_DIMENSION_LENGTH), nullable=False),
+        Column("value", String(_ROLLUP_VALUE_LENGTH), nullable=False),
+        Column("bucket_ms", BigInteger(), nullable=False),
+    ]
+
+
 #: Per hour, dimension and value: the sums an aggregate adds up.
 log_rollups = Table(
     "request_log_rollups",
     METADATA,
-    Column("dimension", String(_DIMENSION_LENGTH), nullable=False),
-    Column("value", String(_ROLLUP_VALUE_LENGTH), nullable=False),
-    #: the hour's start, epoch milliseconds (a multiple of ROLLUP_MS)
-    Column("bucket_ms", BigInteger(), nullable=False),
+    *_rollup_key(),
     Column("requests", BigInteger(), nullable=False),
     Column("errors", BigInteger(), nullable=False),
     Column("cost_usd", Double(), nullable=False),
@@ -177,9 +189,7 @@ log_rollups = Table(
 log_latency = Table(
     "request_log_latency",
     METADATA,
-    Column("dimension", String(_DIMENSION_LENGTH), nullable=False),
-    Column("value", String(_ROLLUP_VALUE_LENGTH), nullable=False),
-    Column("bucket_ms", BigInteger(), nullable=False),
+    *_rollup_key(),
     Column("latency_index", Integer(), nullable=False),
     Column("count", BigInteger(), nullable=False),
     PrimaryKeyConstraint(
