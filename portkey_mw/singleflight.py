@@ -275,6 +275,11 @@ class Flights:
     def __len__(self) -> int:
         return len(self._flights)
 
+    @property
+    def followers(self) -> int:
+        """How many requests have followed the flights now in progress."""
+        return sum(flight.followers for flight in self._flights.values())
+
     def join(self, key: str) -> tuple[Flight | None, bool]:
         """The flight for ``key`` and whether the caller leads it; ``(None, False)`` when
         one is in flight that can no longer be joined (the caller goes alone)."""
