@@ -24,7 +24,7 @@ import structlog
 from portkey_mw import _http
 from portkey_mw.auth.identity import Identifier
 from portkey_mw.auth.virtual_keys import MODEL_REF_PREFIX, split_model_ref
-from portkey_mw.caching import HIT_STATUSES, StreamRecorder
+from portkey_mw.caching import HIT_STATUSES, CacheUse, StreamRecorder
 from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
@@ -41,6 +41,7 @@ from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import PlanNode, ResolvedTarget, Router, plan_leaves
 from portkey_mw.services import GatewayServices
+from portkey_mw.singleflight import Flight
 from portkey_mw.spend import SpendControl, total_tokens
 from portkey_mw.store.records import ApiKey
 from portkey_mw.streaming import (
@@ -140,6 +141,7 @@ class Exchange:
         "ctx",
         "error",
         "finished",
+        "flight",
         "guards",
         "inbound",
         "pipeline",
@@ -185,6 +187,8 @@ class Exchange:
         self.capture: StreamCapture | None = None
         #: the request's compiled plan, once resolved
         self.plan: PlanNode | None = None
+        #: the flight this request leads: identical misses wait for its answer
+        self.flight: Flight | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -213,6 +217,8 @@ class Exchange:
             self._done = True
             if watcher is not None:
                 watcher.cancel()
+            if self.flight is not None:
+                self._land(self.flight)
             if ctx.response is not None:
                 await ctx.response.aclose()
             await self._emit_log()
@@ -295,8 +301,12 @@ class Exchange:
         )
         if cache is not None:
             response = await cache.lookup(ctx)
+            if response is None:
+                response = await self._coalesce(cache)
         if response is None:
             response = await pipeline.router.route(ctx, plan, per_target)
+            if self.flight is not None:
+                self._take_off(self.flight, response)
         # What the cache keeps is the provider's answer as it came, before output guardrails
         # and response hooks, which run again on every hit: a config's output mutator
         # changes its own client's answer, never what other clients are served.
@@ -330,7 +340,68 @@ class Exchange:
             await self._send_stream(response)
             await pipeline.run_response_hooks(ctx)
             if storing is not None and recorder is not None and response.stream_complete:
-                await storing.store(orjson.dumps(recorder.completion()))
+                completion = orjson.dumps(recorder.completion())
+                if self.flight is not None:
+                    self.flight.complete(completion)  # followers first: the store may wait
+                await storing.store(completion)
+
+    async def _coalesce(self, cache: CacheUse) -> GatewayResponse | None:
+        """A miss: lead the flight for its key (``None``: call the upstream), or follow the
+        identical one in flight and return its answer (served like a hit)."""
+        flights = self.pipeline.cache.flights
+        if flights is None or cache.refresh:
+            return None  # a forced refresh wants its own answer
+        ctx = self.ctx
+        assert self.plan is not None
+        timeout_ms = _follow_timeout(ctx, self.plan, self.pipeline.router.default_timeout_ms)
+        deadline = None
+        if timeout_ms:
+            deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        stream = ctx.stream and ctx.endpoint is not Endpoint.EMBEDDINGS
+        asked = _asked_for_usage(ctx.body)
+        while True:
+            flight, leading = flights.join(cache.key)
+            if flight is None:
+                return None  # one in flight that can no longer be joined: go alone
+            if leading:
+                self.flight = flight
+                return None
+            ctx.state[COALESCED] = True  # said in the log, even of a follower timing out
+            answer = await flight.follow(
+                stream=stream, include_usage=asked, deadline=deadline, timeout_ms=timeout_ms
+            )
+            if isinstance(answer, GatewayResponse):
+                break
+            if answer is None:  # the leader failed: this request goes upstream on its own
+                ctx.state.pop(COALESCED, None)
+                return None
+            # the leader's client left: follow, or lead, the next flight
+        # No upstream call, no cost: accounted exactly like a cache hit.
+        ctx.cache_status = "HIT"
+        ctx.response_headers[COALESCED_HEADER] = "true"
+        if answer.stream is not None and not asked:
+            # The leader's stream may carry a usage chunk this client did not ask for.
+            answer.stream = _without_usage(answer.stream)
+        return answer
+
+    def _take_off(self, flight: Flight, response: GatewayResponse) -> None:
+        """The leader's upstream answered: share a success, release followers otherwise."""
+        if response.status != 200:
+            flight.fail()
+        elif response.stream is not None:
+            response.stream = flight.tee(response.stream)
+        elif response.body:
+            flight.complete(response.body)
+        else:
+            flight.fail()
+
+    def _land(self, flight: Flight) -> None:
+        """The leader is done: hand the flight over if its client left mid-answer."""
+        if self._disconnected:
+            flight.abandon()
+        flights = self.pipeline.cache.flights
+        if flights is not None:
+            flights.land(flight)  # any other unfinished end fails the flight
 
     def _response_headers(self, response: GatewayResponse) -> dict[str, str]:
         headers = {**response.headers, **self._routing_headers()}
@@ -528,6 +599,8 @@ class Exchange:
             event.bodies = bodies
             event.request_bytes = ctx.raw_body
             event.sent_bytes = self.capture.data if self.capture is not None else self.sent
+        if ctx.state.get(COALESCED):
+            event.extra["coalesced"] = True
         if event.provider is None and ctx.cache_status in HIT_STATUSES and self.plan is not None:
             # A cache hit called no provider; the plan's (when it has one) priced the
             # answer it saved.
@@ -562,6 +635,22 @@ class Exchange:
             saved = event.cost_saved_usd if ctx.cache_status in HIT_STATUSES else None
             self.pipeline.cache.stats.record(ctx.cache_status, saved)
         await self.pipeline.logs.emit(event)
+
+
+#: ``ctx.state`` key: this request followed an identical one in flight (single-flight)
+COALESCED = "portkey_mw.coalesced"
+#: response header of a request answered by an identical one in flight
+COALESCED_HEADER = "x-portkey-cache-coalesced"
+
+
+def _follow_timeout(ctx: RequestContext, plan: PlanNode, default_ms: int | None) -> int | None:
+    """Milliseconds a follower waits: its own request timeout (the header's, else the
+    longest its config's targets give, else the server file's); ``None``: no limit."""
+    header = ctx.headers.get("x-portkey-request-timeout")
+    if header and header.isdigit():
+        return int(header)
+    configured = [leaf.request_timeout for leaf in plan_leaves(plan) if leaf.request_timeout]
+    return max(configured) if configured else default_ms
 
 
 def _single_provider(plan: PlanNode) -> str | None:

@@ -25,6 +25,7 @@ from portkey_mw.errors import GatewayError, NotFound
 from portkey_mw.interfaces import CacheBackend, SemanticIndex
 from portkey_mw.logging import traceback_text
 from portkey_mw.routing import PlanNode
+from portkey_mw.singleflight import Flights
 
 log = structlog.get_logger("portkey_mw.cache")
 
@@ -49,6 +50,9 @@ class ResponseCache:
         self.stats = CacheStats()
         self._embedder: EmbeddingModel | None = None
         self._opening: asyncio.Task[None] | None = None
+        options = settings.cache
+        #: identical misses in flight (``None``: coalescing is off)
+        self.flights = Flights(options.coalesce_max_stream_bytes) if options.coalesce else None
 
     def start(self, configs: Iterable[Target]) -> None:
         """When a server-held config uses semantic caching, load the model and open the

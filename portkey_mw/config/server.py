@@ -122,6 +122,15 @@ class CacheOptions(_Strict):
         gt=0,
         description="seconds for embedding plus search; slower is a miss, never a failure",
     )
+    coalesce: bool = Field(
+        default=True,
+        description="identical cacheable misses in flight together make one upstream call",
+    )
+    coalesce_max_stream_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        gt=0,
+        description="bytes of a streamed answer kept for replay to requests that share it",
+    )
 
 
 class EmbeddingOptions(_Strict):
