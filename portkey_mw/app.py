@@ -71,6 +71,8 @@ INBOUND: dict[str, InboundFormat] = {
     "/v1/messages/count_tokens": AnthropicMessages(),
 }
 HEALTH_PATHS = frozenset({"/", "/health", "/v1/health"})
+#: readiness: 503 until what start-up loads (the embedding model) has loaded
+READY_PATHS = frozenset({"/ready", "/v1/ready"})
 METRICS_PATH = "/metrics"
 #: the guardrail whose detector masks PII in logged bodies (``logging.redact_pii``)
 PII_GUARDRAIL = "default.pii"
@@ -345,15 +347,14 @@ class Gateway:
             await self.spend.start()
             self.logs.start()
             await self.plugins.gateway_startup(self)
-            self.cache.start(self._server_configs())
+            self.cache.start()
             self._started = True
 
-    def _server_configs(self) -> list[Any]:
-        configs: list[Any] = list(self.settings.configs.values())
-        default = self.settings.default_config
-        if default is not None and not isinstance(default, str):
-            configs.append(default)
-        return configs
+    def not_ready(self) -> list[str]:
+        """What the gateway is still loading (``GET /ready`` names it); empty when ready.
+
+        Readiness is not liveness: ``/health`` answers as soon as the process serves."""
+        return self.cache.not_ready()
 
     async def settled(self) -> None:
         """Wait until no request is being handled, after-work included (cache entries are
@@ -445,6 +446,8 @@ class Gateway:
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
+            elif path in READY_PATHS and scope["method"] == "GET":
+                await self._ready(send, base_headers)
             elif path == METRICS_PATH and scope["method"] == "GET":
                 await self._metrics(send, headers, base_headers)
             elif is_dashboard_path(path):
@@ -479,6 +482,18 @@ class Gateway:
             await self.pipeline.handle(ctx, receive, send, INBOUND.get(path))
         finally:
             self.in_flight -= 1
+
+    async def _ready(self, send: Send, base: dict[str, str]) -> None:
+        """``GET /ready``: 200 once everything start-up loads has loaded; until then 503
+        naming what is still loading, so a load balancer sends no traffic yet."""
+        waiting = self.not_ready()
+        if not waiting:
+            await _http.send_bytes(send, 200, b'{"status":"ready"}', base)
+            return
+        error = GatewayError(
+            "the gateway is not ready: " + "; ".join(waiting), status=503, code="not_ready"
+        )
+        await _http.send_error(send, error, {**base, "retry-after": "1"})
 
     async def _metrics(self, send: Send, headers: Mapping[str, str], base: dict[str, str]) -> None:
         """``GET /metrics``: the admin key is required (Prometheus sends it as a bearer

@@ -282,13 +282,11 @@ class SemanticUse:
     async def search(self) -> bytes | None:
         """The closest answer in scope at or above the threshold (embedding on the way).
 
-        While the model is still loading (seconds, once per process) this is a miss at once
-        rather than a request waiting for it.
+        While the model is still loading (it starts at gateway start-up) the lookup waits
+        for it, within the caller's ``timeout``: past it, a miss, and the load goes on.
         """
         if not self.embedder.ready:
-            self.embedder.start_loading()
-            log.info("embedding model still loading; semantic lookup skipped")
-            return None
+            await self.embedder.wait_ready()
         self.vector = await self.embedder.aembed(self.question)
         match = await self.index.search(self.vector, self.scope, self.threshold)
         return match.value if match is not None else None
@@ -402,6 +400,14 @@ class CacheUse:
     async def _semantic_lookup(self, semantic: SemanticUse) -> bytes | None:
         try:
             return await asyncio.wait_for(semantic.search(), semantic.timeout)
+        except TimeoutError:
+            log.warning(
+                "semantic cache lookup timed out; treated as a miss",
+                index=semantic.index.name,
+                timeout=semantic.timeout,
+                model_loading=not semantic.embedder.ready,
+            )
+            return None
         except Exception as exc:
             log.warning(
                 "semantic cache lookup failed; treated as a miss",

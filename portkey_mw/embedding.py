@@ -98,7 +98,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class EmbeddingModel:
-    """A sentence-embedding model, loaded on first use, run off the event loop.
+    """A sentence-embedding model, loaded on first use (or at start-up, see
+    :meth:`start_loading`), run off the event loop.
 
     :meth:`embed` is synchronous (for threads and benchmarks); :meth:`aembed` is what
     request handling awaits.
@@ -183,20 +184,42 @@ class EmbeddingModel:
     def start_loading(self) -> asyncio.Future[Any]:
         """Load the model on the pool, once; await the result to wait for it."""
         loading = self._loading
-        failed = loading is not None and loading.done() and loading.exception() is not None
-        if loading is None or (failed and time.monotonic() - self._failed_at > RELOAD_AFTER):
+        # A load cancelled before it ran (the pool shut down under it) is simply retried.
+        retry = loading is not None and loading.cancelled()
+        if loading is None or retry or (self.load_error is not None and self._may_reload()):
             loading = self._loading = self._pool.submit(self._load)
             loading.add_done_callback(self._note_failure)
         return asyncio.wrap_future(loading)
 
+    def _may_reload(self) -> bool:
+        return time.monotonic() - self._failed_at > RELOAD_AFTER
+
     def _note_failure(self, loading: Future[Any]) -> None:
-        if loading.exception() is not None:
+        if not loading.cancelled() and loading.exception() is not None:
             self._failed_at = time.monotonic()
             log.warning("embedding model failed to load", error=str(loading.exception()))
 
+    @property
+    def loading(self) -> bool:
+        """Whether a load was started and has not finished yet."""
+        return self._loading is not None and not self._loading.done()
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the last load failed (``None``: it did not, or none finished yet)."""
+        loading = self._loading
+        if loading is None or not loading.done() or loading.cancelled():
+            return None
+        error = loading.exception()
+        return None if error is None else str(error) or type(error).__name__
+
     async def wait_ready(self) -> None:
-        """Wait until the model is loaded (raises what loading raised)."""
-        await self.start_loading()
+        """Wait until the model is loaded (raises what loading raised).
+
+        A caller that gives up (a lookup's timeout) stops waiting without cancelling the
+        load, which every other caller shares.
+        """
+        await asyncio.shield(self.start_loading())
 
     def close(self) -> None:
         """Stop the thread pool."""

@@ -4,7 +4,9 @@ model, and the operator's purge -- the wiring around :mod:`portkey_mw.caching`."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
@@ -17,7 +19,6 @@ from portkey_mw.caching import (
     semantic_question,
 )
 from portkey_mw.config.schema import Cache as CacheConfig
-from portkey_mw.config.schema import Target
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import RequestContext
 from portkey_mw.embedding import EmbeddingModel, shared_model
@@ -50,18 +51,48 @@ class ResponseCache:
         self.stats = CacheStats()
         self._embedder: EmbeddingModel | None = None
         self._opening: asyncio.Task[None] | None = None
+        #: whether start() began loading the model and opening the index
+        self._semantic_started = False
         options = settings.cache
         #: identical misses in flight (``None``: coalescing is off)
         self.flights = Flights(options.coalesce_max_stream_bytes) if options.coalesce else None
 
-    def start(self, configs: Iterable[Target]) -> None:
-        """When a server-held config uses semantic caching, load the model and open the
-        index now, in the background, rather than on the first request that needs it."""
-        if any(_uses_semantic_cache(config) for config in configs):
-            self.embedder.start_loading()
-            index = self.indexes.get(self._settings.cache.semantic_index)
-            if index is not None:
-                self._opening = asyncio.create_task(_open_index(index))
+    @property
+    def semantic_available(self) -> bool:
+        """Whether semantic caching can be used: the configured index is registered and
+        fastembed is installed. Any client's config may then ask for ``mode: semantic``."""
+        index = self._settings.cache.semantic_index
+        return index in self.indexes and importlib.util.find_spec("fastembed") is not None
+
+    def start(self) -> None:
+        """When semantic caching can be used, load the model and open the index now, in
+        the background, so the first request that needs them finds them ready (or waits
+        for them within ``semantic_timeout``) rather than missing."""
+        if not self.semantic_available:
+            return
+        self._semantic_started = True
+        self.embedder.start_loading().add_done_callback(_retrieve)
+        index = self.indexes[self._settings.cache.semantic_index]
+        self._opening = asyncio.create_task(_open_index(index))
+
+    def not_ready(self) -> list[str]:
+        """What is still loading (or failed to), in words for ``GET /ready``; empty when
+        the cache can serve every request at full speed."""
+        if not self._semantic_started:
+            return []
+        waiting: list[str] = []
+        model = self.embedder
+        if not model.ready:
+            error = model.load_error
+            if error is None:
+                waiting.append(f"the embedding model {model.name!r} is still loading")
+            else:
+                model.start_loading().add_done_callback(_retrieve)  # again, after a pause
+                waiting.append(f"the embedding model {model.name!r} failed to load: {error}")
+        if self._opening is not None and not self._opening.done():
+            index = self._settings.cache.semantic_index
+            waiting.append(f"the semantic index {index!r} is still opening")
+        return waiting
 
     async def aclose(self) -> None:
         """Close every backend and index (after an opening in progress finished)."""
@@ -122,10 +153,16 @@ class ResponseCache:
 
     @property
     def embedder(self) -> EmbeddingModel:
-        """The sentence-embedding model (loaded on its first use, off the event loop)."""
+        """The sentence-embedding model (loaded at start-up or on first use, off the event
+        loop); the process's shared one unless another was set."""
         if self._embedder is None:
             self._embedder = shared_model(self._settings.embedding)
         return self._embedder
+
+    @embedder.setter
+    def embedder(self, model: EmbeddingModel) -> None:
+        # A host app (or a test) may bring a model it manages itself; set before start-up.
+        self._embedder = model
 
     async def purge(self, namespace: str = "") -> int:
         """Drop cached answers, exact and semantic: all, or one namespace's.
@@ -156,8 +193,7 @@ async def _open_index(index: SemanticIndex) -> None:
         log.warning("semantic index failed to open", index=index.name, error=str(exc))
 
 
-def _uses_semantic_cache(target: Target) -> bool:
-    """Whether a config turns on semantic caching anywhere in its tree."""
-    if target.cache is not None and target.cache.mode == "semantic":
-        return True
-    return any(_uses_semantic_cache(child) for child in target.targets or ())
+def _retrieve(loading: asyncio.Future[Any]) -> None:
+    # The model logs its own load failure; retrieving it keeps asyncio from logging it again.
+    if not loading.cancelled():
+        loading.exception()
