@@ -12,6 +12,7 @@ from portkey_mw.interfaces import (
     ProviderCall,
     SemanticIndex,
     SemanticMatch,
+    SemanticVerifier,
 )
 from portkey_mw.logevents import LogEvent
 from portkey_mw.middleware import GatewayMiddleware
@@ -46,6 +47,7 @@ __all__ = [
     "RequestDenied",
     "SemanticIndex",
     "SemanticMatch",
+    "SemanticVerifier",
     "ServerSettings",
     "Transport",
     "__version__",

@@ -295,7 +295,7 @@ class SemanticUse:
         """File ``body`` under the question's vector (embedded now if the lookup was skipped)."""
         if self.vector is None:
             self.vector = await self.embedder.aembed(self.question)
-        await self.index.add(self.vector, self.scope, body, ttl)
+        await self.index.add(self.vector, self.scope, body, ttl, self.question)
 
 
 @dataclass(slots=True)

@@ -169,10 +169,13 @@ class CacheBackend(ABC):
 
 @dataclass(frozen=True, slots=True)
 class SemanticMatch:
-    """The closest cached answer a :class:`SemanticIndex` found, with its similarity."""
+    """A cached answer a :class:`SemanticIndex` found: the answer, its similarity, and the
+    question it was stored under (``""`` when the index keeps none: such an entry never
+    passes verification, so it is never served while verifiers are configured)."""
 
     value: bytes
     score: float
+    question: str = ""
 
 
 class SemanticIndex(ABC):
@@ -181,6 +184,8 @@ class SemanticIndex(ABC):
     The core embeds the question and hands over unit vectors. ``scope`` is an opaque
     ``<namespace>:<digest>`` string covering everything that must match exactly (endpoint,
     model, system prompt, tools, sampling, earlier turns): a search never leaves its scope.
+    Each entry keeps the question's text beside the answer, so that the core's verifiers
+    (:class:`SemanticVerifier`) can compare the two questions before serving the answer.
     """
 
     name: str
@@ -192,11 +197,26 @@ class SemanticIndex(ABC):
     ) -> SemanticMatch | None:
         """The most similar live entry in ``scope`` scoring at least ``threshold``."""
 
+    async def candidates(
+        self, vector: Sequence[float], scope: str, threshold: float, limit: int
+    ) -> list[SemanticMatch]:
+        """Up to ``limit`` live entries of ``scope`` scoring at least ``threshold``, most
+        similar first; the core verifies them in that order and serves the first that
+        passes. The default asks :meth:`search` for one: override it to offer more."""
+        best = await self.search(vector, scope, threshold)
+        return [] if best is None else [best]
+
     @abstractmethod
     async def add(
-        self, vector: Sequence[float], scope: str, value: bytes, ttl: float | None
+        self,
+        vector: Sequence[float],
+        scope: str,
+        value: bytes,
+        ttl: float | None,
+        question: str = "",
     ) -> None:
-        """Store ``value`` under ``vector`` in ``scope`` for ``ttl`` seconds."""
+        """Store ``value`` under ``vector`` in ``scope`` for ``ttl`` seconds, with the
+        ``question`` it answers (returned in :attr:`SemanticMatch.question`)."""
 
     @abstractmethod
     async def clear(self, namespace: str | None = None) -> int:
@@ -208,6 +228,26 @@ class SemanticIndex(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional for indexes holding nothing
         """Release connections and files."""
+
+
+class SemanticVerifier(ABC):
+    """A check between a new question and a cached one the index found similar.
+
+    A semantic hit needs the similarity threshold *and* every configured verifier's
+    consent: embeddings score "flights from Denver to Boston" and "... Boston to Denver"
+    as near-identical, a verifier sees the swap. :meth:`verify` runs on the event loop for
+    every candidate, inside the lookup's ``semantic_timeout``: keep it well under a
+    millisecond, or make it truly asynchronous (a cross-encoder on a thread, an LLM judge
+    over HTTP). Raising, or running past the timeout, makes the lookup a miss.
+    """
+
+    #: the name configs use (``cache.verifiers``)
+    name: str
+    plugin_name: str = ""
+
+    @abstractmethod
+    async def verify(self, question: str, cached: str) -> bool:
+        """Whether the answer cached for ``cached`` also answers ``question``."""
 
 
 class LogSink(ABC):

@@ -120,20 +120,40 @@ class QdrantIndex(SemanticIndex):
     async def search(
         self, vector: Sequence[float], scope: str, threshold: float
     ) -> SemanticMatch | None:
-        return await self._run(self._search, list(vector), scope, threshold)
+        found = await self.candidates(vector, scope, threshold, 1)
+        return found[0] if found else None
 
-    def _search(self, vector: list[float], scope: str, threshold: float) -> SemanticMatch | None:
-        best = self.layout.search(self._qdrant(), vector, scope, threshold)
-        if best is None:
-            return None
-        return SemanticMatch(value=str(best.payload["value"]).encode(), score=float(best.score))
+    async def candidates(
+        self, vector: Sequence[float], scope: str, threshold: float, limit: int
+    ) -> list[SemanticMatch]:
+        return await self._run(self._candidates, list(vector), scope, threshold, limit)
+
+    def _candidates(
+        self, vector: list[float], scope: str, threshold: float, limit: int
+    ) -> list[SemanticMatch]:
+        points = self.layout.search(self._qdrant(), vector, scope, threshold, limit)
+        return [
+            SemanticMatch(
+                value=str(point.payload["value"]).encode(),
+                score=float(point.score),
+                question=str(point.payload.get("question", "")),
+            )
+            for point in points
+        ]
 
     async def add(
-        self, vector: Sequence[float], scope: str, value: bytes, ttl: float | None
+        self,
+        vector: Sequence[float],
+        scope: str,
+        value: bytes,
+        ttl: float | None,
+        question: str = "",
     ) -> None:
-        await self._run(self._add, list(vector), scope, value, ttl)
+        await self._run(self._add, list(vector), scope, value, ttl, question)
 
-    def _add(self, vector: list[float], scope: str, value: bytes, ttl: float | None) -> None:
+    def _add(
+        self, vector: list[float], scope: str, value: bytes, ttl: float | None, question: str
+    ) -> None:
         from qdrant_client import models
 
         payload = {
@@ -141,6 +161,7 @@ class QdrantIndex(SemanticIndex):
             "namespace": namespace_of(scope),
             "expires_at": time.time() + ttl if ttl else NEVER,
             "value": value.decode(),
+            "question": question,
         }
         point = models.PointStruct(id=str(uuid.uuid4()), vector=vector, payload=payload)
         self.layout.add(self._qdrant(), [point], scope)

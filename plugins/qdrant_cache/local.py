@@ -18,8 +18,9 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-#: nearest neighbours read per shard, so that expired ones can be skipped
-CANDIDATES = 4
+#: nearest neighbours read per shard beyond those asked for, so that expired ones can be
+#: skipped
+SPARE = 3
 
 
 def digest(text: str, size: int) -> str:
@@ -66,27 +67,29 @@ class LocalLayout:
                 [name, client.count(name, exact=True).count] for _, name in sorted(shards)
             ]
 
-    def search(self, client: Any, vector: list[float], scope: str, threshold: float) -> Any:
-        """The best live point of ``scope`` at or above ``threshold``, or ``None``."""
+    def search(
+        self, client: Any, vector: list[float], scope: str, threshold: float, limit: int
+    ) -> list[Any]:
+        """The ``limit`` best live points of ``scope`` at or above ``threshold``, best first."""
         from qdrant_client import models
 
         shards = self.scopes.get(self.scope_name(scope))
         if not shards:
-            return None
+            return []
         self.scopes.move_to_end(self.scope_name(scope))
-        now, best = time.time(), None
+        now = time.time()
+        best: list[Any] = []
         for shard in shards:
             found = client.query_points(
-                shard[0], query=vector, limit=CANDIDATES, score_threshold=threshold
+                shard[0], query=vector, limit=limit + SPARE, score_threshold=threshold
             ).points
             expired = [p.id for p in found if p.payload["expires_at"] <= now]
             if expired:
                 client.delete(shard[0], points_selector=models.PointIdsList(points=expired))
                 shard[1] = max(0, shard[1] - len(expired))
-            live = [p for p in found if p.id not in expired]
-            if live and (best is None or live[0].score > best.score):
-                best = live[0]
-        return best
+            best.extend(p for p in found if p.id not in expired)
+        best.sort(key=lambda point: -point.score)
+        return best[:limit]
 
     def add(self, client: Any, points: list[Any], scope: str) -> None:
         """Store ``points`` in the newest shards of their scope, starting one when full."""

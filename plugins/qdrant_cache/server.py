@@ -36,8 +36,10 @@ class ServerLayout:
         ):
             client.create_payload_index(self.collection, field, field_schema=schema)
 
-    def search(self, client: Any, vector: list[float], scope: str, threshold: float) -> Any:
-        """The best live point of ``scope`` at or above ``threshold``, or ``None``."""
+    def search(
+        self, client: Any, vector: list[float], scope: str, threshold: float, limit: int
+    ) -> list[Any]:
+        """The ``limit`` best live points of ``scope`` at or above ``threshold``, best first."""
         from qdrant_client import models
 
         within = models.Filter(
@@ -46,10 +48,15 @@ class ServerLayout:
                 models.FieldCondition(key="expires_at", range=models.Range(gt=time.time())),
             ]
         )
-        found = client.query_points(
-            self.collection, query=vector, limit=1, score_threshold=threshold, query_filter=within
-        ).points
-        return found[0] if found else None
+        return list(
+            client.query_points(
+                self.collection,
+                query=vector,
+                limit=limit,
+                score_threshold=threshold,
+                query_filter=within,
+            ).points
+        )
 
     def add(self, client: Any, points: list[Any], scope: str) -> None:
         """Store ``points``; now and then, delete what has expired."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         LogSink,
         Provider,
         SemanticIndex,
+        SemanticVerifier,
     )
     from portkey_mw.services import GatewayServices
 
@@ -79,6 +80,19 @@ def register_semantic_indexes(
     """Register vector stores for the semantic cache, selected by ``name``.
 
     :param register: call it once per :class:`~portkey_mw.SemanticIndex`.
+    :param settings: the validated server file.
+    """
+
+
+@hookspec
+def register_semantic_verifiers(
+    register: Callable[[SemanticVerifier], None], settings: ServerSettings
+) -> None:
+    """Register checks a semantic-cache candidate must pass before it is served, selected
+    by ``name`` (server file ``cache.verifiers``, or a config's ``cache.verifiers``).
+
+    :param register: call it once per :class:`~portkey_mw.SemanticVerifier`. A later
+        registration of the same name replaces an earlier one.
     :param settings: the validated server file.
     """
 

@@ -30,7 +30,13 @@ from portkey_mw.plugin import hookspecs
 if TYPE_CHECKING:
     from portkey_mw.config.server import ServerSettings
     from portkey_mw.guardrails.api import Guardrail
-    from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
+    from portkey_mw.interfaces import (
+        CacheBackend,
+        LogSink,
+        Provider,
+        SemanticIndex,
+        SemanticVerifier,
+    )
     from portkey_mw.services import GatewayServices
 
 ENTRY_POINT_GROUP = "portkey_mw"
@@ -186,6 +192,12 @@ class PluginManager:
     ) -> list[tuple[str, SemanticIndex]]:
         """Every plugin's semantic-cache indexes."""
         return self._collect("register_semantic_indexes", settings=settings)
+
+    def register_semantic_verifiers(
+        self, settings: ServerSettings
+    ) -> list[tuple[str, SemanticVerifier]]:
+        """Every plugin's semantic-cache verifiers."""
+        return self._collect("register_semantic_verifiers", settings=settings)
 
     def register_log_sinks(self, settings: ServerSettings) -> list[tuple[str, LogSink]]:
         """Every plugin's log sinks."""
