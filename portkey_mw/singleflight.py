@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from itertools import islice
 
 import orjson
 
@@ -79,13 +81,15 @@ class Flight:
         self._streaming: bool | None = None
         #: the complete answer (a streamed one added up), once done
         self._body: bytes | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: deque[bytes] = deque()
         #: the index in the whole stream of ``_chunks[0]``: above 0 once the start is gone
         self._base = 0
         self._size = 0
         #: each replaying follower's next chunk index (trimming never passes them)
         self._readers: dict[object, int] = {}
         self._changed = asyncio.Event()
+        #: followers awaiting ``_changed`` now: with none, a change wakes nobody
+        self._waiting = 0
         self.followers = 0
 
     @property
@@ -133,7 +137,7 @@ class Flight:
     def _end(self, state: _State) -> None:
         if self._state is _State.FLYING:
             self._state = state
-            self._chunks, self._size = [], 0  # nobody replays a failed stream further
+            self._chunks, self._size = deque(), 0  # nobody replays a failed stream further
             self._pulse()
 
     def _append(self, chunk: bytes) -> None:
@@ -149,17 +153,21 @@ class Flight:
 
     def _drop_until(self, index: int) -> None:
         while self._base < index and self._chunks:
-            self._size -= len(self._chunks.pop(0))
+            self._size -= len(self._chunks.popleft())
             self._base += 1
 
     def _pulse(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        # Called for every chunk of the leader's stream: only when a follower waits is an
+        # event set (and a fresh one made for the next change).
+        if self._waiting:
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
 
     # -- a follower's side ---------------------------------------------------------------
 
     async def _wait(self, deadline: float | None, timeout_ms: int | None) -> None:
         changed = self._changed
+        self._waiting += 1
         try:
             async with asyncio.timeout_at(deadline):
                 await changed.wait()
@@ -168,6 +176,8 @@ class Flight:
                 f"the provider did not answer within {timeout_ms} ms "
                 "(this request was waiting for an identical one in flight)"
             ) from None
+        finally:
+            self._waiting -= 1
 
     async def follow(
         self,
@@ -247,7 +257,7 @@ class Flight:
                     )
                 end = self._base + len(self._chunks)
                 if position < end:
-                    batch = b"".join(self._chunks[position - self._base :])
+                    batch = b"".join(islice(self._chunks, position - self._base, None))
                     self._readers[reader] = end
                     yield batch
                     continue
