@@ -32,7 +32,13 @@ from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
 from portkey_mw.inbound.anthropic import AnthropicMessages
-from portkey_mw.interfaces import CacheBackend, LogSink, Provider, SemanticIndex
+from portkey_mw.interfaces import (
+    CacheBackend,
+    LogSink,
+    Provider,
+    SemanticIndex,
+    SemanticVerifier,
+)
 from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.logevents import LogDispatcher
 from portkey_mw.logging import traceback_text
@@ -144,6 +150,7 @@ class Gateway:
         self.guardrails: dict[str, Guardrail] = {}
         self.cache_backends: dict[str, CacheBackend] = {}
         self.semantic_indexes: dict[str, SemanticIndex] = {}
+        self.semantic_verifiers: dict[str, SemanticVerifier] = {}
         self.log_sinks: list[LogSink] = []
         #: free space for plugins, shared by every request (``ctx.gateway_state``); keys
         #: start with the plugin's name
@@ -197,6 +204,9 @@ class Gateway:
         for plugin, index in plugins.register_semantic_indexes(settings):
             index.plugin_name = plugin
             self.semantic_indexes[index.name] = index
+        for plugin, verifier in plugins.register_semantic_verifiers(settings):
+            verifier.plugin_name = plugin
+            self.semantic_verifiers[verifier.name] = verifier
         for plugin, sink in plugins.register_log_sinks(settings):
             sink.plugin_name = plugin
             self.log_sinks.append(sink)
@@ -212,6 +222,7 @@ class Gateway:
             self.guardrails,
             self.control.catalog,
             secret_options={n for p in self.providers.values() for n in p.secret_options},
+            known_verifiers=self.semantic_verifiers,
         )
         self.router = Router(
             self.providers,
@@ -225,7 +236,9 @@ class Gateway:
             queue_size=settings.logging.queue_size,
             drain_timeout=settings.logging.drain_timeout,
         )
-        self.cache = ResponseCache(settings, self.cache_backends, self.semantic_indexes)
+        self.cache = ResponseCache(
+            settings, self.cache_backends, self.semantic_indexes, self.semantic_verifiers
+        )
         self.pipeline = Pipeline(
             settings=settings,
             plugins=plugins,
@@ -325,6 +338,7 @@ class Gateway:
         self.guardrails.clear()
         self.cache_backends.clear()
         self.semantic_indexes.clear()
+        self.semantic_verifiers.clear()
         self.log_sinks = []
         retired = self.logs
         self._collect_registrations()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ import orjson
 import structlog
 
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
-from portkey_mw.interfaces import CacheBackend, SemanticIndex
+from portkey_mw.interfaces import CacheBackend, SemanticIndex, SemanticMatch, SemanticVerifier
 from portkey_mw.routing.plan import PlanNode, route_digest
 from portkey_mw.streaming import DONE_EVENT, json_event
 
@@ -267,9 +267,18 @@ def _index(value: Any) -> int:
     return value if type(value) is int else 0
 
 
+class VerifierFailed(Exception):
+    """A semantic verifier raised: the lookup is a miss (never a hit, never an error)."""
+
+    def __init__(self, verifier: str, cause: BaseException) -> None:
+        super().__init__(f"verifier {verifier!r} failed: {str(cause) or type(cause).__name__}")
+        self.verifier = verifier
+
+
 @dataclass(slots=True)
 class SemanticUse:
-    """The semantic half of a cache lookup: what to embed, where to search, how close."""
+    """The semantic half of a cache lookup: what to embed, where to search, how close,
+    and what a candidate must pass to be served."""
 
     index: SemanticIndex
     embedder: EmbeddingModel
@@ -277,19 +286,48 @@ class SemanticUse:
     scope: str
     threshold: float
     timeout: float
+    verifiers: Sequence[SemanticVerifier] = ()
+    #: candidates at or above the threshold to verify, most similar first
+    candidates: int = 1
     vector: list[float] | None = None
 
     async def search(self) -> bytes | None:
-        """The closest answer in scope at or above the threshold (embedding on the way).
+        """The most similar answer in scope at or above the threshold that every verifier
+        accepts (embedding on the way).
 
         While the model is still loading (it starts at gateway start-up) the lookup waits
         for it, within the caller's ``timeout``: past it, a miss, and the load goes on.
+
+        :raises VerifierFailed: a verifier raised (the caller's miss).
         """
         if not self.embedder.ready:
             await self.embedder.wait_ready()
         self.vector = await self.embedder.aembed(self.question)
-        match = await self.index.search(self.vector, self.scope, self.threshold)
-        return match.value if match is not None else None
+        if not self.verifiers:
+            match = await self.index.search(self.vector, self.scope, self.threshold)
+            return match.value if match is not None else None
+        found = await self.index.candidates(
+            self.vector, self.scope, self.threshold, self.candidates
+        )
+        for match in found:
+            if await self.verified(match):
+                return match.value
+        return None
+
+    async def verified(self, match: SemanticMatch) -> bool:
+        """Whether every verifier accepts ``match`` for this question (an entry stored
+        without its question never is)."""
+        if not match.question:
+            return False
+        for verifier in self.verifiers:
+            try:
+                accepted = await verifier.verify(self.question, match.question)
+            except Exception as exc:
+                raise VerifierFailed(verifier.name, exc) from exc
+            if not accepted:
+                log.debug("semantic candidate vetoed", verifier=verifier.name, score=match.score)
+                return False
+        return True
 
     async def add(self, body: bytes, ttl: float | None) -> None:
         """File ``body`` under the question's vector (embedded now if the lookup was skipped)."""
@@ -406,6 +444,13 @@ class CacheUse:
                 index=semantic.index.name,
                 timeout=semantic.timeout,
                 model_loading=not semantic.embedder.ready,
+            )
+            return None
+        except VerifierFailed as exc:
+            log.warning(
+                "semantic verifier failed; treated as a miss",
+                verifier=exc.verifier,
+                error=str(exc),
             )
             return None
         except Exception as exc:

@@ -22,8 +22,8 @@ from portkey_mw.config.schema import Cache as CacheConfig
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import RequestContext
 from portkey_mw.embedding import EmbeddingModel, shared_model
-from portkey_mw.errors import GatewayError, NotFound
-from portkey_mw.interfaces import CacheBackend, SemanticIndex
+from portkey_mw.errors import GatewayError, InvalidConfig, NotFound
+from portkey_mw.interfaces import CacheBackend, SemanticIndex, SemanticVerifier
 from portkey_mw.logging import traceback_text
 from portkey_mw.routing import PlanNode
 from portkey_mw.singleflight import Flights
@@ -37,6 +37,10 @@ class ResponseCache:
     :param settings: the server file (its ``cache`` and ``embedding`` sections).
     :param backends: registered exact-cache backends, by name.
     :param indexes: registered semantic indexes, by name.
+    :param verifiers: registered semantic verifiers, by name.
+    :raises InvalidConfig: semantic caching can be used and the server file's
+        ``cache.verifiers`` names one that no plugin registers (a hit is never served
+        unverified because a verifier is missing).
     """
 
     def __init__(
@@ -44,10 +48,21 @@ class ResponseCache:
         settings: ServerSettings,
         backends: Mapping[str, CacheBackend],
         indexes: Mapping[str, SemanticIndex],
+        verifiers: Mapping[str, SemanticVerifier] | None = None,
     ) -> None:
         self._settings = settings
         self.backends = backends
         self.indexes = indexes
+        self.verifiers: Mapping[str, SemanticVerifier] = verifiers or {}
+        missing = [name for name in settings.cache.verifiers if name not in self.verifiers]
+        if missing and self.semantic_available:
+            known = ", ".join(sorted(self.verifiers)) or "none"
+            raise InvalidConfig(
+                f"cache.verifiers names {missing[0]!r}, which no plugin registers "
+                f"(registered: {known}); cache.verifiers: [] lets similarity alone decide",
+                code="unknown_verifier",
+            )
+        self._server_verifiers = self._chosen(settings.cache.verifiers)
         self.stats = CacheStats()
         self._embedder: EmbeddingModel | None = None
         self._opening: asyncio.Task[None] | None = None
@@ -142,6 +157,7 @@ class ResponseCache:
             return None
         question, scope = found
         threshold = settings.similarity_threshold
+        named = settings.verifiers
         return SemanticUse(
             index=index,
             embedder=self.embedder,
@@ -149,7 +165,14 @@ class ResponseCache:
             scope=scope,
             threshold=options.similarity_threshold if threshold is None else threshold,
             timeout=options.semantic_timeout,
+            verifiers=self._server_verifiers if named is None else self._chosen(named),
+            candidates=options.semantic_candidates,
         )
+
+    def _chosen(self, names: list[str]) -> tuple[SemanticVerifier, ...]:
+        # The resolver rejected a config naming an unknown verifier; the server file's
+        # names were checked at start-up.
+        return tuple(self.verifiers[name] for name in names if name in self.verifiers)
 
     @property
     def embedder(self) -> EmbeddingModel:

@@ -108,6 +108,8 @@ class ConfigResolver:
     :param catalog: the control plane's virtual keys and saved configs (``None``: none).
     :param secret_options: the option names registered providers declare secret: a saved
         config may not hold them (nor an ``api_key``).
+    :param known_verifiers: registered semantic verifier names, to reject unknown ones up
+        front (``None``: not checked).
     """
 
     def __init__(
@@ -117,8 +119,10 @@ class ConfigResolver:
         guardrails: Mapping[str, Guardrail] | None = None,
         catalog: Catalog | None = None,
         secret_options: Collection[str] = (),
+        known_verifiers: Collection[str] | None = None,
     ) -> None:
         self._known = known_providers
+        self._verifiers = known_verifiers
         self._secrets = frozenset({"api_key", *secret_options})
         self._hooks = HookCompiler(guardrails or {}, settings.guardrails)
         self._hooks.validate_named()
@@ -448,6 +452,7 @@ class ConfigResolver:
         """Reject unknown providers; compile and validate every target's hooks."""
         for provider in sorted(plan_providers(plan)):
             self._check_known(provider, source)
+        self._check_verifiers(plan, source)
         plan = self._with_guardrails(plan, source, {})
         return replace(plan, route=route_digest(plan), varies_on=answer_headers(plan))
 
@@ -481,6 +486,19 @@ class ConfigResolver:
                 where=source if node.path == "config" else f"{source} at {node.path}",
             )
         return replace(node, guardrails=compiled[id(hooks)])
+
+    def _check_verifiers(self, plan: PlanNode, source: str) -> None:
+        named = plan.cache.verifiers if plan.cache is not None else None
+        if not named or self._verifiers is None:
+            return
+        unknown = [name for name in named if name not in self._verifiers]
+        if unknown:
+            known = ", ".join(sorted(self._verifiers)) or "none"
+            raise InvalidConfig(
+                f"unknown semantic verifier {unknown[0]!r} in {source} (known: {known})",
+                code="unknown_verifier",
+                param="cache.verifiers",
+            )
 
     def _check_known(self, provider: str, source: str) -> None:
         if provider not in self._known:

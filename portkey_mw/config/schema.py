@@ -126,6 +126,9 @@ class Cache(_Model):
     mode: Literal["simple", "semantic"]
     max_age: int | None = Field(default=None, gt=0)
     similarity_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: semantic verifiers a candidate must pass (``None``: the server file's
+    #: ``cache.verifiers``; ``[]``: similarity alone decides)
+    verifiers: list[str] | None = Field(default=None, max_length=32)
 
 
 class Target(BaseModel):

@@ -19,6 +19,8 @@ DEFAULT_MAX_CONFIG_BYTES = 16 * 1024
 DEFAULT_MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
 #: measured on tests/data/paraphrases.toml with all-MiniLM-L6-v2 (benchmarks/bench_cache.py)
 DEFAULT_SIMILARITY_THRESHOLD = 0.88
+#: the first-party verifiers (portkey-mw.semantic-verifiers), the default of cache.verifiers
+DEFAULT_VERIFIERS = ("numbers", "negation", "direction", "time", "antonyms", "entities")
 
 
 class _Strict(BaseModel):
@@ -116,6 +118,17 @@ class CacheOptions(_Strict):
         ge=0.0,
         le=1.0,
         description="cosine similarity a semantic hit needs when the config sets none",
+    )
+    verifiers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VERIFIERS),
+        description="registered semantic verifiers a candidate must pass before it is "
+        "served, when the config names none ([]: similarity alone decides)",
+    )
+    semantic_candidates: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="candidates above the threshold a semantic lookup verifies, best first",
     )
     semantic_timeout: float = Field(
         default=1.0,
