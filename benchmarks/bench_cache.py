@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import statistics
+import sys
 import time
-import tomllib
 import uuid
 import warnings
 from pathlib import Path
@@ -33,15 +34,21 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import structlog
 from portkey_mw_plugins.memory_cache import MemoryCache
 from portkey_mw_plugins.qdrant_cache import QdrantIndex
+from portkey_mw_plugins.semantic_verifiers import FIRST_PARTY
+from portkey_mw_plugins.semantic_verifiers.analysis import analyse
 
 from portkey_mw import Endpoint, Gateway, RequestContext, ServerSettings
 from portkey_mw.caching import CacheUse, SemanticUse, route_partition, semantic_question
-from portkey_mw.config.server import DEFAULT_SIMILARITY_THRESHOLD
+from portkey_mw.config.server import DEFAULT_SIMILARITY_THRESHOLD, DEFAULT_VERIFIERS
 from portkey_mw.embedding import EmbeddingModel
+from portkey_mw.interfaces import SemanticMatch, SemanticVerifier
 
-PARAPHRASES = Path(__file__).parent.parent / "tests" / "data" / "paraphrases.toml"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.paraphrase_eval
+from tests.paraphrase_eval import PairScores, load_pairs
+
 QUESTION = "How do I reset my password?"
 REWORDED = "How can I reset my password?"
 DIM = 384
@@ -139,7 +146,7 @@ async def measure_size(
     found = semantic_question(context(QUESTION))
     assert found is not None
     scope = found[1]
-    questions = [pair[0] for pair in tomllib.loads(PARAPHRASES.read_text())["same"]]
+    questions = [pair[0] for pairs in load_pairs()["same"].values() for pair in pairs]
     for layout, scopes in (
         ("all in the question's scope", [scope]),
         ("over 100 scopes", [scope] + [f"default:filler-{i}" for i in range(99)]),
@@ -214,26 +221,67 @@ async def uncached_baseline(requests: int) -> float:
     return p50
 
 
-def paraphrase_rates(embedder: EmbeddingModel) -> None:
-    pairs = tomllib.loads(PARAPHRASES.read_text())
-    scores: dict[str, list[float]] = {}
-    for kind in ("same", "different"):
-        scores[kind] = []
-        for first, second in pairs[kind]:
-            a, b = embedder.embed([first, second])
-            scores[kind].append(float(np.dot(a, b)))
-    same, different = np.array(scores["same"]), np.array(scores["different"])
+def first_party_verifiers() -> list[SemanticVerifier]:
+    """The verifiers of ``cache.verifiers`` at its default, in its order."""
+    by_name = {cls.name: cls() for cls in FIRST_PARTY}
+    return [by_name[name] for name in DEFAULT_VERIFIERS]
+
+
+async def evaluation(embedder: EmbeddingModel) -> None:
+    """Hit and false-hit rates per kind of the shipped set at the default settings, what
+    each verifier costs and catches, the rates at other thresholds, and the verification
+    cost per candidate."""
+    pairs = load_pairs()
+    scores = PairScores(embedder, pairs)
+    verifiers = first_party_verifiers()
+    result = await scores.evaluate(DEFAULT_SIMILARITY_THRESHOLD, verifiers)
+    same, different = result.totals()
     print(
-        f"\nparaphrase set ({len(same)} same-meaning pairs, {len(different)} different):"
-        f" similarity of same-meaning pairs p50 {np.median(same):.3f} (min {same.min():.3f}),"
-        f" of different pairs p50 {np.median(different):.3f} (max {different.max():.3f})"
+        f"\nevaluation set: {sum(len(p) for p in pairs['same'].values())} same-meaning pairs,"
+        f" {sum(len(p) for p in pairs['different'].values())} different;"
+        f" each tried both ways round; threshold {DEFAULT_SIMILARITY_THRESHOLD},"
+        f" verifiers {', '.join(DEFAULT_VERIFIERS)}"
     )
-    for threshold in sorted({0.80, 0.85, DEFAULT_SIMILARITY_THRESHOLD, 0.90, 0.95}):
+    print(f"  {'kind':<22}{'trials':>7}{'similar':>9}{'served':>8}   vetoed by")
+    for side, results in (("same", result.same), ("different", result.different)):
+        label = "hit" if side == "same" else "FALSE hit"
+        for kind, kind_result in [*results.items(), ("ALL", same if side == "same" else different)]:
+            vetoes = ", ".join(f"{n} {c}" for n, c in sorted(kind_result.vetoed.items()))
+            print(
+                f"  {side + '.' + kind:<22}{kind_result.trials:>7}"
+                f"{kind_result.similar_rate:>9.1%}{kind_result.rate:>8.1%}   {vetoes}"
+                + (f"   <- {label} rate" if kind == "ALL" else "")
+            )
+    print("  (similar: at or above the threshold; served: also accepted by every verifier)")
+    print("\n  threshold   hit rate   false-hit rate   (similarity alone: hit / false hit)")
+    for threshold in sorted({0.70, 0.75, 0.80, 0.85, DEFAULT_SIMILARITY_THRESHOLD, 0.90}):
+        at = await scores.evaluate(threshold, verifiers)
+        s_total, d_total = at.totals()
         default = "  <- default" if threshold == DEFAULT_SIMILARITY_THRESHOLD else ""
         print(
-            f"  threshold {threshold:.2f}: hit rate {np.mean(same >= threshold):6.1%}"
-            f"   false-hit rate {np.mean(different >= threshold):6.1%}{default}"
+            f"  {threshold:9.2f}   {at.hit_rate:8.1%}   {at.false_hit_rate:14.1%}"
+            f"   ({s_total.similar_rate:.1%} / {d_total.similar_rate:.1%}){default}"
         )
+    # Verification cost: every verifier on one candidate, both readings new (a question
+    # never seen), and with the cached question's reading kept (how a lookup runs).
+    all_pairs = [pair for side in pairs.values() for kind in side.values() for pair in kind]
+    cold, warm = [], []
+    for cached, asked in all_pairs:
+        analyse.cache_clear()
+        use = SemanticUse(None, embedder, asked, "", 0.0, 1.0, verifiers)  # type: ignore[arg-type]
+        match = SemanticMatch(value=b"", score=1.0, question=cached)
+        started = time.perf_counter()
+        await use.verified(match)
+        cold.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await use.verified(match)
+        warm.append(time.perf_counter() - started)
+    print(
+        f"\nverification per candidate, all six verifiers: {statistics.median(cold) * 1e6:.0f} µs"
+        f" p50 reading both questions (p99 {ms(cold)[1] * 1000:.0f} µs),"
+        f" {statistics.median(warm) * 1e6:.1f} µs p50 with both readings cached;"
+        f" a lookup verifies at most {ServerSettings().cache.semantic_candidates} candidates"
+    )
 
 
 async def main() -> None:
@@ -241,6 +289,8 @@ async def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--lookups", type=int, default=300)
     args = parser.parse_args()
+    # The verifiers log each veto at debug level: not figures.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     # qdrant-client warns that local mode is meant for small collections: measured here.
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
 
@@ -256,7 +306,7 @@ async def main() -> None:
     baseline = await uncached_baseline(args.lookups * 3)
     for size in args.sizes:
         await measure_size(size, args.lookups, baseline, embedder)
-    paraphrase_rates(embedder)
+    await evaluation(embedder)
     embedder.close()
 
 

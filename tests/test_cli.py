@@ -104,6 +104,14 @@ def test_plugins_json_lists_every_kind() -> None:
     assert "default.pii" in rows["portkey-mw.default-guardrails"]["guardrails"]
     assert rows["portkey-mw.memory-cache"]["cache_backends"] == ["memory"]
     assert rows["portkey-mw.qdrant-cache"]["semantic_indexes"] == ["qdrant"]
+    assert rows["portkey-mw.semantic-verifiers"]["semantic_verifiers"] == [
+        "antonyms",
+        "direction",
+        "entities",
+        "negation",
+        "numbers",
+        "time",
+    ]
     assert rows["portkey-mw.structlog-sink"]["log_sinks"] == ["structlog"]
 
 

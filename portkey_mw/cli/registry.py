@@ -16,6 +16,7 @@ KINDS = {
     "guardrails": "guardrails",
     "cache_backends": "cache backends",
     "semantic_indexes": "semantic indexes",
+    "semantic_verifiers": "semantic verifiers",
     "log_sinks": "log sinks",
 }
 
@@ -30,6 +31,9 @@ def _registered(gateway: Any, plugin: str) -> dict[str, list[str]]:
         ),
         "semantic_indexes": sorted(
             i.name for i in gateway.semantic_indexes.values() if i.plugin_name == plugin
+        ),
+        "semantic_verifiers": sorted(
+            v.name for v in gateway.semantic_verifiers.values() if v.plugin_name == plugin
         ),
         "log_sinks": sorted(s.name for s in gateway.log_sinks if s.plugin_name == plugin),
     }
