@@ -8,6 +8,7 @@ candidate, and the new question once for all verifiers and candidates.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -24,6 +25,10 @@ TOKEN = re.compile(r"[$€£¥]|°[cf]\b|[\w][\w'\u2019]*(?:[./+#-][\w]+)*[+#]*|
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
 SCALED = re.compile(r"(\d+(?:\.\d+)?)([km])")  # 10k, 2m
+DIGITS = re.compile(r"\d+")
+#: words whose opposite ("out" for "in") opposes only after the same word: "zoom in" /
+#: "zoom out", not "find out how long" / "the length in JavaScript"
+PARTICLES = frozenset({"in", "out", "on", "off", "up", "down"})
 
 #: words that carry no name or fact of their own
 _FUNCTION_WORDS = """
@@ -36,6 +41,7 @@ tell know need want like get got let's lets it's im i'm i've ive i'd id i'll ill
 you're youre what's whats how's hows where's wheres who's whos that's thats there's
 theres much many more most few each every all both either whether not no never n't
 nor without cannot none anyone someone something anything kindly sir madam okay ok
+per else another other others via etc vs
 """
 FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
 
@@ -63,6 +69,7 @@ BARE_NEGATIONS = frozenset(_BARE_NEGATIONS.split())
 ROLE_MARKERS = {
     "from": "from", "to": "to", "into": "to", "towards": "to", "toward": "to", "->": "to",
     "in": "in", "than": "than", "per": "per", "vs": "vs", "versus": "vs", "over": "over",
+    "of": "of",
 }  # fmt: skip
 
 PAST = frozenset({"did", "was", "were", "had", "used"})
@@ -80,14 +87,18 @@ class Reading:
     words: tuple[str, ...]
     #: every base form of every word (the words themselves when WordNet knows none)
     forms: frozenset[str]
+    #: the same, counted ("in in" twice)
+    form_counts: Counter[str]
+    #: each particle with the word before it: ("zoom", "in"), ("check", "in")
+    particles: frozenset[tuple[str, str]]
     numbers: tuple[float, ...]
     units: frozenset[str]
     #: names: capitalised words inside a sentence, WordNet's proper nouns, code names,
     #: words WordNet does not know, and quoted text
     entities: frozenset[str]
     negated: bool
-    #: marker class -> the words that are its objects ("from" -> {"denver"})
-    roles: dict[str, frozenset[str]]
+    #: marker class -> the words that are its objects, in order ("from" -> ("denver",))
+    roles: dict[str, tuple[str, ...]]
     #: particular times named (a synset per time word, "next:month" for relative ones)
     times: frozenset[str]
     #: "past" / "future" markers present
@@ -151,6 +162,8 @@ def _is_entity(lower: str, written: str, start: bool, forms: frozenset[str]) -> 
         return True  # gpt-4, python3, iphone15, 2fa
     if any(ch in "._/#+" for ch in lower.strip("._/#+")):
         return True  # os.path, c++, file.txt
+    if "-" in lower and all(lemmas(part) for part in lower.split("-") if part):
+        return False  # carry-on, check-in: words WordNet knows
     if lower.isdigit():
         return False
     if lower in known.proper or not forms:
@@ -166,20 +179,32 @@ def analyse(text: str) -> Reading:
     tokens, quoted = _split(text)
     words = _words(tokens)
     lower = [w for w, _, _ in words]
-    forms: set[str] = set()
+    form_counts: Counter[str] = Counter()
     word_forms: list[frozenset[str]] = []
+    parts: list[str] = []  # the words, with hyphenated ones in their parts
     for word in lower:
         found = lemmas(word)
         word_forms.append(found)
-        forms.update(found or {word})
+        form_counts.update(found or {word})
+        pieces = [piece for piece in word.split("-") if piece] if "-" in word else [word]
+        if len(pieces) > 1:
+            form_counts.update(piece for piece in pieces if lemmas(piece))
+        parts += pieces
+    particles = {
+        (parts[i - 1], part) for i, part in enumerate(parts) if part in PARTICLES and i > 0
+    }
     numbers = sorted(n for w in lower if (n := _number(w)) is not None)
+    # Digits inside a name count too: a 15-year-old is not a 5-year-old.
+    numbers += [float(d) for w in lower if _number(w) is None for d in DIGITS.findall(w)]
+    numbers.sort()
     units = set()
     times = set()
     entities = set(quoted)
     for i, (word, written, start) in enumerate(words):
         # "in" (inch) and "a" (ampere) are units to WordNet, never to a question.
+        greeting = i > 0 and lower[i - 1] == "good"  # "Good evening, could you ...?"
         for form in () if word in FUNCTION_WORDS else word_forms[i] | {word}:
-            if form in known.times:  # a time, not a unit: "tomorrow" is no measure
+            if form in known.times and not greeting:  # a time, not a unit: "tomorrow" is no measure
                 times.add(known.times[form])
             elif form in known.units:
                 units.add(known.units[form])
@@ -198,7 +223,7 @@ def analyse(text: str) -> Reading:
         if _is_entity(word, written, start, word_forms[i]) and _number(word) is None:
             entities.add(word)
     # A currency sign is a unit: "$100" and "100 dollars" agree, "$100" and "€100" do not.
-    roles: dict[str, set[str]] = {}
+    roles: dict[str, list[str]] = {}
     for i, word in enumerate(lower):
         marker = ROLE_MARKERS.get(word)
         if marker is None:
@@ -206,7 +231,7 @@ def analyse(text: str) -> Reading:
         for following in lower[i + 1 :]:
             if following in FUNCTION_WORDS or _number(following) is not None:
                 continue
-            roles.setdefault(marker, set()).add(_canonical(following))
+            roles.setdefault(marker, []).append(_canonical(following))
             break
     tenses = {"past" for w in lower if w in PAST} | {"future" for w in lower if w in FUTURE}
     if "going" in lower and "to" in lower[lower.index("going") + 1 : lower.index("going") + 2]:
@@ -214,12 +239,14 @@ def analyse(text: str) -> Reading:
     negations = sum(1 for w in lower if w in NEGATIONS)
     return Reading(
         words=tuple(lower),
-        forms=frozenset(forms),
+        forms=frozenset(form_counts),
+        form_counts=form_counts,
+        particles=frozenset(particles),
         numbers=tuple(numbers),
         units=frozenset(units),
         entities=frozenset(entities),
         negated=negations % 2 == 1,
-        roles={k: frozenset(v) for k, v in roles.items()},
+        roles={k: tuple(v) for k, v in roles.items()},
         times=frozenset(times),
         tenses=frozenset(tenses),
     )

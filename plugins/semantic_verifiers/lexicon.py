@@ -34,6 +34,7 @@ EXTRA_ANTONYMS = (
     ("encode", "decode"), ("upgrade", "downgrade"), ("start", "stop"), ("with", "without"),
     ("ascending", "descending"), ("inbound", "outbound"), ("incoming", "outgoing"),
     ("rise", "fall"), ("gain", "lose"), ("win", "lose"), ("lend", "borrow"),
+    ("next", "last"), ("next", "previous"), ("upcoming", "past"),
 )  # fmt: skip
 
 #: negating prefixes, each with the shortest stem it negates: "unsafe" opposes "safe" when
@@ -47,6 +48,7 @@ EXTRA_UNITS = {
     "°c": "celsius", "fahrenheit": "fahrenheit", "°f": "fahrenheit", "mph": "mph", "kph": "kph",
     "km/h": "kph", "tbsp": "tablespoon", "tsp": "teaspoon", "ml": "milliliter", "hrs": "hour",
     "mins": "minute", "secs": "second", "yr": "year", "yrs": "year", "gigs": "gigabyte",
+    "tablespoon": "tablespoon", "teaspoon": "teaspoon",
 }  # fmt: skip
 
 #: words WordNet files as units that are mostly something else in a question

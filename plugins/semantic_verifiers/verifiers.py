@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from portkey_mw.interfaces import SemanticVerifier
 
-from .analysis import Reading, analyse
-from .lexicon import opposed
+from .analysis import PARTICLES, Reading, analyse
+from .lexicon import lemmas, lexicon, opposed
 
 
 class ReadingVerifier(SemanticVerifier):
@@ -31,9 +31,10 @@ class NumbersVerifier(ReadingVerifier):
     def agree(self, new: Reading, old: Reading) -> bool:
         if new.numbers != old.numbers:
             return False
-        # "How long does shipping take" and "how many days" ask the same: a unit on one side
-        # only is no disagreement; two different units are.
-        return not (new.units and old.units) or new.units == old.units
+        # "How long does shipping take" and "how many days" ask the same, and so do "38
+        # degrees Celsius" and "38 °C": units one side adds are no disagreement; units that
+        # differ on both sides (ounces vs grams in a cup) are.
+        return new.units <= old.units or old.units <= new.units
 
 
 class EntitiesVerifier(ReadingVerifier):
@@ -63,13 +64,16 @@ class DirectionVerifier(ReadingVerifier):
     vetoes = "a swapped direction: from X to Y vs from Y to X, X than Y vs Y than X"
 
     def agree(self, new: Reading, old: Reading) -> bool:
-        for marker, objects in new.roles.items():
+        for marker, ordered in new.roles.items():
             others = old.roles.get(marker)
-            if others is None or others == objects:
+            if others is None or others == ordered:
                 continue
+            objects, other_objects = set(ordered), set(others)
+            if objects == other_objects:
+                return False  # "9 am in London ... in New York" / "in New York ... in London"
             # Swapped: each side's object is in the other question, under another role.
-            mine = {o for o in objects - others if o in old.forms or o in old.units}
-            theirs = {o for o in others - objects if o in new.forms or o in new.units}
+            mine = {o for o in objects - other_objects if o in old.forms or o in old.units}
+            theirs = {o for o in other_objects - objects if o in new.forms or o in new.units}
             if mine and theirs:
                 return False
         return True
@@ -82,9 +86,22 @@ class AntonymsVerifier(ReadingVerifier):
     vetoes = "opposite words: open / closed, on / off, before / after, increase / decrease"
 
     def agree(self, new: Reading, old: Reading) -> bool:
-        only_new = new.forms - old.forms
-        only_old = old.forms - new.forms
-        return not any(opposed(a, b) for a in only_new for b in only_old)
+        # Counted: "zoom in in Photoshop" has one "in" more than "zoom out in Photoshop".
+        only_new = new.form_counts - old.form_counts
+        only_old = old.form_counts - new.form_counts
+        if any(
+            opposed(a, b)
+            for a in only_new
+            if a not in PARTICLES
+            for b in only_old
+            if b not in PARTICLES
+        ):
+            return False
+        return not any(
+            before == other_before and opposed(particle, other)
+            for before, particle in new.particles - old.particles
+            for other_before, other in old.particles - new.particles
+        )
 
 
 class TimeVerifier(ReadingVerifier):
@@ -106,7 +123,24 @@ class TimeVerifier(ReadingVerifier):
 
 def _names_found(names: frozenset[str], other: Reading) -> bool:
     words = set(other.words) | other.forms | other.entities
-    return all(name in words or any(_near(name, word) for word in words) for name in names)
+    return all(_found(name, words, other) for name in names)
+
+
+def _found(name: str, words: set[str], other: Reading) -> bool:
+    if name in words:
+        return True
+    if not any(ch.isdigit() for ch in name) and any(_near(name, word) for word in words):
+        return True  # a typo of a name is the name; a version or a model number is not
+    unit = lexicon().units.get(name)
+    if unit is not None and unit in other.units:
+        return True  # "Celsius" and "°C"
+    # A short form WordNet does not know, of a word it does: "dict", "dictionary".
+    stem = name[:-1] if name.endswith("s") else name  # "dicts"
+    return (
+        len(stem) >= 3
+        and not lemmas(name)
+        and any(word.startswith(stem) and lemmas(word) for word in words)
+    )
 
 
 def _near(first: str, second: str) -> bool:
