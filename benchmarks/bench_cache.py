@@ -139,7 +139,7 @@ async def measure_size(
     found = semantic_question(context(QUESTION))
     assert found is not None
     scope = found[1]
-    questions = [pair[0] for pair in tomllib.loads(PARAPHRASES.read_text())["same"]]
+    questions = [pair[0] for pair in paraphrase_pairs()["same"]]
     for layout, scopes in (
         ("all in the question's scope", [scope]),
         ("over 100 scopes", [scope] + [f"default:filler-{i}" for i in range(99)]),
@@ -214,8 +214,17 @@ async def uncached_baseline(requests: int) -> float:
     return p50
 
 
+def paraphrase_pairs() -> dict[str, list[list[str]]]:
+    """The `same` and `different` pairs of the paraphrase set, each with all kinds together."""
+    tables = tomllib.loads(PARAPHRASES.read_text(encoding="utf-8"))
+    return {
+        table: [pair for pairs in tables[table].values() for pair in pairs]
+        for table in ("same", "different")
+    }
+
+
 def paraphrase_rates(embedder: EmbeddingModel) -> None:
-    pairs = tomllib.loads(PARAPHRASES.read_text())
+    pairs = paraphrase_pairs()
     scores: dict[str, list[float]] = {}
     for kind in ("same", "different"):
         scores[kind] = []
