@@ -242,17 +242,26 @@ async def evaluation(embedder: EmbeddingModel) -> None:
         f" each tried both ways round; threshold {DEFAULT_SIMILARITY_THRESHOLD},"
         f" verifiers {', '.join(DEFAULT_VERIFIERS)}"
     )
-    print(f"  {'kind':<22}{'trials':>7}{'similar':>9}{'served':>8}   vetoed by")
+    print(
+        f"  {'kind':<22}{'trials':>7}  similarity min/median/max{'similar':>9}{'served':>8}"
+        "   vetoed by"
+    )
     for side, results in (("same", result.same), ("different", result.different)):
         label = "hit" if side == "same" else "FALSE hit"
         for kind, kind_result in [*results.items(), ("ALL", same if side == "same" else different)]:
+            kinds = pairs[side].values() if kind == "ALL" else [pairs[side][kind]]
+            values = [scores.score[pair] for group in kinds for pair in group]
+            spread = f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
             vetoes = ", ".join(f"{n} {c}" for n, c in sorted(kind_result.vetoed.items()))
             print(
-                f"  {side + '.' + kind:<22}{kind_result.trials:>7}"
+                f"  {side + '.' + kind:<22}{kind_result.trials:>7}  {spread:<25}"
                 f"{kind_result.similar_rate:>9.1%}{kind_result.rate:>8.1%}   {vetoes}"
                 + (f"   <- {label} rate" if kind == "ALL" else "")
             )
-    print("  (similar: at or above the threshold; served: also accepted by every verifier)")
+    print(
+        "  (similar: trials at or above the threshold; served: also accepted by every"
+        " verifier; vetoed by: trials at or above the threshold each verifier refused)"
+    )
     print("\n  threshold   hit rate   false-hit rate   (similarity alone: hit / false hit)")
     for threshold in sorted({0.70, 0.75, 0.80, 0.85, DEFAULT_SIMILARITY_THRESHOLD, 0.90}):
         at = await scores.evaluate(threshold, verifiers)

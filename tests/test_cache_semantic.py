@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import openai
 import orjson
 import pytest
@@ -21,16 +19,6 @@ from portkey_mw.embedding import EmbeddingModel, bundled_model_dir
 from tests.conftest import RunningGateway, free_port, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream
 from tests.planted import ADMIN
-
-PARAPHRASES = tomllib.loads(
-    (Path(__file__).parent / "data" / "paraphrases.toml").read_text(encoding="utf-8")
-)
-
-
-def all_pairs(table: str) -> list[list[str]]:
-    """Every pair of one table of the evaluation set (`same` or `different`), all kinds."""
-    kinds: dict[str, list[list[str]]] = PARAPHRASES[table]
-    return [pair for pairs in kinds.values() for pair in pairs]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -300,27 +288,30 @@ def test_requests_without_a_plain_question_are_exact_only() -> None:
     assert prompt is not None and prompt[0] == "Say hi"
 
 
-def test_default_threshold_on_the_shipped_paraphrase_set() -> None:
-    """At the default threshold, every `different` pair misses and most `same` pairs hit."""
+async def test_the_default_settings_on_the_evaluation_set() -> None:
+    """At the default threshold and verifiers, no kind of different question gets more than
+    2% wrong answers, and most paraphrases hit (bench_cache.py prints the figures)."""
+    from portkey_mw_plugins.semantic_verifiers import FIRST_PARTY
+
+    from portkey_mw.config.server import DEFAULT_VERIFIERS
+    from tests.paraphrase_eval import PairScores, load_pairs
+
+    by_name = {cls.name: cls() for cls in FIRST_PARTY}
     model = EmbeddingModel(EmbeddingOptions())
     try:
-
-        def similarity(pair: list[str]) -> float:
-            first, second = model.embed(pair)
-            return float(np.dot(first, second))
-
-        same = [similarity(pair) for pair in all_pairs("same")]
-        different = [similarity(pair) for pair in all_pairs("different")]
+        scores = PairScores(model, load_pairs())
+        result = await scores.evaluate(
+            DEFAULT_SIMILARITY_THRESHOLD, [by_name[name] for name in DEFAULT_VERIFIERS]
+        )
     finally:
         model.close()
-    hit_rate = sum(s >= DEFAULT_SIMILARITY_THRESHOLD for s in same) / len(same)
-    false_hits = [
-        p
-        for p, s in zip(all_pairs("different"), different, strict=True)
-        if s >= DEFAULT_SIMILARITY_THRESHOLD
-    ]
-    assert false_hits == []
-    assert hit_rate >= 0.8
+    wrong = {kind: r.rate for kind, r in result.different.items() if r.rate > 0.02}
+    assert not wrong, f"false-hit rate above 2% for {wrong}"
+    assert result.false_hit_rate <= 0.02
+    assert result.hit_rate >= 0.55  # 60.8% when the default was set
+    # Similarity alone would serve most hard negatives: the verifiers are what stop them.
+    direction = result.different["direction"]
+    assert direction.similar_rate > 0.9 and direction.rate == 0.0
 
 
 def test_cli_purges_and_reports(semantic_gateway: RunningGateway, fake: FakeUpstream) -> None:

@@ -18,7 +18,7 @@ DEFAULT_MAX_HEADER_VALUE_BYTES = 32 * 1024
 DEFAULT_MAX_CONFIG_BYTES = 16 * 1024
 DEFAULT_MAX_UPSTREAM_BODY_BYTES = 64 * 1024 * 1024
 #: measured on tests/data/paraphrases.toml with all-MiniLM-L6-v2 (benchmarks/bench_cache.py)
-DEFAULT_SIMILARITY_THRESHOLD = 0.88
+DEFAULT_SIMILARITY_THRESHOLD = 0.85
 #: the first-party verifiers (portkey-mw.semantic-verifiers), the default of cache.verifiers
 DEFAULT_VERIFIERS = ("numbers", "negation", "direction", "time", "antonyms", "entities")
 
