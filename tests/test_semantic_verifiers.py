@@ -20,7 +20,6 @@ from portkey_mw_plugins.semantic_verifiers.analysis import analyse
 from portkey_mw_plugins.semantic_verifiers.lexicon import lemmas, opposed
 
 from portkey_mw import Gateway, SemanticVerifier, ServerSettings, hookimpl
-from portkey_mw.embedding import bundled_model_dir
 from portkey_mw.errors import InvalidConfig
 from portkey_mw.plugin import PluginManager
 from tests.conftest import RunningGateway, ThreadedServer, server_file
@@ -170,12 +169,7 @@ class TestVerifiers:
         register(Broken())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_model() -> None:
-    if bundled_model_dir() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the offline embedding model is not installed (see README)")
-        pytest.skip("needs the offline embedding model (see docs/caching.md)")
+pytestmark = pytest.mark.usefixtures("needs_embedding_model")
 
 
 @pytest.fixture(scope="module")
