@@ -345,6 +345,11 @@ class EdgeStore:
         if not self.building:
             self._build_task = asyncio.get_running_loop().create_task(self._build())
 
+    async def indexed(self) -> int:
+        """Entries the HNSW graph covers (the others are searched by brute force)."""
+        await self.open()
+        return await self._run(lambda: int(self._shard.info().indexed_vectors_count))
+
     async def wait_built(self) -> None:
         """Wait for the index build under way, if any (benchmarks and tests)."""
         if self._build_task is not None:
