@@ -142,7 +142,7 @@ class EdgeStore:
             self._opening = asyncio.ensure_future(self._run(self._open))
         await asyncio.shield(self._opening)
         if self._unindexed >= self.index_after:
-            self._start_build()
+            self.start_build()
 
     def _open(self) -> None:
         directory = self._choose_directory()
@@ -271,18 +271,30 @@ class EdgeStore:
         async with self._writes:
             await self._run(self._add, vector, payload)
         if self._unindexed >= self.index_after and not self.building:
-            self._start_build()
+            self.start_build()
+
+    async def add_batch(self, entries: list[tuple[list[float], dict[str, Any]]]) -> None:
+        """Store many entries in one update (filling an index for a benchmark); like
+        :meth:`add`, except that it starts no index build (:meth:`start_build` does)."""
+        await self.open()
+        async with self._writes:
+            await self._run(self._add_points, entries)
 
     def _add(self, vector: list[float], payload: dict[str, Any]) -> None:
+        self._add_points([(vector, payload)])
+
+    def _add_points(self, entries: list[tuple[list[float], dict[str, Any]]]) -> None:
         import qdrant_edge as qe
 
-        seq = self._next_seq
-        self._next_seq += 1
-        point = qe.Point(seq, vector, {**payload, "seq": seq})
-        self._apply(qe.UpdateOperation.upsert_points([point]))
-        self._count += 1
-        self._unindexed += 1
-        self._stores_since_sweep += 1
+        points = []
+        for vector, payload in entries:
+            seq = self._next_seq
+            self._next_seq += 1
+            points.append(qe.Point(seq, vector, {**payload, "seq": seq}))
+        self._apply(qe.UpdateOperation.upsert_points(points))
+        self._count += len(points)
+        self._unindexed += len(points)
+        self._stores_since_sweep += len(points)
         if self._count > self.max_entries:
             self._evict()
         if (
@@ -341,8 +353,9 @@ class EdgeStore:
 
     # -- building the index in another process -------------------------------------------
 
-    def _start_build(self) -> None:
-        if not self.building:
+    def start_build(self) -> None:
+        """Start building the index now (in the background) unless a build is under way."""
+        if self._shard is not None and not self.building:
             self._build_task = asyncio.get_running_loop().create_task(self._build())
 
     async def indexed(self) -> int:
