@@ -205,6 +205,20 @@ async def test_an_unreadable_index_is_moved_aside_and_rebuilt_empty(
     await store.aclose()
 
 
+async def test_an_index_made_for_another_vector_size_is_set_aside(tmp_path: Path) -> None:
+    store = edge_index(tmp_path / "cache")
+    await store.add(axis(0), "ns:a", b"eight", None)
+    await store.aclose()
+    with capture_logs() as logs:
+        wider = QdrantIndex(dim=2 * DIM, path=str(tmp_path / "cache"))
+        await wider.open()
+    assert any("incompatible" in str(e.get("error")) for e in logs)
+    assert [name for name in os.listdir(tmp_path) if name.startswith("cache.corrupt-")]
+    await wider.add([1.0] + [0.0] * (2 * DIM - 1), "ns:a", b"sixteen", None)
+    assert entries(wider) == 1
+    await wider.aclose()
+
+
 async def test_a_directory_in_use_is_not_opened_twice(tmp_path: Path) -> None:
     first = edge_index(tmp_path / "cache")
     await first.add(axis(0), "ns:a", b"first", None)
@@ -261,7 +275,7 @@ async def test_lookups_keep_answering_while_the_index_is_built(tmp_path: Path) -
 
 
 def registered(options: dict[str, object]) -> QdrantIndex:
-    settings = ServerSettings.model_validate(
+    settings = ServerSettings.from_mapping(
         {"plugins": {"settings": {"portkey-mw.qdrant-cache": options}}}
     )
     found: list[SemanticIndex] = []

@@ -83,7 +83,9 @@ class QdrantIndex(SemanticIndex):
         clock: Callable[[], float] | None = None,
     ) -> None:
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+            raise ValueError(
+                f"{PLUGIN_NAME}: engine must be {' or '.join(map(repr, ENGINES))}, not {engine!r}"
+            )
         self.local = url is None
         self.dim = dim
         #: seconds since the epoch; ``None``: ``time.time`` (looked up at each call)

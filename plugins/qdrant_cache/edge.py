@@ -52,6 +52,13 @@ BUILDER = Path(__file__).with_name("edge_build.py")
 T = TypeVar("T")
 
 
+def unreadable(error: BaseException) -> bool:
+    """Whether ``error`` is qdrant-edge failing to read a shard: it raises plain
+    ``Exception``, and a Rust panic reaches Python as pyo3's ``PanicException``, which
+    derives from ``BaseException``."""
+    return isinstance(error, Exception) or type(error).__name__ == "PanicException"
+
+
 def wall_clock() -> float:
     """``time.time()``, looked up at each call."""
     return time.time()
@@ -146,10 +153,12 @@ class EdgeStore:
 
     def _open(self) -> None:
         directory = self._choose_directory()
-        self._directory = directory
         try:
-            self._shard = self._load(directory)
-        except Exception as exc:  # unreadable: qdrant-edge raises plain Exception
+            self._open_at(directory)
+        except BaseException as exc:
+            if not unreadable(exc):
+                raise
+            self._close_shard()
             try:
                 edge_files.set_aside(directory, exc)
             except OSError as move_error:
@@ -159,9 +168,13 @@ class EdgeStore:
                     path=str(directory),
                     error=str(move_error),
                 )
-                self._directory = directory = self._temporary_directory()
+                directory = self._temporary_directory()
             edge_files.make_private(directory)
-            self._shard = self._load(directory)
+            self._open_at(directory)
+
+    def _open_at(self, directory: Path) -> None:
+        self._directory = directory
+        self._shard = self._load(directory)
         self._prepare()
 
     def _choose_directory(self) -> Path:
@@ -200,17 +213,12 @@ class EdgeStore:
 
         if not edge_files.holds_shard(directory):
             return qe.EdgeShard.create(str(directory), self._config())
-        shard = qe.EdgeShard.load(str(directory), self._config())
-        try:
-            # Damage loading missed (a truncated vector file) shows on the first read.
-            shard.info()
-            shard.count(qe.CountRequest(exact=True))
-        except Exception:
-            shard.close()
-            raise
-        return shard
+        # A shard made for another vector size fails here too ("incompatible"): set aside.
+        return qe.EdgeShard.load(str(directory), self._config())
 
     def _prepare(self) -> None:
+        """Payload indexes, the next sequence number, a first sweep; damage that loading
+        missed (a truncated file) shows here, on the first reads."""
         import qdrant_edge as qe
 
         shard = self._shard
@@ -457,10 +465,13 @@ class EdgeStore:
         await self._run(self._close)
         self._pool.shutdown(wait=False)
 
-    def _close(self) -> None:
+    def _close_shard(self) -> None:
         if self._shard is not None:
-            self._shard.close()
-            self._shard = None
+            shard, self._shard = self._shard, None
+            shard.close()
+
+    def _close(self) -> None:
+        self._close_shard()
         edge_files.release(self._lock_file)
         self._lock_file = None
         if self._temporary is not None:
