@@ -241,29 +241,38 @@ async def test_lookups_keep_answering_while_the_index_is_built(tmp_path: Path) -
     store = QdrantIndex(dim=dim, path=str(tmp_path / "cache"), index_after=count)
     edge = store.edge
     assert edge is not None
-    for number in range(count - 1):
+    await store.add(vectors[-1].tolist(), "gone:a", b"purged during the build", None)
+    for number in range(count - 2):
         await store.add(vectors[number].tolist(), f"ns:{number % 10}", str(number).encode(), None)
     assert not edge.building
-    await store.add(vectors[count - 1].tolist(), "ns:9", str(count - 1).encode(), None)
+    await store.add(vectors[count - 2].tolist(), "ns:8", str(count - 2).encode(), None)
     assert edge.building  # the index_after-th entry started a build
 
+    # Lookups that began and ended while the child process was building: had the graph been
+    # built in this process, holding the GIL, none could.
     answered_while_building = 0
+    purged = False
     added = count
     deadline = time.monotonic() + 60
     while edge.building:
         assert time.monotonic() < deadline, "the index build did not finish"
-        probe = added % count
+        probe = added % (count - 1)
+        during = edge.indexing_elsewhere
         match = await store.search(vectors[probe].tolist(), f"ns:{probe % 10}", 0.999)
         assert match is not None and match.value == str(probe).encode()
-        if added < count + 200:  # stored during the build: replayed onto the indexed copy
+        answered_while_building += during and edge.indexing_elsewhere
+        if during and not purged:  # purged during the build: replayed too
+            assert await store.clear("gone") == 1
+            purged = True
+        if added < count + 199:  # stored during the build: replayed onto the indexed copy
             await store.add(vectors[added].tolist(), "ns:new", str(added).encode(), None)
             added += 1
-        answered_while_building += 1
     await edge.wait_built()
-    assert answered_while_building > 0
+    assert answered_while_building > 0 and purged
     assert edge.builds == 1 and edge.last_build_seconds is not None
     assert await edge.indexed() >= count - 1  # the graph covers what the copy held
-    assert entries(store) == added
+    assert entries(store) == added - 1  # the purged entry
+    assert await store.search(vectors[-1].tolist(), "gone:a", 0.5) is None
     for number in range(count, added):
         match = await store.search(vectors[number].tolist(), "ns:new", 0.999)
         assert match is not None and match.value == str(number).encode()

@@ -129,6 +129,11 @@ class EdgeStore:
         return self._build_task is not None and not self._build_task.done()
 
     @property
+    def indexing_elsewhere(self) -> bool:
+        """Whether the child process building the index is running right now."""
+        return self._builder is not None and self._builder.returncode is None
+
+    @property
     def entries(self) -> int:
         """Entries stored, expired ones not yet swept included."""
         return self._count
