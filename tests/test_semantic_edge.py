@@ -283,6 +283,30 @@ async def test_lookups_keep_answering_while_the_index_is_built(tmp_path: Path) -
     assert sorted(os.listdir(tmp_path)) == ["cache", "cache.lock"]  # no copy left behind
 
 
+async def test_a_failed_build_is_logged_and_the_shard_goes_on_unindexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import portkey_mw_plugins.qdrant_cache.edge as edge_module
+
+    failing = tmp_path / "failing_build.py"
+    failing.write_text("import sys\nprint('no room left', file=sys.stderr)\nsys.exit(3)\n")
+    monkeypatch.setattr(edge_module, "BUILDER", failing)
+    store = edge_index(tmp_path / "cache", index_after=5)
+    with capture_logs() as logs:
+        for number in range(DIM):
+            await store.add(axis(number), "ns:a", str(number).encode(), None)
+        assert store.edge is not None
+        await store.edge.wait_built()
+    failure = [e for e in logs if "build failed" in e["event"]]
+    assert failure and failure[0]["exit_code"] == 3 and "no room left" in failure[0]["error"]
+    assert store.edge.builds == 0 and await store.edge.indexed() == 0
+    for number in range(DIM):
+        match = await store.search(axis(number), "ns:a", 0.9)
+        assert match is not None and match.value == str(number).encode()
+    await store.aclose()
+    assert sorted(os.listdir(tmp_path)) == ["cache", "cache.lock", "failing_build.py"]
+
+
 def registered(options: dict[str, object]) -> QdrantIndex:
     settings = ServerSettings.from_mapping(
         {"plugins": {"settings": {"portkey-mw.qdrant-cache": options}}}

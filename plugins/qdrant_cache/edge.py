@@ -407,6 +407,7 @@ class EdgeStore:
                     exit_code=code,
                     error=errors.decode(errors="replace")[-500:],
                 )
+                self._unindexed = 0  # tried again after another index_after stores
                 return
             async with self._writes:
                 await self._run(self._swap, live, copy)
@@ -420,7 +421,11 @@ class EdgeStore:
             raise
         except Exception as exc:
             log.warning("semantic cache index build failed", path=str(live), error=str(exc))
+            self._unindexed = 0
         finally:
+            # A swap cancelled by aclose() still runs on the store's thread: wait for it
+            # before deleting what it renames.
+            await self._run(lambda: None)
             self._journal = None
             await asyncio.to_thread(shutil.rmtree, copy, True)
             await asyncio.to_thread(shutil.rmtree, sibling(live, ".previous"), True)
