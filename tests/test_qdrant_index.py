@@ -24,7 +24,7 @@ NORTH, EAST, NORTH_BY_EAST = unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(1, 0.2, 0,
 
 
 def index(**options: object) -> QdrantIndex:
-    return QdrantIndex(dim=DIM, **options)  # type: ignore[arg-type]
+    return QdrantIndex(dim=DIM, engine="local", **options)  # type: ignore[arg-type]
 
 
 def test_search_stays_in_its_scope_and_honours_the_threshold() -> None:

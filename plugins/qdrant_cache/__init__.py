@@ -1,19 +1,29 @@
 """The ``qdrant`` semantic index: cached answers found by meaning, stored in Qdrant.
 
-Needs qdrant-client: ``pip install "portkey-mw[semantic]"``. Plugin settings (server file,
-``plugins.settings["portkey-mw.qdrant-cache"]``):
+Needs ``pip install "portkey-mw[semantic]"``. Plugin settings (server file,
+``plugins.settings["portkey-mw.qdrant-cache"]``) choose one of three engines:
 
-* ``location`` (default ``:memory:``) or ``path`` (a directory): Qdrant's local mode, in
-  this process, with each scope in collections of its own (:mod:`.local`).
-  ``max_entries`` (default 100,000) bounds them, ``shard_size`` (default 5,000) splits a
-  scope.
-* ``url`` (and ``api_key``): a Qdrant server, for replicas and large caches, with every
-  entry in one collection (:mod:`.server`).
+* ``engine: "edge"`` (the default): Qdrant's embedded engine, qdrant-edge-py, in this
+  process (:mod:`.edge`). One shard on disk holds every scope, filtered by payload indexes,
+  with an HNSW graph built in a child process, never blocking lookups. It lives in
+  ``<data dir>/semantic-cache/`` (``PORTKEY_MW_DATA_DIR``) unless ``path`` names another
+  directory, and is found again on restart; ``location: ":memory:"`` keeps it in a
+  temporary directory deleted on close. ``max_entries`` (default 100,000) bounds it, oldest
+  out first; ``index_after`` (default 5,000) is how many new entries start a build. An
+  unreadable directory is moved to ``<dir>.corrupt-<timestamp>`` (logged) and the index
+  starts empty.
+* ``engine: "local"``: qdrant-client's local mode, brute force in Python, with each scope
+  in collections of its own (:mod:`.local`), in memory (``location``, default
+  ``:memory:``) or in ``path``; for tests and comparison. ``max_entries`` bounds it and
+  ``shard_size`` (default 5,000) splits a scope.
+* ``url`` (and ``api_key``), whatever ``engine`` says: a Qdrant server, for replicas, with
+  every entry in one collection (:mod:`.server`).
 
-``collection`` (default ``portkey_mw_cache``) names the collection, or prefixes them.
+``collection`` (default ``portkey_mw_cache``) names the server's collection, or prefixes
+local mode's.
 
-qdrant-client's calls block, so they run on a private thread pool (one thread in local
-mode, which is not thread-safe), never on the event loop.
+Every blocking call runs on a private thread pool (one thread for the embedded engines),
+never on the event loop.
 """
 
 from __future__ import annotations
@@ -23,13 +33,16 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from portkey_mw import hookimpl
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.errors import PluginMissingDependency
 from portkey_mw.interfaces import SemanticIndex, SemanticMatch
+from portkey_mw.store.sql.engine import default_data_dir
 
+from .edge import EdgeStore
 from .local import LocalLayout, namespace_of
 from .server import ServerLayout
 
@@ -37,6 +50,10 @@ PLUGIN_NAME = "portkey-mw.qdrant-cache"
 DEFAULT_COLLECTION = "portkey_mw_cache"
 DEFAULT_MAX_ENTRIES = 100_000
 DEFAULT_SHARD_SIZE = 5_000
+DEFAULT_INDEX_AFTER = 5_000
+ENGINES = ("edge", "local")
+#: the edge shard's directory inside the data directory
+DATA_SUBDIRECTORY = "semantic-cache"
 #: expiry of entries stored without max_age: the year 5138 (JSON has no infinity)
 NEVER = 1e11
 
@@ -61,9 +78,29 @@ class QdrantIndex(SemanticIndex):
         shard_size: int = DEFAULT_SHARD_SIZE,
         timeout: float = 1.0,
         dim: int = 384,
+        engine: str = "edge",
+        index_after: int = DEFAULT_INDEX_AFTER,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(
+                f"{PLUGIN_NAME}: engine must be {' or '.join(map(repr, ENGINES))}, not {engine!r}"
+            )
         self.local = url is None
         self.dim = dim
+        #: seconds since the epoch; ``None``: ``time.time`` (looked up at each call)
+        self.clock = clock
+        #: the embedded engine, when it is the one in use (no url, engine "edge")
+        self.edge: EdgeStore | None = None
+        if url is None and engine == "edge":
+            self.edge = EdgeStore(
+                # No path: a temporary directory (qdrant-edge has no in-memory mode).
+                Path(path) if path else None,
+                dim=dim,
+                max_entries=max_entries,
+                index_after=index_after,
+                clock=clock,
+            )
         self._connect_args: dict[str, Any]
         if url is not None:
             self._connect_args = {
@@ -114,6 +151,9 @@ class QdrantIndex(SemanticIndex):
         return self._client
 
     async def open(self) -> None:
+        if self.edge is not None:
+            await self.edge.open()
+            return
         # Importing qdrant-client and opening the store takes about a second.
         await self._run(self._qdrant)
 
@@ -126,6 +166,16 @@ class QdrantIndex(SemanticIndex):
     async def candidates(
         self, vector: Sequence[float], scope: str, threshold: float, limit: int
     ) -> list[SemanticMatch]:
+        if self.edge is not None:
+            found = await self.edge.search(list(vector), scope, threshold, limit)
+            return [
+                SemanticMatch(
+                    value=str(payload["value"]).encode(),
+                    score=score,
+                    question=str(payload.get("question", "")),
+                )
+                for score, payload in found
+            ]
         return await self._run(self._candidates, list(vector), scope, threshold, limit)
 
     def _candidates(
@@ -149,27 +199,39 @@ class QdrantIndex(SemanticIndex):
         ttl: float | None,
         question: str = "",
     ) -> None:
+        if self.edge is not None:
+            await self.edge.add(list(vector), self._payload(scope, value, ttl, question))
+            return
         await self._run(self._add, list(vector), scope, value, ttl, question)
+
+    def _payload(
+        self, scope: str, value: bytes, ttl: float | None, question: str
+    ) -> dict[str, Any]:
+        return {
+            "scope": scope,
+            "namespace": namespace_of(scope),
+            "expires_at": (self.clock or time.time)() + ttl if ttl else NEVER,
+            "value": value.decode(),
+            "question": question,
+        }
 
     def _add(
         self, vector: list[float], scope: str, value: bytes, ttl: float | None, question: str
     ) -> None:
         from qdrant_client import models
 
-        payload = {
-            "scope": scope,
-            "namespace": namespace_of(scope),
-            "expires_at": time.time() + ttl if ttl else NEVER,
-            "value": value.decode(),
-            "question": question,
-        }
+        payload = self._payload(scope, value, ttl, question)
         point = models.PointStruct(id=str(uuid.uuid4()), vector=vector, payload=payload)
         self.layout.add(self._qdrant(), [point], scope)
 
     async def clear(self, namespace: str | None = None) -> int:
+        if self.edge is not None:
+            return await self.edge.clear(namespace)
         return await self._run(lambda: self.layout.clear(self._qdrant(), namespace))
 
     async def aclose(self) -> None:
+        if self.edge is not None:
+            await self.edge.aclose()
         if self._client is not None:
             client, self._client = self._client, None
             await self._run(client.close)
@@ -180,13 +242,20 @@ class QdrantIndex(SemanticIndex):
 def register_semantic_indexes(
     register: Callable[[SemanticIndex], None], settings: ServerSettings
 ) -> None:
-    """Register the Qdrant index (local mode unless a ``url`` is set; opened on first use)."""
+    """Register the Qdrant index: the embedded engine in the data directory unless settings
+    say otherwise (see the module docstring); opened at start-up or on first use."""
     options = settings.plugins.settings.get(PLUGIN_NAME, {})
     url = options.get("url")
+    engine = str(options.get("engine", "edge"))
+    path = str(options["path"]) if options.get("path") else None
+    if engine == "edge" and path is None and "location" not in options:
+        path = str(default_data_dir() / DATA_SUBDIRECTORY)
     register(
         QdrantIndex(
             location=str(options.get("location", ":memory:")),
-            path=str(options["path"]) if options.get("path") else None,
+            path=path,
+            engine=engine,
+            index_after=int(options.get("index_after", DEFAULT_INDEX_AFTER)),
             url=str(url) if url else None,
             api_key=str(options["api_key"]) if options.get("api_key") else None,
             collection=str(options.get("collection", DEFAULT_COLLECTION)),
