@@ -367,3 +367,10 @@ async def test_the_event_loop_never_runs_a_shard_call() -> None:
     store.edge._shard = shard
     await store.aclose()
     assert threads and all(name.startswith("portkey-mw-edge") for name in threads)
+
+
+async def test_closing_twice_is_closing_once(tmp_path: Path) -> None:
+    index = QdrantIndex(dim=4, path=str(tmp_path / "twice"))
+    await index.open()
+    await index.aclose()
+    await index.aclose()  # the gateway's shutdown, then the owner's

@@ -91,6 +91,7 @@ class EdgeStore:
         #: index builds finished since open
         self.builds = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portkey-mw-edge")
+        self._closed = False
         self._shard: Any = None
         self._directory: Path | None = None
         self._temporary: Path | None = None
@@ -462,7 +463,12 @@ class EdgeStore:
     # -- closing -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Stop a build, close the shard (flushing it), release the directory."""
+        """Stop a build, close the shard (flushing it), release the directory. Closing
+        twice is closing once (the gateway closes its indexes at shutdown, and so may
+        their owner)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._build_task is not None:
             self._build_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
