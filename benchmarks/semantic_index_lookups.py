@@ -102,19 +102,15 @@ async def measure_edge(data: Data, count: int, directory: Path) -> dict[str, Any
     indexed = await edge.indexed()
     times, found = await lookups(index, data, count)
     await index.aclose()
-    p50, p99 = percentiles(times)
-    return {
-        "engine": "edge",
-        "entries": size,
-        "scopes": len(data.scopes),
-        "lookups": count,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "found": found,
-        "p50_before_build_ms": percentiles(before)[0],
-        "build_s": build,
-        "indexed": indexed,
-    }
+    return row(
+        "edge",
+        data,
+        times,
+        found,
+        p50_before_build_ms=percentiles(before)[0],
+        build_s=build,
+        indexed=indexed,
+    )
 
 
 async def measure_local(data: Data, count: int) -> dict[str, Any]:
@@ -137,18 +133,25 @@ async def measure_local(data: Data, count: int) -> dict[str, Any]:
         count = min(count, FEW_LOOKUPS)
     times, found = await lookups(index, data, count)
     await index.aclose()
+    return row("local", data, times, found)
+
+
+def row(
+    engine: str, data: Data, times: list[float], found: float, **built: float | int | None
+) -> dict[str, Any]:
+    """One engine's figures on one data set (``built``: the edge engine's build figures)."""
     p50, p99 = percentiles(times)
     return {
-        "engine": "local",
-        "entries": size,
+        "engine": engine,
+        "entries": len(data.vectors),
         "scopes": len(data.scopes),
-        "lookups": count,
+        "lookups": len(times),
         "p50_ms": p50,
         "p99_ms": p99,
         "found": found,
-        "p50_before_build_ms": None,
-        "build_s": None,
-        "indexed": None,
+        "p50_before_build_ms": built.get("p50_before_build_ms"),
+        "build_s": built.get("build_s"),
+        "indexed": built.get("indexed"),
     }
 
 
