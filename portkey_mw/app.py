@@ -186,6 +186,9 @@ class Gateway:
         self._start_lock: asyncio.Lock | None = None
         #: dispatchers replaced by refresh_plugins while running: drained at shutdown
         self._retired_logs: list[LogDispatcher] = []
+        #: semantic indexes replaced by refresh_plugins (an open one holds files): closed
+        #: at shutdown
+        self._retired_indexes: list[SemanticIndex] = []
 
     # -- plugin wiring -----------------------------------------------------------
 
@@ -337,6 +340,7 @@ class Gateway:
         self.providers.clear()
         self.guardrails.clear()
         self.cache_backends.clear()
+        self._retired_indexes.extend(self.semantic_indexes.values())
         self.semantic_indexes.clear()
         self.semantic_verifiers.clear()
         self.log_sinks = []
@@ -387,6 +391,8 @@ class Gateway:
         await self.logs.aclose()
         while self._retired_logs:
             await self._retired_logs.pop().aclose()
+        while self._retired_indexes:
+            await self._retired_indexes.pop().aclose()
         await self.spend.aclose()  # after the last request was charged
         await self.plugins.gateway_shutdown(self)
         for guardrail in self.guardrails.values():
