@@ -639,6 +639,14 @@ def test_no_sink_without_the_log_store_or_the_store() -> None:
 
 
 # -- end to end ------------------------------------------------------------------------------
+async def next_millisecond() -> None:
+    """Return once the wall clock's millisecond has moved on (a record's ``created_ms``)."""
+    now = time.time()
+    # The rest of this millisecond, plus a hair for the clock's rounding.
+    await asyncio.sleep((int(now * 1000) + 1) / 1000 - now + 0.0001)
+    assert int(time.time() * 1000) > int(now * 1000)
+
+
 async def test_requests_through_a_gateway_land_as_rows(store_url: str) -> None:
     settings = ServerSettings.from_mapping({"mock": True, "store": {"url": store_url}})
     manager = PluginManager()
@@ -652,10 +660,14 @@ async def test_requests_through_a_gateway_land_as_rows(store_url: str) -> None:
             assert (
                 await client.post("/v1/chat/completions", json=chat, headers=headers)
             ).status_code == 200
+        # Rows come newest first by start time in milliseconds, ties in request-id order (a
+        # random one): each request below starts in a millisecond of its own.
+        await next_millisecond()
         stream = await client.post(
             "/v1/chat/completions", json={**chat, "stream": True}, headers=headers
         )
         assert stream.status_code == 200
+        await next_millisecond()
         bad = await client.post("/v1/chat/completions", content=b"{", headers=headers)
         assert bad.status_code == 400
         await gateway.settled()
