@@ -45,6 +45,10 @@ IGNORED = frozenset({"user", "metadata", "stream", "stream_options", "store", "s
 HIT_STATUSES = frozenset({"HIT", "SEMANTIC_HIT"})
 #: seconds a store may wait for a semantic index to open (a first import can take one)
 OPEN_TIMEOUT = 10.0
+#: the longest question compared by meaning: the embedding model reads its first 256 word
+#: pieces only (about this many characters), so two longer questions differing past them
+#: would look the same; and the verifiers' reading, on the event loop, stays short
+MAX_SEMANTIC_QUESTION = 2000
 
 
 #: ``x-portkey-*`` headers that cannot change the answer (or are already in the key some
@@ -129,7 +133,7 @@ def semantic_question(ctx: RequestContext, partition: str = "") -> tuple[str, st
         question = prompt if isinstance(prompt, str) else None
     else:
         return None
-    if not question or not question.strip():
+    if not question or not question.strip() or len(question) > MAX_SEMANTIC_QUESTION:
         return None
     return question, _scoped_digest(ctx, body, partition)
 

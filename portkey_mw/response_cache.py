@@ -62,7 +62,6 @@ class ResponseCache:
                 f"(registered: {known}); cache.verifiers: [] lets similarity alone decide",
                 code="unknown_verifier",
             )
-        self._server_verifiers = self._chosen(settings.cache.verifiers)
         self.stats = CacheStats()
         self._embedder: EmbeddingModel | None = None
         self._opening: asyncio.Task[None] | None = None
@@ -165,13 +164,14 @@ class ResponseCache:
             scope=scope,
             threshold=options.similarity_threshold if threshold is None else threshold,
             timeout=options.semantic_timeout,
-            verifiers=self._server_verifiers if named is None else self._chosen(named),
+            verifiers=self._chosen(options.verifiers if named is None else named),
             candidates=options.semantic_candidates,
         )
 
     def _chosen(self, names: list[str]) -> tuple[SemanticVerifier, ...]:
         # The resolver rejected a config naming an unknown verifier; the server file's
-        # names were checked at start-up.
+        # names were checked at start-up. Looked up per request (a few dict reads), so a
+        # refresh_plugins() that replaced a verifier is followed.
         return tuple(self.verifiers[name] for name in names if name in self.verifiers)
 
     @property

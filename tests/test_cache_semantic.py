@@ -371,3 +371,13 @@ def test_no_hit_across_tenants_split_by_a_forwarded_header(
     assert sdk.ask(paraphrase, extra_headers={**forward, "x-tenant": "b"})[0] == "MISS"
     assert sdk.ask(paraphrase, extra_headers={**forward, "x-tenant": "a"})[0] == "SEMANTIC_HIT"
     assert [r.headers.get("x-tenant") for r in fake.requests] == ["a", "b"]
+
+
+def test_a_question_longer_than_the_model_reads_is_cached_exactly_only() -> None:
+    from portkey_mw.caching import MAX_SEMANTIC_QUESTION
+
+    fits = "How do I reset my password? " + "x" * (MAX_SEMANTIC_QUESTION - 40)
+    assert semantic_question(context({"messages": [{"role": "user", "content": fits}]}))
+    # What the model would not read could differ: such a question is never compared.
+    longer = fits + " And then what about my account in Berlin, not in Paris?"
+    assert semantic_question(context({"messages": [{"role": "user", "content": longer}]})) is None

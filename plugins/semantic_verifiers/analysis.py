@@ -172,7 +172,7 @@ def _is_entity(lower: str, written: str, start: bool, forms: frozenset[str]) -> 
     return capitalised and not start
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=4096)
 def analyse(text: str) -> Reading:
     """The reading of ``text`` (cached: the same text is read once)."""
     known = lexicon()

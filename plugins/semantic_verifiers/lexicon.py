@@ -9,10 +9,11 @@ Lookups go through :func:`lemmas`, WordNet's own way of finding a word's base fo
 from __future__ import annotations
 
 import gzip
-import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+
+import orjson
 
 TABLE = Path(__file__).with_name("data") / "wordnet.json.gz"
 
@@ -72,7 +73,7 @@ class Lexicon:
 @cache
 def lexicon() -> Lexicon:
     """The table, read on first use (a few tens of milliseconds, once per process)."""
-    table = json.loads(gzip.decompress(TABLE.read_bytes()))
+    table = orjson.loads(gzip.decompress(TABLE.read_bytes()))
     antonyms = {(a, b) for a, b in table["antonyms"]}
     antonyms.update(EXTRA_ANTONYMS)
     antonyms.update((b, a) for a, b in list(antonyms))
@@ -89,9 +90,17 @@ def lexicon() -> Lexicon:
     )
 
 
-@lru_cache(maxsize=65536)
+#: longer than any word WordNet has: known to be none, and never cached
+MAX_WORD = 40
+
+
 def lemmas(word: str) -> frozenset[str]:
     """The base forms WordNet knows for ``word`` (lowercase); empty when it knows none."""
+    return _lemmas(word) if len(word) <= MAX_WORD else frozenset()
+
+
+@lru_cache(maxsize=65536)
+def _lemmas(word: str) -> frozenset[str]:
     known = lexicon()
     found = set(known.exceptions.get(word, ()))
     if word in known.vocabulary:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from portkey_mw.interfaces import SemanticVerifier
 
 from .analysis import PARTICLES, Reading, analyse
@@ -17,9 +19,9 @@ class ReadingVerifier(SemanticVerifier):
     async def verify(self, question: str, cached: str) -> bool:
         return self.agree(analyse(question), analyse(cached))
 
+    @abstractmethod
     def agree(self, new: Reading, old: Reading) -> bool:
         """Whether the readings agree in what this verifier compares."""
-        raise NotImplementedError
 
 
 class NumbersVerifier(ReadingVerifier):
