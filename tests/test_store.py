@@ -35,7 +35,16 @@ from portkey_mw.auth.vault import (
 )
 from portkey_mw.limits import UsageEntry
 from portkey_mw.store.protocols import Conflict, StoreUnavailable
-from portkey_mw.store.records import ApiKey, SavedConfig, VirtualKey
+from portkey_mw.store.records import (
+    PARTIAL,
+    ApiKey,
+    Collection,
+    Label,
+    Prompt,
+    PromptVersion,
+    SavedConfig,
+    VirtualKey,
+)
 from portkey_mw.store.sql import SQLStore, default_data_dir, resolve_url, upgrade
 from portkey_mw.store.sql.engine import display_url, make_engine
 from portkey_mw.store.sql.migrate import alembic_config, head_revision
@@ -46,7 +55,7 @@ from tests.postgres import PostgresServer
 # A master key the suite scans for: it must never show in a log line or a message.
 MASTER = parse_key(plant(encode_key(generate_key())), "test key")
 OTHER = parse_key(plant(encode_key(generate_key())), "test key")
-HEAD = "0005"
+HEAD = "0006"
 #: The time the usage tests run at (epoch seconds): they pass it, no clock is read.
 NOW = 1_750_000_000.0
 
@@ -292,6 +301,74 @@ async def test_changes_feed(store: SQLStore) -> None:
     before = await store.revision()
     assert await store.delete_virtual_key("a") is False
     assert await store.revision() == before
+
+
+def version(template: str, **definition: Any) -> PromptVersion:
+    return PromptVersion(id="", prompt_id="", version=0, template=template, definition=definition)
+
+
+async def test_prompt_versions_and_changes(store: SQLStore) -> None:
+    mark = await store.revision()
+    made = await store.create_prompt(
+        Prompt(id="", slug="pp-greet", name="greet"), version("Hi {{name}}", model="m")
+    )
+    assert made.default_version == 1 and [v.version for v in made.versions] == [1]
+    assert made.versions[0].definition == {"model": "m"}
+    assert await store.get_prompt(made.id) == made
+    assert await store.get_prompt("pp-greet", PARTIAL) is None  # a prompt, not a partial
+
+    second = await store.update_prompt("pp-greet", {"name": "Greet"}, version("Hello {{name}}"))
+    assert second is not None and [v.version for v in second.versions] == [1, 2]
+    assert second.default_version == 1  # a new version is not published by itself
+    moved = await store.update_prompt(
+        "pp-greet", {"default_version": 2, "labels": {"production": {"versions": [{"version": 1}]}}}
+    )
+    assert moved is not None and moved.default_version == 2
+    assert moved.version(1) is not None and moved.latest is not None
+    assert moved.latest.template == "Hello {{name}}"
+    assert moved.labels == {"production": {"versions": [{"version": 1}]}}
+
+    # Prompts and partials share their slugs.
+    with pytest.raises(Conflict):
+        await store.create_prompt(
+            Prompt(id="", slug="pp-greet", name="x", kind=PARTIAL), version("")
+        )
+    await store.create_prompt(Prompt(id="", slug="pp-part", name="p", kind=PARTIAL), version("x"))
+    assert [p.slug for p in await store.list_prompts(PARTIAL)] == ["pp-part"]
+    assert [p.slug for p in await store.list_prompts("prompt")] == ["pp-greet"]
+
+    label = await store.create_label(Label(id="l1", name="canary", workspace_id="w"))
+    with pytest.raises(Conflict):
+        await store.create_label(Label(id="l2", name="Canary", workspace_id="w"))
+    changed = await store.changes(mark)
+    assert {p.slug for p in changed.prompts} == {"pp-greet", "pp-part"}
+    greet = next(p for p in changed.prompts if p.slug == "pp-greet")
+    assert len(greet.versions) == 2 and changed.labels == (label,)
+
+    assert await store.delete_prompt("pp-greet") is True
+    tombstone = (await store.changes(changed.revision)).prompts
+    assert [(p.slug, p.deleted) for p in tombstone] == [("pp-greet", True)]
+    assert await store.get_prompt("pp-greet") is None
+    assert await store.update_prompt("pp-greet", {"name": "x"}) is None
+
+
+async def test_labels_and_collections(store: SQLStore) -> None:
+    await store.create_label(Label(id="l1", name="canary"))
+    updated = await store.update_label("l1", {"description": "5 %"})
+    assert updated is not None and updated.description == "5 %"
+    assert [label.id for label in await store.list_labels()] == ["l1"]
+    assert await store.delete_label("l1") is True and await store.get_label("l1") is None
+    await store.create_label(Label(id="l3", name="canary"))  # a deleted label frees its name
+
+    folder = await store.create_collection(Collection(id="c1", slug="support", name="Support"))
+    assert await store.get_collection("support") == folder
+    renamed = await store.update_collection("c1", {"name": "Help"})
+    assert renamed is not None and renamed.name == "Help"
+    with pytest.raises(Conflict):
+        await store.create_collection(Collection(id="c2", slug="support", name="x"))
+    assert [c.id for c in await store.list_collections()] == ["c1"]
+    assert await store.delete_collection("support") is True
+    assert await store.list_collections() == []
 
 
 # -- budget usage ---------------------------------------------------------------------------------

@@ -19,7 +19,17 @@ from typing import Any, Protocol
 
 from portkey_mw.errors import GatewayError
 from portkey_mw.limits.results import UsageEntry
-from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
+from portkey_mw.store.records import (
+    ApiKey,
+    Changes,
+    Collection,
+    ConfigVersion,
+    Label,
+    Prompt,
+    PromptVersion,
+    SavedConfig,
+    VirtualKey,
+)
 
 
 class StoreUnavailable(GatewayError):
@@ -106,6 +116,58 @@ class ControlStore(Protocol):
 
     async def delete_config(self, slug: str) -> bool:
         """Mark the saved config deleted."""
+
+    # -- prompts and partials (slugs unique among both) ---------------------------------
+    async def create_prompt(self, record: Prompt, first: PromptVersion) -> Prompt:
+        """Insert a prompt (``record.kind``: prompt or partial) and its version 1."""
+
+    async def get_prompt(self, name: str, kind: str | None = None) -> Prompt | None:
+        """The live prompt or partial whose slug, else whose id, is ``name``."""
+
+    async def list_prompts(
+        self, kind: str, workspace_id: str | None = None, collection_id: str | None = None
+    ) -> Sequence[Prompt]:
+        """Every live prompt (or partial), oldest first."""
+
+    async def update_prompt(
+        self, name: str, changes: Mapping[str, Any], new_version: PromptVersion | None = None
+    ) -> Prompt | None:
+        """Apply ``changes`` (name, collection, status, default version, labels) and add
+        ``new_version`` (the store numbers it), in one transaction."""
+
+    async def delete_prompt(self, name: str) -> bool:
+        """Mark the prompt or partial deleted."""
+
+    # -- labels and collections -----------------------------------------------------------
+    async def create_label(self, record: Label) -> Label:
+        """Insert a custom label (its name unique in its workspace)."""
+
+    async def get_label(self, label_id: str) -> Label | None:
+        """The live custom label with this id."""
+
+    async def list_labels(self, workspace_id: str | None = None) -> Sequence[Label]:
+        """Every live custom label, oldest first."""
+
+    async def update_label(self, label_id: str, changes: Mapping[str, Any]) -> Label | None:
+        """Apply ``changes`` (name, description, color_code)."""
+
+    async def delete_label(self, label_id: str) -> bool:
+        """Mark the custom label deleted."""
+
+    async def create_collection(self, record: Collection) -> Collection:
+        """Insert a collection."""
+
+    async def get_collection(self, name: str) -> Collection | None:
+        """The live collection whose slug or id is ``name``."""
+
+    async def list_collections(self, workspace_id: str | None = None) -> Sequence[Collection]:
+        """Every live collection, oldest first."""
+
+    async def update_collection(self, name: str, changes: Mapping[str, Any]) -> Collection | None:
+        """Apply ``changes`` (name, parent_collection_id)."""
+
+    async def delete_collection(self, name: str) -> bool:
+        """Mark the collection deleted."""
 
     # -- budget usage (no revision: writing it reloads no catalog) ------------------------
     async def save_usage(self, entries: Sequence[UsageEntry], *, now: float | None = None) -> None:

@@ -121,6 +121,99 @@ class ConfigVersion:
     created_at: datetime | None = None
 
 
+#: A prompt's kind: a prompt one calls, or a partial other prompts include (``{{>pp-x}}``).
+PROMPT = "prompt"
+PARTIAL = "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptVersion:
+    """One immutable, numbered version of a prompt or a partial."""
+
+    id: str
+    prompt_id: str
+    #: 1, 2, ... per prompt, in creation order (the store numbers them)
+    version: int
+    #: the Mustache source (Portkey's ``string``): plain text or a JSON messages array
+    template: str
+    #: what the version holds besides its template, as JSON: ``model``, ``virtual_key``,
+    #: ``provider``, ``config``, ``parameters``, ``tools``, ``tool_choice``, ``functions``,
+    #: ``variables`` (declared names and their defaults), ``template_metadata``
+    definition: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A prompt (or a partial) with every version it has had.
+
+    Its slug (``pp-…``) is unique among prompts and partials together: both are named the
+    same way in ids and in ``{{>pp-…}}``.
+    """
+
+    id: str
+    slug: str
+    name: str
+    #: :data:`PROMPT` or :data:`PARTIAL`
+    kind: str = PROMPT
+    #: the version ``pp-x`` (no ``@``) means: the published one
+    default_version: int = 1
+    #: oldest first; the store fills it in
+    versions: tuple[PromptVersion, ...] = ()
+    #: label id -> ``{"versions": [{"version": n, "weight": w}, ...], "sticky": "user"}``:
+    #: where each label points (one version, or a weighted split between several)
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    collection_id: str | None = None
+    status: str = ACTIVE
+    workspace_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    revision: int = 0
+
+    def version(self, number: int) -> PromptVersion | None:
+        """Version ``number``, if there is one."""
+        if 1 <= number <= len(self.versions) and self.versions[number - 1].version == number:
+            return self.versions[number - 1]
+        return next((v for v in self.versions if v.version == number), None)
+
+    @property
+    def latest(self) -> PromptVersion | None:
+        """The newest version."""
+        return self.versions[-1] if self.versions else None
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A name a prompt version can be deployed under (``production`` ...)."""
+
+    id: str
+    name: str
+    description: str | None = None
+    color_code: str | None = None
+    workspace_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """A folder of prompts (collections may nest)."""
+
+    id: str
+    slug: str
+    name: str
+    workspace_id: str | None = None
+    parent_collection_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    revision: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     """What changed after a revision: every record touched since, tombstones included."""
@@ -129,3 +222,5 @@ class Changes:
     virtual_keys: tuple[VirtualKey, ...] = ()
     api_keys: tuple[ApiKey, ...] = ()
     configs: tuple[SavedConfig, ...] = ()
+    prompts: tuple[Prompt, ...] = ()
+    labels: tuple[Label, ...] = ()

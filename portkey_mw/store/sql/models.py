@@ -48,6 +48,10 @@ __all__ = [
     "budget_usage",
     "config_versions",
     "configs",
+    "prompt_collections",
+    "prompt_labels",
+    "prompt_versions",
+    "prompts",
     "revision",
     "vault_meta",
     "virtual_keys",
@@ -207,6 +211,68 @@ config_versions = Table(
     Column("config", JSON(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("config_id", "number"),
+)
+
+#: Prompts and partials (``kind``) share one table, so their slugs are unique together:
+#: ``pp-x`` names either in an id and in ``{{>pp-x}}``.
+prompts = Table(
+    "prompts",
+    METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("slug", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("default_version", Integer(), nullable=False),
+    #: label id -> where it points (see ``Prompt.labels``)
+    Column("labels", JSON(), nullable=False),
+    Column("collection_id", String(64), nullable=True, index=True),
+    Column("status", String(32), nullable=False),
+    Column("workspace_id", String(64), nullable=True, index=True),
+    *_stamps(),
+    Index(
+        "uq_prompts_live_slug",
+        "slug",
+        unique=True,
+        sqlite_where=LIVE,
+        postgresql_where=LIVE,
+    ),
+)
+
+#: Immutable versions of prompts and partials; ``version`` counts from 1 per prompt.
+prompt_versions = Table(
+    "prompt_versions",
+    METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("prompt_id", String(64), ForeignKey("prompts.id"), nullable=False, index=True),
+    Column("version", Integer(), nullable=False),
+    Column("template", Text(), nullable=False),
+    Column("definition", JSON(), nullable=False),
+    Column("description", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("prompt_id", "version"),
+)
+
+#: Custom labels (``production``, ``staging`` and ``development`` are built in).
+prompt_labels = Table(
+    "prompt_labels",
+    METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text(), nullable=True),
+    Column("color_code", String(32), nullable=True),
+    Column("workspace_id", String(64), nullable=True, index=True),
+    *_stamps(),
+)
+
+prompt_collections = Table(
+    "prompt_collections",
+    METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("slug", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("workspace_id", String(64), nullable=True, index=True),
+    Column("parent_collection_id", String(64), nullable=True),
+    *_stamps(),
 )
 
 #: The longest budget subject ``budget_usage`` keeps (an id or a metadata value with its

@@ -39,6 +39,7 @@ from portkey_mw.limits.results import UsageEntry
 from portkey_mw.store.protocols import Conflict, ControlStore, StoreUnavailable
 from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
 from portkey_mw.store.sql import sealing, usage
+from portkey_mw.store.sql.prompts import PromptTables, read_prompt_changes
 from portkey_mw.store.sql.engine import (
     default_data_dir,
     display_url,
@@ -121,7 +122,7 @@ class _Tx:
         )
 
 
-class SQLStore:
+class SQLStore(PromptTables):
     """The control-plane store (:class:`~portkey_mw.store.protocols.ControlStore`) on
     SQLAlchemy 2 async: SQLite through aiosqlite, PostgreSQL through asyncpg.
 
@@ -319,11 +320,14 @@ class SQLStore:
             vks = await connection.execute(window(select(virtual_keys), virtual_keys))
             aks = await connection.execute(window(select(api_keys), api_keys))
             cfgs = await connection.execute(window(_config_query(), configs))
+            changed_prompts, labels = await read_prompt_changes(connection, since, latest)
             return Changes(
                 revision=latest,
                 virtual_keys=tuple(self._virtual_key(row) for row in vks),
                 api_keys=tuple(from_row(ApiKey, row) for row in aks),
                 configs=tuple(from_row(SavedConfig, row) for row in cfgs),
+                prompts=changed_prompts,
+                labels=labels,
             )
 
     @staticmethod
