@@ -39,7 +39,6 @@ from portkey_mw.limits.results import UsageEntry
 from portkey_mw.store.protocols import Conflict, ControlStore, StoreUnavailable
 from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
 from portkey_mw.store.sql import sealing, usage
-from portkey_mw.store.sql.prompts import PromptTables, read_prompt_changes
 from portkey_mw.store.sql.engine import (
     default_data_dir,
     display_url,
@@ -57,6 +56,7 @@ from portkey_mw.store.sql.models import (
     vault_meta,
     virtual_keys,
 )
+from portkey_mw.store.sql.prompts import PromptTables, read_prompt_changes
 from portkey_mw.store.sql.rows import (
     API_KEY_FIELDS,
     CONFIG_FIELDS,
