@@ -45,6 +45,7 @@ from portkey_mw.logging import traceback_text
 from portkey_mw.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from portkey_mw.metrics import GatewayMetrics, MetricsSink, StateCollector, StateSources
 from portkey_mw.pipeline import Pipeline
+from portkey_mw.prompts.library import PromptCall, PromptLibrary
 from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
 from portkey_mw.response_cache import ResponseCache
@@ -255,6 +256,11 @@ class Gateway:
             identifier=self.control.identifier,
             spend=self.spend,
             bodies=self._body_policy(),
+            prompts=PromptLibrary(
+                self.control.catalog,
+                strict_variables=settings.prompts.strict_variables,
+                max_rendered_chars=settings.prompts.max_rendered_chars,
+            ),
         )
         store = self.control.store
         self._admin_routes = operations_router(
@@ -472,6 +478,8 @@ class Gateway:
                 await self._metrics(send, headers, base_headers)
             elif is_dashboard_path(path):
                 await self.dashboard(scope, receive, send, path)
+            elif (prompt_call := PromptCall.of_path(path)) is not None:
+                await self._prompt_call(scope, receive, send, prompt_call, headers, base_headers)
             elif self._control_routes is not None and is_control_plane_path(path):
                 # Portkey's admin API (before /v1/admin: its users and workspaces live there)
                 await self._control_routes(scope, receive, send)
@@ -500,6 +508,39 @@ class Gateway:
         self.in_flight += 1
         try:
             await self.pipeline.handle(ctx, receive, send, INBOUND.get(path))
+        finally:
+            self.in_flight -= 1
+
+    async def _prompt_call(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        call: PromptCall,
+        headers: dict[str, str],
+        base: dict[str, str],
+    ) -> None:
+        """``POST /v1/prompts/{id}/completions`` (a chat completion through the whole
+        pipeline) or ``…/render`` (the rendered request, no provider called)."""
+        if scope["method"] != "POST":
+            error = MethodNotAllowed(f"{scope['path']} accepts POST, not {scope['method']}")
+            await _http.send_error(send, error, {**base, "allow": "POST"})
+            return
+        ctx = RequestContext(
+            trace_id=base["x-portkey-trace-id"],
+            endpoint=Endpoint.CHAT_COMPLETIONS,
+            method="POST",
+            path=_http.route_path(scope),
+            headers=headers,
+            body=None,
+            raw_body=b"",
+            response_headers=base,
+            gateway_state=self.state,
+            request_id=base["x-portkey-request-id"],
+        )
+        self.in_flight += 1
+        try:
+            await self.pipeline.handle(ctx, receive, send, prompt_call=call)
         finally:
             self.in_flight -= 1
 

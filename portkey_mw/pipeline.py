@@ -37,6 +37,14 @@ from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
+from portkey_mw.prompts.library import (
+    RENDER,
+    PromptCall,
+    PromptLibrary,
+    RenderedPrompt,
+    callers,
+    render_answer,
+)
 from portkey_mw.request_shape import check_body, require_param
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import PlanNode, ResolvedTarget, Router, plan_leaves
@@ -56,6 +64,16 @@ from portkey_mw.streaming import (
 from portkey_mw.types import Receive, Send
 
 log = structlog.get_logger("portkey_mw.gateway")
+
+
+#: headers by which a request names its own route (a prompt's binding then stands aside)
+_ROUTE_HEADERS = ("x-portkey-config", "x-portkey-virtual-key", "x-portkey-provider")
+#: a prompt version's binding -> the header it stands for
+_BINDING_HEADERS = {
+    "config": "x-portkey-config",
+    "virtual_key": "x-portkey-virtual-key",
+    "provider": "x-portkey-provider",
+}
 
 
 def _apply_key_metadata(ctx: RequestContext, api_key: ApiKey) -> None:
@@ -86,6 +104,8 @@ class Pipeline:
     spend: SpendControl
     #: which requests' log records keep their bodies, and how (``logging``)
     bodies: BodyPolicy = field(default_factory=BodyPolicy)
+    #: the prompt library (``/v1/prompts/{id}/completions`` and ``…/render``)
+    prompts: PromptLibrary = field(default_factory=lambda: PromptLibrary(None))
 
     async def handle(
         self,
@@ -93,9 +113,14 @@ class Pipeline:
         receive: Receive,
         send: Send,
         inbound: InboundFormat | None = None,
+        prompt_call: PromptCall | None = None,
     ) -> None:
-        """Serve one API request, from reading its body to emitting its log event."""
-        await Exchange(self, ctx, receive, send, inbound).run()
+        """Serve one API request, from reading its body to emitting its log event.
+
+        :param prompt_call: the request calls a stored prompt: its body (variables and
+            overrides) is rendered into a chat request after the caller is identified.
+        """
+        await Exchange(self, ctx, receive, send, inbound, prompt_call).run()
 
     async def run_request_hooks(self, ctx: RequestContext) -> GatewayResponse | None:
         """Run ``on_request`` hooks in order; the first response returned answers."""
@@ -146,6 +171,7 @@ class Exchange:
         "inbound",
         "pipeline",
         "plan",
+        "prompt_call",
         "receive",
         "relay",
         "response_started",
@@ -153,6 +179,7 @@ class Exchange:
         "sent",
         "status",
         "ttfb",
+        "unlogged",
     )
 
     def __init__(
@@ -162,9 +189,13 @@ class Exchange:
         receive: Receive,
         send: Send,
         inbound: InboundFormat | None = None,
+        prompt_call: PromptCall | None = None,
     ):
         self.pipeline = pipeline
         self.inbound = inbound
+        self.prompt_call = prompt_call
+        #: no log record (a prompt render: nothing was asked of a provider)
+        self.unlogged = False
         self.ctx = ctx
         self.receive = receive
         self.send = send
@@ -243,6 +274,9 @@ class Exchange:
             raise _http.too_large(limit)
         ctx.raw_body = await _http.read_body(self.receive, limit, server.body_timeout)
         body = _http.parse_json_object(ctx.raw_body)
+        if self.prompt_call is not None:
+            ctx.body = body  # variables and overrides: checked once rendered
+            return
         if self.inbound is None:
             check_body(ctx.endpoint, body)
         else:
@@ -262,6 +296,14 @@ class Exchange:
         if api_key is not None:
             ctx.api_key = api_key
             _apply_key_metadata(ctx, api_key)
+        if self.prompt_call is not None:
+            rendered = await self._render_prompt(self.prompt_call, api_key)
+            if self.prompt_call.action == RENDER:
+                self.unlogged = True
+                await self._send_complete(
+                    GatewayResponse(status=200, headers={}, body=render_answer(rendered))
+                )
+                return
         # resolve: virtual keys, saved configs, the key's defaults -> one compiled plan
         model_ref = None
         model = ctx.model
@@ -344,6 +386,39 @@ class Exchange:
                 if self.flight is not None:
                     self.flight.complete(completion)  # followers first: the store may wait
                 await storing.store(completion)
+
+    async def _render_prompt(self, call: PromptCall, api_key: ApiKey | None) -> RenderedPrompt:
+        """Make a prompt call a chat request: the body rendered from the prompt's version,
+        the version's route used when the request names none, the log told which prompt."""
+        ctx = self.ctx
+        workspace = (
+            api_key.workspace_id if api_key is not None and api_key.type == "workspace" else None
+        )
+        body = ctx.body or {}
+        rendered = await self.pipeline.prompts.render(
+            call.prompt_id,
+            body,
+            workspace_id=workspace,
+            callers=callers(body, ctx.metadata, ctx.trace_id),
+            fallback_caller=ctx.request_id,
+        )
+        ctx.state["portkey_mw.prompt"] = {
+            "id": rendered.prompt.slug,
+            "version": rendered.version.version,
+            "label": rendered.label,
+        }
+        check_body(ctx.endpoint, rendered.body)
+        ctx.set_body(rendered.body)
+        forced = api_key is not None and api_key.defaults.get("allow_config_override") is False
+        own_route = any(ctx.headers.get(h) for h in _ROUTE_HEADERS)
+        if not forced and not own_route:
+            # The request names no route of its own: the version's, through the same checks
+            # as the header would get (a virtual key's status, workspace, budget).
+            for name, header in _BINDING_HEADERS.items():
+                if name in rendered.binding:
+                    ctx.headers[header] = rendered.binding[name]
+                    break
+        return rendered
 
     async def _coalesce(self, cache: CacheUse) -> GatewayResponse | None:
         """A miss: lead the flight for its key (``None``: call the upstream), or follow the
@@ -555,6 +630,8 @@ class Exchange:
         self.sent = body
 
     async def _emit_log(self) -> None:
+        if self.unlogged:
+            return
         ctx, response = self.ctx, self.ctx.response
         now = time.perf_counter()
         error = self.error

@@ -10,13 +10,24 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from portkey_mw.admin import analytics, api_keys, configs, exports, feedback, logs, virtual_keys
+from portkey_mw.admin import (
+    analytics,
+    api_keys,
+    configs,
+    exports,
+    feedback,
+    logs,
+    prompt_labels,
+    prompts,
+    virtual_keys,
+)
 from portkey_mw.admin.http import Handler, Limits, endpoint, not_found
 from portkey_mw.admin.scopes import PREFIX, ROUTES, RouteScope, graph_operation
 from portkey_mw.admin.services import AdminServices, Authorize
 from portkey_mw.admin.unimplemented import FAMILIES, unimplemented_routes
 from portkey_mw.admin.virtual_keys import PROVIDERS, VIRTUAL_KEYS
 from portkey_mw.store.protocols import ControlStore
+from portkey_mw.store.records import PARTIAL, PROMPT
 
 
 def _family_handlers(name: str, family: virtual_keys.Family) -> dict[str, Handler]:
@@ -28,6 +39,21 @@ def _family_handlers(name: str, family: virtual_keys.Family) -> dict[str, Handle
         f"{name}.delete": partial(virtual_keys.delete, family=family),
         f"{name}.usage": partial(virtual_keys.read_usage, family=family),
         f"{name}.usage.reset": partial(virtual_keys.reset_usage, family=family),
+    }
+
+
+def _prompt_handlers(name: str, kind: str) -> dict[str, Handler]:
+    return {
+        f"{name}.{verb}": partial(handler, kind=kind)
+        for verb, handler in (
+            ("create", prompts.create),
+            ("list", prompts.list_prompts),
+            ("retrieve", prompts.retrieve),
+            ("update", prompts.update),
+            ("delete", prompts.delete),
+            ("publish", prompts.publish),
+            ("versions.list", prompts.versions),
+        )
     }
 
 
@@ -67,6 +93,22 @@ HANDLERS: dict[str, Handler] = {
     "analytics.groups.metadata": analytics.metadata,
     "analytics.groups.group_by": analytics.group_by,
     "analytics.summary.cache": analytics.summary_cache,
+    **_prompt_handlers("prompts", PROMPT),
+    **_prompt_handlers("prompts.partials", PARTIAL),
+    "prompts.versions.retrieve": prompts.retrieve_version,
+    "prompts.versions.update": prompts.label_version,
+    "prompts.labels.split": prompts.split_label,
+    "prompts.labels.remove": prompts.unlabel,
+    "labels.create": prompt_labels.create_label,
+    "labels.list": prompt_labels.list_labels,
+    "labels.retrieve": prompt_labels.retrieve_label,
+    "labels.update": prompt_labels.update_label,
+    "labels.delete": prompt_labels.delete_label,
+    "collections.create": prompt_labels.create_collection,
+    "collections.list": prompt_labels.list_collections,
+    "collections.retrieve": prompt_labels.retrieve_collection,
+    "collections.update": prompt_labels.update_collection,
+    "collections.delete": prompt_labels.delete_collection,
 }
 
 #: Paths below these belong to the control-plane router (served or answered 404).
@@ -78,6 +120,9 @@ CONTROL_PLANE_PREFIXES: tuple[str, ...] = (
     f"{PREFIX}/feedback",
     f"{PREFIX}/logs",
     f"{PREFIX}/analytics",
+    f"{PREFIX}/prompts",
+    f"{PREFIX}/labels",
+    f"{PREFIX}/collections",
     *FAMILIES,
 )
 

@@ -122,6 +122,50 @@ _OBSERVABILITY: tuple[RouteScope, ...] = (
     ),
 )
 
+_PROMPTS = f"{PREFIX}/prompts"
+_PARTIALS = f"{_PROMPTS}/partials"
+
+
+def _prompt_family(family: str, path: str) -> list[RouteScope]:
+    """A prompt family's routes (prompts, partials): CRUD, publishing, versions."""
+    return [
+        *_crud(family, path, "prompts", "slug"),
+        RouteScope(f"{family}.publish", "PUT", f"{path}/{{slug}}/makeDefault", "prompts.publish"),
+        RouteScope(f"{family}.versions.list", "GET", f"{path}/{{slug}}/versions", "prompts.read"),
+    ]
+
+
+#: The prompt library. ``/prompts/partials`` comes before ``/prompts/{slug}``, which would
+#: otherwise take it. Calling a prompt (``/prompts/{id}/completions``, ``…/render``) is the
+#: data plane's, under ``completions.write``.
+_PROMPT_LIBRARY: tuple[RouteScope, ...] = (
+    *_prompt_family("prompts.partials", _PARTIALS),
+    *_prompt_family("prompts", _PROMPTS),
+    RouteScope(
+        "prompts.versions.retrieve",
+        "GET",
+        f"{_PROMPTS}/{{slug}}/versions/{{version_id}}",
+        "prompts.read",
+    ),
+    RouteScope(
+        "prompts.versions.update",
+        "PUT",
+        f"{_PROMPTS}/{{slug}}/versions/{{version_id}}",
+        "prompts.publish",
+    ),
+    RouteScope(
+        "prompts.labels.split", "PUT", f"{_PROMPTS}/{{slug}}/labels/{{label}}", "prompts.publish"
+    ),
+    RouteScope(
+        "prompts.labels.remove",
+        "DELETE",
+        f"{_PROMPTS}/{{slug}}/labels/{{label}}",
+        "prompts.publish",
+    ),
+    *_crud("labels", f"{PREFIX}/labels", "prompts", "id"),
+    *_crud("collections", f"{PREFIX}/collections", "prompts", "id"),
+)
+
 _API_KEYS = f"{PREFIX}/api-keys"
 _KEY_SCOPE = "{kind}_api_keys"
 
@@ -147,6 +191,7 @@ ROUTES: tuple[RouteScope, ...] = (
         "configs.versions.list", "GET", f"{PREFIX}/configs/{{slug}}/versions", "configs.read"
     ),
     *_OBSERVABILITY,
+    *_PROMPT_LIBRARY,
 )
 
 #: ``(type, sub_type)`` of an API key -> the ``{kind}`` of its scopes. Organisation keys are

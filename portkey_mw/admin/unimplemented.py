@@ -20,9 +20,6 @@ FAMILIES: dict[str, tuple[str, bool]] = {
     f"{PREFIX}/integrations": ("integrations (portkey-mw's providers hold credentials)", False),
     f"{PREFIX}/mcp-integrations": ("MCP integrations", False),
     f"{PREFIX}/mcp-servers": ("MCP servers", False),
-    f"{PREFIX}/prompts": ("prompts", True),
-    f"{PREFIX}/labels": ("prompt labels", True),
-    f"{PREFIX}/collections": ("prompt collections", True),
     f"{PREFIX}/guardrails": ("saved guardrails", True),
 }
 

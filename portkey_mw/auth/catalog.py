@@ -25,7 +25,7 @@ from typing import TypeVar
 import structlog
 
 from portkey_mw.store.protocols import ControlStore
-from portkey_mw.store.records import ApiKey, Changes, SavedConfig, VirtualKey
+from portkey_mw.store.records import ApiKey, Changes, Label, Prompt, SavedConfig, VirtualKey
 
 log = structlog.get_logger("portkey_mw.catalog")
 
@@ -61,7 +61,8 @@ class ReadBudget:
 
 
 class Catalog:
-    """Virtual keys by slug, API keys by digest, saved configs by slug and id.
+    """Virtual keys by slug, API keys by digest, saved configs by slug and id, prompts and
+    partials by slug and id (with every version), custom labels by id.
 
     :param store: the control-plane store.
     :param refresh_interval: seconds between revision checks.
@@ -82,6 +83,10 @@ class Catalog:
         self.api_keys: dict[str, ApiKey] = {}
         self.configs: dict[str, SavedConfig] = {}
         self._config_ids: dict[str, str] = {}
+        #: prompts and partials by slug (their versions are immutable: kept whole)
+        self.prompts: dict[str, Prompt] = {}
+        self._prompt_ids: dict[str, str] = {}
+        self.labels: dict[str, Label] = {}
         self._key_digests: dict[str, str] = {}
         #: slugs deleted since start: a request naming one hears "deleted", not "unknown"
         self.deleted_slugs: set[str] = set()
@@ -145,8 +150,12 @@ class Catalog:
             self._put_api_key(key)
         for config in changes.configs:
             self._put_config(config)
+        for prompt in changes.prompts:
+            self._put_prompt(prompt)
+        for label in changes.labels:
+            self._put_label(label)
         self.revision = max(self.revision, changes.revision)
-        if changes.virtual_keys or changes.api_keys or changes.configs:
+        if changes.virtual_keys or changes.api_keys or changes.configs or changes.prompts:
             self._unknown.clear()
             for listener in self._listeners:
                 listener()
@@ -189,7 +198,43 @@ class Catalog:
         self._config_ids[config.id] = config.slug
         self.deleted_slugs.discard(config.slug)
 
+    def _put_prompt(self, prompt: Prompt) -> None:
+        current = self.prompts.get(prompt.slug)
+        if current is not None and current.revision > prompt.revision:
+            return
+        if prompt.deleted:
+            if current is None or current.id == prompt.id:
+                self.prompts.pop(prompt.slug, None)
+                self._prompt_ids.pop(prompt.id, None)
+                self.deleted_slugs.add(prompt.slug)
+            return
+        self.prompts[prompt.slug] = prompt
+        self._prompt_ids[prompt.id] = prompt.slug
+        self.deleted_slugs.discard(prompt.slug)
+
+    def _put_label(self, label: Label) -> None:
+        current = self.labels.get(label.id)
+        if current is not None and current.revision > label.revision:
+            return
+        if label.deleted:
+            self.labels.pop(label.id, None)
+        else:
+            self.labels[label.id] = label
+
     # -- lookups (memory first; the store once, within budget) --------------------------
+
+    def saved_prompt(self, name: str) -> Prompt | None:
+        """The prompt or partial with this slug (or id) in memory; no store read."""
+        return self.prompts.get(name) or self.prompts.get(self._prompt_ids.get(name, ""))
+
+    async def prompt(self, name: str) -> Prompt | None:
+        """The prompt or partial with this slug (or id), if it exists."""
+        found = self.saved_prompt(name)
+        if found is not None or name in self.deleted_slugs:
+            return found
+        return await self._miss(
+            "prompt", name, self.store.get_prompt, self._put_prompt, lambda: self.saved_prompt(name)
+        )
 
     async def virtual_key(self, slug: str) -> VirtualKey | None:
         """The virtual key with this slug, if it exists (any status)."""

@@ -227,6 +227,22 @@ class StoreOptions(_Strict):
     )
 
 
+class PromptOptions(_Strict):
+    """``prompts``: how prompt calls (``/v1/prompts/{id}/completions``) are rendered."""
+
+    strict_variables: bool = Field(
+        default=False,
+        description="refuse (400 unknown_variable) variables a prompt's template does not "
+        "use; by default they are ignored",
+    )
+    max_rendered_chars: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="the longest rendered prompt, in characters (400 past it)",
+    )
+
+
 class EnforcedHooks(_Strict):
     """``enforced``: guardrails every request runs, whatever config it uses (before the
     config's own)."""
@@ -447,6 +463,7 @@ class ServerSettings(_Strict):
     enforced: EnforcedHooks = Field(default_factory=EnforcedHooks)
     limits: LimitsOptions = Field(default_factory=LimitsOptions)
     logging: LoggingOptions = Field(default_factory=LoggingOptions)
+    prompts: PromptOptions = Field(default_factory=PromptOptions)
     mock: bool = Field(
         default=False,
         description="register the in-process mock provider (for demos and tests only)",
