@@ -83,6 +83,9 @@ class LogEvent:
     config_id: str | None = None
     prompt_id: str | None = None
     prompt_version: int | None = None
+    #: the label the prompt call came through (``None``: a version, ``latest`` or the
+    #: published one)
+    prompt_label: str | None = None
     #: a record sent in through ``POST /v1/logs``, not a request the gateway served
     custom: bool = False
     #: how bodies are rendered; ``None``: this request's record keeps none
@@ -242,6 +245,7 @@ class LogEvent:
             "metadata": self.metadata,
             "prompt_id": self.prompt_id,
             "prompt_version": self.prompt_version,
+            "prompt_label": self.prompt_label,
             "request_body": bodies.render(self.request_bytes) if bodies is not None else None,
             "response_body": bodies.render(self.sent_bytes) if bodies is not None else None,
             "custom": self.custom,

@@ -668,8 +668,10 @@ class Exchange:
         prompt = ctx.state.get("portkey_mw.prompt")
         if isinstance(prompt, dict):
             prompt_id, version = prompt.get("id"), prompt.get("version")
+            label = prompt.get("label")
             event.prompt_id = prompt_id if isinstance(prompt_id, str) else None
             event.prompt_version = version if isinstance(version, int) else None
+            event.prompt_label = label if isinstance(label, str) else None
         bodies = self.pipeline.bodies
         if bodies.enabled(ctx):
             # References only: decoding, redaction and the cap wait for the sink's task.

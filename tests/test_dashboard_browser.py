@@ -230,3 +230,74 @@ def test_a_wrong_key_is_refused_on_the_sign_in_form(gw: RunningGateway, page: An
     # the browser reports the 401 in the console; nothing else may be there
     assert all("401" in e for e in page.console_errors), page.console_errors
     page.console_errors.clear()
+
+
+def admin_call(gw: RunningGateway, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.request(
+        method,
+        f"{gw.base_url}{path}",
+        json=body,
+        headers={"x-portkey-api-key": ADMIN_KEY},
+        timeout=DEADLINE,
+    )
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def test_the_prompts_page_shows_an_ab_splits_versions_side_by_side(
+    gw: RunningGateway, page: Any
+) -> None:
+    made = admin_call(
+        gw,
+        "POST",
+        "/prompts",
+        {"name": "greeter", "string": "One: hi {{u}}", "provider": "mock", "model": "m"},
+    )
+    slug = made["slug"]
+    admin_call(gw, "PUT", f"/prompts/{slug}", {"string": "Two: hello {{u}}"})
+    split = {"versions": [{"version": 1, "weight": 70}, {"version": 2, "weight": 30}]}
+    admin_call(gw, "PUT", f"/prompts/{slug}/labels/production", split)
+    sent = {1: 0, 2: 0}
+    for n in range(30):
+        answer = httpx.post(
+            f"{gw.base_url}/prompts/{slug}@production/completions",
+            json={"variables": {"u": f"user-{n}"}, "user": f"user-{n}"},
+            timeout=DEADLINE,
+        )
+        assert answer.status_code == 200, answer.text
+        sent[1 if "One" in answer.json()["choices"][0]["message"]["content"] else 2] += 1
+    assert sent[1] and sent[2], sent
+    logged(gw, 30)
+
+    sign_in(page, gw, "#prompts")
+    row = page.locator(f"table[data-table=prompts] tbody tr[data-slug='{slug}']")
+    row.wait_for()
+    assert row.locator("td[data-labels]").text_content() == "production: v1 70% · v2 30%"
+    assert row.locator("td").last.text_content() == "30"
+    shot(page, "prompts")
+
+    row.click()
+    versions = page.locator("table[data-table=prompt-versions] tbody tr")
+    versions.first.wait_for()
+    shown = {
+        int(versions.nth(i).get_attribute("data-version")): versions.nth(i)
+        .locator("td[data-field=requests]")
+        .text_content()
+        for i in range(versions.count())
+    }
+    assert shown == {1: str(sent[1]), 2: str(sent[2])}
+    deployed = page.locator("table[data-table=prompt-versions] tr[data-version] td:nth-child(2)")
+    assert deployed.all_text_contents() == ["production 30%", "published, production 70%"]
+    bars = page.locator("svg[data-chart=prompt-version-requests] rect.bar")
+    assert sorted(
+        int(float(v)) for v in bars.evaluate_all("b => b.map(e => e.dataset.value)")
+    ) == sorted(sent.values())
+    # narrowed to the label: the same calls (every one came through it)
+    page.select_option("[data-filter=prompt-label]", "production")
+    page.wait_for_function("location.hash.includes('label=production')")
+    page.locator("table[data-table=prompt-versions] tbody tr").first.wait_for()
+    assert page.locator("tr[data-version='1'] td[data-field=requests]").text_content() == str(
+        sent[1]
+    )
+    shot(page, "prompt-versions")

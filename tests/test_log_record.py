@@ -67,6 +67,7 @@ RECORD_KEYS = {
     "metadata",
     "prompt_id",
     "prompt_version",
+    "prompt_label",
     "request_body",
     "response_body",
     "custom",
@@ -219,7 +220,14 @@ async def test_a_plain_answer(tmp_path: Path, fake: FakeUpstream) -> None:
     assert record["cost_saved_usd"] is None
     assert record["metadata"] == {"user": "u-1", "tier": 2, "beta": True, "none": None}
     # no key, no virtual key, an inline config (no id), no prompt, no bodies
-    for key in ("api_key_id", "virtual_key", "config_id", "prompt_id", "prompt_version"):
+    for key in (
+        "api_key_id",
+        "virtual_key",
+        "config_id",
+        "prompt_id",
+        "prompt_version",
+        "prompt_label",
+    ):
         assert record[key] is None, key
     assert record["request_body"] is None and record["response_body"] is None
     assert record["custom"] is False
@@ -425,7 +433,7 @@ async def test_the_prompt_a_request_used(tmp_path: Path, fake: FakeUpstream) -> 
     class PromptPlugin:
         @hookimpl
         def on_request(self, ctx: Any) -> None:
-            ctx.state["portkey_mw.prompt"] = {"id": "pp-greeting", "version": 3}
+            ctx.state["portkey_mw.prompt"] = {"id": "pp-greeting", "version": 3, "label": "beta"}
 
     gw = gateway(tmp_path, fake, sink)
     gw.plugins.register(PromptPlugin(), "prompt-test")
@@ -440,6 +448,7 @@ async def test_the_prompt_a_request_used(tmp_path: Path, fake: FakeUpstream) -> 
         await settle(gw)
     record = only(sink)
     assert (record["prompt_id"], record["prompt_version"]) == ("pp-greeting", 3)
+    assert record["prompt_label"] == "beta"
 
 
 async def test_records_held_when_plugins_are_refreshed_still_arrive(

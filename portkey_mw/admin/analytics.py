@@ -390,7 +390,12 @@ def pick_interval(span: float, asked: Any) -> int:
     return step
 
 
-async def _window(call: Call, extra: tuple[str, ...] = ()) -> tuple[Window, dict[str, Any]]:
+async def analytics_window(
+    call: Call, extra: tuple[str, ...] = ()
+) -> tuple[Window, dict[str, Any]]:
+    """An analytics call's window: the caller authorized, Portkey's filters read (the time
+    range required) and narrowed to the records the caller may see, the bucket width
+    chosen; and the parameters named in ``extra``, unread."""
     principal = await call.authorize()
     logs = services(call)
     f, rest = portkey_filter(_single(call), require_time=True, extra=("interval", *extra))
@@ -415,7 +420,7 @@ def graph_handler(name: str) -> Callable[[Call], Awaitable[tuple[int, dict[str, 
     compute = GRAPHS[name]
 
     async def handle(call: Call) -> tuple[int, dict[str, Any]]:
-        window, _ = await _window(call)
+        window, _ = await analytics_window(call)
         summary, points = await compute(window)
         return 200, {
             "object": "analytics-graph",
@@ -481,7 +486,7 @@ def group_row(label: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _groups(call: Call, by: str, label: str) -> tuple[int, dict[str, Any]]:
-    window, rest = await _window(call, _GROUP_EXTRA)
+    window, rest = await analytics_window(call, _GROUP_EXTRA)
     page = parse_int("current_page", rest.get("current_page") or "0", maximum=10**6)
     size = parse_int("page_size", rest.get("page_size") or "20", minimum=1, maximum=MAX_PAGE_SIZE)
     order = rest.get("order_by") or "requests"
@@ -536,7 +541,7 @@ _SUMMED = ("requests", "errors", "cost_usd", "input_tokens", "output_tokens", "t
 async def _workspaces(call: Call) -> tuple[int, dict[str, Any]]:
     """Groups by the workspace of the API key each request used (``null``: the admin key,
     organisation keys and custom logs)."""
-    window, _ = await _window(call, _GROUP_EXTRA)
+    window, _ = await analytics_window(call, _GROUP_EXTRA)
     rows, _ = await window.logs.queries.groups(window.f, by="api_key_id", limit=10_000)
     workspace_of = {k.id: k.workspace_id for k in await call.store.list_api_keys()}
     merged: dict[str | None, dict[str, Any]] = {}
@@ -555,7 +560,7 @@ async def _workspaces(call: Call) -> tuple[int, dict[str, Any]]:
 
 async def summary_cache(call: Call) -> tuple[int, dict[str, Any]]:
     """``GET /v1/analytics/summary/cache``: hits, misses, the hit rate, the cost saved."""
-    window, _ = await _window(call)
+    window, _ = await analytics_window(call)
     totals = await window.logs.queries.totals(window.f)
     hit_totals = await window.logs.queries.totals(replace(window.f, cache_statuses=HITS))
     hits, lookups = totals.get("cache_hits", 0), totals.get("cache_lookups", 0)

@@ -161,6 +161,7 @@ _LIST_PARAMS = {
     "virtual_key": "virtual_keys",
     "config": "configs",
     "prompt_id": "prompt_ids",
+    "prompt_label": "prompt_labels",
     "cache_status": "cache_statuses",
 }
 
@@ -241,6 +242,7 @@ PORTKEY_FILTERS = frozenset(
         "ai_org",
         "ai_model",
         "prompt_slug",
+        "prompt_label",
         "metadata",
         "cache_status",
         "trace_id",
@@ -289,6 +291,8 @@ def portkey_filter(
             kwargs["api_key_ids"] = values(name, raw)
         elif name == "prompt_slug":
             kwargs["prompt_ids"] = values(name, raw)
+        elif name == "prompt_label":  # portkey-mw's: the label a prompt call came through
+            kwargs["prompt_labels"] = values(name, raw)
         elif name == "cache_status":
             kwargs["cache_statuses"] = tuple(v.upper() for v in values(name, raw))
         elif name == "ai_org":

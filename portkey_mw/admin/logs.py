@@ -174,6 +174,7 @@ def custom_record(item: dict[str, Any], principal: Principal, now: float) -> dic
         "metadata": scalars,
         "prompt_id": None,
         "prompt_version": None,
+        "prompt_label": None,
         "request_body": _capped(req_body),
         "response_body": _capped(res_body),
         "custom": True,

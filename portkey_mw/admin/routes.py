@@ -18,6 +18,7 @@ from portkey_mw.admin import (
     feedback,
     logs,
     prompt_labels,
+    prompt_outcomes,
     prompts,
     virtual_keys,
 )
@@ -91,6 +92,7 @@ HANDLERS: dict[str, Handler] = {
     "logs.exports.file": exports.file,
     **{graph_operation(name): analytics.graph_handler(name) for name in analytics.GRAPHS},
     "analytics.groups.metadata": analytics.metadata,
+    "analytics.groups.prompt_versions": prompt_outcomes.prompt_versions,
     "analytics.groups.group_by": analytics.group_by,
     "analytics.summary.cache": analytics.summary_cache,
     **_prompt_handlers("prompts", PROMPT),

@@ -110,6 +110,13 @@ _OBSERVABILITY: tuple[RouteScope, ...] = (
         f"{PREFIX}/analytics/groups/metadata/{{metadata_key}}",
         "analytics.view",
     ),
+    # portkey-mw's: one prompt's versions side by side (an A/B split judged)
+    RouteScope(
+        "analytics.groups.prompt_versions",
+        "GET",
+        f"{PREFIX}/analytics/groups/prompt-versions",
+        "analytics.view",
+    ),
     # users, ai-models, workspaces and any other group_by
     RouteScope(
         "analytics.groups.group_by",

@@ -19,7 +19,7 @@ from portkey_mw.logstore.db import connection
 from portkey_mw.logstore.feedback_exports import feedback
 from portkey_mw.logstore.schema import request_logs
 
-__all__ = ["FeedbackIn", "FeedbackStore"]
+__all__ = ["FeedbackIn", "FeedbackStore", "owned_by"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def _row(row: Any) -> dict[str, Any]:
     }
 
 
-def _owned(api_key_ids: Sequence[str]) -> list[ColumnElement[bool]]:
+def owned_by(api_key_ids: Sequence[str]) -> list[ColumnElement[bool]]:
     """Feedback on traces whose every request log is by one of ``api_key_ids``. Feedback
     names no key, so a trace another key's requests share (or a custom log copied its id)
     may hold the other's feedback: a workspace key is shown none of it."""
@@ -138,7 +138,7 @@ class FeedbackStore:
     ) -> list[dict[str, Any]]:
         """The feedback on one trace, oldest first (at most ``limit``); with
         ``api_key_ids``, only if every request of the trace is by one of those keys."""
-        owned = _owned(api_key_ids) if api_key_ids is not None else []
+        owned = owned_by(api_key_ids) if api_key_ids is not None else []
         async with connection(self.engine) as conn:
             rows = await conn.execute(
                 select(feedback)
@@ -159,7 +159,7 @@ class FeedbackStore:
         """The feedback given in ``[since, until)`` (epoch seconds), oldest first, each with
         the ``model`` of its trace's first request (``None`` when no log is left); with
         ``api_key_ids``, only on traces whose every request is by one of those keys."""
-        owned = _owned(api_key_ids) if api_key_ids is not None else []
+        owned = owned_by(api_key_ids) if api_key_ids is not None else []
         model = (
             select(request_logs.c.model)
             .where(request_logs.c.trace_id == feedback.c.trace_id)

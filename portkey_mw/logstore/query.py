@@ -39,6 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from portkey_mw.logstore.aggregate import AGGREGATES, SERIES_FIELDS, Partial, merge_into
 from portkey_mw.logstore.db import connection
+from portkey_mw.logstore.feedback import owned_by
+from portkey_mw.logstore.feedback_exports import feedback
 from portkey_mw.logstore.rollups import CACHE_HITS, read_groups, read_series
 from portkey_mw.logstore.schema import (
     GROUP_COLUMNS,
@@ -47,6 +49,7 @@ from portkey_mw.logstore.schema import (
     METADATA_VALUE_LENGTH,
     ROLLUP_DIMENSIONS,
     ROLLUP_MS,
+    UNROLLED_GROUP_COLUMNS,
     log_metadata,
     request_logs,
 )
@@ -55,7 +58,7 @@ from portkey_mw.logstore.writer import insert_rows
 __all__ = ["AGGREGATES", "GROUP_FIELDS", "SERIES_FIELDS", "LogFilter", "LogQueries"]
 
 #: Columns a group-by may name (besides ``metadata.<key>``).
-GROUP_FIELDS = GROUP_COLUMNS
+GROUP_FIELDS = (*GROUP_COLUMNS, *UNROLLED_GROUP_COLUMNS)
 METADATA_PREFIX = METADATA_DIMENSION  # a group-by or filter naming a metadata key
 #: Columns of a search result (the record, the bodies' text and the histogram bucket
 #: stay behind).
@@ -86,6 +89,7 @@ class LogFilter:
     virtual_keys: tuple[str, ...] = ()
     configs: tuple[str, ...] = ()
     prompt_ids: tuple[str, ...] = ()
+    prompt_labels: tuple[str, ...] = ()
     cache_statuses: tuple[str, ...] = ()
     trace_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)  # all must match
@@ -215,6 +219,50 @@ class LogQueries:
         groups.sort(key=lambda g: (g["key"] is not None, g["key"] if g["key"] is not None else ""))
         groups.sort(key=lambda g: (g[order_by] is not None, g[order_by] or 0), reverse=descending)
         return groups[offset : offset + limit], len(groups)
+
+    async def feedback_groups(
+        self, f: LogFilter, *, by: str, api_key_ids: Sequence[str] | None = None
+    ) -> dict[Any, dict[str, Any]]:
+        """The feedback on the traces of the records ``f`` matches, per value of ``by`` (a
+        :data:`GROUP_FIELDS` column) among those records: ``{key: {feedback_count,
+        feedback_avg, feedback_weighted_avg}}``. Feedback on a trace counts once for each
+        value its records carry (a trace that ran two versions of a prompt scores both);
+        with ``api_key_ids``, only feedback :func:`owned_by` those keys counts."""
+        if by not in GROUP_FIELDS:
+            raise ValueError(f"cannot group feedback by {by!r}")
+        c, fb = request_logs.c, feedback.c
+        traces = (
+            select(c.trace_id, c[by].label("group_key"))
+            .where(*_conditions(f), c.trace_id.is_not(None))
+            .distinct()
+            .subquery()
+        )
+        owned = owned_by(api_key_ids) if api_key_ids is not None else []
+        query = (
+            select(
+                traces.c.group_key,
+                func.count().label("n"),
+                func.sum(fb.value).label("total"),
+                func.sum(fb.value * fb.weight).label("weighted"),
+                func.sum(fb.weight).label("weights"),
+            )
+            .select_from(feedback.join(traces, fb.trace_id == traces.c.trace_id))
+            .where(*owned)
+            .group_by(traces.c.group_key)
+        )
+        async with connection(self._engine) as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        found: dict[Any, dict[str, Any]] = {}
+        for row in rows:
+            n, weights = int(row["n"]), float(row["weights"] or 0.0)
+            found[row["group_key"]] = {
+                "feedback_count": n,
+                "feedback_avg": round(float(row["total"] or 0) / n, 4) if n else None,
+                "feedback_weighted_avg": round(float(row["weighted"] or 0.0) / weights, 4)
+                if weights
+                else None,
+            }
+        return found
 
     async def series(self, f: LogFilter, *, interval: int) -> list[dict[str, Any]]:
         """Buckets of ``interval`` seconds (aligned on multiples of it since the epoch)
@@ -403,6 +451,7 @@ def _conditions(f: LogFilter) -> list[ColumnElement[bool]]:
         (c.virtual_key, f.virtual_keys),
         (c.config_id, f.configs),
         (c.prompt_id, f.prompt_ids),
+        (c.prompt_label, f.prompt_labels),
         (c.cache_status, f.cache_statuses),
     ):
         if values:

@@ -15,8 +15,8 @@ whole hours reads a few rows per hour instead of every record. A value is stored
 ``"=" + str(value)``, and a missing one (SQL ``NULL``, a group of its own) as ``""``.
 
 Every index leads with the filtered column and ends with ``created_ms``: the queries are
-all "this value, in this time range". Migrations ``0003`` and ``0005`` create exactly
-these tables.
+all "this value, in this time range". Migrations ``0003``, ``0005`` and ``0007`` create
+exactly these tables.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ __all__ = [
     "METADATA_VALUE_LENGTH",
     "ROLLUP_DIMENSIONS",
     "ROLLUP_MS",
+    "UNROLLED_GROUP_COLUMNS",
     "log_latency",
     "log_metadata",
     "log_rollups",
@@ -94,6 +95,8 @@ request_logs = Table(
     Column("config_id", String(128), nullable=True),
     Column("prompt_id", String(128), nullable=True),
     Column("prompt_version", Integer(), nullable=True),
+    #: the label a prompt call came through (``pp-x@production``); NULL: none named
+    Column("prompt_label", String(64), nullable=True),
     Column("error_type", String(64), nullable=True),
     Column("error_code", String(64), nullable=True),
     Column("retry_count", Integer(), nullable=True),
@@ -141,6 +144,10 @@ GROUP_COLUMNS = (
     "cache_status",
     "endpoint",
 )
+#: Columns a query may also group by that are not rolled up: they mean something only
+#: within one prompt, and a query naming the prompt reads its raw rows (by the prompt_id
+#: index) anyway.
+UNROLLED_GROUP_COLUMNS = ("prompt_version", "prompt_label")
 #: The dimensions a rollup is kept for ("" is the rollup of every record).
 ROLLUP_DIMENSIONS = ("", *GROUP_COLUMNS)
 #: A metadata key's dimension is this and the key.

@@ -44,8 +44,8 @@ _TOKEN_COLUMNS = {
 #: string columns copied from the record key of the same name
 _TEXT_KEYS = (
     "trace_id", "span_id", "endpoint", "method", "path", "provider", "model", "served_model",
-    "cache_status", "api_key_id", "virtual_key", "config_id", "prompt_id", "error_type",
-    "error_code",
+    "cache_status", "api_key_id", "virtual_key", "config_id", "prompt_id", "prompt_label",
+    "error_type", "error_code",
 )  # fmt: skip
 _FLOAT_KEYS = ("latency_ms", "upstream_ms", "ttfb_ms", "cost_usd", "cost_saved_usd")
 #: PostgreSQL's Integer is 32 bits: a larger count is clamped rather than fail the batch

@@ -1,5 +1,6 @@
 // The dashboard's entry point: sign-in, the time range, and the hash router
-// (#overview, #logs?filters, #log/<id>, #costs?tag=key, #budgets).
+// (#overview, #logs?filters, #log/<id>, #costs?tag=key, #prompts, #prompt/<slug>?label=,
+// #budgets).
 
 import { ApiError, get, key, setKey } from "./api.js";
 import { budgets } from "./budgets.js";
@@ -7,6 +8,7 @@ import { costs } from "./costs.js";
 import { errorNotice, notice, replace } from "./dom.js";
 import { detail, logs } from "./logs.js";
 import { overview } from "./overview.js";
+import { prompts, promptVersions } from "./prompts.js";
 
 const RANGES = {
   "1h": { seconds: 3600, interval: 60, label: "The last hour" },
@@ -40,11 +42,17 @@ function route() {
   const [path, query] = mark < 0 ? [hash, ""] : [hash.slice(0, mark), hash.slice(mark + 1)];
   if (path.startsWith("log/")) return { name: "logs", render: () => detail(view, decodeURIComponent(path.slice(4))) };
   const range = currentRange();
+  if (path.startsWith("prompt/")) {
+    const slug = decodeURIComponent(path.slice(7));
+    return { name: "prompts", render: () => promptVersions(view, range, slug, query, navigate) };
+  }
   switch (path) {
     case "logs":
       return { name: "logs", render: () => logs(view, range, query, navigate) };
     case "costs":
       return { name: "costs", render: () => costs(view, range, query, navigate) };
+    case "prompts":
+      return { name: "prompts", render: () => prompts(view, range) };
     case "budgets":
       return { name: "budgets", render: () => budgets(view) };
     default:
