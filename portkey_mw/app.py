@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -16,8 +17,9 @@ import structlog
 
 from portkey_mw import _http
 from portkey_mw.admin.operations import ADMIN_PREFIX, operations_router
+from portkey_mw.admin.prompt_files import PromptFileError, load_prompt_directory
 from portkey_mw.admin.routes import control_plane_routes, is_control_plane_path
-from portkey_mw.admin.services import Services
+from portkey_mw.admin.services import ADMIN_PRINCIPAL, Services
 from portkey_mw.auth.admin import AdminKey
 from portkey_mw.auth.outbound import OutboundPolicy
 from portkey_mw.caching import CacheStats
@@ -45,9 +47,9 @@ from portkey_mw.logging import traceback_text
 from portkey_mw.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from portkey_mw.metrics import GatewayMetrics, MetricsSink, StateCollector, StateSources
 from portkey_mw.pipeline import Pipeline
-from portkey_mw.prompts.library import PromptCall, PromptLibrary
 from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
+from portkey_mw.prompts.library import PromptCall, PromptLibrary
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.routing import Router
 from portkey_mw.spend import SpendControl
@@ -263,6 +265,15 @@ class Gateway:
             ),
         )
         store = self.control.store
+        #: what the control-plane routes (and prompt files) borrow from the gateway
+        self.admin_services = Services(
+            validate=self.resolver.validate_saved,
+            generate_key=self.control.new_api_key,
+            providers=self.providers,
+            configs=tuple(settings.configs),
+            spend=self.spend,
+            logs=self._log_services,
+        )
         self._admin_routes = operations_router(
             self.router.breakers,
             self.cache,
@@ -275,14 +286,7 @@ class Gateway:
             control_plane_routes(
                 cast(ControlStore, RefreshingStore(store, self.control)),
                 self.control.authorize,
-                Services(
-                    validate=self.resolver.validate_saved,
-                    generate_key=self.control.new_api_key,
-                    providers=self.providers,
-                    configs=tuple(settings.configs),
-                    spend=self.spend,
-                    logs=self._log_services,
-                ),
+                self.admin_services,
             )
             if store is not None
             else None
@@ -367,12 +371,40 @@ class Gateway:
             if self._started:
                 return
             await self.control.open()  # a store that cannot open stops the start
+            try:
+                await self._apply_prompt_files()  # a bad prompt file stops it too
+            except BaseException:
+                await self.control.aclose()
+                raise
             await self.transport.open()
             await self.spend.start()
             self.logs.start()
             await self.plugins.gateway_startup(self)
             self.cache.start()
             self._started = True
+
+    async def _apply_prompt_files(self) -> None:
+        """Apply ``prompts.directory``'s files to the store (before serving: a prompt in
+        git is callable once the gateway is up). The CLI's in-process app does not: its
+        commands act on the store as it is (``portkey-mw prompts push`` applies files)."""
+        options = self.settings.prompts
+        if options.directory is None or self.control.local_operator:
+            return
+
+        def skip(error: PromptFileError) -> None:
+            log.error("prompt file left out", error=error.message)
+
+        applied = await load_prompt_directory(
+            options.directory,
+            self.control.store,
+            self.admin_services,
+            ADMIN_PRINCIPAL,  # the operator's files
+            skip if options.bad_files == "skip" else None,
+        )
+        if applied:
+            await self.control.refresh()
+            outcomes = Counter(a.outcome.replace(" ", "_") for a in applied)
+            log.info("prompt files applied", directory=str(options.directory), **dict(outcomes))
 
     def not_ready(self) -> list[str]:
         """What the gateway is still loading (``GET /ready`` names it); empty when ready.

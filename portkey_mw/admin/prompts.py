@@ -28,7 +28,7 @@ from portkey_mw.admin.prompt_schemas import (
     VersionFields,
 )
 from portkey_mw.admin.schemas import ignored_fields, parse_body
-from portkey_mw.admin.services import Principal
+from portkey_mw.admin.services import AdminServices, Principal
 from portkey_mw.admin.virtual_keys import SLUG_TRIES, derive_slug
 from portkey_mw.errors import InvalidRequest, NotFound
 from portkey_mw.prompts.selection import (
@@ -47,7 +47,7 @@ from portkey_mw.prompts.template import (
     parse_template,
     partial_closure,
 )
-from portkey_mw.store.protocols import Conflict
+from portkey_mw.store.protocols import Conflict, ControlStore
 from portkey_mw.store.records import PARTIAL, PROMPT, Label, Prompt, PromptVersion
 
 #: Every prompt's and partial's slug starts so, as Portkey's do.
@@ -131,7 +131,10 @@ def _definition(fields: VersionFields, base: Mapping[str, Any]) -> dict[str, Any
 
 
 async def _partials_of(
-    call: Call, principal: Principal, template: PromptTemplate | Template, own: tuple[str, Template]
+    store: ControlStore,
+    principal: Principal,
+    template: PromptTemplate | Template,
+    own: tuple[str, Template],
 ) -> None:
     """Every partial ``template`` reaches exists for the caller, and none includes itself.
 
@@ -153,13 +156,13 @@ async def _partials_of(
             return
         except _Pending as pending:
             ref = pending.ref
-            record = await call.store.get_prompt(ref.slug, PARTIAL)
+            record = await store.get_prompt(ref.slug, PARTIAL)
             if record is None or not visible(principal, record.workspace_id):
                 raise PromptNotFound(
                     f"the template includes partial {ref.text[:100]!r}, which does not exist",
                     param="string",
                 ) from None
-            labels = {label.id: label for label in await call.store.list_labels()}
+            labels = {label.id: label for label in await store.list_labels()}
             version, _ = choose(record, ref.selector, labels, {}, "")
             loaded[ref.text] = parse_template(version.template)
     raise InvalidRequest("the template includes too many partials", param="string")
@@ -170,9 +173,25 @@ class _Pending(Exception):
         self.ref = ref
 
 
-async def _check_version(
-    call: Call, principal: Principal, kind: str, slug: str, text: str, definition: dict[str, Any]
+async def check_version(
+    store: ControlStore,
+    services: AdminServices,
+    principal: Principal,
+    kind: str,
+    slug: str,
+    text: str,
+    definition: Mapping[str, Any],
 ) -> None:
+    """Refuse a version that could not be called: the template does not parse (the error
+    names the line and column), includes a partial ``principal`` cannot see or one that
+    includes itself, or routes by a virtual key, saved config or provider that does not
+    exist. The admin routes and prompt files (:mod:`portkey_mw.admin.prompt_files`) both
+    check with this.
+
+    :param slug: the prompt's (or partial's) slug, new or existing.
+    :param text: the version's template (Portkey's ``string``).
+    :param definition: the version's other fields.
+    """
     try:
         template: PromptTemplate | Template = (
             PromptTemplate.parse(text) if kind == PROMPT else parse_template(text)
@@ -181,21 +200,21 @@ async def _check_version(
         exc.param = "string"
         raise
     own = (slug, template if isinstance(template, Template) else parse_template(""))
-    await _partials_of(call, principal, template, own)
+    await _partials_of(store, principal, template, own)
     if kind == PARTIAL:
         return
     vk = definition.get("virtual_key")
     if vk is not None:
-        record = await call.store.get_virtual_key(vk)
+        record = await store.get_virtual_key(vk)
         if record is None or not visible(principal, record.workspace_id):
             raise NotFound(f"no virtual key {vk[:100]!r}", param="virtual_key")
     config = definition.get("config")
-    if config is not None and config not in call.services.named_configs:
-        saved = await call.store.get_config(config)
+    if config is not None and config not in services.named_configs:
+        saved = await store.get_config(config)
         if saved is None or not visible(principal, saved.workspace_id):
             raise NotFound(f"no saved config {config[:100]!r}", param="config")
     provider = definition.get("provider")
-    if provider is not None and provider not in call.services.known_providers:
+    if provider is not None and provider not in services.known_providers:
         raise InvalidRequest(
             f"unknown provider {provider[:100]!r}", param="provider", code="unknown_provider"
         )
@@ -239,7 +258,9 @@ async def create(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
     )
     if fields.collection_id is not None:
         await _collection(call, principal, fields.collection_id)
-    await _check_version(call, principal, kind, record.slug, fields.string, definition)
+    await check_version(
+        call.store, call.services, principal, kind, record.slug, fields.string, definition
+    )
     first = PromptVersion(
         id=uuid.uuid4().hex,
         prompt_id=record.id,
@@ -299,7 +320,9 @@ async def update(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
         base = dict(latest.definition) if latest is not None else {}
         text = fields.string if fields.string is not None else (latest.template if latest else "")
         definition = _definition(fields, base)
-        await _check_version(call, principal, kind, record.slug, text, definition)
+        await check_version(
+            call.store, call.services, principal, kind, record.slug, text, definition
+        )
         new_version = PromptVersion(
             id=uuid.uuid4().hex,
             prompt_id=record.id,

@@ -146,6 +146,9 @@ def _prompt_family(family: str, path: str) -> list[RouteScope]:
 #: otherwise take it. Calling a prompt (``/prompts/{id}/completions``, ``…/render``) is the
 #: data plane's, under ``completions.write``.
 _PROMPT_LIBRARY: tuple[RouteScope, ...] = (
+    # portkey-mw's own: prompt files (``portkey-mw prompts push``); it also needs
+    # prompts.create and prompts.update
+    RouteScope("prompts.files.apply", "POST", f"{_PROMPTS}/files", "prompts.publish"),
     *_prompt_family("prompts.partials", _PARTIALS),
     *_prompt_family("prompts", _PROMPTS),
     RouteScope(

@@ -8,6 +8,7 @@ One module per command group; this one only assembles them:
 - ``cache``, ``admin`` (:mod:`.cache`): a running gateway's cache, the admin key
 - ``virtual-keys`` (:mod:`.virtual_keys`), ``keys`` (:mod:`.keys`), ``configs``
   (:mod:`.configs`): the control plane, through its admin API (:mod:`._client`)
+- ``prompts`` (:mod:`.prompts`): the prompt library, and prompt files pushed from git
 - ``budgets`` (:mod:`.budgets`): every budget and rate limit, and resets
 - ``logs`` (:mod:`.logs`): request logs -- tail, search, stats
 - ``db``, ``vault`` (:mod:`.store`): the store's schema and its master key
@@ -24,6 +25,7 @@ from portkey_mw.cli.configs import configs
 from portkey_mw.cli.demo import demo
 from portkey_mw.cli.keys import keys
 from portkey_mw.cli.logs import logs
+from portkey_mw.cli.prompts import prompts
 from portkey_mw.cli.registry import guardrails_command, plugins_command, providers_command
 from portkey_mw.cli.serve import serve
 from portkey_mw.cli.store import db, vault
@@ -50,6 +52,7 @@ for command in (
     virtual_keys,
     keys,
     configs,
+    prompts,
     budgets,
     logs,
     db,

@@ -91,6 +91,9 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
 class AdminError(click.ClickException):
     """The admin API refused or failed: its ``error.message``, exit status 1."""
 
+    #: the HTTP status it answered (``None``: it could not be reached)
+    status: int | None = None
+
 
 class AdminClient:
     """The admin API, wherever it runs: JSON in, JSON objects out, errors as messages.
@@ -143,7 +146,9 @@ class AdminClient:
             answer = None
         if reply.is_success and isinstance(answer, dict):
             return answer
-        raise AdminError(self.hide(self._failure(reply.status_code, answer)))
+        error = AdminError(self.hide(self._failure(reply.status_code, answer)))
+        error.status = reply.status_code
+        raise error
 
     def _failure(self, status: int, answer: Any) -> str:
         message = _message(answer)

@@ -241,6 +241,25 @@ class PromptOptions(_Strict):
         le=64 * 1024 * 1024,
         description="the longest rendered prompt, in characters (400 past it)",
     )
+    directory: Path | None = Field(
+        default=None,
+        description="prompt files (*.yaml, *.yml) applied to the store at start-up; relative "
+        "to the server file; default: the prompts/ directory beside the server file, if any",
+    )
+    bad_files: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="a bad prompt file stops the start (stop), or is logged and left out (skip)",
+    )
+
+    def beside(self, server_file: Path) -> PromptOptions:
+        """These options with ``directory`` resolved against the server file's folder."""
+        base = server_file.parent
+        if self.directory is None:
+            default = base / "prompts"
+            return self.model_copy(update={"directory": default}) if default.is_dir() else self
+        if self.directory.is_absolute():
+            return self
+        return self.model_copy(update={"directory": base / self.directory})
 
 
 class EnforcedHooks(_Strict):
@@ -489,7 +508,9 @@ class ServerSettings(_Strict):
             raise InvalidConfig(f"cannot read server file {path}: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise InvalidConfig(f"server file {path} is not valid YAML: {exc}") from exc
-        return cls.from_mapping(raw or {}, source=str(path))
+        settings = cls.from_mapping(raw or {}, source=str(path))
+        # paths in the file are relative to the file, not to the working directory
+        return settings.model_copy(update={"prompts": settings.prompts.beside(Path(path))})
 
     @classmethod
     def from_mapping(cls, raw: Any, *, source: str = "settings") -> ServerSettings:

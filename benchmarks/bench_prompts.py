@@ -1,0 +1,198 @@
+"""What calling a stored prompt adds to a request, beside a plain chat completion.
+
+One run, one process, one gateway (the SQLite store in a temporary directory, the
+in-process ``mock`` provider answering at once), requests driven straight through its ASGI
+interface so that the gateway's own work is what is measured, the cases interleaved:
+
+1. a plain chat completion (the baseline): an API key and ``x-portkey-virtual-key``, two
+   messages already written out;
+2. the same request as a prompt call: ``POST /v1/prompts/{id}/completions`` with three
+   variables, a two-message template that includes one partial, bound to the same
+   virtual key;
+3. the prompt through a label split 70/30 between two versions (sticky by ``user``);
+4. ``POST /v1/prompts/{id}/render`` (no provider, no log record);
+
+and the render alone (``PromptLibrary.render``: find, choose, parse-once, render), without
+the HTTP path. Each line: mean µs per request (median of batches) and what it adds to the
+baseline; and how many SQL statements the store ran (the data plane must run none).
+
+    python benchmarks/bench_prompts.py [--requests 5000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from _harness import ADMIN_KEY, admin, call
+from sqlalchemy import event
+
+from portkey_mw import Gateway, ServerSettings
+from portkey_mw.prompts.library import callers
+from portkey_mw.store.sql import SQLStore
+
+SYSTEM = "You help customers of Widgets with their orders. Answer politely."
+QUESTION = "Where is my order 1234?"
+PLAIN = orjson.dumps(
+    {
+        "model": "mock-gpt",
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+        "temperature": 0.2,
+    }
+)
+VARIABLES = {"product": "Widgets", "question": QUESTION, "tone": "polite"}
+
+
+async def batches(run: Callable[[int], Awaitable[None]], requests: int) -> float:
+    """Mean µs per call: the median over 10 batches (after 200 warm-up calls)."""
+    for i in range(200):
+        await run(i)
+    batch = max(1, requests // 10)
+    means = []
+    for b in range(10):
+        started = time.perf_counter()
+        for i in range(batch):
+            await run(b * batch + i)
+        means.append((time.perf_counter() - started) / batch * 1e6)
+    return statistics.median(means)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
+    os.environ["PORTKEY_MW_AUTH"] = "optional"
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        store = SQLStore(
+            f"sqlite+aiosqlite:///{data / 'control.db'}", master_key=os.urandom(32), data_dir=data
+        )
+        settings = ServerSettings.from_mapping(
+            {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}}
+        )
+        gateway = Gateway(settings, store=store)
+        await gateway.startup()
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(store._db.sync_engine, "before_cursor_execute", count)
+        vk = await admin(
+            gateway, "/v1/virtual-keys", {"name": "bench", "provider": "mock", "key": "sk-bench"}
+        )
+        key = (
+            await admin(
+                gateway,
+                "/v1/api-keys/organisation/service",
+                {"name": "bench", "scopes": ["completions.write"]},
+            )
+        )["key"]
+        partial = await admin(
+            gateway, "/v1/prompts/partials", {"name": "tone", "string": "Answer {{tone}}ly."}
+        )
+        template = orjson.dumps(
+            [
+                {
+                    "role": "system",
+                    "content": "You help customers of {{product}} with their orders. "
+                    "{{>" + partial["slug"] + "}}",
+                },
+                {"role": "user", "content": "{{question}}"},
+            ]
+        ).decode()
+        made = await admin(
+            gateway,
+            "/v1/prompts",
+            {
+                "name": "bench",
+                "string": template,
+                "model": "mock-gpt",
+                "virtual_key": vk["slug"],
+                "parameters": {"temperature": 0.2},
+            },
+        )
+        pp = made["slug"]
+        headers = {"x-portkey-api-key": key}
+        status, _ = await call(
+            gateway, "PUT", f"/v1/prompts/{pp}", {"x-portkey-api-key": ADMIN_KEY},
+            orjson.dumps({"string": template + " "}),
+        )  # fmt: skip
+        assert status == 200
+        split = {"versions": [{"version": 1, "weight": 70}, {"version": 2, "weight": 30}]}
+        status, reply = await call(
+            gateway, "PUT", f"/v1/prompts/{pp}/labels/production",
+            {"x-portkey-api-key": ADMIN_KEY}, orjson.dumps(split),
+        )  # fmt: skip
+        assert status == 200, reply
+
+        def request(path: str, headers: dict[str, str], body: bytes | Callable[[int], bytes]) -> Callable[[int], Awaitable[None]]:
+            async def run(i: int) -> None:
+                sent = body(i) if callable(body) else body
+                status, reply = await call(gateway, "POST", path, headers, sent)
+                assert status == 200, reply
+
+            return run
+
+        prompt_body = orjson.dumps({"variables": VARIABLES})
+        library = gateway.pipeline.prompts
+        render_body = {"variables": VARIABLES}
+
+        async def render_alone(i: int) -> None:
+            await library.render(
+                pp, render_body, workspace_id=None, callers=callers(render_body, {}, "t"),
+                fallback_caller="r",
+            )  # fmt: skip
+
+        cases: list[tuple[str, Callable[[int], Awaitable[None]]]] = [
+            (
+                "plain chat completion (baseline)",
+                request("/v1/chat/completions", {**headers, "x-portkey-virtual-key": vk["slug"]}, PLAIN),
+            ),
+            ("prompt completion", request(f"/v1/prompts/{pp}/completions", headers, prompt_body)),
+            (
+                "prompt completion via a 70/30 split",
+                request(
+                    f"/v1/prompts/{pp}@production/completions",
+                    headers,
+                    lambda i: orjson.dumps({"variables": VARIABLES, "user": f"user-{i % 1000}"}),
+                ),
+            ),
+            ("prompt render (no provider)", request(f"/v1/prompts/{pp}/render", headers, prompt_body)),
+            ("PromptLibrary.render alone", render_alone),
+        ]
+        print(
+            f"{args.requests} requests per case and round, {args.rounds} rounds interleaved, "
+            "in process, mock provider, SQLite store"
+        )
+        results: dict[str, list[float]] = {title: [] for title, _ in cases}
+        queries: dict[str, int] = dict.fromkeys(results, 0)
+        for _ in range(args.rounds):
+            for title, run in cases:
+                before = statements
+                results[title].append(await batches(run, args.requests))
+                await gateway.settled()
+                queries[title] += statements - before
+        await gateway.shutdown()
+    base = statistics.median(results[cases[0][0]])
+    for title, values in results.items():
+        mean = statistics.median(values)
+        print(
+            f"{title:40s} {mean:8.1f} µs/request  {mean - base:+8.1f} µs vs baseline "
+            f"({mean / base:5.2f}x)  SQL statements: {queries[title]}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
