@@ -137,7 +137,9 @@ async def main() -> None:
         )  # fmt: skip
         assert status == 200, reply
 
-        def request(path: str, headers: dict[str, str], body: bytes | Callable[[int], bytes]) -> Callable[[int], Awaitable[None]]:
+        def request(
+            path: str, headers: dict[str, str], body: bytes | Callable[[int], bytes]
+        ) -> Callable[[int], Awaitable[None]]:
             async def run(i: int) -> None:
                 sent = body(i) if callable(body) else body
                 status, reply = await call(gateway, "POST", path, headers, sent)
@@ -158,7 +160,9 @@ async def main() -> None:
         cases: list[tuple[str, Callable[[int], Awaitable[None]]]] = [
             (
                 "plain chat completion (baseline)",
-                request("/v1/chat/completions", {**headers, "x-portkey-virtual-key": vk["slug"]}, PLAIN),
+                request(
+                    "/v1/chat/completions", {**headers, "x-portkey-virtual-key": vk["slug"]}, PLAIN
+                ),
             ),
             ("prompt completion", request(f"/v1/prompts/{pp}/completions", headers, prompt_body)),
             (
@@ -169,7 +173,10 @@ async def main() -> None:
                     lambda i: orjson.dumps({"variables": VARIABLES, "user": f"user-{i % 1000}"}),
                 ),
             ),
-            ("prompt render (no provider)", request(f"/v1/prompts/{pp}/render", headers, prompt_body)),
+            (
+                "prompt render (no provider)",
+                request(f"/v1/prompts/{pp}/render", headers, prompt_body),
+            ),
             ("PromptLibrary.render alone", render_alone),
         ]
         print(

@@ -919,9 +919,6 @@ def test_families_portkey_mw_does_not_serve_answer_404(plane: ControlPlane) -> N
         (lambda: sdk.integrations.list(), "integrations"),
         (lambda: sdk.admin.users.retrieve(user_id="u"), "users"),
         (lambda: sdk.admin.workspaces.retrieve(workspace_id="w"), "workspaces"),
-        (lambda: sdk.prompts.retrieve(prompt_slug="p"), "prompts"),
-        (lambda: sdk.labels.list(), "labels"),
-        (lambda: sdk.collections.list(), "collections"),
         (lambda: sdk.guardrails.list(), "guardrails"),
         (lambda: sdk.mcp_servers.list(), "MCP servers"),
     ]

@@ -44,7 +44,9 @@ def test_prompt_ids() -> None:
     assert split_id("pp-x") == ("pp-x", None)
     assert split_id("pp-x@12") == ("pp-x", "12")
     assert split_id("pp-x@production") == ("pp-x", "production")
-    assert PromptCall.of_path("/v1/prompts/pp-x@3/completions") == PromptCall("pp-x@3", "completions")
+    assert PromptCall.of_path("/v1/prompts/pp-x@3/completions") == PromptCall(
+        "pp-x@3", "completions"
+    )
     assert PromptCall.of_path("/v1/prompts/pp-x/render") == PromptCall("pp-x", "render")
     for not_a_call in (
         "/v1/prompts/pp-x",
@@ -57,9 +59,15 @@ def test_prompt_ids() -> None:
 
 
 def test_choose_by_default_number_latest_and_label() -> None:
-    p = prompt("one", "two", "three", default_version=2, labels={
-        "staging": {"versions": [{"version": 3, "weight": 1}]},
-    })
+    p = prompt(
+        "one",
+        "two",
+        "three",
+        default_version=2,
+        labels={
+            "staging": {"versions": [{"version": 3, "weight": 1}]},
+        },
+    )
     assert choose(p, None, {}, {}, "r")[0].version == 2
     assert choose(p, "1", {}, {}, "r")[0].version == 1
     assert choose(p, "latest", {}, {}, "r")[0].version == 3
@@ -75,7 +83,10 @@ def test_a_split_is_sticky_and_follows_its_weights() -> None:
     chosen = {u: pick_split(split, prompt_id="p", label="production", caller=u) for u in users}
     share = Counter(chosen.values())[1] / len(users)
     assert abs(share - 0.70) <= 0.03, share
-    assert all(pick_split(split, prompt_id="p", label="production", caller=u) == v for u, v in chosen.items())
+    assert all(
+        pick_split(split, prompt_id="p", label="production", caller=u) == v
+        for u, v in chosen.items()
+    )
     # Another prompt or label places the same users independently.
     other = [pick_split(split, prompt_id="q", label="production", caller=u) for u in users]
     assert other != list(chosen.values())
@@ -84,9 +95,16 @@ def test_a_split_is_sticky_and_follows_its_weights() -> None:
 def test_split_checks() -> None:
     p = prompt("one", "two")
     assert check_split([{"version": 1, "weight": 7}, {"version": 2, "weight": 3}], p)
-    for bad in ([], [{"version": 1, "weight": 0}], [{"version": 1, "weight": -2}],
-                [{"version": 1, "weight": "3"}], [{"version": 1}, {"version": 1}],
-                [{"version": 1, "weight": float("inf")}], "v1", [1]):
+    for bad in (
+        [],
+        [{"version": 1, "weight": 0}],
+        [{"version": 1, "weight": -2}],
+        [{"version": 1, "weight": "3"}],
+        [{"version": 1}, {"version": 1}],
+        [{"version": 1, "weight": float("inf")}],
+        "v1",
+        [1],
+    ):
         with pytest.raises(Exception) as caught:
             check_split(bad, p)
         assert getattr(caught.value, "status", None) == 400, bad
@@ -100,9 +118,11 @@ def test_callers() -> None:
     assert callers({}, {"_user": "u2"}, "t")["user"] == "u2"
 
 
-# -- through the gateway ----------------------------------------------------------------------------
+# -- through the gateway ------------------------------------------------------------------------
 @pytest.fixture
-async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
     monkeypatch.setenv("PORTKEY_MW_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PORTKEY_MW_ADMIN_KEY", ADMIN_KEY)
     monkeypatch.delenv("PORTKEY_MW_REDIS_URL", raising=False)
@@ -120,16 +140,22 @@ async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         yield client
 
 
-async def create(client: httpx.AsyncClient, path: str = "/v1/prompts", **body: Any) -> dict[str, Any]:
+async def create(
+    client: httpx.AsyncClient, path: str = "/v1/prompts", **body: Any
+) -> dict[str, Any]:
     answer = await client.post(path, json=body, headers=ADMIN)
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
 
 
 async def test_a_70_30_split_over_2000_calls(gateway: httpx.AsyncClient) -> None:
-    made = await create(gateway, name="ab", string="Version one for {{user_name}}", provider="mock", model="m")
+    made = await create(
+        gateway, name="ab", string="Version one for {{user_name}}", provider="mock", model="m"
+    )
     pp = made["slug"]
-    answer = await gateway.put(f"/v1/prompts/{pp}", json={"string": "Version two for {{user_name}}"}, headers=ADMIN)
+    answer = await gateway.put(
+        f"/v1/prompts/{pp}", json={"string": "Version two for {{user_name}}"}, headers=ADMIN
+    )
     assert answer.status_code == 200 and answer.json()["version"] == 2
     answer = await gateway.put(
         f"/v1/prompts/{pp}/labels/production",
@@ -156,7 +182,12 @@ async def test_variables_defaults_and_overrides(gateway: httpx.AsyncClient) -> N
     made = await create(
         gateway,
         name="vars",
-        string=json.dumps([{"role": "system", "content": "Be {{tone}}."}, {"role": "user", "content": "{{q}}{{#extra}} ({{extra}}){{/extra}}"}]),
+        string=json.dumps(
+            [
+                {"role": "system", "content": "Be {{tone}}."},
+                {"role": "user", "content": "{{q}}{{#extra}} ({{extra}}){{/extra}}"},
+            ]
+        ),
         provider="mock",
         model="m",
         parameters={"temperature": 0.3, "max_tokens": 10},
@@ -165,10 +196,15 @@ async def test_variables_defaults_and_overrides(gateway: httpx.AsyncClient) -> N
         variables={"tone": "kind"},
     )
     pp = made["slug"]
-    answer = await gateway.post(f"/v1/prompts/{pp}/render", json={"variables": {"q": "hi", "unused": 1}, "temperature": 0.9})
+    answer = await gateway.post(
+        f"/v1/prompts/{pp}/render", json={"variables": {"q": "hi", "unused": 1}, "temperature": 0.9}
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["data"]["messages"] == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}]
+    assert body["data"]["messages"] == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "hi"},
+    ]
     assert body["data"]["temperature"] == 0.9 and body["data"]["max_tokens"] == 10
     # The SDK's model types tool_choice as a string: the object is in `rendered` only.
     assert "tool_choice" not in body["data"] and "tool_choice" in body["warning"]
@@ -181,7 +217,9 @@ async def test_variables_defaults_and_overrides(gateway: httpx.AsyncClient) -> N
     assert error["code"] == "missing_variable" and "'q'" in error["message"]
     answer = await gateway.post(f"/v1/prompts/{pp}/completions", json={"variables": "q"})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_variables"
-    answer = await gateway.post(f"/v1/prompts/{pp}/completions", json={"variables": {"q": "x"}, "messages": []})
+    answer = await gateway.post(
+        f"/v1/prompts/{pp}/completions", json={"variables": {"q": "x"}, "messages": []}
+    )
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_override"
 
 
@@ -200,7 +238,13 @@ def test_render_answer_keeps_fields_the_sdk_can_parse() -> None:
 
     p = prompt("x")
     rendered = RenderedPrompt(
-        body={"model": "m", "messages": [], "presence_penalty": 0.2, "frequency_penalty": 1, "stream": True},
+        body={
+            "model": "m",
+            "messages": [],
+            "presence_penalty": 0.2,
+            "frequency_penalty": 1,
+            "stream": True,
+        },
         prompt=p,
         version=p.versions[0],
         label=None,

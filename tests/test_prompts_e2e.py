@@ -65,13 +65,14 @@ def library(gw: RunningGateway, fake: FakeUpstream) -> dict[str, str]:
     partial = admin(gw).prompts.partials.create(name="tone", string="Answer {{tone}}ly.")
     partial_slug = str(partial.slug)
     assert partial_slug.startswith("pp-")
+    folder = admin(gw).collections.create(name="support")
     made = admin(gw).prompts.create(
         name="support",
+        collection_id=str(folder.id),
         string=messages(f"You help with {{{{product}}}}. {{{{>{partial_slug}}}}}", "{{question}}"),
         model="gpt-4o-mini",
         virtual_key=vk,
         parameters={"temperature": 0.2, "max_tokens": 64},
-        variables={"tone": "polite"},
         version_description="first",
     )
     return {"vk": vk, "partial": partial_slug, "prompt": str(made.slug)}
@@ -95,7 +96,7 @@ def wait_for_logs(gw: RunningGateway, count: int, **params: str) -> list[dict[st
             time.sleep(0.05)
 
 
-VARIABLES = {"product": "Widgets", "question": "How do I reset it?"}
+VARIABLES = {"product": "Widgets", "question": "How do I reset it?", "tone": "polite"}
 
 
 def test_render_complete_publish_and_labels(serve: RunningGateway, fake: FakeUpstream) -> None:
@@ -167,8 +168,14 @@ def test_the_async_client(serve: RunningGateway, fake: FakeUpstream) -> None:
         client = portkey_ai.AsyncPortkey(api_key=key, base_url=serve.base_url)
         try:
             vk = virtual_key(serve, fake)
+            folder = await boss.collections.create(name="async")
             made = await boss.prompts.create(
-                name="async", string="Say {{word}}", model="gpt-4o-mini", virtual_key=vk
+                name="async",
+                collection_id=str(folder.id),
+                string="Say {{word}}",
+                parameters={},
+                model="gpt-4o-mini",
+                virtual_key=vk,
             )
             pp = str(made.slug)
             rendered = await client.prompts.render(prompt_id=pp, variables={"word": "hi"})
@@ -212,21 +219,30 @@ def test_bad_input(serve: RunningGateway, fake: FakeUpstream) -> None:
         assert status == 404 and missing.split("@")[-1][:6] in message, message
     assert fake.requests == []
 
+    folder = str(boss.collections.create(name="bad").id)
     status, message = status_of(
-        lambda: boss.prompts.create(name="broken", string="Hi {{#open}} never closed", model="m")
+        lambda: boss.prompts.create(
+            name="broken", collection_id=folder, parameters={}, string="Hi {{#open}} never closed"
+        )
     )
     assert status == 400 and "line 1" in message and "column" in message, message
     status, message = status_of(
-        lambda: boss.prompts.create(name="lost", string="{{>pp-missing-partial}}", model="m")
+        lambda: boss.prompts.create(
+            name="lost", collection_id=folder, parameters={}, string="{{>pp-missing-partial}}"
+        )
     )
     assert status == 404 and "pp-missing-partial" in message
 
     # A partial that includes itself, directly or through another.
     a = str(boss.prompts.partials.create(name="a", string="A").slug)
     b = str(boss.prompts.partials.create(name="b", string=f"B {{{{>{a}}}}}").slug)
-    status, message = status_of(lambda: boss.prompts.partials.update(partial_slug=a, string=f"{{{{>{a}}}}}"))
+    status, message = status_of(
+        lambda: boss.prompts.partials.update(partial_slug=a, string=f"{{{{>{a}}}}}")
+    )
     assert status == 400 and a in message
-    status, message = status_of(lambda: boss.prompts.partials.update(partial_slug=a, string=f"{{{{>{b}}}}}"))
+    status, message = status_of(
+        lambda: boss.prompts.partials.update(partial_slug=a, string=f"{{{{>{b}}}}}")
+    )
     assert status == 400 and a in message and b in message
 
     # A label split whose weights are not positive.
@@ -234,7 +250,12 @@ def test_bad_input(serve: RunningGateway, fake: FakeUpstream) -> None:
     for weights in ([0, 100], [-1, 2], [70, "30"]):
         answer = http.put(
             f"/prompts/{pp}/labels/staging",
-            json={"versions": [{"version": 1, "weight": weights[0]}, {"version": 1, "weight": weights[1]}]},
+            json={
+                "versions": [
+                    {"version": 1, "weight": weights[0]},
+                    {"version": 1, "weight": weights[1]},
+                ]
+            },
         )
         assert answer.status_code == 400, answer.text
     answer = http.put(
@@ -243,7 +264,8 @@ def test_bad_input(serve: RunningGateway, fake: FakeUpstream) -> None:
     assert answer.status_code == 404 and "7" in answer.json()["error"]["message"]
     # A variable holding a tag is inserted as it is, never expanded.
     rendered = client.prompts.render(
-        prompt_id=pp, variables={**VARIABLES, "question": "{{product}} {{>" + made["partial"] + "}}"}
+        prompt_id=pp,
+        variables={**VARIABLES, "question": "{{product}} {{>" + made["partial"] + "}}"},
     )
     assert rendered.data.messages[1].content == "{{product}} {{>" + made["partial"] + "}}"
     http.close()
