@@ -253,3 +253,49 @@ def test_render_answer_keeps_fields_the_sdk_can_parse() -> None:
     answer = json.loads(render_answer(rendered))
     assert answer["data"] == {"model": "m", "messages": [], "frequency_penalty": 1}
     assert answer["rendered"]["presence_penalty"] == 0.2 and "stream" not in answer["rendered"]
+
+
+class Memory:
+    """A prompt source holding records in memory (the catalog's interface)."""
+
+    def __init__(self, *records: Prompt) -> None:
+        self.records = {r.slug: r for r in records}
+        self.labels: dict[str, Any] = {}
+
+    def saved_prompt(self, name: str) -> Prompt | None:
+        return self.records.get(name)
+
+    async def prompt(self, name: str) -> Prompt | None:
+        return self.records.get(name)
+
+
+async def test_strict_variables_know_the_partials_names() -> None:
+    from portkey_mw.prompts.library import PromptLibrary
+
+    partial = Prompt(
+        id="q",
+        slug="pp-tone",
+        name="tone",
+        kind="partial",
+        versions=(PromptVersion(id="t1", prompt_id="q", version=1, template="Be {{tone}}."),),
+    )
+    main = prompt("{{question}} {{>pp-tone}}")
+    strict = PromptLibrary(Memory(main, partial), strict_variables=True)
+    lenient = PromptLibrary(Memory(main, partial))
+    sent = {"variables": {"question": "Why?", "tone": "brief"}}
+    for library in (strict, lenient):
+        done = await library.render(
+            "pp-x", sent, workspace_id=None, callers={}, fallback_caller="r"
+        )
+        assert done.body["messages"] == [{"role": "user", "content": "Why? Be brief."}]
+    extra = {"variables": {"question": "Why?", "colour": "red"}}
+    with pytest.raises(Exception) as caught:
+        await strict.render("pp-x", extra, workspace_id=None, callers={}, fallback_caller="r")
+    assert getattr(caught.value, "code", None) == "unknown_variable"
+    assert "colour" in str(caught.value)
+    # Not strict: ignored; a partial's own variable left out renders empty.
+    done = await lenient.render("pp-x", extra, workspace_id=None, callers={}, fallback_caller="r")
+    assert done.body["messages"][0]["content"] == "Why? Be ."
+    # Another workspace's prompt is not found.
+    with pytest.raises(PromptNotFound):
+        await lenient.render("pp-x", sent, workspace_id="w2", callers={}, fallback_caller="r")

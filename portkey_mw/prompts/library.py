@@ -22,6 +22,7 @@ from portkey_mw.prompts.template import (
     PromptTemplate,
     Template,
     parse_template,
+    partial_closure,
 )
 from portkey_mw.store.records import PARTIAL, PROMPT, Label, Prompt, PromptVersion
 
@@ -183,8 +184,8 @@ class PromptLibrary:
         version, label = choose(prompt, selector, self._labels(), callers, fallback_caller)
         template = self.compiled(version)
         assert isinstance(template, PromptTemplate)
-        values = self._values(template, version, body.get("variables"))
         await self._load_partials(template)
+        values = self._values(template, version, body.get("variables"))
         messages = template.render(
             values, self._partial_template, max_chars=self.max_rendered_chars
         )
@@ -211,6 +212,9 @@ class PromptLibrary:
         defaults: dict[str, Any] = dict(declared) if isinstance(declared, Mapping) else {}
         if self.strict_variables:
             known = set(template.required) | set(template.optional) | set(defaults)
+            for ref in partial_closure(template, self._partial_template):
+                used = self._partial_template(ref)
+                known.update(used.required, used.optional)
             unknown = sorted(set(given) - known)
             if unknown:
                 raise InvalidRequest(
