@@ -1034,7 +1034,12 @@ async def test_the_data_plane_serves_from_memory_while_postgresql_is_down(
                 # (analytics require a time range: without one they are a 400 before any read)
                 now = time.time()
                 span = {"time_of_generation_min": now - 60, "time_of_generation_max": now}
-                params = span if route.operation.startswith("analytics.") else None
+                # (and the per-version outcomes one prompt: it is named, then read)
+                params = (
+                    {**span, "prompt_slug": "pp-x"}
+                    if route.operation.startswith("analytics.")
+                    else None
+                )
                 reply = await client.request(
                     route.method, path, headers=ADMIN, content=body, params=params
                 )
