@@ -299,3 +299,44 @@ async def test_strict_variables_know_the_partials_names() -> None:
     # Another workspace's prompt is not found.
     with pytest.raises(PromptNotFound):
         await lenient.render("pp-x", sent, workspace_id="w2", callers={}, fallback_caller="r")
+
+
+async def test_what_cannot_be_deleted_or_renamed(gateway: httpx.AsyncClient) -> None:
+    partial = await create(gateway, "/v1/prompts/partials", name="tone", string="Be {{tone}}.")
+    made = await create(
+        gateway, name="uses", string="Hi {{> " + partial["slug"] + " }}", provider="mock", model="m"
+    )
+    answer = await gateway.delete(f"/v1/prompts/partials/{partial['slug']}", headers=ADMIN)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "partial_in_use"
+    assert made["slug"] in answer.json()["error"]["message"]
+
+    label = await create(gateway, "/v1/labels", name="canary")
+    answer = await gateway.put(
+        f"/v1/prompts/{made['slug']}/versions/1", json={"label_id": label["id"]}, headers=ADMIN
+    )
+    assert answer.status_code == 200, answer.text
+    answer = await gateway.delete(f"/v1/labels/{label['id']}", headers=ADMIN)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "label_in_use"
+    answer = await gateway.post(
+        f"/v1/prompts/{made['slug']}@canary/render", json={"variables": {"tone": "calm"}}
+    )
+    assert answer.json()["data"]["messages"][0]["content"] == "Hi Be calm."
+    for built_in in ("production", "staging"):
+        answer = await gateway.delete(f"/v1/labels/{built_in}", headers=ADMIN)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "built_in_label"
+    answer = await gateway.post("/v1/labels", json={"name": "Production"}, headers=ADMIN)
+    assert answer.status_code == 409
+
+    # Once the prompt no longer includes it, the partial can go; the label once moved off.
+    answer = await gateway.put(f"/v1/prompts/{made['slug']}", json={"string": "Hi"}, headers=ADMIN)
+    assert answer.status_code == 200
+    answer = await gateway.put(
+        f"/v1/prompts/{made['slug']}/makeDefault", json={"version": 2}, headers=ADMIN
+    )
+    assert answer.status_code == 200
+    answer = await gateway.delete(f"/v1/prompts/partials/{partial['slug']}", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    answer = await gateway.delete(f"/v1/prompts/{made['slug']}/labels/canary", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    answer = await gateway.delete(f"/v1/labels/{label['id']}", headers=ADMIN)
+    assert answer.status_code == 200, answer.text

@@ -352,12 +352,25 @@ async def delete(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
 
 
 async def _refuse_if_included(call: Call, partial: Prompt) -> None:
+    """Refuse to delete a partial that a published or newest version of another prompt or
+    partial includes (its calls would fail from then on)."""
     for kind in (PROMPT, PARTIAL):
         for other in await call.store.list_prompts(kind):
-            for version in (other.version(other.default_version), other.latest):
-                if version is None or other.id == partial.id:
+            if other.id == partial.id:
+                continue
+            published, latest = other.version(other.default_version), other.latest
+            for version in (published, latest if latest is not published else None):
+                if version is None:
                     continue
-                if "{{>" + partial.slug in version.template.replace("{{> ", "{{>"):
+                try:
+                    parsed: PromptTemplate | Template = (
+                        PromptTemplate.parse(version.template)
+                        if kind == PROMPT
+                        else parse_template(version.template)
+                    )
+                except TemplateError:
+                    continue  # saved before a stricter parser: it includes nothing callable
+                if any(ref.slug == partial.slug for ref in parsed.partials):
                     raise Conflict(
                         f"partial {partial.slug!r} is included by {other.slug!r}: change that "
                         "first",
