@@ -302,7 +302,17 @@ async def _apply(
             f"the file says {spec.kind}"
         )
     try:
-        await check_version(store, services, principal, spec.kind, spec.slug, text, definition)
+        workspace = existing.workspace_id if existing is not None else principal.workspace_id
+        await check_version(
+            store,
+            services,
+            principal,
+            spec.kind,
+            spec.slug,
+            text,
+            definition,
+            workspace_id=workspace,
+        )
     except GatewayError as exc:
         raise PromptFileError(f"prompt file {item.source}: {exc.message}") from None
     outcome: Outcome = "created"

@@ -25,7 +25,7 @@ from portkey_mw.admin.schemas import parse_body
 from portkey_mw.admin.services import Principal
 from portkey_mw.admin.virtual_keys import derive_slug
 from portkey_mw.errors import InvalidRequest, NotFound
-from portkey_mw.prompts.selection import BUILT_IN_LABELS
+from portkey_mw.prompts.selection import BUILT_IN_LABELS, reserved_label_name
 from portkey_mw.store.protocols import Conflict
 from portkey_mw.store.records import PROMPT, Collection, Label
 
@@ -68,6 +68,19 @@ def _built_in(label_id: str) -> None:
         )
 
 
+def _callable_name(name: str) -> None:
+    """Refuse a name ``pp-x@<name>`` could not reach: a built-in label's, ``latest``, or a
+    number (those select versions first)."""
+    if name.lower() in BUILT_IN_LABELS:
+        raise Conflict(f"{name!r} is a built-in label", param="name")
+    if reserved_label_name(name):
+        raise InvalidRequest(
+            f"a label cannot be called {name!r}: pp-x@{name} selects a version",
+            param="name",
+            code="reserved_label_name",
+        )
+
+
 async def _label(call: Call, principal: Principal) -> Label:
     label_id = call.param("id")
     if label_id in BUILT_IN_LABELS:
@@ -82,8 +95,7 @@ async def create_label(call: Call) -> tuple[int, dict[str, Any]]:
     """Make a custom label."""
     principal = await call.authorize()
     fields = parse_body(LabelCreate, await call.body(), "label")
-    if fields.name.lower() in BUILT_IN_LABELS:
-        raise Conflict(f"{fields.name!r} is a built-in label", param="name")
+    _callable_name(fields.name)
     record = Label(
         id=uuid.uuid4().hex,
         name=fields.name,
@@ -126,8 +138,8 @@ async def update_label(call: Call) -> tuple[int, dict[str, Any]]:
         for name in ("name", "description", "color_code")
         if name in fields.model_fields_set and getattr(fields, name) is not None
     }
-    if changes.get("name", "").lower() in BUILT_IN_LABELS:
-        raise Conflict(f"{changes['name']!r} is a built-in label", param="name")
+    if "name" in changes:
+        _callable_name(changes["name"])
     if changes:
         await call.store.update_label(label.id, changes)
     return 200, views.created("label", id=label.id)

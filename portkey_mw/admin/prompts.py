@@ -135,8 +135,13 @@ async def _partials_of(
     principal: Principal,
     template: PromptTemplate | Template,
     own: tuple[str, Template],
+    workspace_id: str | None,
 ) -> None:
     """Every partial ``template`` reaches exists for the caller, and none includes itself.
+
+    A partial must also be the organisation's or of ``workspace_id`` (the including
+    prompt's workspace), as the data plane requires: slugs are one namespace and a freed
+    slug may be taken by another workspace.
 
     :param own: the partial being saved (its slug and new template), which the lookup
         answers with the new text: a cycle through the new version is caught too.
@@ -157,7 +162,11 @@ async def _partials_of(
         except _Pending as pending:
             ref = pending.ref
             record = await store.get_prompt(ref.slug, PARTIAL)
-            if record is None or not visible(principal, record.workspace_id):
+            if (
+                record is None
+                or not visible(principal, record.workspace_id)
+                or record.workspace_id not in (None, workspace_id)
+            ):
                 raise PromptNotFound(
                     f"the template includes partial {ref.text[:100]!r}, which does not exist",
                     param="string",
@@ -181,6 +190,8 @@ async def check_version(
     slug: str,
     text: str,
     definition: Mapping[str, Any],
+    *,
+    workspace_id: str | None = None,
 ) -> None:
     """Refuse a version that could not be called: the template does not parse (the error
     names the line and column), includes a partial ``principal`` cannot see or one that
@@ -191,6 +202,7 @@ async def check_version(
     :param slug: the prompt's (or partial's) slug, new or existing.
     :param text: the version's template (Portkey's ``string``).
     :param definition: the version's other fields.
+    :param workspace_id: the prompt's workspace (default: the principal's).
     """
     try:
         template: PromptTemplate | Template = (
@@ -200,14 +212,14 @@ async def check_version(
         exc.param = "string"
         raise
     own = (slug, template if isinstance(template, Template) else parse_template(""))
-    await _partials_of(store, principal, template, own)
+    workspace = workspace_id if workspace_id is not None else principal.workspace_id
+    await _partials_of(store, principal, template, own, workspace)
     if kind == PARTIAL:
         return
-    vk = definition.get("virtual_key")
-    if vk is not None:
+    for field, vk in _virtual_keys_named(definition):
         record = await store.get_virtual_key(vk)
         if record is None or not visible(principal, record.workspace_id):
-            raise NotFound(f"no virtual key {vk[:100]!r}", param="virtual_key")
+            raise NotFound(f"no virtual key {vk[:100]!r}", param=field)
     config = definition.get("config")
     if config is not None and config not in services.named_configs:
         saved = await store.get_config(config)
@@ -224,6 +236,25 @@ async def check_version(
             raise InvalidRequest(
                 f"parameters.{fixed} cannot be saved in a prompt", param=f"parameters.{fixed}"
             )
+
+
+def _virtual_keys_named(definition: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The virtual keys a version routes by: its ``virtual_key``, and a model spelled
+    ``@slug/model`` in ``model`` or ``parameters.model`` (a route as much as the field
+    is), each with the field that names it."""
+    named = []
+    vk = definition.get("virtual_key")
+    if isinstance(vk, str):
+        named.append(("virtual_key", vk))
+    parameters = definition.get("parameters")
+    for field, model in (
+        ("model", definition.get("model")),
+        ("parameters.model", parameters.get("model") if isinstance(parameters, Mapping) else None),
+    ):
+        if isinstance(model, str) and model.startswith("@"):
+            slug = model[1:].partition("/")[0]
+            named.append((field, slug))
+    return named
 
 
 def _answer(prompt: Prompt, fields: VersionFields | None = None) -> dict[str, Any]:
@@ -259,7 +290,14 @@ async def create(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
     if fields.collection_id is not None:
         await _collection(call, principal, fields.collection_id)
     await check_version(
-        call.store, call.services, principal, kind, record.slug, fields.string, definition
+        call.store,
+        call.services,
+        principal,
+        kind,
+        record.slug,
+        fields.string,
+        definition,
+        workspace_id=record.workspace_id,
     )
     first = PromptVersion(
         id=uuid.uuid4().hex,
@@ -321,7 +359,14 @@ async def update(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
         text = fields.string if fields.string is not None else (latest.template if latest else "")
         definition = _definition(fields, base)
         await check_version(
-            call.store, call.services, principal, kind, record.slug, text, definition
+            call.store,
+            call.services,
+            principal,
+            kind,
+            record.slug,
+            text,
+            definition,
+            workspace_id=record.workspace_id,
         )
         new_version = PromptVersion(
             id=uuid.uuid4().hex,
@@ -352,16 +397,13 @@ async def delete(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
 
 
 async def _refuse_if_included(call: Call, partial: Prompt) -> None:
-    """Refuse to delete a partial that a published or newest version of another prompt or
-    partial includes (its calls would fail from then on)."""
+    """Refuse to delete a partial that a live version (published, newest, or pointed at by
+    a label) of another prompt or partial includes: its calls would fail from then on."""
     for kind in (PROMPT, PARTIAL):
         for other in await call.store.list_prompts(kind):
             if other.id == partial.id:
                 continue
-            published, latest = other.version(other.default_version), other.latest
-            for version in (published, latest if latest is not published else None):
-                if version is None:
-                    continue
+            for version in _live_versions(other):
                 try:
                     parsed: PromptTemplate | Template = (
                         PromptTemplate.parse(version.template)
@@ -378,14 +420,32 @@ async def _refuse_if_included(call: Call, partial: Prompt) -> None:
                     )
 
 
+def _live_versions(prompt: Prompt) -> list[PromptVersion]:
+    """The versions a call without a number reaches: the published one, the newest, and
+    every one a label points at."""
+    numbers = {prompt.default_version, *(v for vs in _label_versions(prompt).values() for v in vs)}
+    found = [v for v in (prompt.version(n) for n in numbers) if v is not None]
+    latest = prompt.latest
+    return [*found, latest] if latest is not None and latest not in found else found
+
+
 async def publish(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
     """Make a version the published one (what ``pp-x`` without ``@`` calls)."""
     principal = await call.authorize()
     number = parse_body(Publish, await call.body(), "publish").version
     record = await _visible(call, principal, kind, call.param("slug"))
-    if record.version(number) is None:
+    version = record.version(number)
+    if version is None:
         raise PromptNotFound(
             f"{_WHAT[kind]} {record.slug!r} has no version {number}", param="version"
+        )
+    if kind == PARTIAL:
+        # Each version was checked against the others' published versions when it was
+        # saved; publishing changes what ``{{>slug}}`` means, so a cycle closed by two
+        # publishes (A v2 -> B, B v2 -> A) is caught here.
+        template = parse_template(version.template)
+        await _partials_of(
+            call.store, principal, template, (record.slug, template), record.workspace_id
         )
     updated = await call.store.update_prompt(record.id, {"default_version": number})
     if updated is None:
@@ -404,7 +464,8 @@ async def versions(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]
 
 
 def _version_of(record: Prompt, name: str) -> PromptVersion:
-    found = record.version(int(name)) if name.isdigit() and len(name) <= 9 else None
+    number = name.isascii() and name.isdigit() and len(name) <= 9
+    found = record.version(int(name)) if number else None
     found = found or next((v for v in record.versions if v.id == name), None)
     if found is None:
         raise PromptNotFound(
@@ -429,10 +490,9 @@ async def label_version(call: Call) -> tuple[int, dict[str, Any]]:
     version = _version_of(record, call.param("version_id"))
     label = await _label_id(call, principal, fields.label_id)
     deployed = {"versions": [{"version": version.version, "weight": 1}], "sticky": "user"}
-    updated = await call.store.update_prompt(
-        record.id, {"labels": {**record.labels, label: deployed}}
-    )
-    assert updated is not None
+    updated = await call.store.update_prompt(record.id, {}, moved_labels={label: deployed})
+    if updated is None:
+        raise PromptNotFound(f"no prompt {record.slug!r}", param="slug")
     return 200, {**views.created("prompt_version", id=version.id), "label_id": label}
 
 
@@ -446,10 +506,9 @@ async def split_label(call: Call) -> tuple[int, dict[str, Any]]:
         "versions": check_split(fields.versions, record),
         "sticky": check_sticky(fields.sticky),
     }
-    updated = await call.store.update_prompt(
-        record.id, {"labels": {**record.labels, label: deployed}}
-    )
-    assert updated is not None
+    updated = await call.store.update_prompt(record.id, {}, moved_labels={label: deployed})
+    if updated is None:
+        raise PromptNotFound(f"no prompt {record.slug!r}", param="slug")
     return 200, {**views.created("prompt_label", id=label), "label_id": label, **deployed}
 
 
@@ -460,8 +519,7 @@ async def unlabel(call: Call) -> tuple[int, dict[str, Any]]:
     label = await _label_id(call, principal, call.param("label"))
     if label not in record.labels:
         raise PromptNotFound(f"label {label!r} points at no version of {record.slug!r}")
-    rest = {k: v for k, v in record.labels.items() if k != label}
-    await call.store.update_prompt(record.id, {"labels": rest})
+    await call.store.update_prompt(record.id, {}, moved_labels={label: None})
     return 200, views.created("prompt_label", id=label)
 
 

@@ -9,7 +9,7 @@ ago). Each version's template is parsed once and kept (versions never change).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -128,17 +128,29 @@ class PromptLibrary:
     def _labels(self) -> Mapping[str, Label]:
         return self.source.labels if self.source is not None else {}
 
-    def _partial_template(self, ref: PartialRef) -> Template:
+    def _partials_of(self, prompt: Prompt) -> Callable[[PartialRef], Template]:
+        """The partials ``prompt`` may include: the organisation's and its workspace's
+        (slugs are one namespace, and a slug freed by a deletion may be taken by another
+        workspace: its text must not reach this prompt)."""
+
+        def lookup(ref: PartialRef) -> Template:
+            return self._partial_template(ref, prompt.workspace_id)
+
+        return lookup
+
+    def _partial_template(self, ref: PartialRef, workspace_id: str | None = None) -> Template:
         """The partial ``ref`` names, from memory (:meth:`_load_partials` fetched them)."""
         found = self.source.saved_prompt(ref.slug) if self.source is not None else None
-        if found is None or found.kind != PARTIAL:
+        if found is None or found.kind != PARTIAL or found.workspace_id not in (None, workspace_id):
             raise PromptNotFound(f"no partial {ref.slug[:MAX_PROMPT_ID]!r}", param="partial")
         version, _ = choose(found, ref.selector, self._labels(), {}, "")
         template = self.compiled(version, PARTIAL)
         assert isinstance(template, Template)
         return template
 
-    async def _load_partials(self, template: PromptTemplate | Template) -> None:
+    async def _load_partials(
+        self, template: PromptTemplate | Template, partials: Callable[[PartialRef], Template]
+    ) -> None:
         """Bring every partial ``template`` reaches into memory (a budgeted store read for
         one created elsewhere moments ago), so rendering needs no await."""
         if self.source is None:
@@ -154,7 +166,7 @@ class PromptLibrary:
                 if self.source.saved_prompt(ref.slug) is None:
                     await self.source.prompt(ref.slug)
                 try:
-                    following.extend(self._partial_template(ref).partials)
+                    following.extend(partials(ref).partials)
                 except PromptNotFound:
                     continue  # said when rendering reaches it
             if not following:
@@ -184,11 +196,10 @@ class PromptLibrary:
         version, label = choose(prompt, selector, self._labels(), callers, fallback_caller)
         template = self.compiled(version)
         assert isinstance(template, PromptTemplate)
-        await self._load_partials(template)
-        values = self._values(template, version, body.get("variables"))
-        messages = template.render(
-            values, self._partial_template, max_chars=self.max_rendered_chars
-        )
+        partials = self._partials_of(prompt)
+        await self._load_partials(template, partials)
+        values = self._values(template, version, body.get("variables"), partials)
+        messages = template.render(values, partials, max_chars=self.max_rendered_chars)
         return RenderedPrompt(
             body=_request(version, messages, body),
             prompt=prompt,
@@ -198,7 +209,11 @@ class PromptLibrary:
         )
 
     def _values(
-        self, template: PromptTemplate, version: PromptVersion, given: Any
+        self,
+        template: PromptTemplate,
+        version: PromptVersion,
+        given: Any,
+        partials: Callable[[PartialRef], Template],
     ) -> dict[str, Any]:
         if given is None:
             given = {}
@@ -212,8 +227,8 @@ class PromptLibrary:
         defaults: dict[str, Any] = dict(declared) if isinstance(declared, Mapping) else {}
         if self.strict_variables:
             known = set(template.required) | set(template.optional) | set(defaults)
-            for ref in partial_closure(template, self._partial_template):
-                used = self._partial_template(ref)
+            for ref in partial_closure(template, partials):
+                used = partials(ref)
                 known.update(used.required, used.optional)
             unknown = sorted(set(given) - known)
             if unknown:

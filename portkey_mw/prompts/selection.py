@@ -33,6 +33,19 @@ class PromptNotFound(NotFound):
     code = "prompt_not_found"
 
 
+def is_version_number(text: str) -> bool:
+    """Whether a selector is a version number: ASCII digits only (``str.isdigit`` takes
+    ``"²"`` too, which ``int`` refuses), at most nine."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
+def reserved_label_name(name: str) -> bool:
+    """Whether ``pp-x@<name>`` would mean something else: ``latest``, a number, or a
+    built-in label's name (a custom label so named could never be called)."""
+    lowered = name.lower()
+    return lowered == "latest" or lowered in BUILT_IN_LABELS or (name.isascii() and name.isdigit())
+
+
 def split_id(text: str) -> tuple[str, str | None]:
     """``"pp-x@12"`` -> ``("pp-x", "12")``; ``"pp-x"`` -> ``("pp-x", None)``."""
     slug, at, selector = text.partition("@")
@@ -143,7 +156,7 @@ def choose(
     """
     if selector is None or selector == "":
         found = prompt.version(prompt.default_version)
-    elif selector.isdigit() and len(selector) <= 9:
+    elif is_version_number(selector):
         found = prompt.version(int(selector))
         if found is None:
             raise PromptNotFound(

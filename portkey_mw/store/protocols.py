@@ -130,10 +130,19 @@ class ControlStore(Protocol):
         """Every live prompt (or partial), oldest first."""
 
     async def update_prompt(
-        self, name: str, changes: Mapping[str, Any], new_version: PromptVersion | None = None
+        self,
+        name: str,
+        changes: Mapping[str, Any],
+        new_version: PromptVersion | None = None,
+        *,
+        moved_labels: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> Prompt | None:
         """Apply ``changes`` (name, collection, status, default version, labels) and add
-        ``new_version`` (the store numbers it), in one transaction."""
+        ``new_version`` (the store numbers it), in one transaction.
+
+        :param moved_labels: label id -> where it now points (``None``: taken off), merged
+            into the labels as they are inside the transaction, so two label moves at
+            once both stay."""
 
     async def delete_prompt(self, name: str) -> bool:
         """Mark the prompt or partial deleted."""

@@ -184,19 +184,35 @@ class PromptTables:
         name: str,
         changes: Mapping[str, Any],
         new_version: PromptVersion | None = None,
+        *,
+        moved_labels: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> Prompt | None:
         """Apply ``changes`` and add ``new_version`` (numbered next), in one transaction.
 
         ``None``: no such live prompt. A ``default_version`` or label naming a version the
         prompt does not have is the caller's to refuse (it knows the versions).
+
+        :param moved_labels: label id -> where it points now (``None``: taken off), merged
+            into the labels read under the write lock: label moves made at once all stay.
         """
         check_fields(changes, PROMPT_FIELDS, "prompt")
         async with self._write() as tx:
-            record_id = await tx.connection.scalar(
-                select(prompts.c.id).where(_by_slug_or_id(prompts, name))
-            )
-            if record_id is None:
+            found = (
+                await tx.connection.execute(
+                    select(prompts.c.id, prompts.c.labels).where(_by_slug_or_id(prompts, name))
+                )
+            ).first()
+            if found is None:
                 return None
+            record_id = found.id
+            if moved_labels:
+                labels = dict(found.labels or {})
+                for label, deployed in moved_labels.items():
+                    if deployed is None:
+                        labels.pop(label, None)
+                    else:
+                        labels[label] = dict(deployed)
+                changes = {**changes, "labels": labels}
             if new_version is not None:
                 await PromptTables._add_prompt_version(tx, record_id, new_version)
             await tx.change(prompts, record_id, **{k: plain(v) for k, v in changes.items()})
