@@ -1273,6 +1273,64 @@ async def test_a_workspace_key_sees_only_its_workspace(tmp_path: Path, auth_requ
         assert reply.status_code == 403
 
 
+async def test_a_workspace_key_uses_only_its_workspaces_virtual_keys(
+    tmp_path: Path, auth_required: None
+) -> None:
+    """A workspace key's requests may name only its own workspace's virtual keys: another
+    workspace's (or the organisation's) answers 404 as if absent, however it is named --
+    header, ``@slug/model``, a saved config's target -- and its credentials are not used."""
+    async with gateway_in_process(sqlite_url(tmp_path)) as (_, client):
+        mine = await made(
+            client,
+            "/v1/virtual-keys",
+            {"name": "a", "provider": "mock", "key": "k", "workspace_id": "ws-1"},
+        )
+        theirs = await made(
+            client,
+            "/v1/virtual-keys",
+            {"name": "b", "provider": "mock", "key": "k", "workspace_id": "ws-2"},
+        )
+        shared = await made(
+            client, "/v1/virtual-keys", {"name": "c", "provider": "mock", "key": "k"}
+        )
+        config = await made(
+            client, "/v1/configs", {"name": "c", "config": {"virtual_key": theirs["slug"]}}
+        )
+        ws_key = await made(
+            client,
+            "/v1/api-keys/workspace/service",
+            {"name": "w", "workspace_id": "ws-1", "scopes": ["completions.write"]},
+        )
+        planted.plant(ws_key["key"])
+        org_key = (await new_key(client, ["completions.write"]))["key"]
+        as_ws = {"x-portkey-api-key": ws_key["key"]}
+        reply = await client.post(
+            "/v1/chat/completions",
+            json=MOCK_CHAT,
+            headers={**as_ws, "x-portkey-virtual-key": mine["slug"]},
+        )
+        assert reply.status_code == 200, reply.text
+        for headers, body in (
+            ({"x-portkey-virtual-key": theirs["slug"]}, MOCK_CHAT),
+            ({"x-portkey-virtual-key": shared["slug"]}, MOCK_CHAT),
+            ({"x-portkey-provider": "@" + theirs["slug"]}, MOCK_CHAT),
+            ({}, {**MOCK_CHAT, "model": f"@{theirs['slug']}/mock-gpt"}),
+            ({"x-portkey-config": config["slug"]}, MOCK_CHAT),
+        ):
+            reply = await client.post(
+                "/v1/chat/completions", json=body, headers={**as_ws, **headers}
+            )
+            assert reply.status_code == 404, (headers, reply.text)
+            assert code(reply) == "virtual_key_not_found"
+        # An organisation key uses any of them.
+        reply = await client.post(
+            "/v1/chat/completions",
+            json=MOCK_CHAT,
+            headers={"x-portkey-api-key": org_key, "x-portkey-virtual-key": theirs["slug"]},
+        )
+        assert reply.status_code == 200, reply.text
+
+
 async def test_updating_a_virtual_key_cannot_redirect_credentials_it_does_not_know(
     tmp_path: Path, auth_required: None, detector: Detector, fake: FakeUpstream
 ) -> None:

@@ -44,6 +44,7 @@ def binding(vk: VirtualKey) -> VirtualKeyBinding:
         status=vk.status,
         expires_at=vk.expires_at.timestamp() if vk.expires_at is not None else None,
         spend=virtual_key_subject(vk),
+        workspace_id=vk.workspace_id,
     )
 
 
@@ -53,14 +54,22 @@ def not_found(slug: str, where: str, deleted: bool = False) -> VirtualKeyNotFoun
     return VirtualKeyNotFound(f"virtual key {slug!r} ({where}) {state}", param="virtual_key")
 
 
-def check_usable(target: ResolvedTarget, now: float | None = None) -> None:
-    """Refuse an attempt with a virtual key that is turned off or has expired.
+def check_usable(
+    target: ResolvedTarget, now: float | None = None, workspace_id: str | None = None
+) -> None:
+    """Refuse an attempt with a virtual key that is turned off, has expired, or belongs to
+    another workspace than the caller's.
 
+    :param workspace_id: the caller's workspace, when it holds a workspace API key: such a
+        key uses only its own workspace's virtual keys (another's answers as if absent).
     :raises PermissionDenied: ``virtual_key_disabled`` / ``virtual_key_expired`` (403).
+    :raises VirtualKeyNotFound: another workspace's virtual key (404).
     """
     slug = target.virtual_key
     if slug is None:
         return
+    if workspace_id is not None and target.virtual_key_workspace != workspace_id:
+        raise not_found(slug, "in this API key's workspace")
     if target.virtual_key_status != ACTIVE:
         raise PermissionDenied(
             f"virtual key {slug!r} is {target.virtual_key_status}",

@@ -55,6 +55,9 @@ class ResolvedTarget:
     virtual_key_status: str = "active"
     #: when the virtual key stops working (epoch seconds), checked before each attempt
     expires_at: float | None = None
+    #: the virtual key's workspace (``None``: the organisation's): a workspace API key may
+    #: use only its own workspace's virtual keys, checked before each attempt
+    virtual_key_workspace: str | None = None
     #: body parameters applied when the request does not set them (a virtual key's
     #: default ``model``)
     default_params: Mapping[str, Any] | None = None
@@ -112,6 +115,8 @@ class VirtualKeyBinding:
     expires_at: float | None = None
     #: its rate limits and budget (:class:`portkey_mw.limits.Subject`), or None
     spend: Subject | None = None
+    #: the workspace it belongs to (``None``: the organisation's)
+    workspace_id: str | None = None
 
 
 #: looks a virtual key up by slug for the target at a path (raises when there is none)
@@ -309,6 +314,7 @@ def _bound_target(
         virtual_key=slug,
         virtual_key_status=vk.status,
         expires_at=vk.expires_at,
+        virtual_key_workspace=vk.workspace_id,
         default_params=vk.default_params,
         spend=vk.spend,
     )
