@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import event
 
-from portkey_mw import Gateway
+from portkey_mw import Gateway, ServerSettings
+from portkey_mw.store.sql import SQLStore
 
 #: the admin key the benchmarks' gateways run with (set as PORTKEY_MW_ADMIN_KEY)
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -101,3 +106,43 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@dataclass
+class StoreBench:
+    """A started gateway over a fresh SQLite store, the mock provider, a virtual key for it
+    and a ``completions.write`` API key; ``statements`` counts the SQL the store runs."""
+
+    gateway: Gateway
+    store: SQLStore
+    virtual_key: str
+    api_key: str
+    statements: int = 0
+
+    def _count(self, *_: Any) -> None:
+        self.statements += 1
+
+
+async def store_bench(data: Path) -> StoreBench:
+    """:class:`StoreBench` in the directory ``data`` (the admin key is :data:`ADMIN_KEY`)."""
+    os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
+    os.environ["PORTKEY_MW_AUTH"] = "optional"
+    store = SQLStore(
+        f"sqlite+aiosqlite:///{data / 'control.db'}", master_key=os.urandom(32), data_dir=data
+    )
+    settings = ServerSettings.from_mapping(
+        {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}}
+    )
+    gateway = Gateway(settings, store=store)
+    await gateway.startup()
+    vk = await admin(
+        gateway, "/v1/virtual-keys", {"name": "bench", "provider": "mock", "key": "sk-bench"}
+    )
+    key = await admin(
+        gateway,
+        "/v1/api-keys/organisation/service",
+        {"name": "bench", "scopes": ["completions.write"]},
+    )
+    bench = StoreBench(gateway, store, vk["slug"], key["key"])
+    event.listen(store._db.sync_engine, "before_cursor_execute", bench._count)
+    return bench

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -29,11 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _harness import ADMIN_KEY, admin, call
-from sqlalchemy import event
+from _harness import admin, call, store_bench
 
-from portkey_mw import Gateway, ServerSettings
-from portkey_mw.store.sql import SQLStore
+from portkey_mw import Gateway
 
 BODY = orjson.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]})
 
@@ -61,35 +58,10 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
-    os.environ["PORTKEY_MW_AUTH"] = "optional"
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        store = SQLStore(
-            f"sqlite+aiosqlite:///{data / 'control.db'}", master_key=os.urandom(32), data_dir=data
-        )
-        settings = ServerSettings.from_mapping(
-            {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}}
-        )
-        gateway = Gateway(settings, store=store)
-        await gateway.startup()
-        statements = 0
-
-        def count(*_: Any) -> None:
-            nonlocal statements
-            statements += 1
-
-        event.listen(store._db.sync_engine, "before_cursor_execute", count)
-        vk = await admin(
-            gateway, "/v1/virtual-keys", {"name": "bench", "provider": "mock", "key": "sk-bench"}
-        )
-        key = (
-            await admin(
-                gateway,
-                "/v1/api-keys/organisation/service",
-                {"name": "bench", "scopes": ["completions.write"]},
-            )
-        )["key"]
+        bench = await store_bench(Path(tmp))
+        gateway = bench.gateway
+        vk, key = {"slug": bench.virtual_key}, bench.api_key
         config = await admin(
             gateway, "/v1/configs", {"name": "bench", "config": {"virtual_key": vk["slug"]}}
         )
@@ -138,12 +110,12 @@ async def main() -> None:
         elapsed: dict[str, float] = dict.fromkeys(results, 0.0)
         for _ in range(args.rounds):
             for title, make, body, expect in cases:
-                statements = 0
+                bench.statements = 0
                 before = catalog.miss_reads
                 started = time.perf_counter()
                 results[title].append(await measure(gateway, make, args.requests, body, expect))
                 elapsed[title] += time.perf_counter() - started
-                queries[title] += statements
+                queries[title] += bench.statements
                 misses[title] += catalog.miss_reads - before
         core = statistics.median(results[cases[0][0]])
         for title, *_ in cases:

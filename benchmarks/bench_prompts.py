@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
-from _harness import ADMIN_KEY, admin, call
-from sqlalchemy import event
+from _harness import ADMIN_KEY, admin, call, store_bench
 
-from portkey_mw import Gateway, ServerSettings
 from portkey_mw.prompts.library import callers
-from portkey_mw.store.sql import SQLStore
 
 SYSTEM = "You help customers of Widgets with their orders. Answer politely."
 QUESTION = "Where is my order 1234?"
@@ -70,35 +65,9 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
-    os.environ["PORTKEY_MW_AUTH"] = "optional"
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        store = SQLStore(
-            f"sqlite+aiosqlite:///{data / 'control.db'}", master_key=os.urandom(32), data_dir=data
-        )
-        settings = ServerSettings.from_mapping(
-            {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}}
-        )
-        gateway = Gateway(settings, store=store)
-        await gateway.startup()
-        statements = 0
-
-        def count(*_: Any) -> None:
-            nonlocal statements
-            statements += 1
-
-        event.listen(store._db.sync_engine, "before_cursor_execute", count)
-        vk = await admin(
-            gateway, "/v1/virtual-keys", {"name": "bench", "provider": "mock", "key": "sk-bench"}
-        )
-        key = (
-            await admin(
-                gateway,
-                "/v1/api-keys/organisation/service",
-                {"name": "bench", "scopes": ["completions.write"]},
-            )
-        )["key"]
+        bench = await store_bench(Path(tmp))
+        gateway, vk, key = bench.gateway, {"slug": bench.virtual_key}, bench.api_key
         partial = await admin(
             gateway, "/v1/prompts/partials", {"name": "tone", "string": "Answer {{tone}}ly."}
         )
@@ -187,10 +156,10 @@ async def main() -> None:
         queries: dict[str, int] = dict.fromkeys(results, 0)
         for _ in range(args.rounds):
             for title, run in cases:
-                before = statements
+                before = bench.statements
                 results[title].append(await batches(run, args.requests))
                 await gateway.settled()
-                queries[title] += statements - before
+                queries[title] += bench.statements - before
         await gateway.shutdown()
     base = statistics.median(results[cases[0][0]])
     for title, values in results.items():

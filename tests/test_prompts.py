@@ -327,7 +327,7 @@ async def test_what_cannot_be_deleted_or_renamed(gateway: httpx.AsyncClient) -> 
     answer = await gateway.post("/v1/labels", json={"name": "Production"}, headers=ADMIN)
     assert answer.status_code == 409
 
-    # Once the prompt no longer includes it, the partial can go; the label once moved off.
+    # A label pointing at a version that includes the partial keeps it in use too.
     answer = await gateway.put(f"/v1/prompts/{made['slug']}", json={"string": "Hi"}, headers=ADMIN)
     assert answer.status_code == 200
     answer = await gateway.put(
@@ -335,8 +335,11 @@ async def test_what_cannot_be_deleted_or_renamed(gateway: httpx.AsyncClient) -> 
     )
     assert answer.status_code == 200
     answer = await gateway.delete(f"/v1/prompts/partials/{partial['slug']}", headers=ADMIN)
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "partial_in_use"
+    # Once no live version includes it, the partial can go; the label once moved off.
     answer = await gateway.delete(f"/v1/prompts/{made['slug']}/labels/canary", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    answer = await gateway.delete(f"/v1/prompts/partials/{partial['slug']}", headers=ADMIN)
     assert answer.status_code == 200, answer.text
     answer = await gateway.delete(f"/v1/labels/{label['id']}", headers=ADMIN)
     assert answer.status_code == 200, answer.text

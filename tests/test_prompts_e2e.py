@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from tests import planted
 from tests.conftest import RunningGateway, server_file, standalone_gateway
 from tests.fake_upstream import FakeUpstream
 from tests.planted import ADMIN_KEY, OPENAI_KEY
-
-DEADLINE = 10.0
+from tests.test_observability_api import wait_for_logs
 
 
 @pytest.fixture
@@ -80,20 +78,6 @@ def library(gw: RunningGateway, fake: FakeUpstream) -> dict[str, str]:
 
 def upstream_bodies(fake: FakeUpstream) -> list[dict[str, Any]]:
     return [r.json() for r in fake.requests]
-
-
-def wait_for_logs(gw: RunningGateway, count: int, **params: str) -> list[dict[str, Any]]:
-    """Poll the log query route until ``count`` records match (the sink writes in batches)."""
-    end = time.monotonic() + DEADLINE
-    with httpx.Client(base_url=gw.base_url, headers={"x-portkey-api-key": ADMIN_KEY}) as http:
-        while True:
-            answer = http.get("/logs", params=params)
-            assert answer.status_code == 200, answer.text
-            body = answer.json()
-            if body["total"] >= count:
-                return list(body["data"])
-            assert time.monotonic() < end, f"only {body['total']} of {count} logs arrived"
-            time.sleep(0.05)
 
 
 VARIABLES = {"product": "Widgets", "question": "How do I reset it?", "tone": "polite"}
@@ -269,3 +253,21 @@ def test_bad_input(serve: RunningGateway, fake: FakeUpstream) -> None:
     )
     assert rendered.data.messages[1].content == "{{product}} {{>" + made["partial"] + "}}"
     http.close()
+
+
+def test_unknown_variables_under_the_strict_setting(fake: FakeUpstream, tmp_path: Path) -> None:
+    store = {"url": f"sqlite:///{tmp_path / 'control.db'}"}
+    path = server_file(tmp_path, fake, store=store, prompts={"strict_variables": True})
+    with standalone_gateway(path, env={"PORTKEY_MW_AUTH": "required"}) as gw:
+        made = library(gw, fake)
+        client = portkey_ai.Portkey(api_key=client_key(gw), base_url=gw.base_url)
+        status, message = status_of(
+            lambda: client.prompts.completions.create(
+                prompt_id=made["prompt"], variables={**VARIABLES, "colour": "red"}
+            )
+        )
+        assert status == 400 and "colour" in message
+        # The partial's own variable (tone) is known; so are the template's.
+        reply = client.prompts.completions.create(prompt_id=made["prompt"], variables=VARIABLES)
+        assert reply.choices[0].message.content
+    assert len(fake.requests) == 1

@@ -272,6 +272,36 @@ def _answer(prompt: Prompt, fields: VersionFields | None = None) -> dict[str, An
     return body
 
 
+async def _checked_version(
+    call: Call,
+    principal: Principal,
+    record: Prompt,
+    text: str,
+    definition: dict[str, Any],
+    description: str | None,
+) -> PromptVersion:
+    """The next version of ``record`` (the store numbers it), once :func:`check_version`
+    passed it."""
+    await check_version(
+        call.store,
+        call.services,
+        principal,
+        record.kind,
+        record.slug,
+        text,
+        definition,
+        workspace_id=record.workspace_id,
+    )
+    return PromptVersion(
+        id=uuid.uuid4().hex,
+        prompt_id=record.id,
+        version=0,
+        template=text,
+        definition=definition,
+        description=description,
+    )
+
+
 # -- prompts and partials ------------------------------------------------------------------------
 async def create(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
     """Save a prompt (or partial) and its version 1."""
@@ -289,23 +319,8 @@ async def create(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
     )
     if fields.collection_id is not None:
         await _collection(call, principal, fields.collection_id)
-    await check_version(
-        call.store,
-        call.services,
-        principal,
-        kind,
-        record.slug,
-        fields.string,
-        definition,
-        workspace_id=record.workspace_id,
-    )
-    first = PromptVersion(
-        id=uuid.uuid4().hex,
-        prompt_id=record.id,
-        version=1,
-        template=fields.string,
-        definition=definition,
-        description=fields.version_description,
+    first = await _checked_version(
+        call, principal, record, fields.string, definition, fields.version_description
     )
     for _ in range(SLUG_TRIES):
         try:
@@ -357,24 +372,13 @@ async def update(call: Call, kind: str = PROMPT) -> tuple[int, dict[str, Any]]:
         latest = record.latest
         base = dict(latest.definition) if latest is not None else {}
         text = fields.string if fields.string is not None else (latest.template if latest else "")
-        definition = _definition(fields, base)
-        await check_version(
-            call.store,
-            call.services,
+        new_version = await _checked_version(
+            call,
             principal,
-            kind,
-            record.slug,
+            record,
             text,
-            definition,
-            workspace_id=record.workspace_id,
-        )
-        new_version = PromptVersion(
-            id=uuid.uuid4().hex,
-            prompt_id=record.id,
-            version=0,
-            template=text,
-            definition=definition,
-            description=fields.version_description or fields.description,
+            _definition(fields, base),
+            fields.version_description or fields.description,
         )
     if not changes and new_version is None:
         return 200, _answer(record, fields)
