@@ -123,17 +123,20 @@ class StoreBench:
         self.statements += 1
 
 
-async def store_bench(data: Path) -> StoreBench:
-    """:class:`StoreBench` in the directory ``data`` (the admin key is :data:`ADMIN_KEY`)."""
+async def store_bench(data: Path, **settings: Any) -> StoreBench:
+    """:class:`StoreBench` in the directory ``data`` (the admin key is :data:`ADMIN_KEY`).
+
+    :param settings: more of the server file (``logging`` ...).
+    """
     os.environ["PORTKEY_MW_ADMIN_KEY"] = ADMIN_KEY
     os.environ["PORTKEY_MW_AUTH"] = "optional"
     store = SQLStore(
         f"sqlite+aiosqlite:///{data / 'control.db'}", master_key=os.urandom(32), data_dir=data
     )
-    settings = ServerSettings.from_mapping(
-        {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}}
+    server = ServerSettings.from_mapping(
+        {"mock": True, "plugins": {"block": ["portkey-mw.structlog-sink"]}, **settings}
     )
-    gateway = Gateway(settings, store=store)
+    gateway = Gateway(server, store=store)
     await gateway.startup()
     vk = await admin(
         gateway, "/v1/virtual-keys", {"name": "bench", "provider": "mock", "key": "sk-bench"}
