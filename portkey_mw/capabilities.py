@@ -21,6 +21,16 @@ _ENDPOINT_COLUMNS = {
     Endpoint.MODELS: "models",
     Endpoint.IMAGES: "images",
     Endpoint.MODERATIONS: "moderations",
+    Endpoint.RESPONSES: "responses",
+    Endpoint.AUDIO_SPEECH: "speech",
+    Endpoint.AUDIO_TRANSCRIPTIONS: "transcriptions",
+    Endpoint.AUDIO_TRANSLATIONS: "translations",
+    Endpoint.IMAGE_EDITS: "image edits",
+    Endpoint.FILES: "files",
+    Endpoint.BATCHES: "batches",
+    Endpoint.RERANK: "rerank",
+    Endpoint.REALTIME: "realtime",
+    Endpoint.PROXY: "pass-through",
 }
 
 

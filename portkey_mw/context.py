@@ -31,6 +31,26 @@ class Endpoint(StrEnum):
     MODERATIONS = "moderations"
     #: count a chat request's input tokens (``/v1/messages/count_tokens``)
     COUNT_TOKENS = "count_tokens"
+    #: OpenAI's Responses API (``/v1/responses``), native or translated to chat
+    RESPONSES = "responses"
+    #: text to speech (``/v1/audio/speech``)
+    AUDIO_SPEECH = "audio_speech"
+    #: speech to text (``/v1/audio/transcriptions``, multipart)
+    AUDIO_TRANSCRIPTIONS = "audio_transcriptions"
+    #: speech to English text (``/v1/audio/translations``, multipart)
+    AUDIO_TRANSLATIONS = "audio_translations"
+    #: image edits (``/v1/images/edits``, multipart)
+    IMAGE_EDITS = "image_edits"
+    #: files (``/v1/files``: upload, list, retrieve, content, delete)
+    FILES = "files"
+    #: batches (``/v1/batches``: create, list, retrieve, cancel)
+    BATCHES = "batches"
+    #: rerank (``/v1/rerank``, Cohere's shape)
+    RERANK = "rerank"
+    #: the realtime WebSocket (``/v1/realtime``)
+    REALTIME = "realtime"
+    #: anything else under ``/v1/``, forwarded without translation (``/v1/proxy/…``)
+    PROXY = "proxy"
 
 
 @dataclass(slots=True)
