@@ -73,6 +73,7 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/moderations": (Endpoint.MODERATIONS, "POST"),
     "/v1/messages": (Endpoint.CHAT_COMPLETIONS, "POST"),
     "/v1/messages/count_tokens": (Endpoint.COUNT_TOKENS, "POST"),
+    "/v1/rerank": (Endpoint.RERANK, "POST"),
 }
 #: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
 INBOUND: dict[str, InboundFormat] = {

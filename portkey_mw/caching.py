@@ -39,7 +39,9 @@ log = structlog.get_logger("portkey_mw.cache")
 
 NAMESPACE_HEADER = "x-portkey-cache-namespace"
 REFRESH_HEADER = "x-portkey-cache-force-refresh"
-CACHEABLE = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
+CACHEABLE = frozenset(
+    {Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RERANK}
+)
 #: body parameters that do not change the answer, so they are not part of the key
 IGNORED = frozenset({"user", "metadata", "stream", "stream_options", "store", "service_tier"})
 HIT_STATUSES = frozenset({"HIT", "SEMANTIC_HIT"})

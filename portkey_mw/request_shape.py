@@ -33,6 +33,7 @@ REQUIRED_PARAM = {
     Endpoint.IMAGES: "prompt",
     Endpoint.MODERATIONS: "input",
     Endpoint.COUNT_TOKENS: "messages",
+    Endpoint.RERANK: "documents",
 }
 
 _KINDS: dict[type, str] = {
@@ -432,6 +433,19 @@ BODY_SHAPES: dict[Endpoint, dict[str, Shape]] = {
     },
     Endpoint.MODERATIONS: {**_COMMON, "input": _MODERATION_INPUT},
     Endpoint.MODELS: {},
+    Endpoint.RERANK: {
+        **_COMMON,
+        "query": string,
+        "documents": array_of(
+            by_type(
+                {str: None, dict: fields({"text": string})}, "a string or an object with 'text'"
+            ),
+            non_empty=True,
+        ),
+        "top_n": integer(minimum=1),
+        "return_documents": boolean,
+        "max_tokens_per_doc": integer(minimum=1),
+    },
 }
 
 

@@ -1,4 +1,5 @@
-"""The ``cohere`` provider plugin: Cohere's v2 chat and embed APIs behind OpenAI's format."""
+"""The ``cohere`` provider plugin: Cohere's v2 chat and embed APIs behind OpenAI's format,
+and its rerank API in its own shape (:mod:`portkey_mw.rerank`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.rerank import COHERE, RerankRequest
 from portkey_mw.translation import embeddings_response, json_object
 from portkey_mw.transport import UpstreamRequest
 
@@ -20,10 +22,11 @@ BASE_URL = "https://api.cohere.com"
 
 
 class CohereProvider(HTTPProvider):
-    """Chat (plain and streamed, tools, JSON output) and embeddings over Cohere's v2 API."""
+    """Chat (plain and streamed, tools, JSON output), embeddings and rerank over Cohere's
+    v2 API."""
 
     id = "cohere"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS})
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RERANK})
     features = frozenset({"stream", "tools", "vision", "json"})
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
@@ -36,6 +39,9 @@ class CohereProvider(HTTPProvider):
         if call.endpoint is Endpoint.EMBEDDINGS:
             payload = embed_request(body)
             path = "/v2/embed"
+        elif call.endpoint is Endpoint.RERANK:
+            payload = COHERE.request(RerankRequest.of(body))
+            path = COHERE.path
         else:
             payload, dropped = to_cohere(body)
             report_dropped(call, self.id, dropped)
@@ -69,6 +75,9 @@ class CohereProvider(HTTPProvider):
         if call.endpoint is Endpoint.EMBEDDINGS:
             vectors, tokens = embed_vectors(response)
             return embeddings_response(vectors, model, tokens)
+        if call.endpoint is Endpoint.RERANK:
+            answer = COHERE.response(RerankRequest.of(call.body or {}), response)
+            return GatewayResponse.from_json(answer, status, headers)
         return GatewayResponse.from_json(to_openai(response, model), status, headers)
 
 

@@ -6,9 +6,12 @@ from typing import Any
 
 import orjson
 
+from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
+from portkey_mw.rerank import DIALECTS, RerankRequest
+from portkey_mw.translation import json_object
 from portkey_mw.transport import UpstreamRequest
 
 from .spec import ProviderSpec
@@ -71,9 +74,26 @@ class OpenAICompatibleProvider(HTTPProvider):
             path = path[3:]
         return base + path
 
+    def map_body(
+        self,
+        call: ProviderCall,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        content_type: str,
+    ) -> GatewayResponse:
+        if call.endpoint is not Endpoint.RERANK:
+            return super().map_body(call, status, headers, body, content_type)
+        rerank = RerankRequest.of(call.body or {})
+        answer = DIALECTS[self.spec.rerank].response(rerank, json_object(self.id, status, body))
+        return GatewayResponse.from_json(answer, status, headers)
+
     def _body(self, call: ProviderCall) -> bytes:
         body = call.body
         assert body is not None
+        if call.endpoint is Endpoint.RERANK:
+            # Cohere's shape in, the provider's out (Voyage says top_k)
+            return orjson.dumps(DIALECTS[self.spec.rerank].request(RerankRequest.of(body)))
         changed: dict[str, Any] | None = None
         for old, new in self.spec.renames.items():
             if old in body and new not in body:

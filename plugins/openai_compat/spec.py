@@ -14,6 +14,8 @@ from portkey_mw.context import Endpoint
 from portkey_mw.errors import InvalidConfig
 
 AuthStyle = Literal["bearer", "optional-bearer", "none"]
+#: the rerank wire formats (:mod:`portkey_mw.rerank`)
+RerankFormat = Literal["cohere", "voyage", "jina"]
 
 
 class ProviderEntry(BaseModel):
@@ -29,6 +31,7 @@ class ProviderEntry(BaseModel):
     developer_role_as_system: bool = False
     option_headers: dict[str, str] = Field(default_factory=dict)
     features: list[Literal["stream", "tools", "vision", "json"]] | None = None
+    rerank: RerankFormat = "cohere"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class ProviderSpec:
     developer_role_as_system: bool = False
     option_headers: dict[str, str] = field(default_factory=dict)
     features: frozenset[str] = frozenset()
+    #: the wire format of its ``rerank`` endpoint
+    rerank: RerankFormat = "cohere"
 
 
 def load_catalog(extra: dict[str, dict[str, Any]] | None = None) -> dict[str, ProviderSpec]:
@@ -78,4 +83,5 @@ def _spec(
         developer_role_as_system=entry.developer_role_as_system,
         option_headers=entry.option_headers,
         features=frozenset(entry.features if entry.features is not None else defaults["features"]),
+        rerank=entry.rerank,
     )
