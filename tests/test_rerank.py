@@ -177,3 +177,22 @@ def test_upstream_naming_other_documents(
     fake.script("/v2/rerank", Reply(json={"results": results}))
     response = rerank(gateway, "cohere", query=f"bad {results}")
     assert response.status_code == 502, response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/no-such-route", "/v1/proxy/chat", "/v1/proxy/../../admin/cache"]
+)
+def test_unknown_paths_stay_404_without_a_provider(gateway: RunningGateway, path: str) -> None:
+    # A guard for the pass-through to come: with no provider resolved, unknown paths
+    # under /v1 remain a clear 404, and a dotted path never reaches the admin routes.
+    response = httpx.get(gateway.root + path, headers={"authorization": "Bearer k"})
+    assert response.status_code in (401, 404), response.text
+    assert "purged" not in response.text
+
+
+def test_admin_routes_not_shadowed(gateway: RunningGateway) -> None:
+    response = httpx.get(
+        gateway.base_url + "/admin/cache",
+        headers={"authorization": "Bearer k", "x-portkey-config": "cohere"},
+    )
+    assert response.status_code in (401, 403), response.text
