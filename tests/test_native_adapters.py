@@ -1,6 +1,6 @@
 """Native adapters for providers that do not speak OpenAI's format: ai21 (Jamba), jina and
-nomic embeddings, reka-ai chat -- each through the gateway with the openai SDK, against a
-fake upstream answering in the provider's own wire format."""
+nomic embeddings, reka-ai chat, segmind and recraft-ai images -- each through the gateway
+with the openai SDK, against a fake upstream answering in the provider's own wire format."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import openai
 import pytest
 from portkey_mw_plugins.ai21 import to_jamba
 from portkey_mw_plugins.reka_ai import to_reka
+from portkey_mw_plugins.segmind import segmind_request
 
 from portkey_mw.errors import InvalidRequest
 from tests.conftest import RunningGateway, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream, Reply
 
-PROVIDERS = ("ai21", "jina", "nomic", "reka-ai")
+PROVIDERS = ("ai21", "jina", "nomic", "reka-ai", "segmind", "recraft-ai")
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +289,91 @@ def test_reka_refuses_stream(gateway: RunningGateway, fake: FakeUpstream) -> Non
             model="reka-flash", messages=[{"role": "user", "content": "Hi"}], stream=True
         )
     assert not fake.requests
+
+
+# -- segmind ---------------------------------------------------------------------------------
+
+
+def test_segmind_request_translation() -> None:
+    model, payload, dropped = segmind_request(
+        {"model": "flux-schnell", "prompt": "a fox", "n": 2, "size": "512x768", "quality": "hd"}
+    )
+    assert model == "flux-schnell"
+    assert payload == {
+        "prompt": "a fox",
+        "samples": 2,
+        "img_width": 512,
+        "img_height": 768,
+        "base64": True,
+    }
+    assert dropped == ["quality"]
+    for hostile in ("../admin", "a/b", "x?y=1", "..", ""):
+        with pytest.raises(InvalidRequest):
+            segmind_request({"model": hostile or " ", "prompt": "p"})
+    with pytest.raises(InvalidRequest, match="size"):
+        segmind_request({"prompt": "p", "size": "big"})
+
+
+def test_segmind_images(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script("/sdxl1.0-txt2img", Reply(json={"image": "aW1hZ2U=", "status": "Success"}))
+    result = sdk(gateway, "segmind").images.generate(
+        model="sdxl1.0-txt2img", prompt="a fox", size="1024x1024"
+    )
+    assert result.data is not None and result.data[0].b64_json == "aW1hZ2U="
+    request = fake.requests[0]
+    assert request.headers["x-api-key"] == "provider-key-1234"
+    assert request.json()["img_width"] == 1024 and request.json()["base64"] is True
+
+
+def test_segmind_image_bytes(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script("/flux-schnell", Reply(body=b"\x89PNG", content_type="image/png"))
+    result = sdk(gateway, "segmind").images.generate(model="flux-schnell", prompt="a fox")
+    assert result.data is not None and result.data[0].b64_json == "iVBORw=="
+
+
+def test_segmind_error(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script("/sdxl1.0-txt2img", Reply(status=401, json={"error": "Invalid API key"}))
+    with pytest.raises(openai.AuthenticationError, match="Invalid API key"):
+        sdk(gateway, "segmind").images.generate(model="sdxl1.0-txt2img", prompt="a fox")
+
+
+def test_segmind_answer_without_image(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script("/sdxl1.0-txt2img", Reply(json={"status": "Success"}))
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(gateway, "segmind").images.generate(model="sdxl1.0-txt2img", prompt="a fox")
+    assert caught.value.status_code == 502
+
+
+# -- recraft-ai ------------------------------------------------------------------------------
+
+
+def test_recraft_images(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    reply = {"created": 1, "data": [{"url": "https://img.recraft.test/1.webp"}]}
+    fake.script("/images/generations", Reply(json=reply))
+    raw = sdk(gateway, "recraft-ai").images.with_raw_response.generate(
+        model="recraftv3",
+        prompt="a fox",
+        size="1024x1024",
+        quality="hd",
+        extra_body={"style": "digital_illustration"},
+    )
+    result = raw.parse()
+    assert result.data is not None and result.data[0].url == "https://img.recraft.test/1.webp"
+    assert raw.headers["x-portkey-dropped-params"] == "quality"
+    request = fake.requests[0]
+    assert request.headers["authorization"] == "Bearer provider-key-1234"
+    assert request.json() == {
+        "prompt": "a fox",
+        "size": "1024x1024",
+        "model": "recraftv3",
+        "style": "digital_illustration",
+    }
+
+
+def test_recraft_error(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(
+        "/images/generations",
+        Reply(status=400, json={"code": "invalid_style", "message": "unknown style"}),
+    )
+    with pytest.raises(openai.BadRequestError, match="unknown style"):
+        sdk(gateway, "recraft-ai").images.generate(model="recraftv3", prompt="a fox")
