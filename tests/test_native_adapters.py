@@ -17,7 +17,7 @@ from portkey_mw.errors import InvalidRequest
 from tests.conftest import RunningGateway, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream, Reply
 
-PROVIDERS = ("ai21", "jina", "nomic", "reka-ai", "segmind", "recraft-ai")
+PROVIDERS = ("ai21", "jina", "nomic", "reka-ai", "segmind", "recraft-ai", "sagemaker")
 
 
 @pytest.fixture(scope="module")
@@ -377,3 +377,66 @@ def test_recraft_error(gateway: RunningGateway, fake: FakeUpstream) -> None:
     )
     with pytest.raises(openai.BadRequestError, match="unknown style"):
         sdk(gateway, "recraft-ai").images.generate(model="recraftv3", prompt="a fox")
+
+
+# -- sagemaker -------------------------------------------------------------------------------
+
+AWS = {
+    "x-portkey-aws-access-key-id": "AKIDEXAMPLE",
+    "x-portkey-aws-secret-access-key": "aws-secret-value-1234",
+    "x-portkey-aws-region": "us-west-2",
+}
+
+
+def test_sagemaker_chat(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    reply = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "lmi",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi!"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    fake.script("/endpoints/my-llm/invocations", Reply(json=reply))
+    client = sdk(
+        gateway,
+        "sagemaker",
+        **AWS,
+        **{
+            "x-portkey-sagemaker-endpoint-name": "my-llm",
+            "x-portkey-amzn-sagemaker-target-variant": "blue",
+        },
+    )
+    completion = client.chat.completions.create(
+        model="lmi", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert completion.choices[0].message.content == "Hi!"
+    request = fake.requests[0]
+    authorization = request.headers["authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/us-west-2/sagemaker/aws4_request" in authorization
+    assert "x-amzn-sagemaker-target-variant" in authorization  # the routing header is signed
+    assert request.headers["x-amzn-sagemaker-target-variant"] == "blue"
+    assert request.json()["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize("name", ["", "../admin", "a/b", "x" * 70, "-bad"])
+def test_sagemaker_refuses_bad_endpoint_name(
+    gateway: RunningGateway, fake: FakeUpstream, name: str
+) -> None:
+    client = sdk(gateway, "sagemaker", **AWS, **{"x-portkey-sagemaker-endpoint-name": name})
+    with pytest.raises(openai.BadRequestError, match="sagemaker_endpoint_name"):
+        client.chat.completions.create(model="lmi", messages=[{"role": "user", "content": "Hi"}])
+    assert not fake.requests
+
+
+def test_sagemaker_needs_credentials(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    client = sdk(gateway, "sagemaker", **{"x-portkey-sagemaker-endpoint-name": "my-llm"})
+    with pytest.raises(openai.AuthenticationError, match="aws_access_key_id"):
+        client.chat.completions.create(model="lmi", messages=[{"role": "user", "content": "Hi"}])
