@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -14,7 +16,12 @@ from portkey_mw.rerank import DIALECTS, RerankRequest
 from portkey_mw.translation import json_object
 from portkey_mw.transport import UpstreamRequest
 
-from .spec import ProviderSpec
+from .spec import BODY_PLACEHOLDERS, ProviderSpec
+
+# What a templated base URL takes from an option or the body: one path segment (an account
+# id, a tenant) that cannot climb out of its place (no "/", no leading dot), or for the
+# model, such segments joined by "/" (Hugging Face's "org/name").
+_SEGMENT = re.compile(r"[A-Za-z0-9@][A-Za-z0-9._~:@+-]{0,199}")
 
 
 class OpenAICompatibleProvider(HTTPProvider):
@@ -32,10 +39,12 @@ class OpenAICompatibleProvider(HTTPProvider):
         # An option the operator sets travels to the upstream as a header: it may be a
         # token (a server-file provider's option_headers), so it is bound like a key.
         self.secret_options = frozenset(spec.option_headers)
+        # Options that pick the host or the account in its URL: bound like custom_host.
+        self.destination_options = spec.destination_options
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         spec = self.spec
-        headers = forwarded_headers(call)
+        headers = forwarded_headers(call) | spec.headers
         headers["accept"] = "text/event-stream" if call.stream else "application/json"
         key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
         if key and spec.auth != "none":
@@ -61,18 +70,78 @@ class OpenAICompatibleProvider(HTTPProvider):
         )
 
     def _url(self, call: ProviderCall) -> str:
-        base = custom_host(call) or self.spec.base_url
+        base = custom_host(call) or self._base_from_option(call) or self._base_url(call)
         if not base:
+            where = f"set {self.spec.base_url_option} or " if self.spec.base_url_option else "set "
             raise InvalidRequest(
-                f"provider {self.id!r} has no public endpoint: set custom_host in the config "
-                "or send x-portkey-custom-host (e.g. http://localhost:11434)",
+                f"provider {self.id!r} has no public endpoint: {where}custom_host in the "
+                "config or send x-portkey-custom-host (e.g. http://localhost:11434)",
                 code="missing_custom_host",
                 param="custom_host",
             )
         path = self.spec.paths[call.endpoint]
         if base.endswith("/v1") and path.startswith("/v1/"):
             path = path[3:]
-        return base + path
+        query = {
+            param: str(call.option(option))
+            for option, param in self.spec.query_options.items()
+            if call.option(option)
+        }
+        return base + path + ("?" + urlencode(query) if query else "")
+
+    def _base_from_option(self, call: ProviderCall) -> str | None:
+        name = self.spec.base_url_option
+        value = call.option(name) if name else None
+        if not value:
+            return None
+        base = str(value).rstrip("/")
+        if not base.startswith(("https://", "http://")):
+            raise InvalidRequest(
+                f"provider {self.id!r}: {name} must be an http(s) URL",
+                code="invalid_provider_option",
+                param=name,
+            )
+        return base  # the outbound policy checks the host like any other
+
+    def _base_url(self, call: ProviderCall) -> str | None:
+        """The catalogue's base URL with its ``{placeholders}`` filled in."""
+        template = self.spec.base_url
+        if not template or "{" not in template:
+            return template
+        values = {name: self._placeholder(call, name) for name in self.spec.placeholders}
+        return template.format_map(values)
+
+    def _placeholder(self, call: ProviderCall, name: str) -> str:
+        if name in BODY_PLACEHOLDERS:
+            model = (call.body or {}).get("model")
+            if not isinstance(model, str) or not model:
+                raise InvalidRequest(
+                    f"provider {self.id!r} needs the model in the request body: its URL "
+                    "names the model",
+                    code="missing_model",
+                    param="model",
+                )
+            value = model.split(":", 1)[0] if name == "model_base" else model
+            segments = value.split("/")
+        else:
+            option = call.option(name)
+            if not option:
+                raise InvalidRequest(
+                    f"provider {self.id!r} needs option {name!r}: set it on the target in the "
+                    f"config, or send x-portkey-{name.replace('_', '-')}",
+                    code="missing_provider_option",
+                    param=name,
+                )
+            value = str(option)
+            segments = [value]
+        if not all(_SEGMENT.fullmatch(s) for s in segments):
+            raise InvalidRequest(
+                f"provider {self.id!r}: {name} {value[:80]!r} cannot be part of a URL "
+                "(letters, digits and . _ ~ : @ + - only)",
+                code="invalid_provider_option",
+                param=name,
+            )
+        return quote(value, safe="/:@+~")
 
     def map_body(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,6 +17,11 @@ from portkey_mw.errors import InvalidConfig
 AuthStyle = Literal["bearer", "optional-bearer", "none"]
 #: the rerank wire formats (:mod:`portkey_mw.rerank`)
 RerankFormat = Literal["cohere", "voyage", "jina"]
+
+#: Placeholders a base URL may hold that come from the request body, not from an option:
+#: the model (``org/name`` kept whole) and the model before a ``:`` (an adapter suffix).
+BODY_PLACEHOLDERS = frozenset({"model", "model_base"})
+_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 class ProviderEntry(BaseModel):
@@ -32,6 +38,9 @@ class ProviderEntry(BaseModel):
     option_headers: dict[str, str] = Field(default_factory=dict)
     features: list[Literal["stream", "tools", "vision", "json"]] | None = None
     rerank: RerankFormat = "cohere"
+    headers: dict[str, str] = Field(default_factory=dict)
+    base_url_option: str | None = None
+    query_options: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,26 @@ class ProviderSpec:
     features: frozenset[str] = frozenset()
     #: the wire format of its ``rerank`` endpoint
     rerank: RerankFormat = "cohere"
+    #: headers every request carries (``extra-parameters: drop`` for Azure AI)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: an option whose value, a URL, replaces ``base_url`` (Portkey's ``azure_foundry_url``)
+    base_url_option: str | None = None
+    #: config option -> query parameter (``azure_api_version`` -> ``api-version``)
+    query_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The ``{name}`` fields of ``base_url``, in order."""
+        return tuple(_PLACEHOLDER.findall(self.base_url or ""))
+
+    @property
+    def destination_options(self) -> frozenset[str]:
+        """The options that decide where requests go: a client may not set them by header
+        when the server holds the credential (docs/security.md)."""
+        named = {p for p in self.placeholders if p not in BODY_PLACEHOLDERS}
+        if self.base_url_option:
+            named.add(self.base_url_option)
+        return frozenset(named)
 
 
 def load_catalog(extra: dict[str, dict[str, Any]] | None = None) -> dict[str, ProviderSpec]:
@@ -71,6 +100,11 @@ def _spec(
         raise InvalidConfig(
             f"{source}: provider {pid!r}: {describe_validation_error(exc)}"
         ) from exc
+    if entry.base_url and "{" in _PLACEHOLDER.sub("", entry.base_url):
+        raise InvalidConfig(
+            f"{source}: provider {pid!r}: base_url placeholders are {{lower_snake_case}} "
+            f"names, got {entry.base_url!r}"
+        )
     paths = {Endpoint(k): v for k, v in defaults["paths"].items()} | entry.paths
     endpoints = entry.endpoints or [Endpoint(e) for e in defaults["endpoints"]]
     return ProviderSpec(
@@ -84,4 +118,7 @@ def _spec(
         option_headers=entry.option_headers,
         features=frozenset(entry.features if entry.features is not None else defaults["features"]),
         rerank=entry.rerank,
+        headers={k.lower(): v for k, v in entry.headers.items()},
+        base_url_option=entry.base_url_option,
+        query_options=entry.query_options,
     )

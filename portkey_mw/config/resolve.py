@@ -22,6 +22,7 @@ from portkey_mw.config.server import ServerSettings, describe_validation_error
 from portkey_mw.errors import InvalidConfig, InvalidRequest, NotFound, PermissionDenied
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.spec import HookCompiler, HookSet
+from portkey_mw.retired import refuse_retired
 from portkey_mw.routing import (
     PlanNode,
     ResolvedTarget,
@@ -502,6 +503,7 @@ class ConfigResolver:
 
     def _check_known(self, provider: str, source: str) -> None:
         if provider not in self._known:
+            refuse_retired(provider)
             known = ", ".join(sorted(self._known))
             raise InvalidRequest(
                 f"unknown provider {provider!r} in {source} (known: {known})",
