@@ -139,11 +139,11 @@ def call_for(
     headers: dict[str, str] | None = None,
     custom_host: str | None = None,
 ) -> ProviderCall:
-    body: dict[str, Any] = (
-        {"model": model, "input": "hi"}
-        if endpoint is Endpoint.EMBEDDINGS
-        else {**CHAT, "model": model}
-    )
+    body: dict[str, Any] = {**CHAT, "model": model}
+    if endpoint is Endpoint.EMBEDDINGS:
+        body = {"model": model, "input": "hi"}
+    elif endpoint is Endpoint.RERANK:
+        body = {"model": model, "query": "q", "documents": ["a", "b"]}
     raw = orjson.dumps(body)
     ctx = RequestContext(
         trace_id="t",
