@@ -23,6 +23,7 @@ from portkey_mw.errors import InvalidConfig
 from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import PROVIDERS, TRANSLATED, Price, PriceTable
 from portkey_mw.pricing import table as table_module
+from portkey_mw.pricing.providers import NO_LIST_PRICE
 from portkey_mw.pricing.usage import FlatRates
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.planted import ADMIN
@@ -420,11 +421,11 @@ def test_prices_depend_on_when_the_request_was_made() -> None:
 
 def test_every_provider_plugin_is_mapped_or_knowingly_unpriced() -> None:
     gateway = Gateway(ServerSettings.from_mapping({"mock": True}))
-    # No genai-prices entry: self-hosted servers, images by the credit, the mock.
-    no_list_price = {"ollama", "vllm", "lm-studio", "stability-ai", "mock"}
+    # Mapped, priced by genai-prices under the same id, or knowingly without a list price.
     catalog = {p.id for p in data.providers}
     for provider in gateway.providers:
-        assert provider in PROVIDERS or provider in no_list_price, provider
+        assert provider in PROVIDERS or provider in catalog or provider in NO_LIST_PRICE, provider
+    assert not NO_LIST_PRICE & catalog  # one that gained a price belongs in PROVIDERS
     assert set(PROVIDERS.values()) <= catalog
     assert set(PROVIDERS) >= TRANSLATED
 

@@ -33,6 +33,19 @@ PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
+#: Providers genai-prices has no entry for (beyond the self-hosted servers, the mock and
+#: ``stability-ai``): their requests cost 0 until the server file's ``pricing`` gives their
+#: models a price. Kept here so that a new provider is a choice, not an oversight.
+NO_LIST_PRICE: Final[frozenset[str]] = frozenset(
+    {"ollama", "vllm", "lm-studio", "stability-ai", "mock"}
+    | {"302ai", "ai21", "aibadgr", "azure-ai", "cometapi", "dashscope", "deepbricks"}
+    | {"deepinfra", "featherless-ai", "github", "huggingface", "hyperbolic", "inference-net"}
+    | {"iointelligence", "jina", "kluster-ai", "krutrim", "lambda", "lemonfox-ai", "lepton"}
+    | {"lingyi", "matterai", "monsterapi", "moonshot", "ncompass", "nebius", "nextbit"}
+    | {"nomic", "novita-ai", "nscale", "predibase", "recraft-ai", "reka-ai", "sagemaker"}
+    | {"sambanova", "segmind", "siliconflow", "upstage", "workers-ai", "z-ai", "zhipu"}
+)
+
 #: Providers whose plugin translates a native API: their usage reaches the log in the
 #: gateway's OpenAI shape (:func:`portkey_mw.translation.openai_usage`: cache reads in
 #: ``prompt_tokens_details.cached_tokens``, cache writes in ``cache_creation_tokens``, both
