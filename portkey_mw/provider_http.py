@@ -102,6 +102,31 @@ def forwarded_headers(call: ProviderCall) -> dict[str, str]:
     return forwarded
 
 
+def json_post(
+    call: ProviderCall,
+    base_url: str,
+    path: str,
+    payload: Any,
+    auth: Mapping[str, str],
+    *,
+    stream: bool = False,
+) -> UpstreamRequest:
+    """A JSON ``POST`` to ``path`` below the admin's custom host, else ``base_url``: the
+    client's forwarded headers, then ``auth`` (the provider's key header) and the JSON
+    content type. What most native adapters send."""
+    headers = forwarded_headers(call)
+    headers.update(auth)
+    headers["content-type"] = "application/json"
+    return UpstreamRequest(
+        "POST",
+        (custom_host(call) or base_url) + path,
+        headers=headers,
+        body=orjson.dumps(payload),
+        timeout=call.timeout,
+        stream=stream,
+    )
+
+
 def _carries_gateway_key(value: str) -> bool:
     token = value.strip()
     scheme, _, rest = token.partition(" ")

@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    json_post,
+    report_dropped,
+)
 from portkey_mw.translation import content_text, dropped_params
 from portkey_mw.transport import UpstreamRequest
 
@@ -94,18 +96,8 @@ class AI21Provider(HTTPProvider):
         key = call.require_key(self.id)
         payload, dropped = to_jamba(call.body or {})
         report_dropped(call, self.id, dropped)
-        headers = forwarded_headers(call)
-        headers["authorization"] = f"Bearer {key}"
-        headers["content-type"] = "application/json"
-        base = custom_host(call) or BASE_URL
-        return UpstreamRequest(
-            "POST",
-            base + "/chat/completions",
-            headers=headers,
-            body=orjson.dumps(payload),
-            timeout=call.timeout,
-            stream=call.stream,
-        )
+        auth = {"authorization": f"Bearer {key}"}
+        return json_post(call, BASE_URL, "/chat/completions", payload, auth, stream=call.stream)
 
 
 @hookimpl

@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    json_post,
+    report_dropped,
+)
 from portkey_mw.translation import dropped_params
 from portkey_mw.transport import UpstreamRequest
 
@@ -73,18 +75,8 @@ class JinaProvider(HTTPProvider):
         key = call.require_key(self.id)
         payload, dropped = embed_request(call.body or {})
         report_dropped(call, self.id, dropped)
-        headers = forwarded_headers(call)
-        headers["authorization"] = f"Bearer {key}"
-        headers["content-type"] = "application/json"
-        headers["accept"] = "application/json"
-        base = custom_host(call) or BASE_URL
-        return UpstreamRequest(
-            "POST",
-            base + "/embeddings",
-            headers=headers,
-            body=orjson.dumps(payload),
-            timeout=call.timeout,
-        )
+        auth = {"authorization": f"Bearer {key}", "accept": "application/json"}
+        return json_post(call, BASE_URL, "/embeddings", payload, auth)
 
     def map_body(
         self,

@@ -7,11 +7,9 @@ for :attr:`~portkey_mw.context.Endpoint.RERANK`.
 
 from __future__ import annotations
 
-import orjson
-
 from portkey_mw.context import GatewayResponse
 from portkey_mw.interfaces import ProviderCall
-from portkey_mw.provider_http import custom_host, forwarded_headers
+from portkey_mw.provider_http import json_post
 from portkey_mw.rerank import JINA, RerankRequest
 from portkey_mw.translation import json_object
 from portkey_mw.transport import UpstreamRequest
@@ -21,18 +19,9 @@ BASE_URL = "https://api.jina.ai/v1"
 
 def rerank_request(call: ProviderCall, provider: str = "jina") -> UpstreamRequest:
     """The upstream request for a rerank call (bearer key, Jina's body)."""
-    headers = forwarded_headers(call)
-    headers["authorization"] = f"Bearer {call.require_key(provider)}"
-    headers["content-type"] = "application/json"
-    headers["accept"] = "application/json"
+    auth = {"authorization": f"Bearer {call.require_key(provider)}", "accept": "application/json"}
     payload = JINA.request(RerankRequest.of(call.body or {}))
-    return UpstreamRequest(
-        "POST",
-        (custom_host(call) or BASE_URL) + JINA.path,
-        headers=headers,
-        body=orjson.dumps(payload),
-        timeout=call.timeout,
-    )
+    return json_post(call, BASE_URL, JINA.path, payload, auth)
 
 
 def rerank_response(

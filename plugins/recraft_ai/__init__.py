@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
 from portkey_mw.interfaces import Provider, ProviderCall
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    json_post,
+    report_dropped,
+)
 from portkey_mw.translation import dropped_params
 from portkey_mw.transport import UpstreamRequest
 
@@ -55,17 +57,8 @@ class RecraftProvider(HTTPProvider):
         key = call.require_key(self.id)
         payload, dropped = recraft_request(call.body or {})
         report_dropped(call, self.id, dropped)
-        headers = forwarded_headers(call)
-        headers["authorization"] = f"Bearer {key}"
-        headers["content-type"] = "application/json"
-        base = custom_host(call) or BASE_URL
-        return UpstreamRequest(
-            "POST",
-            base + "/images/generations",
-            headers=headers,
-            body=orjson.dumps(payload),
-            timeout=call.timeout,
-        )
+        auth = {"authorization": f"Bearer {key}"}
+        return json_post(call, BASE_URL, "/images/generations", payload, auth)
 
 
 @hookimpl

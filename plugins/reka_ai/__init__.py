@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.media import image_url_of
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    json_post,
+    report_dropped,
+)
 from portkey_mw.translation import content_text, dropped_params, json_object, reads_answer
 from portkey_mw.transport import UpstreamRequest
 
@@ -153,17 +155,7 @@ class RekaProvider(HTTPProvider):
             )
         payload, dropped = to_reka(call.body or {})
         report_dropped(call, self.id, dropped)
-        headers = forwarded_headers(call)
-        headers["x-api-key"] = key
-        headers["content-type"] = "application/json"
-        base = custom_host(call) or BASE_URL
-        return UpstreamRequest(
-            "POST",
-            base + "/chat",
-            headers=headers,
-            body=orjson.dumps(payload),
-            timeout=call.timeout,
-        )
+        return json_post(call, BASE_URL, "/chat", payload, {"x-api-key": key})
 
     def map_body(
         self,

@@ -23,7 +23,11 @@ from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest, UpstreamBadResponse
 from portkey_mw.interfaces import Provider, ProviderCall
-from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers, report_dropped
+from portkey_mw.provider_http import (
+    HTTPProvider,
+    json_post,
+    report_dropped,
+)
 from portkey_mw.transport import UpstreamRequest
 
 BASE_URL = "https://api.segmind.com/v1"
@@ -72,17 +76,7 @@ class SegmindProvider(HTTPProvider):
         key = call.require_key(self.id)
         model, payload, dropped = segmind_request(call.body or {})
         report_dropped(call, self.id, dropped)
-        headers = forwarded_headers(call)
-        headers["x-api-key"] = key
-        headers["content-type"] = "application/json"
-        base = custom_host(call) or BASE_URL
-        return UpstreamRequest(
-            "POST",
-            f"{base}/{model}",
-            headers=headers,
-            body=orjson.dumps(payload),
-            timeout=call.timeout,
-        )
+        return json_post(call, BASE_URL, f"/{model}", payload, {"x-api-key": key})
 
     def map_body(
         self,
