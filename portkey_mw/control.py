@@ -125,7 +125,7 @@ class ControlPlane:
                 return Principal(
                     scopes=frozenset(record.scopes),
                     key_id=record.id,
-                    workspace_id=record.workspace_id if record.type == "workspace" else None,
+                    workspace_id=record.acting_workspace,
                 )
         raise AuthenticationError("the key is not valid for the admin API", code="invalid_api_key")
 

@@ -391,9 +391,7 @@ class Exchange:
         """Make a prompt call a chat request: the body rendered from the prompt's version,
         the version's route used when the request names none, the log told which prompt."""
         ctx = self.ctx
-        workspace = (
-            api_key.workspace_id if api_key is not None and api_key.type == "workspace" else None
-        )
+        workspace = api_key.acting_workspace if api_key is not None else None
         body = ctx.body or {}
         rendered = await self.pipeline.prompts.render(
             call.prompt_id,

@@ -60,13 +60,6 @@ def _path_value(call: Call, name: str) -> str | None:
     return None if value in (NOT_GIVEN, "None", "") else value
 
 
-def _workspace_of(record: ApiKey) -> str | None:
-    """The workspace a key acts in: an organisation key is organisation-wide whatever
-    ``workspace_id`` it carries (as :meth:`ControlPlane.authorize` treats it), so only the
-    organisation's callers see it."""
-    return record.workspace_id if record.type == "workspace" else None
-
-
 def _chosen(path: str | None, body: Any, name: str, default: str) -> str:
     """The type or sub-type: the path's, which the body may repeat but not contradict."""
     sent = body if isinstance(body, str) else None
@@ -169,7 +162,7 @@ async def list_keys(call: Call) -> tuple[int, dict[str, Any]]:
     records = [
         r
         for r in await call.store.list_api_keys(workspace)
-        if kind_of(r.type, r.sub_type) in kinds and visible(principal, _workspace_of(r))
+        if kind_of(r.type, r.sub_type) in kinds and visible(principal, r.acting_workspace)
     ]
     page = call.page(records)
     spend = call.services.spend
@@ -194,7 +187,7 @@ async def target(call: Call) -> tuple[Principal, ApiKey]:
     )
     key_id = call.param("id")
     record = await call.store.get_api_key(key_id)
-    if record is None or not visible(principal, _workspace_of(record)):
+    if record is None or not visible(principal, record.acting_workspace):
         raise NotFound(f"no API key {key_id[:100]!r}", param="id", code="api_key_not_found")
     needed = route.scope_for(kind_of(record.type, record.sub_type))
     if needed not in held:

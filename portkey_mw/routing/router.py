@@ -406,7 +406,8 @@ class Router:
                 )
             # Before anything is built: a server-held credential never follows a client's
             # choice of host, region or resource.
-            check_usable(target, workspace_id=_caller_workspace(ctx))
+            key = ctx.api_key
+            check_usable(target, workspace_id=key.acting_workspace if key is not None else None)
             enforce_binding(ctx.headers, target, provider)
             call = _provider_call(ctx, target, self.default_timeout_ms)
             transport = self._client_hosts if _client_host(ctx, target) else self.transport
@@ -604,9 +605,3 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _caller_workspace(ctx: RequestContext) -> str | None:
-    """The workspace of the caller's API key, when it is a workspace key."""
-    key = ctx.api_key
-    return key.workspace_id if key is not None and key.type == "workspace" else None

@@ -90,6 +90,12 @@ class ApiKey:
     deleted: bool = False
     revision: int = 0
 
+    @property
+    def acting_workspace(self) -> str | None:
+        """The workspace this key acts in: its own for a workspace key; ``None`` for an
+        organisation key, which is organisation-wide whatever ``workspace_id`` it carries."""
+        return self.workspace_id if self.type == "workspace" else None
+
 
 @dataclass(frozen=True, slots=True)
 class SavedConfig:
