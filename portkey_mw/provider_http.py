@@ -16,6 +16,7 @@ import orjson
 from portkey_mw.auth.api_keys import is_gateway_key
 from portkey_mw.context import GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.files import streams_answer
 from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.redact import mask_text
@@ -162,6 +163,17 @@ class HTTPProvider(Provider):
                 upstream.status,
                 headers=headers,
                 stream=self.map_stream(call, upstream.iter_chunks()),
+                close=upstream.aclose,
+            )
+            response.secrets = secrets
+            return response
+        if upstream.status < 400 and streams_answer(call.ctx):
+            # A file's bytes, relayed as they come with their own type (never read whole).
+            headers["content-type"] = content_type or "application/octet-stream"
+            response = GatewayResponse(
+                upstream.status,
+                headers=headers,
+                stream=upstream.iter_chunks(),
                 close=upstream.aclose,
             )
             response.secrets = secrets

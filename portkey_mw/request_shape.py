@@ -34,6 +34,7 @@ REQUIRED_PARAM = {
     Endpoint.MODERATIONS: "input",
     Endpoint.COUNT_TOKENS: "messages",
     Endpoint.RERANK: "documents",
+    Endpoint.BATCHES: "input_file_id",
 }
 
 _KINDS: dict[type, str] = {
@@ -446,6 +447,14 @@ BODY_SHAPES: dict[Endpoint, dict[str, Shape]] = {
         "return_documents": boolean,
         "max_tokens_per_doc": integer(minimum=1),
     },
+    # a batch's creation (the other files and batches calls have no JSON body)
+    Endpoint.BATCHES: {
+        "input_file_id": string,
+        "endpoint": string,
+        "completion_window": string,
+        "metadata": json_object,
+    },
+    Endpoint.FILES: {},
 }
 
 

@@ -49,7 +49,9 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
+    #: the body: bytes, or chunks sent as they come (an upload streamed from the client,
+    #: :mod:`portkey_mw.files`); raising from them aborts the request
+    body: bytes | AsyncIterator[bytes] | None = None
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False

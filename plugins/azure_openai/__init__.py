@@ -3,7 +3,9 @@
 Target options (or ``x-portkey-azure-<option>`` headers, as Portkey's): ``resource_name``,
 ``deployment_id``, ``api_version`` (default ``2024-10-21``), and for Microsoft Entra ID
 ``azure_ad_token`` (sent as a bearer token instead of the ``api-key`` header). A
-``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``.
+``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``. Files and
+batches belong to the resource (``…/openai/files``, ``…/openai/batches``): they need no
+deployment.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import quote
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.files import operation, upstream_request
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.transport import UpstreamRequest
@@ -29,13 +32,15 @@ PATHS = {
     Endpoint.EMBEDDINGS: "/embeddings",
     Endpoint.IMAGES: "/images/generations",
 }
+#: files and batches live on the resource, not on a deployment (the authoring API)
+RESOURCE_PATHS = {Endpoint.FILES: "/files", Endpoint.BATCHES: "/batches"}
 
 
 class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset({*PATHS, Endpoint.MODELS})
+    endpoints = frozenset({*PATHS, *RESOURCE_PATHS, Endpoint.MODELS})
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
     secret_options = frozenset({"azure_ad_token"})
@@ -68,6 +73,13 @@ class AzureOpenAIProvider(HTTPProvider):
                 )
             base = f"https://{resource}.openai.azure.com/openai"
         version = quote(str(_option(call, "api_version") or DEFAULT_API_VERSION), safe="")
+        if call.endpoint in RESOURCE_PATHS:
+            # {resource}.openai.azure.com/openai/files/{id}/content?api-version=…
+            api_version = str(_option(call, "api_version") or DEFAULT_API_VERSION)
+            url = operation(call.ctx).url(
+                base + RESOURCE_PATHS[call.endpoint], {"api-version": api_version}
+            )
+            return upstream_request(call, url, headers)
         if call.endpoint is Endpoint.MODELS:
             url = f"{base}/models?api-version={version}"
             return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)
