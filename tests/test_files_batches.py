@@ -208,10 +208,10 @@ def test_a_config_with_several_targets_uses_its_first(
     gateway: RunningGateway, fake: FakeUpstream
 ) -> None:
     client = sdk(gateway, "two-targets")
-    for _ in range(4):  # a load balancer would pick the dead second target about half the time
+    for _ in range(8):  # a load balancer would pick the dead second target about half the time
         fake.script("/v1/files/file-abc123", Reply(json=FILE_OBJECT))
         assert client.files.retrieve("file-abc123").id == "file-abc123"
-    assert len([r for r in fake.requests if r.path == "/v1/files/file-abc123"]) == 4
+    assert len([r for r in fake.requests if r.path == "/v1/files/file-abc123"]) == 8
 
 
 def test_provider_header_routing(gateway: RunningGateway, fake: FakeUpstream) -> None:
@@ -423,6 +423,12 @@ def test_methods(gateway: RunningGateway, fake: FakeUpstream) -> None:
     assert not fake.requests
 
 
+async def chunked(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` as a body without a Content-Length."""
+    for start in range(0, len(data), 4096):
+        yield data[start : start + 4096]
+
+
 class ListSink(LogSink):
     """Keeps every log event."""
 
@@ -450,7 +456,13 @@ async def test_one_log_record_per_call_never_the_file(tmp_path: Path, fake: Fake
     manager = PluginManager()
     manager.load_entry_points()
     manager.register(SinkPlugin(sink), "files-sink")
-    path = server_file(tmp_path, fake, logging={"bodies": True}, store={"enabled": False})
+    path = server_file(
+        tmp_path,
+        fake,
+        logging={"bodies": True},
+        store={"enabled": False},
+        server={"max_upload_bytes": LIMIT},
+    )
     gw = Gateway(config_file=path, plugins=manager)
     fake.script("/v1/files", Reply(json=FILE_OBJECT))
     fake.script("/v1/files/file-abc123/content", Reply(body=JSONL, content_type="text/plain"))
@@ -472,6 +484,12 @@ async def test_one_log_record_per_call_never_the_file(tmp_path: Path, fake: Fake
             headers=headers,
         )
         assert batch.status_code == 200, batch.text
+        too_big = await client.post(
+            "/v1/files",
+            content=chunked(b"z" * (2 * LIMIT)),
+            headers={**headers, "content-type": "multipart/form-data; boundary=b"},
+        )
+        assert too_big.status_code == 413, too_big.text
         await gw.settled()
         await gw.logs.flush()
     records = [event.to_dict() for event in sink.events]
@@ -479,8 +497,11 @@ async def test_one_log_record_per_call_never_the_file(tmp_path: Path, fake: Fake
         ("files", "POST", 200),
         ("files", "GET", 200),
         ("batches", "POST", 200),
+        ("files", "POST", 413),
     ]
-    for record in records:
+    # the upload cut off is the client's fault, not a broken upstream (its circuit, retries)
+    assert [a["status"] for a in records[-1]["attempts"]] == [413]
+    for record in records[:3]:
         assert record["provider"] == "openai"
         assert record["latency_ms"] > 0
         assert b"custom_id" not in orjson.dumps(record, default=str)
