@@ -25,6 +25,7 @@ from portkey_mw.errors import (
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
@@ -56,6 +57,8 @@ _OPERATIONS: dict[tuple[Endpoint, str | None, str], str] = {
     (Endpoint.BATCHES, None, "GET"): "list",
     (Endpoint.BATCHES, "", "GET"): "retrieve",
     (Endpoint.BATCHES, "/cancel", "POST"): "cancel",
+    # Portkey's: the batch's output file's content, in one call
+    (Endpoint.BATCHES, "/output", "GET"): "output",
 }
 
 
@@ -64,8 +67,8 @@ class FileOperation:
     """One files or batches call, as its path and method name it.
 
     :param endpoint: ``files`` or ``batches``.
-    :param name: ``upload``, ``list``, ``retrieve``, ``content``, ``delete``, ``create``
-        or ``cancel``.
+    :param name: ``upload``, ``list``, ``retrieve``, ``content``, ``delete``, ``create``,
+        ``cancel`` or ``output`` (a batch's output file's content).
     :param method: the HTTP method (the provider's is the same).
     :param suffix: what follows the provider's files or batches path (``""``,
         ``/{id}``, ``/{id}/content``, ``/{id}/cancel``).
@@ -86,7 +89,12 @@ class FileOperation:
     @property
     def streams_answer(self) -> bool:
         """Whether the answer is a file's bytes, relayed as they come."""
-        return self.name == "content"
+        return self.name in ("content", "output")
+
+    def batch(self) -> FileOperation:
+        """For ``output``: retrieving the batch (``GET /batches/{id}``), which names the
+        output file."""
+        return FileOperation(self.endpoint, "retrieve", "GET", self.suffix.removesuffix("/output"))
 
     def url(self, base: str, extra_query: Mapping[str, str] | None = None) -> str:
         """``base`` (the provider's files or batches URL) with this operation's suffix and
@@ -140,6 +148,24 @@ def match(path: str, method: str, query_string: bytes = b"") -> FileOperation:
     )
     suffix = "" if sub is None else "/" + item + sub
     return FileOperation(endpoint, name, method, suffix, query)
+
+
+def output_file(batch: object) -> FileOperation:
+    """Reading the content of a batch's output file, from the batch object the provider
+    answered (``output_file_id``).
+
+    :raises NotFound: the batch has no output (yet), or names no plain file id.
+    """
+    file_id = batch.get("output_file_id") if isinstance(batch, dict) else None
+    if not isinstance(file_id, str) or not _ID.fullmatch(file_id):
+        status = batch.get("status") if isinstance(batch, dict) else None
+        raise NotFound(
+            f"the batch has no output file (status {status!r})"
+            if isinstance(status, str)
+            else "the batch has no output file",
+            code="batch_output_not_found",
+        )
+    return FileOperation(Endpoint.FILES, "content", "GET", f"/{file_id}/content")
 
 
 def operation(ctx: RequestContext) -> FileOperation:

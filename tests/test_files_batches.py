@@ -191,6 +191,34 @@ def test_batches(gateway: RunningGateway, fake: FakeUpstream) -> None:
     assert last(fake, "/v1/batches/batch_abc123/cancel").method == "POST"
 
 
+def test_batch_output_in_one_call(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    """Portkey's ``GET /v1/batches/{id}/output``: the batch, then its output file."""
+    headers = {"authorization": "Bearer up-key", "x-portkey-config": "openai-fake"}
+    done = {**BATCH, "status": "completed", "output_file_id": "file-out1"}
+    fake.script("/v1/batches/batch_abc123", Reply(json=done))
+    fake.script("/v1/files/file-out1/content", Reply(body=JSONL, content_type="text/plain"))
+    reply = httpx.get(gateway.base_url + "/batches/batch_abc123/output", headers=headers)
+    assert reply.status_code == 200, reply.text
+    assert reply.content == JSONL
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("GET", "/v1/batches/batch_abc123"),
+        ("GET", "/v1/files/file-out1/content"),
+    ]
+    assert all(r.headers["authorization"] == "Bearer up-key" for r in fake.requests)
+
+    fake.reset()
+    fake.script("/v1/batches/batch_abc123", Reply(json=BATCH))  # still validating
+    reply = httpx.get(gateway.base_url + "/batches/batch_abc123/output", headers=headers)
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "batch_output_not_found"
+    assert "validating" in reply.json()["error"]["message"]
+    # an output id that would climb is never followed
+    fake.script("/v1/batches/batch_abc123", Reply(json={**done, "output_file_id": "../models"}))
+    reply = httpx.get(gateway.base_url + "/batches/batch_abc123/output", headers=headers)
+    assert reply.status_code == 404
+    assert [r.path for r in fake.requests] == ["/v1/batches/batch_abc123"] * 2
+
+
 def test_a_batch_without_its_input_file_is_a_400(
     gateway: RunningGateway, fake: FakeUpstream
 ) -> None:
@@ -227,6 +255,34 @@ def test_provider_header_routing(gateway: RunningGateway, fake: FakeUpstream) ->
     )
     assert reply.status_code == 200, reply.text
     assert last(fake, "/v1/files").headers["authorization"] == "Bearer own-key"
+
+
+def test_a_batch_is_created_with_the_virtual_keys_credentials(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """The batch's requests run at the provider the route names, under its credentials:
+    the virtual key's key goes to the virtual key's host, whatever the client holds."""
+    secret = planted.plant("sk-vk-batch-owner-key")
+    vk = httpx.post(
+        gateway.base_url + "/virtual-keys",
+        json={"name": "batches", "provider": "openai", "key": secret, "custom_host": fake.base_url},
+        headers={"x-portkey-api-key": planted.ADMIN_KEY},
+    )
+    assert vk.status_code == 200, vk.text
+    client = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key="client-own-key",
+        default_headers={"x-portkey-virtual-key": vk.json()["slug"]},
+        max_retries=0,
+    )
+    fake.script("/v1/files", Reply(json=FILE_OBJECT))
+    client.files.create(file=("batch.jsonl", JSONL), purpose="batch")
+    fake.script("/v1/batches", Reply(json=BATCH))
+    client.batches.create(
+        input_file_id="file-abc123", endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    for path in ("/v1/files", "/v1/batches"):
+        assert last(fake, path).headers["authorization"] == f"Bearer {secret}"
 
 
 # -- azure-openai ----------------------------------------------------------------------------
