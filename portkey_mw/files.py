@@ -168,6 +168,27 @@ def output_file(batch: object) -> FileOperation:
     return FileOperation(Endpoint.FILES, "content", "GET", f"/{file_id}/content")
 
 
+#: the operations that put prompts in front of a provider (the file, the batch that runs it)
+UNGUARDABLE = frozenset({"upload", "create"})
+
+
+def refuse_unguardable(op: FileOperation) -> None:
+    """Refuse an upload or a batch's creation on a route with guardrails: they cannot check
+    a file's requests, which the provider runs later, so an enforced guardrail would be
+    skipped by sending the prompts as a batch. Reading, listing, deleting and cancelling
+    carry no prompt and pass.
+
+    :raises InvalidRequest: ``guardrails_unsupported`` (400).
+    """
+    if op.name in UNGUARDABLE:
+        raise InvalidRequest(
+            f"{op.endpoint.value}: this route has guardrails, which cannot check the requests "
+            "in a file (the provider runs them later); use a route without guardrails for "
+            "file uploads and batches",
+            code="guardrails_unsupported",
+        )
+
+
 def operation(ctx: RequestContext) -> FileOperation:
     """The files or batches operation of ``ctx`` (set when its path was matched)."""
     found = ctx.state.get(OPERATION)

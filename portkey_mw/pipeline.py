@@ -30,7 +30,13 @@ from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
-from portkey_mw.files import FILE_ENDPOINTS, UPLOAD, StreamedUpload, operation
+from portkey_mw.files import (
+    FILE_ENDPOINTS,
+    UPLOAD,
+    StreamedUpload,
+    operation,
+    refuse_unguardable,
+)
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
@@ -344,6 +350,8 @@ class Exchange:
         guards = self.guards = RequestGuardrails.for_plan(
             plan, pipeline.services, pipeline.guardrail_stats
         )
+        if guards is not None and ctx.endpoint in FILE_ENDPOINTS:
+            refuse_unguardable(operation(ctx))
         per_target = None
         if guards is not None and response is None:
             if guards.shared is not None:

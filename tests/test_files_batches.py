@@ -472,6 +472,38 @@ def test_a_provider_without_files_is_a_400(gateway: RunningGateway, fake: FakeUp
     assert not fake.requests
 
 
+def test_guardrails_cannot_be_skipped_by_a_batch(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """A route with guardrails cannot check the prompts in a file: an upload or a batch's
+    creation on it is refused (reading and listing carry no prompt and pass)."""
+    config = {
+        "provider": "openai",
+        "custom_host": fake.base_url,
+        "input_guardrails": [
+            {"default.contains": {"operator": "none", "words": ["secret"]}, "deny": True}
+        ],
+    }
+    headers = {"authorization": "Bearer up-key", "x-portkey-config": orjson.dumps(config).decode()}
+    upload = httpx.post(
+        gateway.base_url + "/files",
+        files={"file": ("b.jsonl", b'{"body": "the secret"}')},
+        data={"purpose": "batch"},
+        headers=headers,
+    )
+    create = httpx.post(
+        gateway.base_url + "/batches",
+        json={"input_file_id": "file-abc123", "endpoint": "/v1/chat/completions"},
+        headers=headers,
+    )
+    for refused in (upload, create):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "guardrails_unsupported"
+    assert not fake.requests
+    fake.script("/v1/files/file-abc123", Reply(json=FILE_OBJECT))
+    assert httpx.get(gateway.base_url + "/files/file-abc123", headers=headers).status_code == 200
+
+
 def test_methods(gateway: RunningGateway, fake: FakeUpstream) -> None:
     reply = httpx.put(gateway.base_url + "/files/file-abc123", headers={"x-portkey-config": "x"})
     assert reply.status_code == 405
