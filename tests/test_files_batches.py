@@ -285,6 +285,39 @@ def test_a_batch_is_created_with_the_virtual_keys_credentials(
         assert last(fake, path).headers["authorization"] == f"Bearer {secret}"
 
 
+def test_files_and_batches_are_admitted_like_any_request(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """A virtual key's rate limit counts files and batches calls (one request each); its
+    budget is not charged tokens a batch only uses later at the provider."""
+    vk = httpx.post(
+        gateway.base_url + "/virtual-keys",
+        json={
+            "name": "limited",
+            "provider": "openai",
+            "key": planted.plant("sk-vk-limited-files-key"),
+            "custom_host": fake.base_url,
+            "rate_limits": [{"type": "requests", "unit": "rph", "value": 2}],
+        },
+        headers={"x-portkey-api-key": planted.ADMIN_KEY},
+    )
+    assert vk.status_code == 200, vk.text
+    headers = {"x-portkey-virtual-key": vk.json()["slug"]}
+    fake.script("/v1/files", Reply(json={"object": "list", "data": []}))
+    fake.script("/v1/batches", Reply(json=BATCH))
+    assert httpx.get(gateway.base_url + "/files", headers=headers).status_code == 200
+    made = httpx.post(
+        gateway.base_url + "/batches",
+        json={"input_file_id": "file-abc123", "endpoint": "/v1/chat/completions"},
+        headers=headers,
+    )
+    assert made.status_code == 200, made.text
+    third = httpx.get(gateway.base_url + "/batches/batch_abc123", headers=headers)
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(fake.requests) == 2
+
+
 # -- azure-openai ----------------------------------------------------------------------------
 
 
