@@ -16,6 +16,7 @@ from portkey_mw import Gateway, ServerSettings
 from portkey_mw.auth.credentials import enforce_binding
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.files import FILE_ENDPOINTS, OPERATION, match
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.retired import RETIRED
 from portkey_mw.routing import ResolvedTarget
@@ -154,6 +155,8 @@ def call_for(
         body=body,
         raw_body=raw,
     )
+    if endpoint in FILE_ENDPOINTS:  # the path names the operation: a list, here
+        ctx.state[OPERATION] = match("/v1/" + endpoint.value, "GET")
     target = ResolvedTarget(
         path="config", provider=pid, api_key="sk-up", options=options, custom_host=custom_host
     )
