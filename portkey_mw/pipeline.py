@@ -325,9 +325,10 @@ class Exchange:
         self.plan = plan
         if self.inbound is not None:
             # A format may serve a request natively or translate it, by where it can go.
-            self.inbound = await self.inbound.routed(ctx, self._native(plan))
-            if ctx.body_modified and ctx.body is not None:
-                check_body(ctx.endpoint, ctx.body)
+            arrived = self.inbound
+            self.inbound = await arrived.routed(ctx, self._native(plan))
+            if self.inbound is not None and self.inbound is not arrived:
+                check_body(ctx.endpoint, ctx.body or {})  # the request it translated to
         # admit: budgets (412) and rate limits (429) of the key and its metadata, from memory
         # or one Redis round trip each; nothing when none apply
         await pipeline.spend.admit(ctx)

@@ -509,6 +509,12 @@ def test_built_in_tool_on_a_translated_provider_is_400(
         ({"input": "x", "max_output_tokens": -1}, "max_output_tokens"),
         ({"input": "x", "store": "yes"}, "store"),
         ({"input": "x", "background": True}, "background"),
+        ({"input": "x", "tool_choice": {"type": "function"}}, "tool_choice.name"),
+        ({"input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format.name"),
+        (
+            {"input": [{"type": "message", "role": "user", "content": [{"type": "input_file"}]}]},
+            "input.0.content.0",
+        ),
         ({}, "input"),
     ],
 )

@@ -110,9 +110,20 @@ REQUEST_SHAPES: dict[str, Shape] = {
         )
     ),
     "tool_choice": by_type(
-        {str: None, dict: fields(required={"type": string})}, "a string or a tool choice object"
+        {
+            str: None,
+            dict: tagged({"function": fields(required={"name": string})}, "a tool choice"),
+        },
+        "a string or a tool choice object",
     ),
-    "text": fields(optional={"format": fields(required={"type": string})}),
+    "text": fields(
+        optional={
+            "format": tagged(
+                {"json_schema": fields(required={"name": string, "schema": json_object})},
+                "a text format object",
+            )
+        }
+    ),
     "reasoning": fields(optional={"effort": string}),
 }
 
