@@ -158,10 +158,17 @@ class ResponseArchive:
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         now: float | None = None,
+        items_size: int = 0,
     ) -> StoredResponse | None:
         """Keep a response now (this process serves it at once; the persistent store gets it
-        in the background). ``None``: it is larger than ``max_entry_bytes`` and not kept."""
+        in the background). ``None``: it is larger than ``max_entry_bytes`` and not kept.
+
+        :param items_size: bytes of ``input_items`` as JSON, when the caller measured them.
+        """
         created = now if now is not None else time.time()
+        size = 0
+        if items_size:
+            size = items_size + len(orjson.dumps(response))
         record = StoredResponse(
             id=str(response["id"]),
             scope=scope,
@@ -169,6 +176,7 @@ class ResponseArchive:
             expires_at=created + self.ttl,
             response=response,
             input_items=input_items,
+            size=size,
         )
         if record.size > self.max_entry_bytes:
             log.warning("response not stored: too large", response_id=record.id)

@@ -474,6 +474,14 @@ def test_native_openai_stream_is_relayed(gateway: RunningGateway, fake: FakeUpst
 # -- hostile ----------------------------------------------------------------------------------
 
 
+def test_a_provider_error_is_an_openai_error(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    error = {"type": "error", "error": {"type": "invalid_request_error", "message": "bad model"}}
+    fake.script("/v1/messages", Reply(status=400, json=error))
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk(gateway, "claude").responses.create(model="nope", input="hi")
+    assert "bad model" in raised.value.message
+
+
 def test_unknown_previous_response_id_is_404(gateway: RunningGateway, fake: FakeUpstream) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         sdk(gateway, "claude").responses.create(

@@ -149,7 +149,8 @@ class ResponsesFormat:
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
         """Check the request's shape; it stays as it is until the route is known."""
         check_fields(REQUEST_SHAPES, body)
-        if body.get("input") is None and not body.get("previous_response_id"):
+        # (a native request may also continue a conversation or fill in a prompt template)
+        if not any(body.get(k) for k in ("input", "previous_response_id", *NATIVE_ONLY)):
             raise InvalidRequest(
                 "'input' is a required property", param="input", code="missing_param"
             )
@@ -185,7 +186,8 @@ class ResponsesFormat:
             items = previous.conversation()
         items += input_items(body)
         store = body.get("store") is not False
-        if store and len(orjson.dumps(items)) > self.archive.max_entry_bytes:
+        size = len(orjson.dumps(items)) if store else 0
+        if size > self.archive.max_entry_bytes:
             raise InvalidRequest(
                 f"the conversation is larger than the {self.archive.max_entry_bytes} bytes "
                 "a stored response may hold (responses.max_entry_bytes): send store: false "
@@ -198,7 +200,7 @@ class ResponsesFormat:
         ctx.state[LOGGED_ENDPOINT] = Endpoint.RESPONSES.value
         ctx.state["inbound_format"] = self.name
         ctx.set_body(chat)
-        return ResponsesTurn(self.archive, body, items, scope, store)
+        return ResponsesTurn(self.archive, body, items, scope, store, size)
 
     def response(self, completion: dict[str, Any]) -> dict[str, Any]:
         return completion  # a native answer is already the client's
@@ -228,10 +230,13 @@ class ResponsesTurn:
         items: list[dict[str, Any]],
         scope: str,
         store: bool,
+        items_size: int = 0,
     ) -> None:
         self.archive = archive
         self.body = body
         self.items = items
+        #: bytes of ``items`` as JSON (measured once, when the request was checked)
+        self.items_size = items_size
         self.scope = scope
         self.store = store
         self.id = new_id("resp")
@@ -247,7 +252,8 @@ class ResponsesTurn:
         """Store the finished response (when asked); whether it was."""
         if not self.store:
             return False
-        return self.archive.record(self.scope, response, self.items) is not None
+        kept = self.archive.record(self.scope, response, self.items, items_size=self.items_size)
+        return kept is not None
 
     def response(self, completion: dict[str, Any]) -> dict[str, Any]:
         answer = response_object(completion, self.body, self.id, self.store)
