@@ -501,6 +501,7 @@ def test_built_in_tool_on_a_translated_provider_is_400(
             tools=[{"type": "web_search_preview"}, {"type": "file_search"}],  # type: ignore[list-item]
         )
     assert "web_search_preview" in raised.value.message
+    assert "file_search" in raised.value.message
     assert raised.value.code == "unsupported_tool"
     assert not fake.requests
 

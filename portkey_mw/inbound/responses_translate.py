@@ -83,7 +83,16 @@ def chat_request(body: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
     text_format = (body.get("text") or {}).get("format")
     if isinstance(text_format, dict):
         _response_format(text_format, chat)
-    tools = [_tool(tool, i) for i, tool in enumerate(body.get("tools") or [])]
+    given = body.get("tools") or []
+    built_in = sorted({str(t.get("type")) for t in given if t.get("type") != "function"})
+    if built_in:
+        raise InvalidRequest(
+            f"built-in tools are not supported for this provider (only function tools are "
+            f"translated to chat completions): {', '.join(built_in)}",
+            param="tools",
+            code="unsupported_tool",
+        )
+    tools = [_tool(tool) for tool in given]
     if tools:
         chat["tools"] = tools
     choice = body.get("tool_choice")
@@ -180,14 +189,7 @@ def _output_text(content: Any) -> str:
     )
 
 
-def _tool(tool: dict[str, Any], index: int) -> dict[str, Any]:
-    if tool.get("type") != "function":
-        raise InvalidRequest(
-            f"tools.{index}: the built-in tool {tool.get('type')!r} is not supported for this "
-            "provider (only function tools are translated to chat completions)",
-            param=f"tools.{index}.type",
-            code="unsupported_tool",
-        )
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.get("name")}
     for name in ("description", "parameters", "strict"):
         if tool.get(name) is not None:
