@@ -600,3 +600,44 @@ def test_oversized_conversation_is_refused(fake: FakeUpstream, tmp_path: Path) -
         assert response.store is False
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve(response.id)
+
+
+def test_stateless_tool_round_trip_through_google(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """store: false, the client sends the whole conversation back (no gateway state)."""
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}
+    asked_answer = {
+        "candidates": [{"content": {"role": "model", "parts": [call]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
+    }
+    client = sdk(gateway, "gemini")
+    fake.script(GENERATE, Reply(json=asked_answer))
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    asked = client.responses.create(
+        model="gemini-2.5-flash",
+        input=[question],  # type: ignore[list-item]
+        tools=[WEATHER],  # type: ignore[list-item]
+        store=False,
+    )
+    (made,) = asked.output
+    assert made.type == "function_call" and made.name == "get_weather"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(asked.id)
+    fake.script(GENERATE, Reply(json=gemini_text("Cold.")))
+    answered = client.responses.create(
+        model="gemini-2.5-flash",
+        input=[
+            question,
+            made.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": made.call_id, "output": "-3C"},
+        ],  # type: ignore[list-item]
+        tools=[WEATHER],  # type: ignore[list-item]
+        store=False,
+    )
+    assert answered.output_text == "Cold."
+    contents = fake.requests[-1].json()["contents"]
+    assert contents[1]["role"] == "model"
+    assert contents[1]["parts"][0]["functionCall"]["args"] == {"city": "Oslo"}
+    response_part = contents[2]["parts"][0]["functionResponse"]
+    assert response_part["name"] == "get_weather"
