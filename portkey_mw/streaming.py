@@ -23,6 +23,14 @@ DONE_EVENT = b"data: [DONE]\n\n"
 TAIL_BYTES = 4096
 
 
+def is_event_stream(response: GatewayResponse) -> bool:
+    """Whether a streamed response is a stream of server-sent events (a stream that names
+    no content type is); speech audio (``/v1/audio/speech``) is a stream of bytes instead,
+    relayed without being parsed."""
+    kind = response.headers.get("content-type")
+    return kind is None or kind.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
 def error_event(error: GatewayError) -> bytes:
     """An SSE event carrying an OpenAI-style error; the openai SDK raises it as APIError."""
     return b"data: " + error.to_bytes() + b"\n\n"
