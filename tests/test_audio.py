@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,9 +26,12 @@ from tests.conftest import DEADLINE, RunningGateway, in_process, mounted_gateway
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.multipart_forms import parse_form, text_fields
 from tests.test_logging import ListSink
+from tests.test_spend_e2e import Clock, api_key, run_gateway, virtual_key
 
 #: every byte value, CRLFs and something that looks like a boundary: it must arrive intact
 AUDIO = bytes(range(256)) * 64 + b"\r\n--portkey-mw-0\r\n\r\n" + b"RIFF\x00\x00WAVE" * 50
+#: the limits' clock in the budget tests
+NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 #: the gateway's upload limit in these tests
 LIMIT = 1_000_000
 TRANSCRIPT = {
@@ -433,3 +438,53 @@ def test_one_log_record_per_request_without_the_audio(fake: FakeUpstream) -> Non
         text = orjson.dumps(record, default=str)
         assert b"WAVE" not in text and b"RIFF" not in text
     assert len(sink.events) == 2
+
+
+# -- budgets and rate limits ---------------------------------------------------------------
+
+
+def test_a_transcriptions_usage_is_charged_to_the_budget(
+    tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_gateway(tmp_path, fake, Clock(NOW), monkeypatch) as gw:
+        slug = virtual_key(gw, fake)
+        _, key = api_key(gw, usage_limits={"type": "tokens", "credit_limit": 30})
+        client = openai.OpenAI(
+            api_key=key,
+            base_url=gw.base_url,
+            max_retries=0,
+            default_headers={"x-portkey-virtual-key": slug},
+        )
+        for _ in range(2):  # 17 tokens each: the second starts under the budget
+            fake.script("/v1/audio/transcriptions", Reply(json=TRANSCRIPT))
+            client.audio.transcriptions.create(
+                file=("a.wav", AUDIO, "audio/wav"), model="gpt-4o-transcribe"
+            )
+            gw.settle()
+        calls = len(fake.requests)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.audio.transcriptions.create(
+                file=("a.wav", AUDIO, "audio/wav"), model="gpt-4o-transcribe"
+            )
+        assert caught.value.status_code == 412
+        assert "34 of 30 tokens" in str(caught.value)
+        assert len(fake.requests) == calls  # refused before the provider was called
+
+
+def test_an_rpm_limit_holds_speech_back(
+    tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_gateway(tmp_path, fake, Clock(NOW), monkeypatch) as gw:
+        slug = virtual_key(gw, fake)
+        _, key = api_key(gw, rate_limits=[{"type": "requests", "unit": "rpm", "value": 1}])
+        client = openai.OpenAI(
+            api_key=key,
+            base_url=gw.base_url,
+            max_retries=0,
+            default_headers={"x-portkey-virtual-key": slug},
+        )
+        fake.script("/v1/audio/speech", Reply(body=AUDIO, content_type="audio/mpeg"))
+        assert client.audio.speech.create(model="tts-1", voice="alloy", input="a").content == AUDIO
+        with pytest.raises(openai.RateLimitError):
+            client.audio.speech.create(model="tts-1", voice="alloy", input="b")
+        assert len(fake.requests) == 1
