@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 ChunkListener = Callable[[dict[str, Any]], None]
 
 DONE_EVENT = b"data: [DONE]\n\n"
+#: the ``type`` of the last event of the audio streams, which end without ``[DONE]`` or a
+#: ``finish_reason``: a streamed transcription and speech as server-sent events
+FINAL_EVENT_TYPES = frozenset({"transcript.text.done", "speech.audio.done"})
 #: How much of a stream's end the log keeps (the usage chunk and ``[DONE]`` live there).
 TAIL_BYTES = 4096
 
@@ -315,6 +318,8 @@ class StreamGuard:
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finished = True
+        if chunk.get("type") in FINAL_EVENT_TYPES:
+            self.finished = True
         self.chunks.publish(chunk)
 
 

@@ -488,3 +488,49 @@ def test_an_rpm_limit_holds_speech_back(
         with pytest.raises(openai.RateLimitError):
             client.audio.speech.create(model="tts-1", voice="alloy", input="b")
         assert len(fake.requests) == 1
+
+
+def test_a_streamed_transcription_ends_with_its_done_event(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    events: list[bytes | dict[str, Any]] = [
+        {"type": "transcript.text.delta", "delta": "hello"},
+        {"type": "transcript.text.delta", "delta": " there"},
+        {"type": "transcript.text.done", "text": "hello there", "usage": TRANSCRIPT["usage"]},
+    ]
+    fake.script("/v1/audio/transcriptions", Reply(stream=events, done=False))
+    stream = sdk(gateway, "openai-fake").audio.transcriptions.create(
+        file=("a.wav", AUDIO, "audio/wav"), model="gpt-4o-transcribe", stream=True
+    )
+    received = [event.type for event in stream]
+    assert received == ["transcript.text.delta", "transcript.text.delta", "transcript.text.done"]
+    fields = text_fields(parse_form(fake.requests[-1]))
+    assert fields["stream"] == ["true"] and "stream_options" not in fields
+    assert fake.requests[-1].headers["accept"] == "text/event-stream"
+
+
+def test_a_truncated_transcription_stream_is_an_error(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    events: list[bytes | dict[str, Any]] = [{"type": "transcript.text.delta", "delta": "hel"}]
+    fake.script("/v1/audio/transcriptions", Reply(stream=events, done=False))
+    stream = sdk(gateway, "openai-fake").audio.transcriptions.create(
+        file=("a.wav", AUDIO, "audio/wav"), model="gpt-4o-transcribe", stream=True
+    )
+    with pytest.raises(openai.APIError, match="ended without"):
+        list(stream)
+
+
+def test_speech_as_server_sent_events(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    events: list[bytes | dict[str, Any]] = [
+        {"type": "speech.audio.delta", "audio": "AAAA"},
+        {"type": "speech.audio.done", "usage": {"input_tokens": 3, "output_tokens": 9}},
+    ]
+    fake.script("/v1/audio/speech", Reply(stream=events, done=False))
+    with sdk(gateway, "openai-fake").audio.speech.with_streaming_response.create(
+        model="gpt-4o-mini-tts", voice="alloy", input="Hi", stream_format="sse"
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode()
+    assert '"speech.audio.delta"' in text and '"speech.audio.done"' in text
+    assert fake.requests[-1].json()["stream_format"] == "sse"
