@@ -219,8 +219,10 @@ class _FormReader:
         "_ended",
         "_field",
         "_fields",
+        "_filename",
         "_files",
         "_headers",
+        "_name",
         "_parser",
         "_parts",
         "_size",
@@ -234,6 +236,8 @@ class _FormReader:
         self._field = bytearray()
         self._value = bytearray()
         self._data: list[bytes] = []
+        self._name = ""
+        self._filename: bytes | None = None
         self._size = 0
         self._parts = 0
         self._ended = False
@@ -245,6 +249,7 @@ class _FormReader:
                     "on_header_field": self._header_field,
                     "on_header_value": self._header_value,
                     "on_header_end": self._header_end,
+                    "on_headers_finished": self._headers_finished,
                     "on_part_data": self._part_data,
                     "on_part_end": self._part_end,
                     "on_end": self._end,
@@ -309,11 +314,7 @@ class _FormReader:
         self._field.clear()
         self._value.clear()
 
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        self._size += end - start
-        self._data.append(data[start:end])
-
-    def _part_end(self) -> None:
+    def _headers_finished(self) -> None:
         disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
         name = options.get(b"name")
         if disposition != b"form-data" or name is None:
@@ -322,10 +323,24 @@ class _FormReader:
                 "with a name",
                 code="invalid_multipart",
             )
-        key = name.decode("utf-8", "replace")
+        self._name = name.decode("utf-8", "replace")
+        self._filename = options.get(b"filename")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._size += end - start
+        if self._filename is None and self._size > MAX_FIELD_BYTES:
+            # refused as it comes: a text field is never held beyond its own limit
+            raise InvalidRequest(
+                f"form field {self._name[:100]!r} is longer than {MAX_FIELD_BYTES} bytes",
+                param=self._name,
+                code="invalid_value",
+            )
+        self._data.append(data[start:end])
+
+    def _part_end(self) -> None:
+        key, filename = self._name, self._filename
         data = b"".join(self._data)
         self._data = []
-        filename = options.get(b"filename")
         if filename is not None:
             kind = self._headers.get(b"content-type", b"application/octet-stream")
             self._files.append(
@@ -337,12 +352,6 @@ class _FormReader:
                 )
             )
             return
-        if len(data) > MAX_FIELD_BYTES:
-            raise InvalidRequest(
-                f"form field {key[:100]!r} is longer than {MAX_FIELD_BYTES} bytes",
-                param=key,
-                code="invalid_value",
-            )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
