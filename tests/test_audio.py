@@ -569,3 +569,21 @@ def test_served_by_portkey_mw_serve(tmp_path: Path, fake: FakeUpstream) -> None:
         assert result.text == "served"
         assert client.audio.speech.create(model="tts-1", voice="alloy", input="x").content == AUDIO
     assert [p.data for p in parse_form(fake.requests[0]) if p.filename] == [AUDIO]
+
+
+def test_speech_cut_by_the_upstream_is_never_complete(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    fake.script("/v1/audio/speech", Reply(body=AUDIO, content_type="audio/mpeg", drop="mid_stream"))
+    with (
+        httpx.stream(
+            "POST",
+            gateway.base_url + "/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": "Hi"},
+            headers={"x-portkey-config": "openai-fake", "authorization": "Bearer sk-audio"},
+            timeout=DEADLINE,
+        ) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        assert response.status_code == 200
+        response.read()
