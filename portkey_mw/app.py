@@ -77,6 +77,10 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/messages/count_tokens": (Endpoint.COUNT_TOKENS, "POST"),
     "/v1/rerank": (Endpoint.RERANK, "POST"),
     "/v1/responses": (Endpoint.RESPONSES, "POST"),
+    "/v1/audio/speech": (Endpoint.AUDIO_SPEECH, "POST"),
+    "/v1/audio/transcriptions": (Endpoint.AUDIO_TRANSCRIPTIONS, "POST"),
+    "/v1/audio/translations": (Endpoint.AUDIO_TRANSLATIONS, "POST"),
+    "/v1/images/edits": (Endpoint.IMAGE_EDITS, "POST"),
 }
 #: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
 INBOUND: dict[str, InboundFormat] = {

@@ -35,6 +35,7 @@ from portkey_mw.inbound import LOGGED_ENDPOINT, InboundFormat
 from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
+from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, read_form
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
 from portkey_mw.prompts.library import (
@@ -58,6 +59,7 @@ from portkey_mw.streaming import (
     SSEDecoder,
     error_event,
     event_data,
+    is_event_stream,
     json_event,
     listen,
 )
@@ -265,6 +267,19 @@ class Exchange:
 
     async def _read_body(self) -> None:
         ctx, server = self.ctx, self.pipeline.settings.server
+        if ctx.endpoint in MULTIPART_ENDPOINTS:
+            form = await read_form(
+                self.receive,
+                ctx.headers,
+                ctx.endpoint,
+                server.max_upload_bytes,
+                server.body_timeout,
+            )
+            ctx.state[FORM_STATE] = form
+            ctx.body = dict(form.fields)
+            # What the log keeps as the request body: the fields and the files' sizes.
+            ctx.raw_body = orjson.dumps(form.description())
+            return
         limit = server.max_body_bytes
         content_type = ctx.headers.get("content-type")
         if content_type is not None and "json" not in content_type.split(";", 1)[0].lower():
@@ -528,6 +543,9 @@ class Exchange:
 
     async def _send_stream(self, response: GatewayResponse) -> None:
         assert response.stream is not None
+        if not is_event_stream(response):
+            await self._send_media(response)
+            return
         self.status = response.status
         headers = self._response_headers(response)
         headers.setdefault("content-type", "text/event-stream")
@@ -578,6 +596,34 @@ class Exchange:
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.finished = time.perf_counter()
+
+    async def _send_media(self, response: GatewayResponse) -> None:
+        """Relay a stream of bytes that are not events (speech audio) as they arrive, with
+        the upstream's content type. Nothing of it is kept: the log gets its type and size.
+        An upstream that breaks off mid-way leaves the response unfinished (the connection
+        closes), so a client cannot take a cut file for a whole one."""
+        assert response.stream is not None
+        self.status = response.status
+        headers = self._response_headers(response)
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _http.encode_headers(headers),
+            }
+        )
+        self.response_started = True
+        size, send = 0, self.send
+        async for chunk in response.stream:
+            if self.ttfb is None:
+                self.ttfb = time.perf_counter()
+            size += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        response.stream_complete = True
+        self._done = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.finished = time.perf_counter()
+        self.sent = orjson.dumps({"content_type": headers.get("content-type"), "bytes": size})
 
     async def _hooked(
         self, stream: AsyncIterator[bytes], hooks: tuple[HookCall, ...]

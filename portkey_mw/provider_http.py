@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.auth.api_keys import is_gateway_key
-from portkey_mw.context import GatewayResponse
+from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
 from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
@@ -27,6 +27,8 @@ PASSTHROUGH_HEADERS = frozenset(
     {"retry-after", "retry-after-ms", "x-request-id", "openai-processing-ms", "openai-version"}
 )
 PASSTHROUGH_PREFIXES = ("x-ratelimit-",)
+#: endpoints whose answer may be text rather than JSON (``response_format`` text, srt, vtt)
+TEXT_ANSWERS = frozenset({Endpoint.AUDIO_TRANSCRIPTIONS, Endpoint.AUDIO_TRANSLATIONS})
 
 
 def passthrough_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
@@ -166,6 +168,17 @@ class HTTPProvider(Provider):
             )
             response.secrets = secrets
             return response
+        if upstream.status < 400 and call.endpoint is Endpoint.AUDIO_SPEECH:
+            # Audio, relayed as it comes with its own type (never read whole).
+            headers["content-type"] = content_type or "application/octet-stream"
+            response = GatewayResponse(
+                upstream.status,
+                headers=headers,
+                stream=upstream.iter_chunks(),
+                close=upstream.aclose,
+            )
+            response.secrets = secrets
+            return response
         try:
             body = await upstream.read()
         finally:
@@ -192,6 +205,10 @@ class HTTPProvider(Provider):
         content_type: str,
     ) -> GatewayResponse:
         """Translate a successful body; the default checks that it is JSON and keeps it."""
+        if call.endpoint in TEXT_ANSWERS and content_type.startswith("text/"):
+            # A transcript asked for as text, srt or vtt: kept as it is, with its type.
+            headers["content-type"] = content_type
+            return GatewayResponse(status, body, headers=headers)
         # A cheap look, not a parse: the body is forwarded as bytes and parsed only if a hook
         # or the log needs it.
         if body.lstrip()[:1] not in (b"{", b"["):

@@ -19,6 +19,7 @@ from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.transport import UpstreamRequest
 
@@ -33,6 +34,10 @@ PATHS = {
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
     Endpoint.IMAGES: "/images/generations",
+    Endpoint.IMAGE_EDITS: "/images/edits",
+    Endpoint.AUDIO_SPEECH: "/audio/speech",
+    Endpoint.AUDIO_TRANSCRIPTIONS: "/audio/transcriptions",
+    Endpoint.AUDIO_TRANSLATIONS: "/audio/translations",
 }
 
 
@@ -84,12 +89,17 @@ class AzureOpenAIProvider(HTTPProvider):
         else:
             deployment = quote(str(_required(call, "deployment_id")), safe="")
             url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
-        headers["content-type"] = "application/json"
+        if call.endpoint in MULTIPART_ENDPOINTS:
+            # the client's files, with the fields after the config's overrides
+            body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})
+        else:
+            headers["content-type"] = "application/json"
+            body = call.body_bytes()
         return UpstreamRequest(
             "POST",
             url,
             headers=headers,
-            body=call.body_bytes(),
+            body=body,
             timeout=call.timeout,
             stream=call.stream,
         )
