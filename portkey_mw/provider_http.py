@@ -29,6 +29,8 @@ PASSTHROUGH_HEADERS = frozenset(
     {"retry-after", "retry-after-ms", "x-request-id", "openai-processing-ms", "openai-version"}
 )
 PASSTHROUGH_PREFIXES = ("x-ratelimit-",)
+#: endpoints whose answer may be text rather than JSON (``response_format`` text, srt, vtt)
+TEXT_ANSWERS = frozenset({Endpoint.AUDIO_TRANSCRIPTIONS, Endpoint.AUDIO_TRANSLATIONS})
 
 
 def passthrough_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
@@ -187,8 +189,11 @@ class HTTPProvider(Provider):
             )
             response.secrets = secrets
             return response
-        if upstream.status < 400 and streams_answer(call.ctx):
-            # A file's bytes, relayed as they come with their own type (never read whole).
+        if upstream.status < 400 and (
+            call.endpoint is Endpoint.AUDIO_SPEECH or streams_answer(call.ctx)
+        ):
+            # Audio, or a file's bytes, relayed as they come with their own type (never
+            # read whole).
             headers["content-type"] = content_type or "application/octet-stream"
             response = GatewayResponse(
                 upstream.status,
@@ -224,6 +229,10 @@ class HTTPProvider(Provider):
         content_type: str,
     ) -> GatewayResponse:
         """Translate a successful body; the default checks that it is JSON and keeps it."""
+        if call.endpoint in TEXT_ANSWERS and content_type.startswith("text/"):
+            # A transcript asked for as text, srt or vtt: kept as it is, with its type.
+            headers["content-type"] = content_type
+            return GatewayResponse(status, body, headers=headers)
         # A cheap look, not a parse: the body is forwarded as bytes and parsed only if a hook
         # or the log needs it.
         if body.lstrip()[:1] not in (b"{", b"["):

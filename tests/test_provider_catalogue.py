@@ -18,6 +18,7 @@ from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.files import FILE_ENDPOINTS, OPERATION, match
 from portkey_mw.interfaces import ProviderCall
+from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, FilePart, Form
 from portkey_mw.retired import RETIRED
 from portkey_mw.routing import ResolvedTarget
 from tests.conftest import in_process
@@ -145,6 +146,10 @@ def call_for(
         body = {"model": model, "input": "hi"}
     elif endpoint is Endpoint.RERANK:
         body = {"model": model, "query": "q", "documents": ["a", "b"]}
+    elif endpoint in MULTIPART_ENDPOINTS:
+        body = {"model": model, "prompt": "p"}
+    elif endpoint is Endpoint.AUDIO_SPEECH:
+        body = {"model": model, "input": "hi", "voice": "alloy"}
     raw = orjson.dumps(body)
     ctx = RequestContext(
         trace_id="t",
@@ -157,6 +162,9 @@ def call_for(
     )
     if endpoint in FILE_ENDPOINTS:  # the path names the operation: a list, here
         ctx.state[OPERATION] = match("/v1/" + endpoint.value, "GET")
+    if endpoint in MULTIPART_ENDPOINTS:  # the pipeline reads the form before routing
+        upload = FilePart("file", "a.wav", "audio/wav", b"RIFF")
+        ctx.state[FORM_STATE] = Form(fields=dict(body), files=[upload])
     target = ResolvedTarget(
         path="config", provider=pid, api_key="sk-up", options=options, custom_host=custom_host
     )

@@ -12,6 +12,7 @@ from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
 from portkey_mw.files import FILE_ENDPOINTS, operation, upstream_request
 from portkey_mw.interfaces import ProviderCall
+from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.rerank import DIALECTS, RerankRequest
 from portkey_mw.translation import json_object
@@ -46,7 +47,12 @@ class OpenAICompatibleProvider(HTTPProvider):
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         spec = self.spec
         headers = forwarded_headers(call) | spec.headers
-        headers["accept"] = "text/event-stream" if call.stream else "application/json"
+        if call.stream:
+            headers["accept"] = "text/event-stream"
+        else:
+            # speech answers with audio; everything else with JSON
+            speech = call.endpoint is Endpoint.AUDIO_SPEECH
+            headers["accept"] = "*/*" if speech else "application/json"
         key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
         if key and spec.auth != "none":
             headers["authorization"] = f"Bearer {key}"
@@ -62,7 +68,10 @@ class OpenAICompatibleProvider(HTTPProvider):
             request.secrets = tuple(sent)
             return request
         body: bytes | None = None
-        if call.body is not None:
+        if call.endpoint in MULTIPART_ENDPOINTS:
+            # the client's files, with the fields after the config's overrides
+            body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})
+        elif call.body is not None:
             headers["content-type"] = "application/json"
             body = self._body(call)
         return UpstreamRequest(
