@@ -628,10 +628,11 @@ class Exchange:
         self.finished = time.perf_counter()
 
     async def _send_media(self, response: GatewayResponse) -> None:
-        """Relay a stream of bytes that are not events (speech audio) as they arrive, with
-        the upstream's content type. Nothing of it is kept: the log gets its type and size.
-        An upstream that breaks off mid-way leaves the response unfinished (the connection
-        closes), so a client cannot take a cut file for a whole one."""
+        """Relay a stream of bytes that are not events (speech audio, a file's content) as
+        they arrive, with the upstream's content type. Nothing of it is kept: the log gets
+        its type and size. An upstream that breaks off mid-way leaves the response
+        unfinished (the connection closes), so a client cannot take a cut file for a whole
+        one."""
         assert response.stream is not None
         self.status = response.status
         headers = self._response_headers(response)
