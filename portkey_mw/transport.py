@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -49,7 +49,8 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
+    #: the bytes to send, or chunks streamed as they come (a pass-through's upload)
+    body: bytes | AsyncIterable[bytes] | None = None
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False
