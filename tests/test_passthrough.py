@@ -361,6 +361,15 @@ def test_a_provider_that_cannot_pass_through_is_named(
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert "bedrock" in error["message"] and "proxy" in error["message"]
+    # a local server's entry has no public base URL: custom_host it is
+    local = httpx.get(
+        f"{gateway.base_url}/proxy/api/tags",
+        headers={"x-portkey-provider": "ollama"},
+        timeout=DEADLINE,
+    )
+    assert local.status_code == 400
+    assert "'ollama' has no base URL for pass-through" in local.json()["error"]["message"]
+    assert fake.requests == []
 
 
 def test_one_log_record_per_request(
@@ -380,3 +389,18 @@ def test_one_log_record_per_request(
     assert event.path == "/v1/vector_stores"
     assert event.method == "GET"
     assert event.latency_ms > 0
+
+
+def test_an_upstream_echoing_the_key_has_it_masked(
+    gateway: RunningGateway, fake: FakeUpstream, virtual_key: str
+) -> None:
+    echo = {"error": {"message": f"key {VAULT_KEY} is revoked"}}
+    fake.script("/v1/files", Reply(status=401, json=echo, headers={"x-request-id": VAULT_KEY}))
+    reply = httpx.get(
+        f"{gateway.base_url}/proxy/files",
+        headers={"x-portkey-virtual-key": virtual_key},
+        timeout=DEADLINE,
+    )
+    assert reply.status_code == 401
+    assert "is revoked" in reply.text
+    assert VAULT_KEY not in reply.text and VAULT_KEY not in str(reply.headers)
