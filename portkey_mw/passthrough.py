@@ -131,7 +131,9 @@ class RequestBody:
         self._receive = receive
         self.limit = limit
         self._time_limit = time_limit
-        self._deadline: float | None = None
+        # counted from the request's arrival, as for a body the gateway reads itself
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + time_limit if time_limit is not None else None
         self.size = 0
         #: set once the last chunk was read (or reading stopped): the disconnect watcher
         #: may read the client's messages from then on
@@ -142,9 +144,6 @@ class RequestBody:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        if self._time_limit is not None:
-            self._deadline = loop.time() + self._time_limit
         try:
             while True:
                 try:
