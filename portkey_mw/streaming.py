@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 ChunkListener = Callable[[dict[str, Any]], None]
 
 DONE_EVENT = b"data: [DONE]\n\n"
+#: the events that end a Responses API stream (``/v1/responses`` served natively)
+RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 #: How much of a stream's end the log keeps (the usage chunk and ``[DONE]`` live there).
 TAIL_BYTES = 4096
 
@@ -307,6 +309,8 @@ class StreamGuard:
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finished = True
+        if chunk.get("type") in RESPONSES_TERMINAL:
+            self.finished = True  # a native Responses API stream's last event
         self.chunks.publish(chunk)
 
 
