@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import structlog
 
-from portkey_mw import _http
+from portkey_mw import _http, passthrough
 from portkey_mw.admin.operations import ADMIN_PREFIX, operations_router
 from portkey_mw.admin.prompt_files import PromptFileError, load_prompt_directory
 from portkey_mw.admin.routes import control_plane_routes, is_control_plane_path
@@ -544,6 +544,8 @@ class Gateway:
                 await self._control_routes(scope, receive, send)
             elif path.startswith(ADMIN_PREFIX + "/") or path == ADMIN_PREFIX:
                 await self._admin(scope, receive, send, headers, base_headers)
+            elif _passes_through(path):
+                await self._proxy(scope, receive, send, headers, base_headers)
             else:
                 await _http.send_error(send, NotFound(f"no route for {path}"), base_headers)
             return
@@ -602,6 +604,35 @@ class Gateway:
         self.in_flight += 1
         try:
             await self.pipeline.handle(ctx, receive, send, prompt_call=call)
+        finally:
+            self.in_flight -= 1
+
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        base: dict[str, str],
+    ) -> None:
+        """``/v1/proxy/…`` and unmatched ``/v1/…`` paths, any method: forwarded untranslated
+        to the resolved provider (:mod:`portkey_mw.passthrough`)."""
+        ctx = RequestContext(
+            trace_id=base["x-portkey-trace-id"],
+            endpoint=Endpoint.PROXY,
+            method=scope["method"],
+            path=_http.route_path(scope),
+            headers=headers,
+            body=None,
+            raw_body=b"",
+            response_headers=base,
+            gateway_state=self.state,
+            request_id=base["x-portkey-request-id"],
+        )
+        passthrough.prepare(ctx, scope)
+        self.in_flight += 1
+        try:
+            await self.pipeline.handle(ctx, receive, send)
         finally:
             self.in_flight -= 1
 
@@ -677,6 +708,17 @@ def local_admin_app(settings: ServerSettings) -> Gateway:
         raise InvalidConfig("the control-plane store is disabled (store.enabled: false)")
     gateway.control.local_operator = True
     return gateway
+
+
+def _passes_through(path: str) -> bool:
+    """Whether an unrouted path is a pass-through (Portkey's gateway forwards every
+    ``/v1/…`` path it has no route for); the gateway's own paths never are."""
+    return (
+        path.startswith("/v1/")
+        and path not in HEALTH_PATHS
+        and path not in READY_PATHS
+        and not is_control_plane_path(path)
+    )
 
 
 def _default_store(settings: ServerSettings) -> ControlStore:

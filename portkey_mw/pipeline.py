@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import structlog
 
-from portkey_mw import _http
+from portkey_mw import _http, passthrough
 from portkey_mw.auth.identity import Identifier
 from portkey_mw.auth.virtual_keys import MODEL_REF_PREFIX, split_model_ref
 from portkey_mw.caching import HIT_STATUSES, CacheUse, StreamRecorder
@@ -44,6 +44,7 @@ from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
 from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, read_form
+from portkey_mw.passthrough import RequestBody
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
 from portkey_mw.prompts.library import (
@@ -190,6 +191,7 @@ class Exchange:
         "status",
         "ttfb",
         "unlogged",
+        "upload",
     )
 
     def __init__(
@@ -230,13 +232,20 @@ class Exchange:
         self.plan: PlanNode | None = None
         #: the flight this request leads: identical misses wait for its answer
         self.flight: Flight | None = None
+        #: a pass-through's body, streamed to the upstream as it arrives
+        self.upload: RequestBody | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
         watcher: asyncio.Task[None] | None = None
         try:
             try:
-                if ctx.method == "POST":
+                if ctx.endpoint is Endpoint.PROXY:
+                    server = self.pipeline.settings.server
+                    self.upload = passthrough.open_body(
+                        ctx, self.receive, server.max_body_bytes, server.body_timeout
+                    )
+                elif ctx.method == "POST":
                     await self._read_body()
                 if UPLOAD not in ctx.state:  # (an upload's body is read as it goes upstream)
                     watcher = asyncio.get_running_loop().create_task(
@@ -266,6 +275,8 @@ class Exchange:
             await self._emit_log()
 
     async def _watch_disconnect(self, task: asyncio.Task[Any] | None) -> None:
+        if self.upload is not None:
+            await self.upload.done.wait()  # until then, the body's reader hears a disconnect
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -359,6 +370,13 @@ class Exchange:
         self.plan = plan
         if ctx.endpoint in FILE_ENDPOINTS:
             plan = self.plan = _first_target(plan, streamed=UPLOAD in ctx.state)
+        if ctx.endpoint is Endpoint.PROXY and not isinstance(plan, ResolvedTarget):
+            # The body streams to one upstream once: no fallback or retry could resend it.
+            raise InvalidRequest(
+                "a pass-through request goes to a single target: its config has several "
+                "(strategies cannot resend a streamed body)",
+                code="proxy_single_target",
+            )
         if self.inbound is not None:
             # A format may serve a request natively or translate it, by where it can go.
             arrived = self.inbound
@@ -375,6 +393,12 @@ class Exchange:
         if guards is not None and ctx.endpoint in FILE_ENDPOINTS:
             refuse_unguardable(operation(ctx))
         per_target = None
+        if guards is not None and ctx.endpoint is Endpoint.PROXY:
+            raise InvalidRequest(
+                "guardrails cannot check a pass-through request (its body is not read): "
+                "call a translated route, or use a config without guardrails",
+                code="proxy_guardrails",
+            )
         if guards is not None and response is None:
             if guards.shared is not None:
                 # Before the cache: a cached answer never skips an input guardrail.
@@ -588,13 +612,17 @@ class Exchange:
             }
         )
         self.response_started = True
-        chunk_hooks = self.pipeline.plugins.on_stream_chunk
-        chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
         ctx = self.ctx
+        # A pass-through's answer is relayed as it came: no hook or usage filter reads it as
+        # OpenAI's events, and its bodies are not kept (its request's never was read).
+        proxied = ctx.endpoint is Endpoint.PROXY
+        chunk_hooks = () if proxied else self.pipeline.plugins.on_stream_chunk
+        chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
         tail = self.relay = _Tail(chunks, counting=bool(ctx.limited))
         relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
         if (
-            self.inbound is None
+            not proxied
+            and self.inbound is None
             and ctx.limited
             and ctx.endpoint is not Endpoint.RESPONSES  # (its usage is in its last event)
             and not _asked_for_usage(ctx.body)
@@ -603,7 +631,7 @@ class Exchange:
             # charges (see _provider_call); the client did not, so it does not see it.
             relayed = _without_usage(relayed)
         capture = None
-        if self.pipeline.bodies.enabled(ctx):
+        if self.pipeline.bodies.enabled(ctx) and not proxied:
             # Only then: a stream whose bodies are not kept pays nothing for this.
             capture = self.capture = StreamCapture(self.pipeline.bodies.max_bytes)
             relayed = capture.wrap(relayed)

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from portkey_mw import passthrough
 from portkey_mw.auth.api_keys import is_gateway_key
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
@@ -145,6 +146,8 @@ class HTTPProvider(Provider):
         """The upstream request for this call (URL, auth headers, body bytes)."""
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        if call.endpoint is Endpoint.PROXY:
+            return await self.forward(call, transport)
         if call.ctx.state.get(OPERATION) is not None and operation(call.ctx).name == "output":
             return await self._batch_output(call, transport)
         upstream = await transport.send(self.build_request(call))
@@ -166,6 +169,44 @@ class HTTPProvider(Provider):
             )
         finally:
             ctx.state[OPERATION] = wanted  # the log names the client's operation
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        """The base URL pass-through paths go below (``None``: the provider has none).
+        Providers that list :attr:`Endpoint.PROXY <portkey_mw.context.Endpoint.PROXY>`
+        override it and :meth:`proxy_auth`."""
+        return None
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        """The headers that carry this call's credentials (and any the provider always
+        sends) on a pass-through request."""
+        return {}
+
+    async def forward(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        """A pass-through request (:mod:`portkey_mw.passthrough`): the client's allowed
+        headers and ``forward_headers``, then the provider's credentials, below the
+        admin's custom host, else :meth:`proxy_base`."""
+        base = custom_host(call) or self.proxy_base(call)
+        if not base:
+            raise InvalidRequest(
+                f"provider {self.id!r} has no base URL for pass-through: set custom_host on "
+                "the target",
+                code="unsupported_endpoint",
+            )
+        headers = passthrough.client_headers(call.ctx.headers)
+        headers.update(forwarded_headers(call))
+        if self.holds_server_credentials(call.target):
+            # The client's own credentials go nowhere beside the server's key.
+            for name in passthrough.CREDENTIAL_HEADERS:
+                headers.pop(name, None)
+        headers.update(self.proxy_auth(call))
+        return await passthrough.forward(
+            call.ctx,
+            transport,
+            base_url=base,
+            headers=headers,
+            upstream_timeout=call.timeout,
+            keep_headers=passthrough_headers,
+        )
 
     async def build_response(
         self, call: ProviderCall, upstream: UpstreamResponse

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -50,9 +50,9 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    #: the body: bytes, or chunks sent as they come (an upload streamed from the client,
-    #: :mod:`portkey_mw.files`); raising from them aborts the request
-    body: bytes | AsyncIterator[bytes] | None = None
+    #: the body: bytes, or chunks sent as they come (an upload streamed from the client, a
+    #: pass-through's body); raising from them aborts the request
+    body: bytes | AsyncIterable[bytes] | None = None
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False

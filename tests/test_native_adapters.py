@@ -1,23 +1,26 @@
 """Native adapters for providers that do not speak OpenAI's format: ai21 (Jamba), jina and
-nomic embeddings, reka-ai chat, segmind and recraft-ai images -- each through the gateway
-with the openai SDK, against a fake upstream answering in the provider's own wire format."""
+nomic embeddings, reka-ai and replicate chat, segmind and recraft-ai images -- each through
+the gateway with the openai SDK, against a fake upstream answering in the provider's own wire
+format."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from portkey_mw_plugins.ai21 import to_jamba
 from portkey_mw_plugins.reka_ai import to_reka
+from portkey_mw_plugins.replicate import model_path, to_replicate
 from portkey_mw_plugins.segmind import segmind_request
 
 from portkey_mw.errors import InvalidRequest
 from tests.conftest import RunningGateway, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream, Reply
 
-PROVIDERS = ("ai21", "jina", "nomic", "reka-ai", "segmind", "recraft-ai", "sagemaker")
+PROVIDERS = ("ai21", "jina", "nomic", "reka-ai", "segmind", "recraft-ai", "sagemaker", "replicate")
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +443,143 @@ def test_sagemaker_needs_credentials(gateway: RunningGateway, fake: FakeUpstream
     client = sdk(gateway, "sagemaker", **{"x-portkey-sagemaker-endpoint-name": "my-llm"})
     with pytest.raises(openai.AuthenticationError, match="aws_access_key_id"):
         client.chat.completions.create(model="lmi", messages=[{"role": "user", "content": "Hi"}])
+
+
+# -- replicate -------------------------------------------------------------------------------
+
+LLAMA = "meta/meta-llama-3-8b-instruct"
+PREDICTIONS = f"/models/{LLAMA}/predictions"
+
+
+def prediction(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": "pred-1",
+        "model": LLAMA,
+        "status": "succeeded",
+        "output": ["Hel", "lo", "!"],
+        "metrics": {"input_token_count": 9, "output_token_count": 3, "predict_time": 0.4},
+        **extra,
+    }
+
+
+def test_replicate_request_translation() -> None:
+    payload, dropped = to_replicate(
+        {
+            "model": LLAMA,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Again?"},
+            ],
+            "max_completion_tokens": 40,
+            "stop": ["\n\n", "END"],
+            "temperature": 0.2,
+            "tools": [],
+        }
+    )
+    assert payload == {
+        "prompt": "user: Hi\n\nassistant: Hello.\n\nuser: Again?\n\nassistant:",
+        "system_prompt": "Be brief.",
+        "max_tokens": 40,
+        "stop_sequences": "\n\n,END",
+        "temperature": 0.2,
+    }
+    assert dropped == ["tools"]
+    single, _ = to_replicate({"messages": [{"role": "user", "content": "Just this"}]})
+    assert single == {"prompt": "Just this"}
+    assert model_path(LLAMA) == "/models/meta/meta-llama-3-8b-instruct"
+    for hostile in ("../admin", "a/b/c", "meta/..", "meta/x?y=1", "meta/x:abc123", "", None):
+        with pytest.raises(InvalidRequest):
+            model_path(hostile)
+    image = {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+    with pytest.raises(InvalidRequest, match="text content only"):
+        to_replicate({"messages": [{"role": "user", "content": [image]}]})
+    with pytest.raises(InvalidRequest, match="tool"):
+        to_replicate({"messages": [{"role": "tool", "content": "x"}]})
+
+
+def test_replicate_chat(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script(PREDICTIONS, Reply(status=201, json=prediction()))
+    raw = sdk(gateway, "replicate").chat.completions.with_raw_response.create(
+        model=LLAMA,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        max_tokens=16,
+        logprobs=True,
+    )
+    completion = raw.parse()
+    assert completion.id == "pred-1"
+    assert completion.model == LLAMA
+    assert completion.choices[0].message.content == "Hello!"
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (9, 3)
+    assert raw.headers["x-portkey-dropped-params"] == "logprobs"
+    request = fake.requests[0]
+    assert (request.method, request.path) == ("POST", PREDICTIONS)
+    assert request.headers["authorization"] == "Bearer provider-key-1234"
+    assert request.headers["prefer"] == "wait"
+    assert request.json() == {
+        "input": {"prompt": "Hi", "system_prompt": "Be brief.", "max_tokens": 16}
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "words"),
+    [
+        (prediction(status="failed", output=None, error="CUDA out of memory"), 502, "CUDA"),
+        (prediction(status="processing", output=None), 408, "pred-1"),
+        (prediction(output={"image": "https://x.test/a.png"}), 502, "not text"),
+    ],
+)
+def test_replicate_prediction_not_answered(
+    gateway: RunningGateway, fake: FakeUpstream, answer: dict[str, Any], status: int, words: str
+) -> None:
+    fake.script(PREDICTIONS, Reply(status=201, json=answer))
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(gateway, "replicate").chat.completions.create(
+            model=LLAMA, messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert caught.value.status_code == status
+    assert words in str(caught.value)
+
+
+def test_replicate_error(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    problem = {
+        "title": "Unauthenticated",
+        "detail": "You did not pass a valid token",
+        "status": 401,
+    }
+    fake.script(PREDICTIONS, Reply(status=401, json=problem))
+    with pytest.raises(openai.AuthenticationError, match="valid token"):
+        sdk(gateway, "replicate").chat.completions.create(
+            model=LLAMA, messages=[{"role": "user", "content": "Hi"}]
+        )
+
+
+def test_replicate_refuses_stream_and_bad_models(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    client = sdk(gateway, "replicate")
+    with pytest.raises(openai.BadRequestError, match="stream"):
+        client.chat.completions.create(
+            model=LLAMA, messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+    with pytest.raises(openai.BadRequestError, match="owner/name"):
+        client.chat.completions.create(
+            model="../../admin", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert not fake.requests
+
+
+def test_replicate_pass_through(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.script("/predictions/pred-1", Reply(json=prediction()))
+    reply = httpx.get(
+        f"{gateway.base_url}/proxy/predictions/pred-1",
+        headers={"x-portkey-config": "replicate", "authorization": "Bearer provider-key-1234"},
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["output"] == ["Hel", "lo", "!"]  # Replicate's own shape, untranslated
+    request = fake.requests[0]
+    assert (request.method, request.path) == ("GET", "/predictions/pred-1")
+    assert request.headers["authorization"] == "Bearer provider-key-1234"

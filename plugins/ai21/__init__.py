@@ -89,8 +89,14 @@ class AI21Provider(HTTPProvider):
     """Chat (plain and streamed, tools, JSON mode) with AI21's Jamba models."""
 
     id = "ai21"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS})
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.PROXY})
     features = frozenset({"stream", "tools", "json"})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"authorization": f"Bearer {call.require_key(self.id)}"}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

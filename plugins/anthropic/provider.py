@@ -33,17 +33,35 @@ class AnthropicProvider(HTTPProvider):
     """
 
     id = "anthropic"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS, Endpoint.COUNT_TOKENS})
+    endpoints = frozenset(
+        {Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS, Endpoint.COUNT_TOKENS, Endpoint.PROXY}
+    )
     features = frozenset({"stream", "tools", "vision", "json"})
 
-    def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        key = call.require_key(self.id)
-        headers = forwarded_headers(call)
-        headers["x-api-key"] = key
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        # A pass-through client may pick the API version and betas itself (its own headers,
+        # forwarded); the options, else the default, stand in when it does not.
+        sent = call.ctx.headers
+        return {
+            name: value
+            for name, value in self._auth(call).items()
+            if name == "x-api-key" or name not in sent
+        }
+
+    def _auth(self, call: ProviderCall) -> dict[str, str]:
+        headers = {"x-api-key": call.require_key(self.id)}
         headers["anthropic-version"] = str(call.option("anthropic_version") or ANTHROPIC_VERSION)
         beta = call.option("anthropic_beta")
         if beta:
             headers["anthropic-beta"] = str(beta)
+        return headers
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        headers = forwarded_headers(call)
+        headers.update(self._auth(call))
         base = custom_host(call) or BASE_URL
         if call.endpoint is Endpoint.MODELS:
             return UpstreamRequest("GET", base + "/models", headers=headers, timeout=call.timeout)

@@ -49,7 +49,9 @@ class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset({*PATHS, *RESOURCE_PATHS, Endpoint.MODELS, Endpoint.RESPONSES})
+    endpoints = frozenset(
+        {*PATHS, *RESOURCE_PATHS, Endpoint.MODELS, Endpoint.RESPONSES, Endpoint.PROXY}
+    )
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
     secret_options = frozenset({"azure_ad_token"})
@@ -57,30 +59,39 @@ class AzureOpenAIProvider(HTTPProvider):
     def option_header(self, name: str) -> str:
         return _header(name)
 
-    def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        headers = forwarded_headers(call)
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return self._resource_base(call)
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return self._auth(call)
+
+    def _auth(self, call: ProviderCall) -> dict[str, str]:
         token = _option(call, "azure_ad_token")
         if token:
-            headers["authorization"] = f"Bearer {str(token).removeprefix('Bearer ')}"
-        elif call.target.api_key:
-            headers["api-key"] = call.target.api_key
-        else:
-            raise AuthenticationError(
-                "no credentials for provider 'azure-openai': send 'Authorization: Bearer "
-                "<api key>', set api_key on the target, or give azure_ad_token (Entra ID)",
-                provider=self.id,
+            return {"authorization": f"Bearer {str(token).removeprefix('Bearer ')}"}
+        if call.target.api_key:
+            return {"api-key": call.target.api_key}
+        raise AuthenticationError(
+            "no credentials for provider 'azure-openai': send 'Authorization: Bearer "
+            "<api key>', set api_key on the target, or give azure_ad_token (Entra ID)",
+            provider=self.id,
+        )
+
+    def _resource_base(self, call: ProviderCall) -> str:
+        resource = str(_required(call, "resource_name"))
+        if not RESOURCE_NAME.fullmatch(resource):
+            raise InvalidRequest(
+                f"azure-openai resource_name {resource[:80]!r} is not an Azure resource "
+                "name (letters, digits and dashes)",
+                param="resource_name",
+                code="invalid_provider_option",
             )
-        base = custom_host(call)
-        if base is None:
-            resource = str(_required(call, "resource_name"))
-            if not RESOURCE_NAME.fullmatch(resource):
-                raise InvalidRequest(
-                    f"azure-openai resource_name {resource[:80]!r} is not an Azure resource "
-                    "name (letters, digits and dashes)",
-                    param="resource_name",
-                    code="invalid_provider_option",
-                )
-            base = f"https://{resource}.openai.azure.com/openai"
+        return f"https://{resource}.openai.azure.com/openai"
+
+    def build_request(self, call: ProviderCall) -> UpstreamRequest:
+        headers = forwarded_headers(call)
+        headers.update(self._auth(call))
+        base = custom_host(call) or self._resource_base(call)
         default = (
             RESPONSES_API_VERSION if call.endpoint is Endpoint.RESPONSES else DEFAULT_API_VERSION
         )

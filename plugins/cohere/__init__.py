@@ -26,8 +26,16 @@ class CohereProvider(HTTPProvider):
     v2 API."""
 
     id = "cohere"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RERANK})
+    endpoints = frozenset(
+        {Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RERANK, Endpoint.PROXY}
+    )
     features = frozenset({"stream", "tools", "vision", "json"})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL + "/v1"  # Portkey's base for cohere: /v1/proxy/v2/... is not needed
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"authorization": f"Bearer {call.require_key(self.id)}"}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

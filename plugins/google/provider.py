@@ -36,11 +36,25 @@ class GoogleProvider(HTTPProvider):
 
     id = "google"
     endpoints = frozenset(
-        {Endpoint.CHAT_COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.MODELS, Endpoint.COUNT_TOKENS}
+        {
+            Endpoint.CHAT_COMPLETIONS,
+            Endpoint.EMBEDDINGS,
+            Endpoint.MODELS,
+            Endpoint.COUNT_TOKENS,
+            Endpoint.PROXY,
+        }
     )
     features = frozenset({"stream", "tools", "vision", "json"})
 
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"x-goog-api-key": call.require_key(self.id)}
+
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        if call.endpoint is Endpoint.PROXY:
+            return await self.forward(call, transport)
         body = await with_fetched_images(call.body or {}, transport)
         upstream = await transport.send(self._request(call, body))
         return await self.build_response(call, upstream)

@@ -67,7 +67,13 @@ class JinaProvider(HTTPProvider):
     """Text and multimodal embeddings, and rerank, with Jina AI's models."""
 
     id = "jina"
-    endpoints = frozenset({Endpoint.EMBEDDINGS, Endpoint.RERANK})
+    endpoints = frozenset({Endpoint.EMBEDDINGS, Endpoint.RERANK, Endpoint.PROXY})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"authorization": f"Bearer {call.require_key(self.id)}"}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         if call.endpoint is Endpoint.RERANK:

@@ -62,7 +62,13 @@ class NomicProvider(HTTPProvider):
     """Text embeddings with Nomic's ``nomic-embed-text`` models."""
 
     id = "nomic"
-    endpoints = frozenset({Endpoint.EMBEDDINGS})
+    endpoints = frozenset({Endpoint.EMBEDDINGS, Endpoint.PROXY})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"authorization": f"Bearer {call.require_key(self.id)}"}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

@@ -45,23 +45,15 @@ class OpenAICompatibleProvider(HTTPProvider):
         self.destination_options = spec.destination_options
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        spec = self.spec
-        headers = forwarded_headers(call) | spec.headers
+        headers = forwarded_headers(call)
         if call.stream:
             headers["accept"] = "text/event-stream"
         else:
             # speech answers with audio; everything else with JSON
             speech = call.endpoint is Endpoint.AUDIO_SPEECH
             headers["accept"] = "*/*" if speech else "application/json"
-        key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
-        if key and spec.auth != "none":
-            headers["authorization"] = f"Bearer {key}"
-        sent: list[str] = []
-        for option, header in spec.option_headers.items():
-            value = call.option(option)
-            if value:
-                headers[header.lower()] = str(value)
-                sent.append(str(value))
+        auth, sent = self._auth(call)
+        headers.update(auth)
         if call.endpoint in FILE_ENDPOINTS:
             # /files/{id}/content and the like below the provider's files or batches path
             request = upstream_request(call, self._url(call, files=True), headers)
@@ -83,6 +75,28 @@ class OpenAICompatibleProvider(HTTPProvider):
             stream=call.stream,
             secrets=tuple(sent),  # masked wherever the upstream repeats them
         )
+
+    def _auth(self, call: ProviderCall) -> tuple[dict[str, str], list[str]]:
+        """The catalogue's fixed headers, the key and the option headers; and the option
+        values sent (masked wherever the upstream repeats them)."""
+        spec = self.spec
+        headers = dict(spec.headers)
+        key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
+        if key and spec.auth != "none":
+            headers["authorization"] = f"Bearer {key}"
+        sent: list[str] = []
+        for option, header in spec.option_headers.items():
+            value = call.option(option)
+            if value:
+                headers[header.lower()] = str(value)
+                sent.append(str(value))
+        return headers, sent
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return self._base_from_option(call) or self._base_url(call)
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return self._auth(call)[0]
 
     def _url(self, call: ProviderCall, *, files: bool = False) -> str:
         base = custom_host(call) or self._base_from_option(call) or self._base_url(call)

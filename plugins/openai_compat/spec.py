@@ -106,7 +106,10 @@ def _spec(
             f"names, got {entry.base_url!r}"
         )
     paths = {Endpoint(k): v for k, v in defaults["paths"].items()} | entry.paths
-    endpoints = entry.endpoints or [Endpoint(e) for e in defaults["endpoints"]]
+    endpoints = set(entry.endpoints or [Endpoint(e) for e in defaults["endpoints"]])
+    if not BODY_PLACEHOLDERS.intersection(_PLACEHOLDER.findall(entry.base_url or "")):
+        # Pass-through goes below the base URL; one that names the model has no fixed base.
+        endpoints.add(Endpoint.PROXY)
     return ProviderSpec(
         id=pid,
         base_url=entry.base_url.rstrip("/") if entry.base_url else None,

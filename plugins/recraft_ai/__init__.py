@@ -51,7 +51,13 @@ class RecraftProvider(HTTPProvider):
     """Text-to-image (raster and vector styles) with Recraft's models."""
 
     id = "recraft-ai"
-    endpoints = frozenset({Endpoint.IMAGES})
+    endpoints = frozenset({Endpoint.IMAGES, Endpoint.PROXY})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"authorization": f"Bearer {call.require_key(self.id)}"}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

@@ -142,8 +142,14 @@ class RekaProvider(HTTPProvider):
     """Chat (text and images) with Reka's models."""
 
     id = "reka-ai"
-    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS})
+    endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.PROXY})
     features = frozenset({"vision"})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"x-api-key": call.require_key(self.id)}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

@@ -70,7 +70,13 @@ class SegmindProvider(HTTPProvider):
     """Text-to-image with Segmind's hosted models (SDXL, Flux, ...)."""
 
     id = "segmind"
-    endpoints = frozenset({Endpoint.IMAGES})
+    endpoints = frozenset({Endpoint.IMAGES, Endpoint.PROXY})
+
+    def proxy_base(self, call: ProviderCall) -> str | None:
+        return BASE_URL
+
+    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
+        return {"x-api-key": call.require_key(self.id)}
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

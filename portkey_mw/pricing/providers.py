@@ -44,6 +44,7 @@ NO_LIST_PRICE: Final[frozenset[str]] = frozenset(
     | {"lingyi", "matterai", "monsterapi", "moonshot", "ncompass", "nebius", "nextbit"}
     | {"nomic", "novita-ai", "nscale", "predibase", "recraft-ai", "reka-ai", "sagemaker"}
     | {"sambanova", "segmind", "siliconflow", "upstage", "workers-ai", "z-ai", "zhipu"}
+    | {"replicate"}
 )
 
 #: Providers whose plugin translates a native API: their usage reaches the log in the

@@ -297,7 +297,8 @@ class Router:
         # Circuits follow the upstream actually called, header-chosen host included.
         upstream = _effective_upstream(ctx, target)
         retry = target.retry
-        retries_allowed = retry.attempts if retry else 0
+        # A pass-through body streams to the upstream once: it cannot be sent again.
+        retries_allowed = retry.attempts if retry and ctx.endpoint is not Endpoint.PROXY else 0
         retry_on = (
             frozenset(retry.on_status_codes)
             if retry and retry.on_status_codes
@@ -410,6 +411,8 @@ class Router:
             check_usable(target, workspace_id=key.acting_workspace if key is not None else None)
             enforce_binding(ctx.headers, target, provider)
             call = _provider_call(ctx, target, self.default_timeout_ms)
+            # a pass-through's answer is relayed as it is, not read as OpenAI's events
+            read_events = ctx.endpoint is not Endpoint.PROXY
             transport = self._client_hosts if _client_host(ctx, target) else self.transport
             try:
                 # Every provider gets the deadline, not only those that go through the
@@ -419,6 +422,7 @@ class Router:
                     if (
                         response.stream is not None
                         and response.status < 400
+                        and read_events
                         and is_event_stream(response)  # audio bytes have no events to wait for
                     ):
                         # Still inside the attempt's deadline: a slow first event times out.
@@ -447,7 +451,7 @@ class Router:
             raise
         finally:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
-        if response.stream is None or response.status >= 400:
+        if response.stream is None or response.status >= 400 or ctx.endpoint is Endpoint.PROXY:
             self.breakers.record(upstream, healthy=not _provider_fault(response.status, None))
         # else: a committed stream's health is known when it ends (see _relay)
         attempt.status = response.status
