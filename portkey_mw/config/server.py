@@ -13,6 +13,8 @@ from portkey_mw.errors import InvalidConfig
 
 DEFAULT_PORT = 8787  # the Portkey gateway's port
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: multipart uploads: OpenAI takes audio files up to 25 MB and image edits up to 50 MB
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADER_VALUE_BYTES = 32 * 1024
 DEFAULT_MAX_CONFIG_BYTES = 16 * 1024
@@ -34,6 +36,12 @@ class ServerOptions(_Strict):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    max_upload_bytes: int = Field(
+        default=DEFAULT_MAX_UPLOAD_BYTES,
+        gt=0,
+        description="a multipart body (audio transcriptions and translations, image edits, "
+        "file uploads); more is a 413",
+    )
     request_timeout: int | None = Field(default=None, gt=0, description="ms, per attempt")
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
     max_connections: int = Field(default=1000, gt=0, description="upstream pool size")
