@@ -9,7 +9,8 @@ other scope can read or delete it. Records expire after ``responses.ttl`` second
 :class:`ResponseArchive` is what the gateway holds: recent records in process (a bounded
 LRU, so a conversation's next turn costs no store query), and behind it, optionally, a
 persistent :class:`ResponseStore` (the SQL one). Writes to the persistent store happen after
-the client has its answer, in the background; reads go to it only on a process miss.
+the client has its answer, in the background, batched (one transaction for what piled up
+meanwhile); reads go to it only on a process miss.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +29,11 @@ log = structlog.get_logger("portkey_mw.responses")
 
 #: the scope of requests made without a gateway API key (auth off)
 ANONYMOUS = "anonymous"
+#: records written to the persistent store in one transaction, at most
+WRITE_BATCH = 100
+#: records waiting for the persistent store, at most; past it the oldest are not written
+#: there (this process still serves them), and the loss is logged
+MAX_PENDING = 10_000
 
 
 @dataclass(slots=True)
@@ -68,8 +75,8 @@ class ResponseStore(Protocol):
     async def get_response(self, scope: str, response_id: str) -> StoredResponse | None:
         """The live record of ``response_id`` in ``scope``, or ``None``."""
 
-    async def put_response(self, record: StoredResponse) -> None:
-        """Insert (or replace) ``record``."""
+    async def put_responses(self, records: Sequence[StoredResponse]) -> None:
+        """Insert (or replace) ``records``, in one transaction."""
 
     async def delete_response(self, scope: str, response_id: str) -> bool:
         """Remove the record; whether one was there."""
@@ -150,7 +157,8 @@ class ResponseArchive:
         self.max_entry_bytes = max_entry_bytes
         self.recent = MemoryResponses(memory_entries, memory_bytes)
         self.store = store
-        self._writes: set[asyncio.Task[None]] = set()
+        self._pending: list[StoredResponse] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def record(
         self,
@@ -183,16 +191,24 @@ class ResponseArchive:
             return None
         self.recent.put(record)
         if self.store is not None:
-            task = asyncio.get_running_loop().create_task(self._write(self.store, record))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            self._pending.append(record)
+            if len(self._pending) > MAX_PENDING:
+                lost = self._pending[:-MAX_PENDING]
+                del self._pending[:-MAX_PENDING]
+                log.error("stored responses not written: the store is behind", records=len(lost))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.get_running_loop().create_task(self._write(self.store))
         return record
 
-    async def _write(self, store: ResponseStore, record: StoredResponse) -> None:
-        try:
-            await store.put_response(record)
-        except Exception as exc:  # the client has its answer; the process still has it
-            log.error("storing a response failed", response_id=record.id, error=repr(exc))
+    async def _write(self, store: ResponseStore) -> None:
+        """Write what is pending, in batches, until nothing is (one task at a time)."""
+        while self._pending:
+            batch = self._pending[:WRITE_BATCH]
+            del self._pending[:WRITE_BATCH]
+            try:
+                await store.put_responses(batch)
+            except Exception as exc:  # the clients have their answers; the process keeps them
+                log.error("storing responses failed", records=len(batch), error=repr(exc))
 
     async def get(self, scope: str, response_id: str) -> StoredResponse | None:
         """The live record of ``response_id`` in ``scope``: from the process, else one store
@@ -215,5 +231,5 @@ class ResponseArchive:
 
     async def settled(self) -> None:
         """Wait for the background writes under way (at shutdown, and in tests)."""
-        while self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)

@@ -74,8 +74,8 @@ async def sql(store_url: str, tmp_path: Path) -> AsyncIterator[SQLStore]:
 
 async def test_sql_round_trip_scope_expiry_delete(sql: SQLStore) -> None:
     kept = record("resp_a", scope="k1")
-    await sql.put_response(kept)
-    await sql.put_response(record("resp_old", ttl=-1))
+    await sql.put_responses([kept, record("resp_old", ttl=-1)])
+    await sql.put_responses([kept])  # an id written again replaces its row
     found = await sql.get_response("k1", "resp_a")
     assert found is not None
     assert (found.response, found.input_items) == (kept.response, kept.input_items)
@@ -133,3 +133,22 @@ def test_memory_store_forgets_on_restart(fake: FakeUpstream, tmp_path: Path) -> 
         first = sdk(running, "claude").responses.create(model="claude-fake-1", input="one")
     with mounted_gateway(path) as running, pytest.raises(openai.NotFoundError):
         sdk(running, "claude").responses.retrieve(first.id)
+
+
+async def test_writes_are_batched(sql: SQLStore) -> None:
+    batches: list[int] = []
+    original = sql.put_responses
+
+    async def counted(records: Any) -> None:
+        batches.append(len(records))
+        await original(records)
+
+    sql.put_responses = counted  # type: ignore[method-assign]
+    archive = ResponseArchive(ttl=60, max_entry_bytes=1 << 20, memory_entries=500, store=sql)
+    for number in range(250):
+        archive.record("k1", {"id": f"resp_{number}", "output": []}, [])
+    await archive.settled()
+    assert sum(batches) == 250 and len(batches) == 3  # 100 + 100 + 50: one write per batch
+    fresh = ResponseArchive(ttl=60, max_entry_bytes=1 << 20, memory_entries=10, store=sql)
+    for number in (0, 149, 249):
+        assert await fresh.get("k1", f"resp_{number}") is not None

@@ -126,6 +126,9 @@ def settings(tmp: Path, fake: FakeUpstream, store: str) -> Path:
                 "custom_host": fake.base_url,
             },
             "together": {"provider": "together-ai", "api_key": "t", "custom_host": fake.host_url},
+            # server-held keys bound to the providers' own hosts
+            "openai-held": {"provider": "openai", "api_key": "sk-held"},
+            "claude-held": {"provider": "anthropic", "api_key": "sk-ant-held"},
         },
         responses={"store": store},
     )
@@ -641,3 +644,16 @@ def test_stateless_tool_round_trip_through_google(
     assert contents[1]["parts"][0]["functionCall"]["args"] == {"city": "Oslo"}
     response_part = contents[2]["parts"][0]["functionResponse"]
     assert response_part["name"] == "get_weather"
+
+
+@pytest.mark.parametrize("config", ["openai-held", "claude-held"])
+def test_a_client_cannot_redirect_a_server_held_key(
+    gateway: RunningGateway, fake: FakeUpstream, config: str
+) -> None:
+    """The server file's key goes only where the operator bound it, native or translated:
+    a client's x-portkey-custom-host (here: the fake, standing for an attacker) is refused."""
+    client = sdk(gateway, config, **{"x-portkey-custom-host": fake.base_url})
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="m", input="hi")
+    assert raised.value.code == "custom_host_not_allowed"
+    assert not fake.requests

@@ -1,13 +1,14 @@
 """The statements behind :class:`SQLStore`'s stored responses (``/v1/responses``): one row
 per response in ``stored_responses``, read by id and scope, never listed.
 
-A write is one insert (a replace, should an id repeat) and a delete of expired rows, in one
-transaction; no lock on the revision counter, so admin writes never wait for it.
+A write is one batched insert (a replace, should an id repeat) and a delete of expired rows,
+in one transaction; no lock on the revision counter, so admin writes never wait for it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import delete, select
@@ -49,20 +50,25 @@ async def get(
     )
 
 
-async def put(connection: AsyncConnection, record: StoredResponse) -> None:
-    """Insert ``record`` (replacing a row of the same id), and drop expired rows."""
-    body = orjson.dumps({"response": record.response, "input_items": record.input_items})
-    await connection.execute(delete(_TABLE).where(_TABLE.c.id == record.id))
-    await connection.execute(
-        _TABLE.insert().values(
-            id=record.id,
-            scope=record.scope,
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            body=body,
-        )
-    )
-    await connection.execute(delete(_TABLE).where(_TABLE.c.expires_at <= record.created_at))
+async def put(connection: AsyncConnection, records: Sequence[StoredResponse]) -> None:
+    """Insert ``records`` (replacing rows of the same ids) in one batch, and drop the rows
+    that expired."""
+    if not records:
+        return
+    rows = {
+        record.id: {
+            "id": record.id,
+            "scope": record.scope,
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+            "body": orjson.dumps({"response": record.response, "input_items": record.input_items}),
+        }
+        for record in records
+    }
+    await connection.execute(delete(_TABLE).where(_TABLE.c.id.in_(list(rows))))
+    await connection.execute(_TABLE.insert(), list(rows.values()))
+    oldest = min(record.created_at for record in records)
+    await connection.execute(delete(_TABLE).where(_TABLE.c.expires_at <= oldest))
 
 
 async def remove(connection: AsyncConnection, scope: str, response_id: str) -> bool:

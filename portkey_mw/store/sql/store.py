@@ -646,15 +646,15 @@ class SQLStore(PromptTables):
         async with self._read() as connection:
             return await responses.get(connection, scope, response_id)
 
-    async def put_response(self, record: StoredResponse) -> None:
-        """Store ``record``; expired rows go in the same transaction.
+    async def put_responses(self, records: Sequence[StoredResponse]) -> None:
+        """Store ``records``, in one transaction; expired rows go in the same one.
 
         :raises StoreUnavailable: the database is down, locked or timed out.
         """
         async with translate_errors(self._url), self._db.connect() as connection:
             connection = await connection.execution_options(write=True)
             async with connection.begin():
-                await responses.put(connection, record)
+                await responses.put(connection, records)
 
     async def delete_response(self, scope: str, response_id: str) -> bool:
         """Delete a stored response of ``scope``; whether there was one.
