@@ -587,3 +587,21 @@ def test_speech_cut_by_the_upstream_is_never_complete(
     ):
         assert response.status_code == 200
         response.read()
+
+
+def test_a_filename_cannot_smuggle_a_field_upstream(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    fake.script("/v1/audio/transcriptions", Reply(json={"text": "ok"}))
+    body = (
+        b"--xyz\r\ncontent-disposition: form-data; name=model\r\n\r\nwhisper-1\r\n"
+        b'--xyz\r\ncontent-disposition: form-data; name=file; filename="a\\"; name=\\"model.wav"'
+        b"\r\ncontent-type: audio/wav\r\n\r\nRIFF\r\n--xyz--\r\n"
+    )
+    reply = post_form(gateway, body, "multipart/form-data; boundary=xyz")
+    assert reply.status_code == 200, reply.text
+    parts = parse_form(fake.requests[-1])
+    assert [(p.name, p.filename) for p in parts] == [
+        ("model", None),
+        ("file", "a%22; name=%22model.wav"),
+    ]
