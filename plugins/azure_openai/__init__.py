@@ -19,7 +19,7 @@ from portkey_mw.errors import AuthenticationError, InvalidRequest
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
-from portkey_mw.transport import UpstreamRequest
+from portkey_mw.transport import StreamedBody, UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
 #: An Azure resource name is one DNS label: it becomes <name>.openai.azure.com.
@@ -78,6 +78,7 @@ class AzureOpenAIProvider(HTTPProvider):
             return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)
         deployment = quote(str(_required(call, "deployment_id")), safe="")
         url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
+        body: bytes | StreamedBody
         if call.endpoint in MULTIPART_ENDPOINTS:
             # the client's files, with the fields after the config's overrides
             body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})
