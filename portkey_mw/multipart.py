@@ -14,11 +14,12 @@ request body it keeps is :meth:`Form.description`, the field names and byte size
 from __future__ import annotations
 
 import asyncio
+import io
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from python_multipart.exceptions import MultipartParseError
@@ -70,8 +71,14 @@ class FilePart:
     name: str
     filename: str
     content_type: str
-    file: tempfile.SpooledTemporaryFile[bytes]
+    #: a spooled temporary file (as read from a request), or any binary file object
+    file: IO[bytes]
     size: int
+
+    @classmethod
+    def of_bytes(cls, name: str, filename: str, content_type: str, data: bytes) -> FilePart:
+        """A file part holding ``data`` (for plugins and tests that build a form)."""
+        return cls(name, filename, content_type, io.BytesIO(data), len(data))
 
     def read(self) -> bytes:
         """The whole file (for plugins and tests; the provider's body streams it)."""

@@ -31,7 +31,7 @@ from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
-from portkey_mw.inbound import InboundFormat
+from portkey_mw.inbound import LOGGED_ENDPOINT, InboundFormat
 from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
@@ -302,9 +302,11 @@ class Exchange:
         ctx.body = body
         if self.inbound is not None:
             # From here on the pipeline sees OpenAI's shape; the client gets its own back.
-            ctx.set_body(self.inbound.request(body))
-            ctx.state["inbound_format"] = self.inbound.name
-            check_body(ctx.endpoint, ctx.body or {})
+            translated = self.inbound.request(body)
+            if translated is not body:  # (else the translation waits for the route)
+                ctx.set_body(translated)
+                ctx.state["inbound_format"] = self.inbound.name
+                check_body(ctx.endpoint, ctx.body or {})
 
     async def _process(self) -> None:
         ctx, pipeline = self.ctx, self.pipeline
@@ -339,6 +341,12 @@ class Exchange:
             ctx.headers, api_key, model_ref
         )
         self.plan = plan
+        if self.inbound is not None:
+            # A format may serve a request natively or translate it, by where it can go.
+            arrived = self.inbound
+            self.inbound = await arrived.routed(ctx, self._native(plan))
+            if self.inbound is not None and self.inbound is not arrived:
+                check_body(ctx.endpoint, ctx.body or {})  # the request it translated to
         # admit: budgets (412) and rate limits (429) of the key and its metadata, from memory
         # or one Redis round trip each; nothing when none apply
         await pipeline.spend.admit(ctx)
@@ -404,6 +412,15 @@ class Exchange:
                 if self.flight is not None:
                     self.flight.complete(completion)  # followers first: the store may wait
                 await storing.store(completion)
+
+    def _native(self, plan: PlanNode) -> bool:
+        """Whether every provider ``plan`` can reach serves the request's endpoint itself."""
+        providers, endpoint = self.pipeline.router.providers, self.ctx.endpoint
+        return all(
+            (provider := providers.get(leaf.provider)) is not None
+            and endpoint in provider.endpoints
+            for leaf in plan_leaves(plan)
+        )
 
     async def _render_prompt(self, call: PromptCall, api_key: ApiKey | None) -> RenderedPrompt:
         """Make a prompt call a chat request: the body rendered from the prompt's version,
@@ -549,7 +566,12 @@ class Exchange:
         ctx = self.ctx
         tail = self.relay = _Tail(chunks, counting=bool(ctx.limited))
         relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
-        if self.inbound is None and ctx.limited and not _asked_for_usage(ctx.body):
+        if (
+            self.inbound is None
+            and ctx.limited
+            and ctx.endpoint is not Endpoint.RESPONSES  # (its usage is in its last event)
+            and not _asked_for_usage(ctx.body)
+        ):
             # The router asked the provider for the final usage, which spend control
             # charges (see _provider_call); the client did not, so it does not see it.
             relayed = _without_usage(relayed)
@@ -691,7 +713,7 @@ class Exchange:
             parent_span_id=headers.get("x-portkey-parent-span-id"),
             span_name=headers.get("x-portkey-span-name"),
             started_at=ctx.started_at,
-            endpoint=ctx.endpoint.value,
+            endpoint=ctx.state.get(LOGGED_ENDPOINT) or ctx.endpoint.value,
             method=ctx.method,
             path=ctx.path,
             status=self.status,

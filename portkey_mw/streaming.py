@@ -19,9 +19,18 @@ if TYPE_CHECKING:
 ChunkListener = Callable[[dict[str, Any]], None]
 
 DONE_EVENT = b"data: [DONE]\n\n"
-#: the ``type`` of the last event of the audio streams, which end without ``[DONE]`` or a
-#: ``finish_reason``: a streamed transcription and speech as server-sent events
-FINAL_EVENT_TYPES = frozenset({"transcript.text.done", "speech.audio.done"})
+#: the ``type`` of the events that end the streams which have no ``[DONE]`` or
+#: ``finish_reason``: a native Responses API stream, a streamed transcription, speech as
+#: server-sent events
+FINAL_EVENT_TYPES = frozenset(
+    {
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "transcript.text.done",
+        "speech.audio.done",
+    }
+)
 #: How much of a stream's end the log keeps (the usage chunk and ``[DONE]`` live there).
 TAIL_BYTES = 4096
 

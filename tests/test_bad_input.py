@@ -297,7 +297,7 @@ def test_missing_api_key(http: httpx.Client, fake: FakeUpstream) -> None:
 
 
 def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:
-    assert_error(http.post("/audio/speech", json={}), 404, mentions="/v1/audio")
+    assert_error(http.post("/audio/voices", json={}), 404, mentions="/v1/audio/voices")
     response = http.get("/chat/completions")
     assert_error(response, 405, mentions="POST")
     assert response.headers["allow"] == "POST"

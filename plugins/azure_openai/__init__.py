@@ -3,7 +3,9 @@
 Target options (or ``x-portkey-azure-<option>`` headers, as Portkey's): ``resource_name``,
 ``deployment_id``, ``api_version`` (default ``2024-10-21``), and for Microsoft Entra ID
 ``azure_ad_token`` (sent as a bearer token instead of the ``api-key`` header). A
-``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``.
+``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``. The Responses
+API goes to ``<base>/responses?api-version=`` (default ``2025-04-01-preview``), where the
+body's ``model`` names the deployment.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_header
 from portkey_mw.transport import StreamedBody, UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
+#: the Responses API is served at <resource>/openai/responses (no deployment in the path: the
+#: body's model names the deployment) from this preview version on
+RESPONSES_API_VERSION = "2025-04-01-preview"
 #: An Azure resource name is one DNS label: it becomes <name>.openai.azure.com.
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
 PATHS = {
@@ -40,7 +45,7 @@ class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset({*PATHS, Endpoint.MODELS})
+    endpoints = frozenset({*PATHS, Endpoint.MODELS, Endpoint.RESPONSES})
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
     secret_options = frozenset({"azure_ad_token"})
@@ -72,12 +77,18 @@ class AzureOpenAIProvider(HTTPProvider):
                     code="invalid_provider_option",
                 )
             base = f"https://{resource}.openai.azure.com/openai"
-        version = quote(str(_option(call, "api_version") or DEFAULT_API_VERSION), safe="")
+        default = (
+            RESPONSES_API_VERSION if call.endpoint is Endpoint.RESPONSES else DEFAULT_API_VERSION
+        )
+        version = quote(str(_option(call, "api_version") or default), safe="")
         if call.endpoint is Endpoint.MODELS:
             url = f"{base}/models?api-version={version}"
             return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)
-        deployment = quote(str(_required(call, "deployment_id")), safe="")
-        url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
+        if call.endpoint is Endpoint.RESPONSES:
+            url = f"{base}/responses?api-version={version}"
+        else:
+            deployment = quote(str(_required(call, "deployment_id")), safe="")
+            url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
         body: bytes | StreamedBody
         if call.endpoint in MULTIPART_ENDPOINTS:
             # the client's files, with the fields after the config's overrides

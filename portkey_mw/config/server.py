@@ -270,6 +270,36 @@ class PromptOptions(_Strict):
         return self.model_copy(update={"directory": base / self.directory})
 
 
+class ResponsesOptions(_Strict):
+    """``responses``: the responses ``/v1/responses`` stores when it translates to chat
+    completions (``store``, ``previous_response_id``; see docs/http.md)."""
+
+    store: Literal["sql", "memory"] = Field(
+        default="sql",
+        description="where stored responses live: the control-plane SQL store (memory when "
+        "store.enabled is false), or this process only",
+    )
+    ttl: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="seconds a stored response can be read or continued (default 7 days)",
+    )
+    max_entry_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="the largest stored response, conversation included (a request whose "
+        "conversation is larger, with store on, is refused: 400 conversation_too_large)",
+    )
+    memory_entries: int = Field(
+        default=10_000, ge=1, description="stored responses each process keeps in memory"
+    )
+    memory_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="bytes of stored responses each process keeps in memory",
+    )
+
+
 class EnforcedHooks(_Strict):
     """``enforced``: guardrails every request runs, whatever config it uses (before the
     config's own)."""
@@ -491,6 +521,7 @@ class ServerSettings(_Strict):
     limits: LimitsOptions = Field(default_factory=LimitsOptions)
     logging: LoggingOptions = Field(default_factory=LoggingOptions)
     prompts: PromptOptions = Field(default_factory=PromptOptions)
+    responses: ResponsesOptions = Field(default_factory=ResponsesOptions)
     mock: bool = Field(
         default=False,
         description="register the in-process mock provider (for demos and tests only)",

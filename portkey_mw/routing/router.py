@@ -556,7 +556,12 @@ def _provider_call(
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
         check_body(ctx.endpoint, body)  # an override is a body field like any other
-    if ctx.limited and body is not None and body.get("stream") is True:
+    if (
+        ctx.limited
+        and body is not None
+        and body.get("stream") is True
+        and ctx.endpoint is not Endpoint.RESPONSES  # its final event always has the usage
+    ):
         options = body.get("stream_options")
         if not (isinstance(options, dict) and options.get("include_usage") is True):
             # Spend control charges a stream its final usage: no override turns that off
