@@ -30,6 +30,7 @@ from portkey_mw.control import ControlPlane, RefreshingStore
 from portkey_mw.dashboard import Dashboard, is_dashboard_path
 from portkey_mw.errors import GatewayError, InvalidConfig, MethodNotAllowed, NotFound
 from portkey_mw.fetch import Fetcher
+from portkey_mw.files import OPERATION, FileOperation, is_files_path, match
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
@@ -516,6 +517,15 @@ class Gateway:
         trace_id = headers.get("x-portkey-trace-id") or request_id
         base_headers = {"x-portkey-trace-id": trace_id, "x-portkey-request-id": request_id}
         route = ROUTES.get(path)
+        operation: FileOperation | None = None
+        if route is None and is_files_path(path):
+            # /v1/files… and /v1/batches…: the path names the operation (and the method)
+            try:
+                operation = match(path, scope["method"], scope.get("query_string", b""))
+            except GatewayError as refused:
+                await _http.send_error(send, refused, base_headers)
+                return
+            route = (operation.endpoint, operation.method)
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
@@ -554,6 +564,8 @@ class Gateway:
             gateway_state=self.state,
             request_id=request_id,
         )
+        if operation is not None:
+            ctx.state[OPERATION] = operation
         self.in_flight += 1
         try:
             await self.pipeline.handle(ctx, receive, send, self._inbound.get(path))

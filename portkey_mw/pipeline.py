@@ -13,6 +13,7 @@ each request is one :class:`Exchange`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +30,13 @@ from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
+from portkey_mw.files import (
+    FILE_ENDPOINTS,
+    UPLOAD,
+    StreamedUpload,
+    operation,
+    refuse_unguardable,
+)
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import LOGGED_ENDPOINT, InboundFormat
@@ -230,9 +238,10 @@ class Exchange:
             try:
                 if ctx.method == "POST":
                     await self._read_body()
-                watcher = asyncio.get_running_loop().create_task(
-                    self._watch_disconnect(asyncio.current_task())
-                )
+                if UPLOAD not in ctx.state:  # (an upload's body is read as it goes upstream)
+                    watcher = asyncio.get_running_loop().create_task(
+                        self._watch_disconnect(asyncio.current_task())
+                    )
                 await self._process()
             except GatewayError as error:
                 await self._fail(error)
@@ -270,6 +279,16 @@ class Exchange:
 
     async def _read_body(self) -> None:
         ctx, server = self.ctx, self.pipeline.settings.server
+        if ctx.endpoint in FILE_ENDPOINTS:
+            op = operation(ctx)
+            if op.name == "upload":
+                # Never read whole: the provider's request streams it, counted (files.py).
+                ctx.state[UPLOAD] = StreamedUpload.of(
+                    self.receive, ctx.headers, server.max_upload_bytes, server.body_timeout
+                )
+                return
+            if not op.reads_json:
+                return  # a batch's cancel has no body
         if ctx.endpoint in MULTIPART_ENDPOINTS:
             form = await read_form(
                 self.receive,
@@ -341,6 +360,8 @@ class Exchange:
             ctx.headers, api_key, model_ref
         )
         self.plan = plan
+        if ctx.endpoint in FILE_ENDPOINTS:
+            plan = self.plan = _first_target(plan, streamed=UPLOAD in ctx.state)
         if self.inbound is not None:
             # A format may serve a request natively or translate it, by where it can go.
             arrived = self.inbound
@@ -354,6 +375,8 @@ class Exchange:
         guards = self.guards = RequestGuardrails.for_plan(
             plan, pipeline.services, pipeline.guardrail_stats
         )
+        if guards is not None and ctx.endpoint in FILE_ENDPOINTS:
+            refuse_unguardable(operation(ctx))
         per_target = None
         if guards is not None and response is None:
             if guards.shared is not None:
@@ -372,7 +395,14 @@ class Exchange:
             if response is None:
                 response = await self._coalesce(cache)
         if response is None:
-            response = await pipeline.router.route(ctx, plan, per_target)
+            try:
+                response = await pipeline.router.route(ctx, plan, per_target)
+            except GatewayError:
+                upload = ctx.state.get(UPLOAD)
+                if isinstance(upload, StreamedUpload) and upload.failure is not None:
+                    # The upstream request was aborted because of the body: that is the error.
+                    raise upload.failure from None
+                raise
             if self.flight is not None:
                 self._take_off(self.flight, response)
         # What the cache keeps is the provider's answer as it came, before output guardrails
@@ -601,10 +631,11 @@ class Exchange:
         self.finished = time.perf_counter()
 
     async def _send_media(self, response: GatewayResponse) -> None:
-        """Relay a stream of bytes that are not events (speech audio) as they arrive, with
-        the upstream's content type. Nothing of it is kept: the log gets its type and size.
-        An upstream that breaks off mid-way leaves the response unfinished (the connection
-        closes), so a client cannot take a cut file for a whole one."""
+        """Relay a stream of bytes that are not events (speech audio, a file's content) as
+        they arrive, with the upstream's content type. Nothing of it is kept: the log gets
+        its type and size. An upstream that breaks off mid-way leaves the response
+        unfinished (the connection closes), so a client cannot take a cut file for a whole
+        one."""
         assert response.stream is not None
         self.status = response.status
         headers = self._response_headers(response)
@@ -799,6 +830,15 @@ def _follow_timeout(ctx: RequestContext, plan: PlanNode, default_ms: int | None)
         return int(header)
     configured = [leaf.request_timeout for leaf in plan_leaves(plan) if leaf.request_timeout]
     return max(configured) if configured else default_ms
+
+
+def _first_target(plan: PlanNode, *, streamed: bool) -> ResolvedTarget:
+    """Where a files or batches call goes: the config's first target, as written. A file
+    lives in one provider account, and a batch runs where its input file is: a load
+    balancer or a fallback would scatter them across accounts where ids mean nothing.
+    An upload streamed from the client cannot be sent twice, so it is not retried."""
+    first = plan_leaves(plan)[0]
+    return dataclasses.replace(first, retry=None) if streamed else first
 
 
 def _single_provider(plan: PlanNode) -> str | None:

@@ -7,6 +7,7 @@ Nothing here knows any particular provider.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import orjson
 from portkey_mw.auth.api_keys import is_gateway_key
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.files import OPERATION, operation, output_file, streams_answer
 from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.redact import mask_text
@@ -143,8 +145,27 @@ class HTTPProvider(Provider):
         """The upstream request for this call (URL, auth headers, body bytes)."""
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        if call.ctx.state.get(OPERATION) is not None and operation(call.ctx).name == "output":
+            return await self._batch_output(call, transport)
         upstream = await transport.send(self.build_request(call))
         return await self.build_response(call, upstream)
+
+    async def _batch_output(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        """``GET /v1/batches/{id}/output`` (Portkey's): the batch, then its output file's
+        content, both from this provider with the same credentials."""
+        ctx, wanted = call.ctx, operation(call.ctx)
+        ctx.state[OPERATION] = wanted.batch()
+        try:
+            batch = await self.build_response(call, await transport.send(self.build_request(call)))
+            if batch.status >= 400:
+                return batch
+            ctx.state[OPERATION] = output_file(batch.json())
+            content = dataclasses.replace(call, endpoint=Endpoint.FILES)
+            return await self.build_response(
+                content, await transport.send(self.build_request(content))
+            )
+        finally:
+            ctx.state[OPERATION] = wanted  # the log names the client's operation
 
     async def build_response(
         self, call: ProviderCall, upstream: UpstreamResponse
@@ -168,8 +189,11 @@ class HTTPProvider(Provider):
             )
             response.secrets = secrets
             return response
-        if upstream.status < 400 and call.endpoint is Endpoint.AUDIO_SPEECH:
-            # Audio, relayed as it comes with its own type (never read whole).
+        if upstream.status < 400 and (
+            call.endpoint is Endpoint.AUDIO_SPEECH or streams_answer(call.ctx)
+        ):
+            # Audio, or a file's bytes, relayed as they come with their own type (never
+            # read whole).
             headers["content-type"] = content_type or "application/octet-stream"
             response = GatewayResponse(
                 upstream.status,

@@ -35,6 +35,7 @@ REQUIRED_PARAM = {
     Endpoint.COUNT_TOKENS: "messages",
     Endpoint.RERANK: "documents",
     Endpoint.AUDIO_SPEECH: "input",
+    Endpoint.BATCHES: "input_file_id",
 }
 
 _KINDS: dict[type, str] = {
@@ -459,6 +460,14 @@ BODY_SHAPES: dict[Endpoint, dict[str, Shape]] = {
     Endpoint.AUDIO_TRANSCRIPTIONS: {"stream": boolean},
     Endpoint.AUDIO_TRANSLATIONS: {},
     Endpoint.IMAGE_EDITS: {},
+    # a batch's creation (the other files and batches calls have no JSON body)
+    Endpoint.BATCHES: {
+        "input_file_id": string,
+        "endpoint": string,
+        "completion_window": string,
+        "metadata": json_object,
+    },
+    Endpoint.FILES: {},
 }
 
 

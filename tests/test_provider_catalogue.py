@@ -16,6 +16,7 @@ from portkey_mw import Gateway, ServerSettings
 from portkey_mw.auth.credentials import enforce_binding
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.files import FILE_ENDPOINTS, OPERATION, match
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, FilePart, Form
 from portkey_mw.retired import RETIRED
@@ -159,6 +160,8 @@ def call_for(
         body=body,
         raw_body=raw,
     )
+    if endpoint in FILE_ENDPOINTS:  # the path names the operation: a list, here
+        ctx.state[OPERATION] = match("/v1/" + endpoint.value, "GET")
     if endpoint in MULTIPART_ENDPOINTS:  # the pipeline reads the form before routing
         upload = FilePart.of_bytes("file", "a.wav", "audio/wav", b"RIFF")
         ctx.state[FORM_STATE] = Form(fields=dict(body), files=[upload])

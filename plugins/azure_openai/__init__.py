@@ -5,7 +5,8 @@ Target options (or ``x-portkey-azure-<option>`` headers, as Portkey's): ``resour
 ``azure_ad_token`` (sent as a bearer token instead of the ``api-key`` header). A
 ``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``. The Responses
 API goes to ``<base>/responses?api-version=`` (default ``2025-04-01-preview``), where the
-body's ``model`` names the deployment.
+body's ``model`` names the deployment. Files and batches belong to the resource
+(``…/openai/files``, ``…/openai/batches``): they need no deployment.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.files import operation, upstream_request
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
@@ -39,13 +41,15 @@ PATHS = {
     Endpoint.AUDIO_TRANSCRIPTIONS: "/audio/transcriptions",
     Endpoint.AUDIO_TRANSLATIONS: "/audio/translations",
 }
+#: files and batches live on the resource, not on a deployment (the authoring API)
+RESOURCE_PATHS = {Endpoint.FILES: "/files", Endpoint.BATCHES: "/batches"}
 
 
 class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset({*PATHS, Endpoint.MODELS, Endpoint.RESPONSES})
+    endpoints = frozenset({*PATHS, *RESOURCE_PATHS, Endpoint.MODELS, Endpoint.RESPONSES})
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
     secret_options = frozenset({"azure_ad_token"})
@@ -81,6 +85,13 @@ class AzureOpenAIProvider(HTTPProvider):
             RESPONSES_API_VERSION if call.endpoint is Endpoint.RESPONSES else DEFAULT_API_VERSION
         )
         version = quote(str(_option(call, "api_version") or default), safe="")
+        if call.endpoint in RESOURCE_PATHS:
+            # {resource}.openai.azure.com/openai/files/{id}/content?api-version=…
+            api_version = str(_option(call, "api_version") or default)
+            url = operation(call.ctx).url(
+                base + RESOURCE_PATHS[call.endpoint], {"api-version": api_version}
+            )
+            return upstream_request(call, url, headers)
         if call.endpoint is Endpoint.MODELS:
             url = f"{base}/models?api-version={version}"
             return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)

@@ -10,6 +10,7 @@ import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.files import FILE_ENDPOINTS, operation, upstream_request
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
@@ -61,6 +62,11 @@ class OpenAICompatibleProvider(HTTPProvider):
             if value:
                 headers[header.lower()] = str(value)
                 sent.append(str(value))
+        if call.endpoint in FILE_ENDPOINTS:
+            # /files/{id}/content and the like below the provider's files or batches path
+            request = upstream_request(call, self._url(call, files=True), headers)
+            request.secrets = tuple(sent)
+            return request
         body: bytes | StreamedBody | None = None
         if call.endpoint in MULTIPART_ENDPOINTS:
             # the client's files, with the fields after the config's overrides
@@ -78,7 +84,7 @@ class OpenAICompatibleProvider(HTTPProvider):
             secrets=tuple(sent),  # masked wherever the upstream repeats them
         )
 
-    def _url(self, call: ProviderCall) -> str:
+    def _url(self, call: ProviderCall, *, files: bool = False) -> str:
         base = custom_host(call) or self._base_from_option(call) or self._base_url(call)
         if not base:
             where = f"set {self.spec.base_url_option} or " if self.spec.base_url_option else "set "
@@ -96,6 +102,8 @@ class OpenAICompatibleProvider(HTTPProvider):
             for option, param in self.spec.query_options.items()
             if call.option(option)
         }
+        if files:
+            return operation(call.ctx).url(base + path, query)
         return base + path + ("?" + urlencode(query) if query else "")
 
     def _base_from_option(self, call: ProviderCall) -> str | None:

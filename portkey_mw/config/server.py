@@ -39,8 +39,8 @@ class ServerOptions(_Strict):
     max_upload_bytes: int = Field(
         default=DEFAULT_MAX_UPLOAD_BYTES,
         gt=0,
-        description="a multipart body (audio transcriptions and translations, image edits); "
-        "more is a 413",
+        description="a multipart body (audio transcriptions and translations, image edits, "
+        "file uploads); more is a 413",
     )
     request_timeout: int | None = Field(default=None, gt=0, description="ms, per attempt")
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
