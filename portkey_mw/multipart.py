@@ -14,10 +14,12 @@ request body it keeps is :meth:`Form.description`, the field names and byte size
 from __future__ import annotations
 
 import asyncio
+import io
+import tempfile
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
 
 import orjson
 from python_multipart.exceptions import MultipartParseError
@@ -25,6 +27,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from portkey_mw.transport import StreamedBody
 from portkey_mw.types import Receive
 
 #: the endpoints whose requests are multipart forms
@@ -47,6 +50,10 @@ REQUIRED_FIELDS: dict[Endpoint, tuple[str, ...]] = {
 MAX_FIELD_BYTES = 256 * 1024
 #: most parts in one form (16 images, a mask and the fields fit many times over)
 MAX_PARTS = 128
+#: a file part larger than this goes to a temporary file instead of staying in memory
+SPOOL_BYTES = 2 * 1024 * 1024
+#: how much of a spooled file is read at a time to send it on
+READ_BYTES = 256 * 1024
 #: ``ctx.state`` key of the request's :class:`Form`
 FORM_STATE = "portkey_mw.form"
 #: body fields that are booleans in the gateway's view of the form
@@ -58,22 +65,40 @@ _NOT_FORM_FIELDS = frozenset({"stream_options"})
 
 @dataclass(slots=True)
 class FilePart:
-    """One file of the form, as the client sent it."""
+    """One file of the form, as the client sent it: in memory up to ``SPOOL_BYTES``, in a
+    temporary file beyond."""
 
     name: str
     filename: str
     content_type: str
-    data: bytes
+    #: a spooled temporary file (as read from a request), or any binary file object
+    file: IO[bytes]
+    size: int
+
+    @classmethod
+    def of_bytes(cls, name: str, filename: str, content_type: str, data: bytes) -> FilePart:
+        """A file part holding ``data`` (for plugins and tests that build a form)."""
+        return cls(name, filename, content_type, io.BytesIO(data), len(data))
+
+    def read(self) -> bytes:
+        """The whole file (for plugins and tests; the provider's body streams it)."""
+        self.file.seek(0)
+        return self.file.read()
 
 
 @dataclass(slots=True)
 class Form:
-    """A parsed multipart form: its text fields and its files, in order."""
+    """A parsed multipart form: its text fields and its files, in order. :meth:`close`
+    it (the pipeline does, when the request is over)."""
 
     #: text fields; a name sent more than once (``timestamp_granularities[]``) has a list
     fields: dict[str, Any]
     files: list[FilePart]
-    _encoded: tuple[bytes, bytes, str] | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Delete the files' temporary copies."""
+        for part in self.files:
+            part.file.close()
 
     def description(self) -> dict[str, Any]:
         """The form as the log keeps it: the text fields, and each file's name, type and
@@ -83,7 +108,7 @@ class Form:
             entry = {
                 "filename": part.filename,
                 "content_type": part.content_type,
-                "bytes": len(part.data),
+                "bytes": part.size,
             }
             current = described.get(part.name)
             if isinstance(current, list):
@@ -94,19 +119,13 @@ class Form:
                 described[part.name] = entry
         return described
 
-    def encode(self, fields: Mapping[str, Any]) -> tuple[bytes, str]:
+    def encode(self, fields: Mapping[str, Any]) -> tuple[UploadBody, str]:
         """The form for the provider: ``fields`` (the body after a config's overrides) and
-        the client's files, with a new boundary. Returns the body and its content type.
-
-        Retries and fallbacks with the same fields reuse one encoding, so a request holds
-        its files at most twice (as parsed, and encoded).
-        """
-        key = orjson.dumps(dict(fields), option=orjson.OPT_SORT_KEYS, default=str)
-        if self._encoded is not None and self._encoded[0] == key:
-            return self._encoded[1], self._encoded[2]
+        the client's files, with a new boundary. Returns the body (streamed from the
+        files: a request holds its files once) and its content type."""
         boundary = "portkey-mw-" + uuid.uuid4().hex
         dash = b"--" + boundary.encode("ascii")
-        pieces: list[bytes] = []
+        pieces: list[bytes | FilePart] = []
         for name, value in fields.items():
             if name in _NOT_FORM_FIELDS or value is None:
                 continue
@@ -120,14 +139,44 @@ class Form:
                 b"\r\ncontent-type: ",
                 _header_safe(part.content_type).encode("latin-1", "replace"),
                 b"\r\n\r\n",
-                part.data,
+                part,
                 b"\r\n",
             ]
         pieces += [dash, b"--\r\n"]
-        body = b"".join(pieces)
-        content_type = f"multipart/form-data; boundary={boundary}"
-        self._encoded = (key, body, content_type)
-        return body, content_type
+        return UploadBody(pieces), f"multipart/form-data; boundary={boundary}"
+
+
+class UploadBody(StreamedBody):
+    """A form on its way to the provider: its text pieces, and its files read in chunks
+    from their spooled copies, again from the start for each attempt."""
+
+    __slots__ = ("_pieces", "length")
+
+    def __init__(self, pieces: list[bytes | FilePart]) -> None:
+        self._pieces = pieces
+        self.length = sum(p.size if isinstance(p, FilePart) else len(p) for p in pieces)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        text: list[bytes] = []
+        for piece in self._pieces:
+            if not isinstance(piece, FilePart):
+                text.append(piece)
+                continue
+            if text:
+                yield b"".join(text)
+                text = []
+            piece.file.seek(0)
+            while chunk := piece.file.read(READ_BYTES):
+                yield chunk
+        if text:
+            yield b"".join(text)
+
+    def read(self) -> bytes:
+        """The whole body at once (what a plugin that must sign the bytes needs)."""
+        out: list[bytes] = []
+        for piece in self._pieces:
+            out.append(piece.read() if isinstance(piece, FilePart) else piece)
+        return b"".join(out)
 
 
 def form_of(ctx: RequestContext) -> Form:
@@ -174,14 +223,18 @@ async def read_form(
     try:
         async with asyncio.timeout(time_limit):
             await reader.feed_all(receive, limit)
+        form = reader.form()
+        _check(endpoint, form)
     except TimeoutError:
+        reader.close()
         raise InvalidRequest(
             f"the request body did not arrive within {time_limit:g} s",
             status=408,
             code="body_timeout",
         ) from None
-    form = reader.form()
-    _check(endpoint, form)
+    except BaseException:
+        reader.close()  # the files read so far go with the request
+        raise
     return form
 
 
@@ -226,6 +279,7 @@ class _FormReader:
         "_parser",
         "_parts",
         "_size",
+        "_spool",
         "_value",
     )
 
@@ -238,6 +292,7 @@ class _FormReader:
         self._data: list[bytes] = []
         self._name = ""
         self._filename: bytes | None = None
+        self._spool: tempfile.SpooledTemporaryFile[bytes] | None = None
         self._size = 0
         self._parts = 0
         self._ended = False
@@ -291,6 +346,11 @@ class _FormReader:
     def form(self) -> Form:
         return Form(self._fields, self._files)
 
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+        Form(self._fields, self._files).close()
+
     # -- python-multipart's callbacks ------------------------------------------------
 
     def _part_begin(self) -> None:
@@ -325,10 +385,17 @@ class _FormReader:
             )
         self._name = name.decode("utf-8", "replace")
         self._filename = options.get(b"filename")
+        if self._filename is not None:
+            # (written from the event loop: chunks of the body as they come, which the page
+            # cache takes without waiting for the disk)
+            self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         self._size += end - start
-        if self._filename is None and self._size > MAX_FIELD_BYTES:
+        if self._spool is not None:
+            self._spool.write(data[start:end])
+            return
+        if self._size > MAX_FIELD_BYTES:
             # refused as it comes: a text field is never held beyond its own limit
             raise InvalidRequest(
                 f"form field {self._name[:100]!r} is longer than {MAX_FIELD_BYTES} bytes",
@@ -338,20 +405,22 @@ class _FormReader:
         self._data.append(data[start:end])
 
     def _part_end(self) -> None:
-        key, filename = self._name, self._filename
-        data = b"".join(self._data)
-        self._data = []
-        if filename is not None:
+        key, filename, spool = self._name, self._filename, self._spool
+        if filename is not None and spool is not None:
+            self._spool = None
             kind = self._headers.get(b"content-type", b"application/octet-stream")
             self._files.append(
                 FilePart(
                     key,
                     filename.decode("utf-8", "replace"),
                     kind.decode("latin-1").strip() or "application/octet-stream",
-                    data,
+                    spool,
+                    self._size,
                 )
             )
             return
+        data = b"".join(self._data)
+        self._data = []
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -43,7 +43,7 @@ from portkey_mw.inbound import LOGGED_ENDPOINT, InboundFormat
 from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
-from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, read_form
+from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, Form, read_form
 from portkey_mw.passthrough import RequestBody
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
@@ -272,6 +272,9 @@ class Exchange:
                 self._land(self.flight)
             if ctx.response is not None:
                 await ctx.response.aclose()
+            form = ctx.state.get(FORM_STATE)
+            if isinstance(form, Form):
+                form.close()  # its files' temporary copies
             await self._emit_log()
 
     async def _watch_disconnect(self, task: asyncio.Task[Any] | None) -> None:

@@ -43,6 +43,18 @@ from portkey_mw.redact import credential_values, mask, redact_url
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+class StreamedBody(ABC):
+    """A request body sent in pieces, for uploads too large to hold twice (a multipart
+    form's files, spooled to disk). Each attempt iterates it again from the start."""
+
+    #: its size in bytes (sent as ``Content-Length``)
+    length: int
+
+    @abstractmethod
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes, from the start."""
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     """What a provider asks the transport to send."""
@@ -50,9 +62,11 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    #: the body: bytes, or chunks sent as they come (an upload streamed from the client, a
-    #: pass-through's body); raising from them aborts the request
-    body: bytes | AsyncIterable[bytes] | None = None
+    #: the body: bytes; chunks sent as they come (an upload streamed from the client,
+    #: :mod:`portkey_mw.files`, or a pass-through's body), raising from them aborts the
+    #: request; or a :class:`StreamedBody` (a multipart form's spooled files) sent with its
+    #: length
+    body: bytes | StreamedBody | AsyncIterable[bytes] | None = None
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False
@@ -153,6 +167,16 @@ class Transport(ABC):
 
     def _limit(self, request: UpstreamRequest) -> int:
         return request.max_body if request.max_body is not None else self.max_body_bytes
+
+
+def _content(request: UpstreamRequest) -> bytes | AsyncIterable[bytes] | None:
+    """The body as the HTTP libraries take it; a streamed one carries its length as a
+    header (no chunked encoding: some providers refuse it for uploads)."""
+    body = request.body
+    if isinstance(body, StreamedBody):
+        request.headers["content-length"] = str(body.length)
+        return body.chunks()
+    return body
 
 
 def _timeout_error(request: UpstreamRequest) -> UpstreamTimeout:
@@ -383,7 +407,7 @@ class AiohttpTransport(Transport):
                     request.method,
                     request.url,
                     headers=request.headers,
-                    data=request.body,
+                    data=_content(request),
                     allow_redirects=False,
                 )
         return _AiohttpResponse(response, request, deadline, self._limit(request))
@@ -468,7 +492,7 @@ class HttpxTransport(Transport):
 
     async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
         built = self._client.build_request(
-            request.method, request.url, headers=request.headers, content=request.body
+            request.method, request.url, headers=request.headers, content=_content(request)
         )
         deadline = _deadline(request.timeout)
         with _HTTPX_ERRORS.mapped(request):

@@ -1,9 +1,12 @@
 """Reading the multipart forms a fake upstream received, independently of the gateway's
-parser (a plain split on the boundary: the tests' forms are well formed)."""
+form reader (a plain split on the boundary: the forms the gateway writes are well formed;
+each part's content-disposition read as an upstream's framework reads it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from python_multipart.multipart import parse_options_header
 
 from tests.fake_upstream import Recorded
 
@@ -33,14 +36,13 @@ def parse_form(recorded: Recorded) -> list[Part]:
         for line in head.split(b"\r\n"):
             key, _, value = line.decode().partition(":")
             headers[key.strip().lower()] = value.strip()
-        disposition = dict(
-            item.strip().split("=", 1) for item in headers["content-disposition"].split(";")[1:]
-        )
-        filename = disposition.get("filename")
+        # as a Starlette or FastAPI upstream would read it (quoted strings kept whole)
+        _, options = parse_options_header(headers["content-disposition"])
+        filename = options.get(b"filename")
         parts.append(
             Part(
-                disposition["name"].strip('"'),
-                filename.strip('"') if filename is not None else None,
+                options[b"name"].decode(),
+                filename.decode() if filename is not None else None,
                 headers.get("content-type"),
                 data,
             )

@@ -587,3 +587,47 @@ def test_speech_cut_by_the_upstream_is_never_complete(
     ):
         assert response.status_code == 200
         response.read()
+
+
+def test_a_filename_cannot_smuggle_a_field_upstream(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    fake.script("/v1/audio/transcriptions", Reply(json={"text": "ok"}))
+    body = (
+        b"--xyz\r\ncontent-disposition: form-data; name=model\r\n\r\nwhisper-1\r\n"
+        b'--xyz\r\ncontent-disposition: form-data; name=file; filename="a\\"; name=\\"model.wav"'
+        b"\r\ncontent-type: audio/wav\r\n\r\nRIFF\r\n--xyz--\r\n"
+    )
+    reply = post_form(gateway, body, "multipart/form-data; boundary=xyz")
+    assert reply.status_code == 200, reply.text
+    parts = parse_form(fake.requests[-1])
+    assert [(p.name, p.filename) for p in parts] == [
+        ("model", None),
+        ("file", "a%22; name=%22model.wav"),
+    ]
+
+
+def test_spooled_files_are_sent_whole_on_every_attempt(
+    gateway: RunningGateway, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Files past a few KiB go to disk here; a retry reads them again from the start.
+    monkeypatch.setattr("portkey_mw.multipart.SPOOL_BYTES", 1024)
+    monkeypatch.setattr("portkey_mw.multipart.READ_BYTES", 1000)
+    fake.script("/v1/audio/transcriptions", Reply(status=500), Reply(json={"text": "again"}))
+    retried = orjson.dumps(
+        {
+            "provider": "openai",
+            "custom_host": fake.base_url,
+            "retry": {"attempts": 1, "on_status_codes": [500]},
+        }
+    ).decode()
+    result = sdk(gateway, retried).audio.transcriptions.create(
+        file=("a.wav", AUDIO, "audio/wav"), model="whisper-1"
+    )
+    assert result.text == "again"
+    assert len(fake.requests) == 2
+    for sent in fake.requests:
+        assert [p.data for p in parse_form(sent) if p.filename] == [AUDIO]
+        # a length, not chunks: some providers refuse chunked uploads
+        assert int(sent.headers["content-length"]) == len(sent.body)
+        assert "transfer-encoding" not in sent.headers

@@ -163,7 +163,7 @@ def call_for(
     if endpoint in FILE_ENDPOINTS:  # the path names the operation: a list, here
         ctx.state[OPERATION] = match("/v1/" + endpoint.value, "GET")
     if endpoint in MULTIPART_ENDPOINTS:  # the pipeline reads the form before routing
-        upload = FilePart("file", "a.wav", "audio/wav", b"RIFF")
+        upload = FilePart.of_bytes("file", "a.wav", "audio/wav", b"RIFF")
         ctx.state[FORM_STATE] = Form(fields=dict(body), files=[upload])
     target = ResolvedTarget(
         path="config", provider=pid, api_key="sk-up", options=options, custom_host=custom_host

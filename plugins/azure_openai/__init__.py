@@ -23,7 +23,7 @@ from portkey_mw.files import operation, upstream_request
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
-from portkey_mw.transport import UpstreamRequest
+from portkey_mw.transport import StreamedBody, UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
 #: the Responses API is served at <resource>/openai/responses (no deployment in the path: the
@@ -111,6 +111,7 @@ class AzureOpenAIProvider(HTTPProvider):
         else:
             deployment = quote(str(_required(call, "deployment_id")), safe="")
             url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
+        body: bytes | StreamedBody
         if call.endpoint in MULTIPART_ENDPOINTS:
             # the client's files, with the fields after the config's overrides
             body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})

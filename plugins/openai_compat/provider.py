@@ -16,7 +16,7 @@ from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.rerank import DIALECTS, RerankRequest
 from portkey_mw.translation import json_object
-from portkey_mw.transport import UpstreamRequest
+from portkey_mw.transport import StreamedBody, UpstreamRequest
 
 from .spec import BODY_PLACEHOLDERS, ProviderSpec
 
@@ -59,7 +59,7 @@ class OpenAICompatibleProvider(HTTPProvider):
             request = upstream_request(call, self._url(call, files=True), headers)
             request.secrets = tuple(sent)
             return request
-        body: bytes | None = None
+        body: bytes | StreamedBody | None = None
         if call.endpoint in MULTIPART_ENDPOINTS:
             # the client's files, with the fields after the config's overrides
             body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})

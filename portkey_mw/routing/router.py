@@ -451,7 +451,14 @@ class Router:
             raise
         finally:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
-        if response.stream is None or response.status >= 400 or ctx.endpoint is Endpoint.PROXY:
+        if (
+            response.stream is None
+            or response.status >= 400
+            or ctx.endpoint is Endpoint.PROXY
+            or not is_event_stream(response)
+        ):
+            # (a pass-through's or audio's stream is not relayed by _relay: its answer is
+            # the verdict)
             self.breakers.record(upstream, healthy=not _provider_fault(response.status, None))
         # else: a committed stream's health is known when it ends (see _relay)
         attempt.status = response.status
