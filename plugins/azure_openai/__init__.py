@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
@@ -21,6 +21,8 @@ from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_header
 from portkey_mw.transport import UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
+#: the first api-version that serves the realtime WebSocket (the chat default does not)
+DEFAULT_REALTIME_API_VERSION = "2024-10-01-preview"
 #: An Azure resource name is one DNS label: it becomes <name>.openai.azure.com.
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
 PATHS = {
@@ -35,7 +37,7 @@ class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset({*PATHS, Endpoint.MODELS})
+    endpoints = frozenset({*PATHS, Endpoint.MODELS, Endpoint.REALTIME})
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
     secret_options = frozenset({"azure_ad_token"})
@@ -44,29 +46,8 @@ class AzureOpenAIProvider(HTTPProvider):
         return _header(name)
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        headers = forwarded_headers(call)
-        token = _option(call, "azure_ad_token")
-        if token:
-            headers["authorization"] = f"Bearer {str(token).removeprefix('Bearer ')}"
-        elif call.target.api_key:
-            headers["api-key"] = call.target.api_key
-        else:
-            raise AuthenticationError(
-                "no credentials for provider 'azure-openai': send 'Authorization: Bearer "
-                "<api key>', set api_key on the target, or give azure_ad_token (Entra ID)",
-                provider=self.id,
-            )
-        base = custom_host(call)
-        if base is None:
-            resource = str(_required(call, "resource_name"))
-            if not RESOURCE_NAME.fullmatch(resource):
-                raise InvalidRequest(
-                    f"azure-openai resource_name {resource[:80]!r} is not an Azure resource "
-                    "name (letters, digits and dashes)",
-                    param="resource_name",
-                    code="invalid_provider_option",
-                )
-            base = f"https://{resource}.openai.azure.com/openai"
+        headers = self._auth_headers(call)
+        base = self._base(call)
         version = quote(str(_option(call, "api_version") or DEFAULT_API_VERSION), safe="")
         if call.endpoint is Endpoint.MODELS:
             url = f"{base}/models?api-version={version}"
@@ -82,6 +63,53 @@ class AzureOpenAIProvider(HTTPProvider):
             timeout=call.timeout,
             stream=call.stream,
         )
+
+    def realtime_request(self, call: ProviderCall) -> UpstreamRequest:
+        """``GET <base>/realtime?api-version=…&deployment=…`` upgraded to a WebSocket; the
+        deployment is ``deployment_id``, else -- with the client's own credentials only --
+        the model the client asked for (Azure's SDK names the deployment as the model). A
+        server-held key reaches only the deployment the operator named, as for chat."""
+        headers = self._auth_headers(call)
+        base = self._base(call)
+        version = _option(call, "api_version") or DEFAULT_REALTIME_API_VERSION
+        deployment = _option(call, "deployment_id")
+        if not deployment and not self.holds_server_credentials(call.target):
+            deployment = (call.body or {}).get("model")
+        if not deployment:
+            _required(call, "deployment_id")  # raises, naming the option
+        query = urlencode({"api-version": str(version), "deployment": str(deployment)})
+        return UpstreamRequest(
+            "GET", f"{base}/realtime?{query}", headers=headers, timeout=call.timeout, stream=True
+        )
+
+    def _auth_headers(self, call: ProviderCall) -> dict[str, str]:
+        headers = forwarded_headers(call)
+        token = _option(call, "azure_ad_token")
+        if token:
+            headers["authorization"] = f"Bearer {str(token).removeprefix('Bearer ')}"
+        elif call.target.api_key:
+            headers["api-key"] = call.target.api_key
+        else:
+            raise AuthenticationError(
+                "no credentials for provider 'azure-openai': send 'Authorization: Bearer "
+                "<api key>', set api_key on the target, or give azure_ad_token (Entra ID)",
+                provider=self.id,
+            )
+        return headers
+
+    def _base(self, call: ProviderCall) -> str:
+        base = custom_host(call)
+        if base is not None:
+            return base
+        resource = str(_required(call, "resource_name"))
+        if not RESOURCE_NAME.fullmatch(resource):
+            raise InvalidRequest(
+                f"azure-openai resource_name {resource[:80]!r} is not an Azure resource "
+                "name (letters, digits and dashes)",
+                param="resource_name",
+                code="invalid_provider_option",
+            )
+        return f"https://{resource}.openai.azure.com/openai"
 
 
 def _header(name: str) -> str:
