@@ -199,7 +199,9 @@ def ws_url(running: RunningGateway, model: str = MODEL) -> str:
 async def sdk_session(client: AsyncOpenAI) -> list[str]:
     """A session as an app runs one: configure, add a message, ask for a response."""
     kinds: list[str] = []
-    async with client.realtime.connect(model=MODEL) as connection:
+    # (the GA client; SDKs before it had the beta one)
+    resource: Any = getattr(client, "realtime", None) or client.beta.realtime
+    async with resource.connect(model=MODEL) as connection:
         await connection.session.update(session={"type": "realtime", "instructions": "be brief"})
         await connection.conversation.item.create(
             item={
