@@ -119,6 +119,9 @@ class FakeRealtime:
                 break
             event = orjson.loads(message.data)
             kind = event.get("type")
+            if kind == "test.close":  # the upstream ends the session with its own code
+                await ws.close(code=4001)
+                break
             if kind == "session.update":
                 answer = {"type": "session.updated", "session": event.get("session", {})}
                 await ws.send_str(orjson.dumps(answer).decode())
@@ -505,3 +508,97 @@ def test_a_transport_without_websockets_refuses_cleanly() -> None:
 
     error = asyncio.run(check())
     assert error.status == 501 and error.code == "realtime_unavailable"
+
+
+def test_the_upstream_closing_closes_the_client_with_its_code(
+    inproc: RunningGateway, realtime: FakeRealtime
+) -> None:
+    async def session() -> int | None:
+        async with websockets.connect(
+            ws_url(inproc), additional_headers={"x-portkey-config": "rt"}
+        ) as ws:
+            await ws.recv()
+            await ws.send(orjson.dumps({"type": "test.close"}).decode())
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code
+
+    assert asyncio.run(session()) == 4001
+
+
+def test_the_outbound_policy_applies_to_the_upstream_socket(
+    inproc: RunningGateway, realtime: FakeRealtime
+) -> None:
+    """A client's own key and host: the host still passes the outbound policy (cloud
+    metadata is refused before any connection)."""
+
+    async def session() -> Any:
+        with pytest.raises(InvalidStatus) as caught:
+            async with websockets.connect(
+                ws_url(inproc),
+                additional_headers={
+                    "x-portkey-provider": "openai",
+                    "authorization": "Bearer sk-client-own",
+                    "x-portkey-custom-host": "http://169.254.169.254/v1",
+                },
+            ):
+                pass
+        return caught.value.response
+
+    answer = asyncio.run(session())
+    assert answer.status_code == 403
+    assert "169.254.169.254" in orjson.loads(answer.body)["error"]["message"]
+
+
+def test_middleware_mount_and_the_session_length_limit(
+    upstream: FakeRealtime, realtime: FakeRealtime, tmp_path: Path
+) -> None:
+    """Under GatewayMiddleware too; a session past realtime.max_session_seconds is closed
+    with 1008 and logged as such."""
+    from fastapi import FastAPI
+
+    from portkey_mw import GatewayMiddleware, LogEvent, LogSink, hookimpl
+    from portkey_mw.plugin import PluginManager
+
+    events: list[LogEvent] = []
+
+    class Sink(LogSink):
+        name = "list"
+
+        async def write(self, batch: Any) -> None:
+            events.extend(batch)
+
+    class Plugin:
+        @hookimpl
+        def register_log_sinks(self, register: Any) -> None:
+            register(Sink())
+
+    path = realtime_file(tmp_path, upstream, realtime={"max_session_seconds": 0.5})
+    settings = ServerSettings.from_file(path)
+    plugins = PluginManager(settings.plugins)
+    plugins.load_entry_points()
+    plugins.register(Plugin(), "list-sink")
+    gateway = Gateway(settings, plugins=plugins)
+    app = FastAPI(lifespan=gateway.lifespan)
+    app.add_middleware(GatewayMiddleware, prefix="/llm", gateway=gateway)
+
+    async def session(url: str) -> int | None:
+        async with websockets.connect(url, additional_headers={"x-portkey-config": "rt"}) as ws:
+            await ws.recv()
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()  # nothing more comes until the limit closes the session
+            return ws.close_code
+
+    with ThreadedServer(app) as server:
+        url = server.url.replace("http://", "ws://") + f"/llm/v1/realtime?model={MODEL}"
+        assert asyncio.run(session(url)) == 1008
+        end = time.monotonic() + DEADLINE
+        while not events:
+            assert time.monotonic() < end, "no log event"
+            time.sleep(0.02)
+    (event,) = events
+    record = event.to_dict()
+    assert record["error_code"] == "session_too_long"
+    assert record["realtime"]["closed_by"] == "gateway"
+    assert record["realtime"]["close_code"] == 1008
+    assert record["tokens"]["input"] == 0
