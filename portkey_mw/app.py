@@ -524,6 +524,14 @@ class Gateway:
                 await self.dashboard(scope, receive, send, path)
             elif (prompt_call := PromptCall.of_path(path)) is not None:
                 await self._prompt_call(scope, receive, send, prompt_call, headers, base_headers)
+            elif path == REALTIME_PATH:
+                error = GatewayError(
+                    f"{path} is a WebSocket: connect with a WebSocket client (the openai "
+                    "SDK's realtime.connect)",
+                    status=426,
+                    code="websocket_required",
+                )
+                await _http.send_error(send, error, {**base_headers, "upgrade": "websocket"})
             elif self._control_routes is not None and is_control_plane_path(path):
                 # Portkey's admin API (before /v1/admin: its users and workspaces live there)
                 await self._control_routes(scope, receive, send)

@@ -43,6 +43,8 @@ REALTIME_PATH = "/v1/realtime"
 #: a browser cannot set headers on a WebSocket: OpenAI's clients send the key as a
 #: subprotocol ``openai-insecure-api-key.<key>``
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
+#: a browser's way of asking for the beta protocol (``OpenAI-Beta: realtime=v1``)
+BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 #: the subprotocol a browser client asks to speak (accepted when offered)
 REALTIME_SUBPROTOCOL = "realtime"
 #: close codes (RFC 6455)
@@ -64,15 +66,17 @@ def offered_subprotocols(scope: Scope) -> list[str]:
 
 def handshake_headers(headers: dict[str, str], subprotocols: list[str]) -> dict[str, str]:
     """The handshake's headers as the pipeline reads them: a key sent as a subprotocol
-    becomes ``Authorization: Bearer <key>`` (a header the client sent wins)."""
-    if "authorization" in headers:
-        return headers
+    becomes ``Authorization: Bearer <key>``, and ``openai-beta.realtime-v1`` becomes
+    ``OpenAI-Beta: realtime=v1`` (headers the client sent win)."""
+    read = headers
     for protocol in subprotocols:
-        if protocol.startswith(KEY_SUBPROTOCOL):
+        if protocol.startswith(KEY_SUBPROTOCOL) and "authorization" not in read:
             key = protocol[len(KEY_SUBPROTOCOL) :].strip()
             if key:
-                return {**headers, "authorization": f"Bearer {key}"}
-    return headers
+                read = {**read, "authorization": f"Bearer {key}"}
+        elif protocol == BETA_SUBPROTOCOL and "openai-beta" not in read:
+            read = {**read, "openai-beta": "realtime=v1"}
+    return read
 
 
 def requested_model(query_string: bytes) -> str:
@@ -312,7 +316,11 @@ class RealtimeSession:
                 continue
             text = message.get("text")
             data: str | bytes = text if text is not None else (message.get("bytes") or b"")
-            size = len(data.encode()) if isinstance(data, str) else len(data)
+            size = len(data)
+            if isinstance(data, str) and size * 4 > limit:
+                # Only a text frame that might be over the limit is measured in UTF-8 bytes
+                # (audio comes as base64, ASCII: a character is a byte).
+                size = len(data.encode())
             if size > limit:
                 self.ending = _Ending(
                     TOO_BIG,

@@ -104,7 +104,11 @@ class FakeRealtime:
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         self.handshakes.append(request.path)
         self.connections.append(
-            {"path": request.path, "query": dict(request.query), "headers": dict(request.headers)}
+            {
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+            }
         )
         ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024)
         await ws.prepare(request)
@@ -174,6 +178,11 @@ def realtime_file(tmp_path: Path, upstream: FakeRealtime, **extra: Any) -> Path:
                 "api_key": planted.OPENAI_KEY,
                 "custom_host": upstream.base_url + "/big/v1",
             },
+            "rt-azure-no-deployment": {
+                "provider": "azure-openai",
+                "api_key": planted.AZURE_KEY,
+                "custom_host": upstream.base_url + "/openai",
+            },
             "rt-azure": {
                 "provider": "azure-openai",
                 "api_key": planted.AZURE_KEY,
@@ -199,7 +208,7 @@ def ws_url(running: RunningGateway, model: str = MODEL) -> str:
     return running.base_url.replace("http://", "ws://") + f"/realtime?model={model}"
 
 
-async def sdk_session(client: AsyncOpenAI) -> list[str]:
+async def sdk_session(client: AsyncOpenAI, responses: int = 1) -> list[str]:
     """A session as an app runs one: configure, add a message, ask for a response."""
     kinds: list[str] = []
     # (the GA client; SDKs before it had the beta one)
@@ -213,11 +222,12 @@ async def sdk_session(client: AsyncOpenAI) -> list[str]:
                 "content": [{"type": "input_text", "text": SECRET_WORDS}],
             }
         )
-        await connection.response.create()
-        async for event in connection:
-            kinds.append(event.type)
-            if event.type == "response.done":
-                break
+        for _ in range(responses):
+            await connection.response.create()
+            async for event in connection:
+                kinds.append(event.type)
+                if event.type == "response.done":
+                    break
     return kinds
 
 
@@ -230,15 +240,19 @@ def test_the_openai_sdk_holds_a_session_through_serve(
             base_url=running.base_url,
             default_headers={"x-portkey-config": "rt", "x-portkey-trace-id": "rt-trace"},
         )
-        kinds = asyncio.run(sdk_session(client))
+        kinds = asyncio.run(sdk_session(client, responses=2))
+        answer = ["response.created", "response.output_text.delta", "response.done"]
         assert kinds == [
             "session.created",
             "session.updated",
             "conversation.item.created",
-            "response.created",
-            "response.output_text.delta",
-            "response.done",
+            *answer,
+            *answer,
         ]
+        # plain HTTP on the route says what it is
+        reply = httpx.get(running.base_url + "/realtime?model=m")
+        assert reply.status_code == 426
+        assert reply.json()["error"]["code"] == "websocket_required"
         end = time.monotonic() + DEADLINE
         while not any(r["trace_id"] == "rt-trace" for r in records(running)):
             assert time.monotonic() < end, "no log record for the session"
@@ -247,17 +261,20 @@ def test_the_openai_sdk_holds_a_session_through_serve(
     assert seen["path"] == "/v1/realtime"
     assert seen["query"] == {"model": MODEL}
     # the server-held key went where the operator bound it; the client's did not
-    assert seen["headers"]["Authorization"] == f"Bearer {planted.OPENAI_KEY}"
+    assert seen["headers"]["authorization"] == f"Bearer {planted.OPENAI_KEY}"
     assert "sk-client-not-used" not in str(seen["headers"])
     (record,) = [r for r in records(running) if r["trace_id"] == "rt-trace"]
     assert record["endpoint"] == "realtime"
     assert record["provider"] == "openai" and record["model"] == MODEL
     assert record["status"] == 101 and record["error_code"] is None
-    assert record["tokens"]["input"] == 11 and record["tokens"]["output"] == 7
-    assert record["cost_usd"] == pytest.approx((11 * 5.0 + 7 * 20.0) / 1e6)
+    # usage summed over both response.done events, and priced
+    assert record["tokens"]["input"] == 22 and record["tokens"]["output"] == 14
+    assert record["tokens"]["total"] == 36
+    assert record["cost_usd"] == pytest.approx((22 * 5.0 + 14 * 20.0) / 1e6)
     assert record["realtime"]["closed_by"] == "client"
-    assert record["realtime"]["client_frames"] == 3
-    assert record["realtime"]["upstream_frames"] == 6
+    assert record["realtime"]["client_frames"] == 4
+    assert record["realtime"]["upstream_frames"] == 9
+    assert record["realtime"]["responses"] == 2
     assert record["latency_ms"] > 0
     assert running.output is not None
     assert SECRET_WORDS not in running.output.read_text()  # frames' content is never logged
@@ -354,6 +371,7 @@ def test_auth_required_refuses_without_credentials_and_binds_virtual_keys(
                 subprotocols=[  # type: ignore[list-item]
                     "realtime",
                     f"openai-insecure-api-key.{key}",
+                    "openai-beta.realtime-v1",
                 ],
             ) as ws:
                 first = await ws.recv()
@@ -363,9 +381,11 @@ def test_auth_required_refuses_without_credentials_and_binds_virtual_keys(
         assert protocol == "realtime"
         assert orjson.loads(first)["type"] == "session.created"
         assert realtime.connections[-1]["query"] == {"model": MODEL}
-        assert realtime.connections[-1]["headers"]["Authorization"] == (
+        assert realtime.connections[-1]["headers"]["authorization"] == (
             f"Bearer {planted.OPENAI_KEY}"
         )
+        assert realtime.connections[-1]["headers"]["openai-beta"] == "realtime=v1"
+        assert "sec-websocket-protocol" not in realtime.connections[-1]["headers"]
         # the gateway key never travels upstream, in a header or a subprotocol
         assert key not in str(realtime.connections[-1]["headers"])
         assert detector.hits == 0
@@ -456,7 +476,7 @@ def test_azure_openai_gets_its_deployment_and_api_key(
     assert seen["path"] == "/openai/realtime"
     assert seen["query"] == {"api-version": "2024-10-01-preview", "deployment": "my-realtime"}
     assert seen["headers"]["api-key"] == planted.AZURE_KEY
-    assert "Authorization" not in seen["headers"]
+    assert "authorization" not in seen["headers"]
 
 
 @pytest.mark.parametrize(
@@ -602,3 +622,34 @@ def test_middleware_mount_and_the_session_length_limit(
     assert record["realtime"]["closed_by"] == "gateway"
     assert record["realtime"]["close_code"] == 1008
     assert record["tokens"]["input"] == 0
+
+
+def test_azure_takes_the_deployment_from_the_model_only_with_the_clients_own_key(
+    inproc: RunningGateway, realtime: FakeRealtime
+) -> None:
+    async def connect(headers: dict[str, str]) -> Any:
+        try:
+            async with websockets.connect(ws_url(inproc), additional_headers=headers) as ws:
+                return str(await ws.recv())
+        except InvalidStatus as refused:
+            return refused.response
+
+    # the operator's key, no deployment_id: the client's model does not pick one
+    answer = asyncio.run(connect({"x-portkey-config": "rt-azure-no-deployment"}))
+    assert answer.status_code == 400
+    assert orjson.loads(answer.body)["error"]["param"] == "deployment_id"
+    assert realtime.handshakes == []
+    # the client's own key and host: its model names the deployment (Azure's SDK way)
+    first = asyncio.run(
+        connect(
+            {
+                "x-portkey-provider": "azure-openai",
+                "x-portkey-custom-host": realtime.base_url + "/openai",
+                "authorization": "Bearer azure-client-own-key",
+            }
+        )
+    )
+    assert orjson.loads(first)["type"] == "session.created"
+    (seen,) = realtime.connections
+    assert seen["query"]["deployment"] == MODEL
+    assert seen["headers"]["api-key"] == "azure-client-own-key"
