@@ -22,6 +22,7 @@ import yaml
 from aiohttp import WSMsgType, web
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from portkey_mw import Gateway, ServerSettings
 from tests import planted
@@ -311,13 +312,9 @@ def test_auth_required_refuses_without_credentials_and_binds_virtual_keys(
         body = {"name": "k", "scopes": ["completions.write"]}
         key = planted.plant(str(made("/api-keys/organisation/service", body)["key"]))
 
-        async def refused(headers: dict[str, str], protocols: list[str] | None = None) -> Any:
+        async def refused(headers: dict[str, str]) -> Any:
             with pytest.raises(InvalidStatus) as caught:
-                async with websockets.connect(
-                    ws_url(running),
-                    additional_headers=headers,
-                    subprotocols=protocols,  # type: ignore[arg-type]
-                ):
+                async with websockets.connect(ws_url(running), additional_headers=headers):
                     pass
             return caught.value.response
 
@@ -368,10 +365,10 @@ def test_auth_required_refuses_without_credentials_and_binds_virtual_keys(
         async def browser() -> tuple[str | None, str]:
             async with websockets.connect(
                 ws_url(running, model=f"@{hosted}/{MODEL}"),
-                subprotocols=[  # type: ignore[list-item]
-                    "realtime",
-                    f"openai-insecure-api-key.{key}",
-                    "openai-beta.realtime-v1",
+                subprotocols=[
+                    Subprotocol("realtime"),
+                    Subprotocol(f"openai-insecure-api-key.{key}"),
+                    Subprotocol("openai-beta.realtime-v1"),
                 ],
             ) as ws:
                 first = await ws.recv()
@@ -600,7 +597,7 @@ def test_middleware_mount_and_the_session_length_limit(
     plugins.register(Plugin(), "list-sink")
     gateway = Gateway(settings, plugins=plugins)
     app = FastAPI(lifespan=gateway.lifespan)
-    app.add_middleware(GatewayMiddleware, prefix="/llm", gateway=gateway)
+    app.add_middleware(GatewayMiddleware, prefix="/llm", gateway=gateway)  # type: ignore[arg-type]
 
     async def session(url: str) -> int | None:
         async with websockets.connect(url, additional_headers={"x-portkey-config": "rt"}) as ws:
@@ -653,3 +650,34 @@ def test_azure_takes_the_deployment_from_the_model_only_with_the_clients_own_key
     (seen,) = realtime.connections
     assert seen["query"]["deployment"] == MODEL
     assert seen["headers"]["api-key"] == "azure-client-own-key"
+
+
+def test_the_upstream_sockets_address_is_checked_at_connect_time() -> None:
+    """The URL's host name passes the URL check; the address it resolves to (private) is
+    refused inside the pool's resolver, before any connection."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    from portkey_mw.errors import DestinationNotAllowed
+    from portkey_mw.transport import AiohttpTransport, UpstreamRequest
+
+    class Private(AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[ResolveResult]:
+            address = ResolveResult(
+                hostname=host, host="10.0.0.7", port=port, family=2, proto=0, flags=0
+            )
+            return [address]
+
+        async def close(self) -> None:
+            return None
+
+    async def scenario() -> None:
+        transport = AiohttpTransport(resolver=Private(), dns_cache=None)
+        await transport.open()
+        try:
+            request = UpstreamRequest("GET", "http://internal.example/v1/realtime?model=m")
+            with pytest.raises(DestinationNotAllowed, match="resolves to a private address"):
+                await transport.websocket(request, 1024)
+        finally:
+            await transport.aclose()
+
+    asyncio.run(scenario())
