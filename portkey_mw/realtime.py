@@ -47,6 +47,8 @@ KEY_SUBPROTOCOL = "openai-insecure-api-key."
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 #: the subprotocol a browser client asks to speak (accepted when offered)
 REALTIME_SUBPROTOCOL = "realtime"
+#: a model name longer than this is refused (it goes into the upstream URL and the log)
+MAX_MODEL_CHARS = 256
 #: close codes (RFC 6455)
 NORMAL, GOING_AWAY, POLICY, TOO_BIG, INTERNAL = 1000, 1001, 1008, 1009, 1011
 #: codes an endpoint may not send in a close frame (they only describe what happened)
@@ -92,6 +94,12 @@ def requested_model(query_string: bytes) -> str:
             param="model",
             code="missing_model",
         )
+    if len(model) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"the model name is longer than {MAX_MODEL_CHARS} characters",
+            param="model",
+            code="invalid_model",
+        )
     return model
 
 
@@ -105,6 +113,13 @@ async def _deny(
     """Refuse a handshake: an HTTP error response where the server can send one (the ASGI
     ``websocket.http.response`` extension), else a close before accepting; the client sees
     a failed handshake either way."""
+    with contextlib.suppress(OSError):  # the client may be gone already
+        await _send_denial(scope, send, error, trace_id, request_id)
+
+
+async def _send_denial(
+    scope: Scope, send: Send, error: GatewayError, trace_id: str, request_id: str
+) -> None:
     if "websocket.http.response" in (scope.get("extensions") or {}):
         headers = [
             (b"content-type", b"application/json"),
@@ -356,14 +371,19 @@ class RealtimeSession:
                 self.ending = _Ending(closed if closed is not None else NORMAL, "upstream")
                 return
             tally.frames += 1
+            tally.bytes += len(data)
+            message: dict[str, Any]
             if isinstance(data, str):
-                tally.bytes += len(data)
                 if "response.done" in data:
                     self._read_usage(data)
-                await send({"type": "websocket.send", "text": data})
+                message = {"type": "websocket.send", "text": data}
             else:
-                tally.bytes += len(data)
-                await send({"type": "websocket.send", "bytes": data})
+                message = {"type": "websocket.send", "bytes": data}
+            try:
+                await send(message)
+            except OSError:  # the client went away (uvicorn's ClientDisconnected)
+                self.ending = _Ending(GOING_AWAY, "client")
+                return
 
     def _read_usage(self, text: str) -> None:
         """Add the usage of a ``response.done`` event (parsed only for those)."""

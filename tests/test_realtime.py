@@ -481,6 +481,7 @@ def test_azure_openai_gets_its_deployment_and_api_key(
     [
         ({"x-portkey-provider": "mock"}, f"/realtime?model={MODEL}", 400, "unsupported_endpoint"),
         ({"x-portkey-config": "rt"}, "/realtime", 400, "missing_model"),
+        ({"x-portkey-config": "rt"}, "/realtime?model=" + "m" * 300, 400, "invalid_model"),
         ({"x-portkey-config": "rt"}, "/not-realtime?model=m", 404, None),
     ],
 )
