@@ -47,6 +47,8 @@ KEY_SUBPROTOCOL = "openai-insecure-api-key."
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 #: the subprotocol a browser client asks to speak (accepted when offered)
 REALTIME_SUBPROTOCOL = "realtime"
+#: headers of the WebSocket handshake itself (key, version, protocols, extensions)
+HANDSHAKE_HEADER_PREFIX = "sec-websocket-"
 #: a model name longer than this is refused (it goes into the upstream URL and the log)
 MAX_MODEL_CHARS = 256
 #: close codes (RFC 6455)
@@ -246,7 +248,16 @@ class RealtimeSession:
         try:
             try:
                 request, transport = await open_upstream(self.ctx)
-                request = dataclasses.replace(request, timeout=self.limits.connect_timeout)
+                # The handshake's own headers are the transport's to write: none a client
+                # forwarded (x-portkey-forward-headers) may stand in for them.
+                headers = {
+                    name: value
+                    for name, value in request.headers.items()
+                    if not name.lower().startswith(HANDSHAKE_HEADER_PREFIX)
+                }
+                request = dataclasses.replace(
+                    request, headers=headers, timeout=self.limits.connect_timeout
+                )
                 upstream = await transport.websocket(request, self.limits.max_frame_bytes)
             except GatewayError as error:
                 await self._deny(error)

@@ -682,3 +682,23 @@ def test_the_upstream_sockets_address_is_checked_at_connect_time() -> None:
             await transport.aclose()
 
     asyncio.run(scenario())
+
+
+def test_forwarded_headers_cannot_stand_in_for_the_handshakes_own(
+    inproc: RunningGateway, realtime: FakeRealtime
+) -> None:
+    headers = {
+        "x-portkey-config": "rt",
+        "x-portkey-forward-headers": "sec-websocket-extensions,x-team",
+        "x-team": "blue",
+    }
+
+    async def session() -> str:
+        async with websockets.connect(ws_url(inproc), additional_headers=headers) as ws:
+            return str(await ws.recv())
+
+    assert orjson.loads(asyncio.run(session()))["type"] == "session.created"
+    (seen,) = realtime.connections
+    assert seen["headers"]["x-team"] == "blue"  # forwarding works as for any call
+    # the client's permessage-deflate offer was its own handshake's, not the upstream's
+    assert "sec-websocket-extensions" not in seen["headers"]
