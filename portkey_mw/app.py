@@ -30,10 +30,12 @@ from portkey_mw.control import ControlPlane, RefreshingStore
 from portkey_mw.dashboard import Dashboard, is_dashboard_path
 from portkey_mw.errors import GatewayError, InvalidConfig, MethodNotAllowed, NotFound
 from portkey_mw.fetch import Fetcher
+from portkey_mw.files import OPERATION, FileOperation, is_files_path, match
 from portkey_mw.guardrails.api import Guardrail
 from portkey_mw.guardrails.runner import GuardrailStats
 from portkey_mw.inbound import InboundFormat
 from portkey_mw.inbound.anthropic import AnthropicMessages
+from portkey_mw.inbound.responses import RESPONSES_PREFIX, ResponsesFormat, stored_response_route
 from portkey_mw.interfaces import (
     CacheBackend,
     LogSink,
@@ -60,6 +62,7 @@ from portkey_mw.realtime import (
     requested_model,
 )
 from portkey_mw.response_cache import ResponseCache
+from portkey_mw.response_store import ResponseArchive, ResponseStore
 from portkey_mw.routing import Router
 from portkey_mw.spend import SpendControl
 from portkey_mw.store.protocols import ControlStore
@@ -83,6 +86,11 @@ ROUTES: dict[str, tuple[Endpoint, str]] = {
     "/v1/messages": (Endpoint.CHAT_COMPLETIONS, "POST"),
     "/v1/messages/count_tokens": (Endpoint.COUNT_TOKENS, "POST"),
     "/v1/rerank": (Endpoint.RERANK, "POST"),
+    "/v1/responses": (Endpoint.RESPONSES, "POST"),
+    "/v1/audio/speech": (Endpoint.AUDIO_SPEECH, "POST"),
+    "/v1/audio/transcriptions": (Endpoint.AUDIO_TRANSCRIPTIONS, "POST"),
+    "/v1/audio/translations": (Endpoint.AUDIO_TRANSLATIONS, "POST"),
+    "/v1/images/edits": (Endpoint.IMAGE_EDITS, "POST"),
 }
 #: routes whose requests and responses are in another API's format (see portkey_mw.inbound)
 INBOUND: dict[str, InboundFormat] = {
@@ -192,6 +200,12 @@ class Gateway:
         self.spend = SpendControl(
             self.settings.limits, store=self.control.store, transport=self.transport
         )
+        #: the responses /v1/responses stored (``store``, ``previous_response_id``)
+        self.responses = _response_archive(self.settings, self.control.store)
+        self._inbound: dict[str, InboundFormat] = {
+            **INBOUND,
+            "/v1/responses": ResponsesFormat(self.responses),
+        }
         if self.control.catalog is not None:
             self.control.catalog.on_change(self.spend.forget)
         self._collect_registrations()
@@ -442,6 +456,7 @@ class Gateway:
         while self._retired_indexes:
             await self._retired_indexes.pop().aclose()
         await self.spend.aclose()  # after the last request was charged
+        await self.responses.settled()  # stored responses still being written
         await self.plugins.gateway_shutdown(self)
         for guardrail in self.guardrails.values():
             try:
@@ -513,6 +528,15 @@ class Gateway:
         trace_id = headers.get("x-portkey-trace-id") or request_id
         base_headers = {"x-portkey-trace-id": trace_id, "x-portkey-request-id": request_id}
         route = ROUTES.get(path)
+        operation: FileOperation | None = None
+        if route is None and is_files_path(path):
+            # /v1/files… and /v1/batches…: the path names the operation (and the method)
+            try:
+                operation = match(path, scope["method"], scope.get("query_string", b""))
+            except GatewayError as refused:
+                await _http.send_error(send, refused, base_headers)
+                return
+            route = (operation.endpoint, operation.method)
         if route is None:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 await _http.send_bytes(send, 200, b'{"status":"ok"}', base_headers)
@@ -522,6 +546,8 @@ class Gateway:
                 await self._metrics(send, headers, base_headers)
             elif is_dashboard_path(path):
                 await self.dashboard(scope, receive, send, path)
+            elif path.startswith(RESPONSES_PREFIX):
+                await self._stored_response(scope, receive, send, path, headers, base_headers)
             elif (prompt_call := PromptCall.of_path(path)) is not None:
                 await self._prompt_call(scope, receive, send, prompt_call, headers, base_headers)
             elif path == REALTIME_PATH:
@@ -557,9 +583,11 @@ class Gateway:
             gateway_state=self.state,
             request_id=request_id,
         )
+        if operation is not None:
+            ctx.state[OPERATION] = operation
         self.in_flight += 1
         try:
-            await self.pipeline.handle(ctx, receive, send, INBOUND.get(path))
+            await self.pipeline.handle(ctx, receive, send, self._inbound.get(path))
         finally:
             self.in_flight -= 1
 
@@ -642,6 +670,27 @@ class Gateway:
         finally:
             self.in_flight -= 1
 
+    async def _stored_response(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        headers: dict[str, str],
+        base: dict[str, str],
+    ) -> None:
+        """``GET``/``DELETE /v1/responses/{id}``, ``GET …/input_items``: the caller's own
+        stored responses (identified like any API request)."""
+        try:
+            api_key = await self.control.identifier.identify(headers)
+            status, body = await stored_response_route(
+                self.responses, scope["method"], path, scope.get("query_string", b""), api_key
+            )
+        except GatewayError as error:
+            await _http.send_error(send, error, base)
+            return
+        await _http.send_bytes(send, status, body, base)
+
     async def _ready(self, send: Send, base: dict[str, str]) -> None:
         """``GET /ready``: 200 once everything start-up loads has loaded; until then 503
         naming what is still loading, so a load balancer sends no traffic yet."""
@@ -700,6 +749,20 @@ def _default_store(settings: ServerSettings) -> ControlStore:
     from portkey_mw.store.sql import SQLStore  # SQLAlchemy loads only when a store is used
 
     return SQLStore(settings.store.url)
+
+
+def _response_archive(settings: ServerSettings, store: ControlStore | None) -> ResponseArchive:
+    """Where ``/v1/responses`` keeps responses: in process, and in the SQL store when there
+    is one and ``responses.store`` is ``sql``."""
+    options = settings.responses
+    persistent = store if options.store == "sql" else None
+    return ResponseArchive(
+        ttl=options.ttl,
+        max_entry_bytes=options.max_entry_bytes,
+        memory_entries=options.memory_entries,
+        memory_bytes=options.memory_bytes,
+        store=cast(ResponseStore, persistent) if isinstance(persistent, ResponseStore) else None,
+    )
 
 
 def _mounted(scope: Scope, prefix: str) -> Scope:

@@ -310,6 +310,9 @@ def _find_usage(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
 def _usage_and_model(body: Any) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(body, dict):
         return None, None
+    nested = body.get("response")
+    if "usage" not in body and isinstance(nested, dict):
+        body = nested  # a Responses API stream's last event holds the response, usage included
     usage, model = body.get("usage"), body.get("model")
     return (usage if isinstance(usage, dict) else None), (model if isinstance(model, str) else None)
 

@@ -13,6 +13,7 @@ each request is one :class:`Exchange`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
@@ -29,12 +30,20 @@ from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
 from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
+from portkey_mw.files import (
+    FILE_ENDPOINTS,
+    UPLOAD,
+    StreamedUpload,
+    operation,
+    refuse_unguardable,
+)
 from portkey_mw.guardrails.flow import RequestGuardrails
 from portkey_mw.guardrails.runner import GuardrailStats
-from portkey_mw.inbound import InboundFormat
+from portkey_mw.inbound import LOGGED_ENDPOINT, InboundFormat
 from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
+from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, read_form
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
 from portkey_mw.prompts.library import (
@@ -58,6 +67,7 @@ from portkey_mw.streaming import (
     SSEDecoder,
     error_event,
     event_data,
+    is_event_stream,
     json_event,
     listen,
 )
@@ -276,9 +286,10 @@ class Exchange:
             try:
                 if ctx.method == "POST":
                     await self._read_body()
-                watcher = asyncio.get_running_loop().create_task(
-                    self._watch_disconnect(asyncio.current_task())
-                )
+                if UPLOAD not in ctx.state:  # (an upload's body is read as it goes upstream)
+                    watcher = asyncio.get_running_loop().create_task(
+                        self._watch_disconnect(asyncio.current_task())
+                    )
                 await self._process()
             except GatewayError as error:
                 await self._fail(error)
@@ -313,6 +324,29 @@ class Exchange:
 
     async def _read_body(self) -> None:
         ctx, server = self.ctx, self.pipeline.settings.server
+        if ctx.endpoint in FILE_ENDPOINTS:
+            op = operation(ctx)
+            if op.name == "upload":
+                # Never read whole: the provider's request streams it, counted (files.py).
+                ctx.state[UPLOAD] = StreamedUpload.of(
+                    self.receive, ctx.headers, server.max_upload_bytes, server.body_timeout
+                )
+                return
+            if not op.reads_json:
+                return  # a batch's cancel has no body
+        if ctx.endpoint in MULTIPART_ENDPOINTS:
+            form = await read_form(
+                self.receive,
+                ctx.headers,
+                ctx.endpoint,
+                server.max_upload_bytes,
+                server.body_timeout,
+            )
+            ctx.state[FORM_STATE] = form
+            ctx.body = dict(form.fields)
+            # What the log keeps as the request body: the fields and the files' sizes.
+            ctx.raw_body = orjson.dumps(form.description())
+            return
         limit = server.max_body_bytes
         content_type = ctx.headers.get("content-type")
         if content_type is not None and "json" not in content_type.split(";", 1)[0].lower():
@@ -332,9 +366,11 @@ class Exchange:
         ctx.body = body
         if self.inbound is not None:
             # From here on the pipeline sees OpenAI's shape; the client gets its own back.
-            ctx.set_body(self.inbound.request(body))
-            ctx.state["inbound_format"] = self.inbound.name
-            check_body(ctx.endpoint, ctx.body or {})
+            translated = self.inbound.request(body)
+            if translated is not body:  # (else the translation waits for the route)
+                ctx.set_body(translated)
+                ctx.state["inbound_format"] = self.inbound.name
+                check_body(ctx.endpoint, ctx.body or {})
 
     async def _process(self) -> None:
         ctx, pipeline = self.ctx, self.pipeline
@@ -358,6 +394,14 @@ class Exchange:
             ctx.headers, api_key, model_ref
         )
         self.plan = plan
+        if ctx.endpoint in FILE_ENDPOINTS:
+            plan = self.plan = _first_target(plan, streamed=UPLOAD in ctx.state)
+        if self.inbound is not None:
+            # A format may serve a request natively or translate it, by where it can go.
+            arrived = self.inbound
+            self.inbound = await arrived.routed(ctx, self._native(plan))
+            if self.inbound is not None and self.inbound is not arrived:
+                check_body(ctx.endpoint, ctx.body or {})  # the request it translated to
         # admit: budgets (412) and rate limits (429) of the key and its metadata, from memory
         # or one Redis round trip each; nothing when none apply
         await pipeline.spend.admit(ctx)
@@ -365,6 +409,8 @@ class Exchange:
         guards = self.guards = RequestGuardrails.for_plan(
             plan, pipeline.services, pipeline.guardrail_stats
         )
+        if guards is not None and ctx.endpoint in FILE_ENDPOINTS:
+            refuse_unguardable(operation(ctx))
         per_target = None
         if guards is not None and response is None:
             if guards.shared is not None:
@@ -383,7 +429,14 @@ class Exchange:
             if response is None:
                 response = await self._coalesce(cache)
         if response is None:
-            response = await pipeline.router.route(ctx, plan, per_target)
+            try:
+                response = await pipeline.router.route(ctx, plan, per_target)
+            except GatewayError:
+                upload = ctx.state.get(UPLOAD)
+                if isinstance(upload, StreamedUpload) and upload.failure is not None:
+                    # The upstream request was aborted because of the body: that is the error.
+                    raise upload.failure from None
+                raise
             if self.flight is not None:
                 self._take_off(self.flight, response)
         # What the cache keeps is the provider's answer as it came, before output guardrails
@@ -423,6 +476,15 @@ class Exchange:
                 if self.flight is not None:
                     self.flight.complete(completion)  # followers first: the store may wait
                 await storing.store(completion)
+
+    def _native(self, plan: PlanNode) -> bool:
+        """Whether every provider ``plan`` can reach serves the request's endpoint itself."""
+        providers, endpoint = self.pipeline.router.providers, self.ctx.endpoint
+        return all(
+            (provider := providers.get(leaf.provider)) is not None
+            and endpoint in provider.endpoints
+            for leaf in plan_leaves(plan)
+        )
 
     async def _render_prompt(self, call: PromptCall, api_key: ApiKey | None) -> RenderedPrompt:
         """Make a prompt call a chat request: the body rendered from the prompt's version,
@@ -548,6 +610,9 @@ class Exchange:
 
     async def _send_stream(self, response: GatewayResponse) -> None:
         assert response.stream is not None
+        if not is_event_stream(response):
+            await self._send_media(response)
+            return
         self.status = response.status
         headers = self._response_headers(response)
         headers.setdefault("content-type", "text/event-stream")
@@ -565,7 +630,12 @@ class Exchange:
         ctx = self.ctx
         tail = self.relay = _Tail(chunks, counting=bool(ctx.limited))
         relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
-        if self.inbound is None and ctx.limited and not _asked_for_usage(ctx.body):
+        if (
+            self.inbound is None
+            and ctx.limited
+            and ctx.endpoint is not Endpoint.RESPONSES  # (its usage is in its last event)
+            and not _asked_for_usage(ctx.body)
+        ):
             # The router asked the provider for the final usage, which spend control
             # charges (see _provider_call); the client did not, so it does not see it.
             relayed = _without_usage(relayed)
@@ -593,6 +663,35 @@ class Exchange:
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.finished = time.perf_counter()
+
+    async def _send_media(self, response: GatewayResponse) -> None:
+        """Relay a stream of bytes that are not events (speech audio, a file's content) as
+        they arrive, with the upstream's content type. Nothing of it is kept: the log gets
+        its type and size. An upstream that breaks off mid-way leaves the response
+        unfinished (the connection closes), so a client cannot take a cut file for a whole
+        one."""
+        assert response.stream is not None
+        self.status = response.status
+        headers = self._response_headers(response)
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _http.encode_headers(headers),
+            }
+        )
+        self.response_started = True
+        size, send = 0, self.send
+        async for chunk in response.stream:
+            if self.ttfb is None:
+                self.ttfb = time.perf_counter()
+            size += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        response.stream_complete = True
+        self._done = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.finished = time.perf_counter()
+        self.sent = orjson.dumps({"content_type": headers.get("content-type"), "bytes": size})
 
     async def _hooked(
         self, stream: AsyncIterator[bytes], hooks: tuple[HookCall, ...]
@@ -679,7 +778,7 @@ class Exchange:
             parent_span_id=headers.get("x-portkey-parent-span-id"),
             span_name=headers.get("x-portkey-span-name"),
             started_at=ctx.started_at,
-            endpoint=ctx.endpoint.value,
+            endpoint=ctx.state.get(LOGGED_ENDPOINT) or ctx.endpoint.value,
             method=ctx.method,
             path=ctx.path,
             status=self.status,
@@ -765,6 +864,15 @@ def _follow_timeout(ctx: RequestContext, plan: PlanNode, default_ms: int | None)
         return int(header)
     configured = [leaf.request_timeout for leaf in plan_leaves(plan) if leaf.request_timeout]
     return max(configured) if configured else default_ms
+
+
+def _first_target(plan: PlanNode, *, streamed: bool) -> ResolvedTarget:
+    """Where a files or batches call goes: the config's first target, as written. A file
+    lives in one provider account, and a batch runs where its input file is: a load
+    balancer or a fallback would scatter them across accounts where ids mean nothing.
+    An upload streamed from the client cannot be sent twice, so it is not retried."""
+    first = plan_leaves(plan)[0]
+    return dataclasses.replace(first, retry=None) if streamed else first
 
 
 def _single_provider(plan: PlanNode) -> str | None:

@@ -7,6 +7,7 @@ Nothing here knows any particular provider.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import orjson
 
 from portkey_mw.auth.api_keys import is_gateway_key
-from portkey_mw.context import GatewayResponse
+from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.files import OPERATION, operation, output_file, streams_answer
 from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
 from portkey_mw.redact import mask_text
@@ -27,6 +29,8 @@ PASSTHROUGH_HEADERS = frozenset(
     {"retry-after", "retry-after-ms", "x-request-id", "openai-processing-ms", "openai-version"}
 )
 PASSTHROUGH_PREFIXES = ("x-ratelimit-",)
+#: endpoints whose answer may be text rather than JSON (``response_format`` text, srt, vtt)
+TEXT_ANSWERS = frozenset({Endpoint.AUDIO_TRANSCRIPTIONS, Endpoint.AUDIO_TRANSLATIONS})
 
 
 def passthrough_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
@@ -141,8 +145,27 @@ class HTTPProvider(Provider):
         """The upstream request for this call (URL, auth headers, body bytes)."""
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        if call.ctx.state.get(OPERATION) is not None and operation(call.ctx).name == "output":
+            return await self._batch_output(call, transport)
         upstream = await transport.send(self.build_request(call))
         return await self.build_response(call, upstream)
+
+    async def _batch_output(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
+        """``GET /v1/batches/{id}/output`` (Portkey's): the batch, then its output file's
+        content, both from this provider with the same credentials."""
+        ctx, wanted = call.ctx, operation(call.ctx)
+        ctx.state[OPERATION] = wanted.batch()
+        try:
+            batch = await self.build_response(call, await transport.send(self.build_request(call)))
+            if batch.status >= 400:
+                return batch
+            ctx.state[OPERATION] = output_file(batch.json())
+            content = dataclasses.replace(call, endpoint=Endpoint.FILES)
+            return await self.build_response(
+                content, await transport.send(self.build_request(content))
+            )
+        finally:
+            ctx.state[OPERATION] = wanted  # the log names the client's operation
 
     async def build_response(
         self, call: ProviderCall, upstream: UpstreamResponse
@@ -162,6 +185,20 @@ class HTTPProvider(Provider):
                 upstream.status,
                 headers=headers,
                 stream=self.map_stream(call, upstream.iter_chunks()),
+                close=upstream.aclose,
+            )
+            response.secrets = secrets
+            return response
+        if upstream.status < 400 and (
+            call.endpoint is Endpoint.AUDIO_SPEECH or streams_answer(call.ctx)
+        ):
+            # Audio, or a file's bytes, relayed as they come with their own type (never
+            # read whole).
+            headers["content-type"] = content_type or "application/octet-stream"
+            response = GatewayResponse(
+                upstream.status,
+                headers=headers,
+                stream=upstream.iter_chunks(),
                 close=upstream.aclose,
             )
             response.secrets = secrets
@@ -192,6 +229,10 @@ class HTTPProvider(Provider):
         content_type: str,
     ) -> GatewayResponse:
         """Translate a successful body; the default checks that it is JSON and keeps it."""
+        if call.endpoint in TEXT_ANSWERS and content_type.startswith("text/"):
+            # A transcript asked for as text, srt or vtt: kept as it is, with its type.
+            headers["content-type"] = content_type
+            return GatewayResponse(status, body, headers=headers)
         # A cheap look, not a parse: the body is forwarded as bytes and parsed only if a hook
         # or the log needs it.
         if body.lstrip()[:1] not in (b"{", b"["):

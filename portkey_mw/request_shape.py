@@ -34,6 +34,8 @@ REQUIRED_PARAM = {
     Endpoint.MODERATIONS: "input",
     Endpoint.COUNT_TOKENS: "messages",
     Endpoint.RERANK: "documents",
+    Endpoint.AUDIO_SPEECH: "input",
+    Endpoint.BATCHES: "input_file_id",
 }
 
 _KINDS: dict[type, str] = {
@@ -446,6 +448,26 @@ BODY_SHAPES: dict[Endpoint, dict[str, Shape]] = {
         "return_documents": boolean,
         "max_tokens_per_doc": integer(minimum=1),
     },
+    Endpoint.AUDIO_SPEECH: {
+        **_COMMON,
+        "input": string,
+        "speed": number,
+        "response_format": string,
+        "stream_format": string,
+        "instructions": string,
+    },
+    # multipart forms: their fields are text (portkey_mw.multipart checks what it reads)
+    Endpoint.AUDIO_TRANSCRIPTIONS: {"stream": boolean},
+    Endpoint.AUDIO_TRANSLATIONS: {},
+    Endpoint.IMAGE_EDITS: {},
+    # a batch's creation (the other files and batches calls have no JSON body)
+    Endpoint.BATCHES: {
+        "input_file_id": string,
+        "endpoint": string,
+        "completion_window": string,
+        "metadata": json_object,
+    },
+    Endpoint.FILES: {},
 }
 
 

@@ -19,8 +19,28 @@ if TYPE_CHECKING:
 ChunkListener = Callable[[dict[str, Any]], None]
 
 DONE_EVENT = b"data: [DONE]\n\n"
+#: the ``type`` of the events that end the streams which have no ``[DONE]`` or
+#: ``finish_reason``: a native Responses API stream, a streamed transcription, speech as
+#: server-sent events
+FINAL_EVENT_TYPES = frozenset(
+    {
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "transcript.text.done",
+        "speech.audio.done",
+    }
+)
 #: How much of a stream's end the log keeps (the usage chunk and ``[DONE]`` live there).
 TAIL_BYTES = 4096
+
+
+def is_event_stream(response: GatewayResponse) -> bool:
+    """Whether a streamed response is a stream of server-sent events (a stream that names
+    no content type is); speech audio (``/v1/audio/speech``) is a stream of bytes instead,
+    relayed without being parsed."""
+    kind = response.headers.get("content-type")
+    return kind is None or kind.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
 def error_event(error: GatewayError) -> bytes:
@@ -307,6 +327,8 @@ class StreamGuard:
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finished = True
+        if chunk.get("type") in FINAL_EVENT_TYPES:
+            self.finished = True
         self.chunks.publish(chunk)
 
 

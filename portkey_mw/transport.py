@@ -50,7 +50,9 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
+    #: the body: bytes, or chunks sent as they come (an upload streamed from the client,
+    #: :mod:`portkey_mw.files`); raising from them aborts the request
+    body: bytes | AsyncIterator[bytes] | None = None
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
     stream: bool = False
@@ -248,7 +250,22 @@ class _ClientErrors:
         except self.timeouts as exc:
             raise _timeout_error(request) from exc
         except self.other as exc:
+            body_error = _body_cause(exc)
+            if body_error is not None:
+                # The request's own streamed body stopped it (an upload over its limit, a
+                # client that left): the client's fault, never the upstream's.
+                raise body_error from None
             raise _connection_error(request, exc, mid_response=mid_response) from exc
+
+
+def _body_cause(exc: BaseException) -> GatewayError | None:
+    """The gateway error a streamed request body raised, behind the library's error."""
+    seen = exc.__cause__
+    while seen is not None:
+        if isinstance(seen, GatewayError):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def _blocked_cause(exc: BaseException) -> BlockedAddress | None:

@@ -16,7 +16,9 @@ from portkey_mw import Gateway, ServerSettings
 from portkey_mw.auth.credentials import enforce_binding
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.files import FILE_ENDPOINTS, OPERATION, match
 from portkey_mw.interfaces import ProviderCall
+from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, FilePart, Form
 from portkey_mw.retired import RETIRED
 from portkey_mw.routing import ResolvedTarget
 from tests.conftest import in_process
@@ -144,6 +146,10 @@ def call_for(
         body = {"model": model, "input": "hi"}
     elif endpoint is Endpoint.RERANK:
         body = {"model": model, "query": "q", "documents": ["a", "b"]}
+    elif endpoint in MULTIPART_ENDPOINTS:
+        body = {"model": model, "prompt": "p"}
+    elif endpoint is Endpoint.AUDIO_SPEECH:
+        body = {"model": model, "input": "hi", "voice": "alloy"}
     raw = orjson.dumps(body)
     ctx = RequestContext(
         trace_id="t",
@@ -154,6 +160,11 @@ def call_for(
         body=body,
         raw_body=raw,
     )
+    if endpoint in FILE_ENDPOINTS:  # the path names the operation: a list, here
+        ctx.state[OPERATION] = match("/v1/" + endpoint.value, "GET")
+    if endpoint in MULTIPART_ENDPOINTS:  # the pipeline reads the form before routing
+        upload = FilePart("file", "a.wav", "audio/wav", b"RIFF")
+        ctx.state[FORM_STATE] = Form(fields=dict(body), files=[upload])
     target = ResolvedTarget(
         path="config", provider=pid, api_key="sk-up", options=options, custom_host=custom_host
     )

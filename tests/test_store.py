@@ -55,7 +55,7 @@ from tests.postgres import PostgresServer
 # A master key the suite scans for: it must never show in a log line or a message.
 MASTER = parse_key(plant(encode_key(generate_key())), "test key")
 OTHER = parse_key(plant(encode_key(generate_key())), "test key")
-HEAD = "0007"
+HEAD = "0008"
 #: The time the usage tests run at (epoch seconds): they pass it, no clock is read.
 NOW = 1_750_000_000.0
 

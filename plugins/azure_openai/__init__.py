@@ -3,7 +3,10 @@
 Target options (or ``x-portkey-azure-<option>`` headers, as Portkey's): ``resource_name``,
 ``deployment_id``, ``api_version`` (default ``2024-10-21``), and for Microsoft Entra ID
 ``azure_ad_token`` (sent as a bearer token instead of the ``api-key`` header). A
-``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``.
+``custom_host`` replaces ``https://<resource_name>.openai.azure.com/openai``. The Responses
+API goes to ``<base>/responses?api-version=`` (default ``2025-04-01-preview``), where the
+body's ``model`` names the deployment. Files and batches belong to the resource
+(``…/openai/files``, ``…/openai/batches``): they need no deployment.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from urllib.parse import quote, urlencode
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import AuthenticationError, InvalidRequest
+from portkey_mw.files import operation, upstream_request
 from portkey_mw.interfaces import Provider, ProviderCall
+from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.transport import UpstreamRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
+#: the Responses API is served at <resource>/openai/responses (no deployment in the path: the
+#: body's model names the deployment) from this preview version on
+RESPONSES_API_VERSION = "2025-04-01-preview"
 #: the first api-version that serves the realtime WebSocket (the chat default does not)
 DEFAULT_REALTIME_API_VERSION = "2024-10-01-preview"
 #: An Azure resource name is one DNS label: it becomes <name>.openai.azure.com.
@@ -30,14 +38,22 @@ PATHS = {
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
     Endpoint.IMAGES: "/images/generations",
+    Endpoint.IMAGE_EDITS: "/images/edits",
+    Endpoint.AUDIO_SPEECH: "/audio/speech",
+    Endpoint.AUDIO_TRANSCRIPTIONS: "/audio/transcriptions",
+    Endpoint.AUDIO_TRANSLATIONS: "/audio/translations",
 }
+#: files and batches live on the resource, not on a deployment (the authoring API)
+RESOURCE_PATHS = {Endpoint.FILES: "/files", Endpoint.BATCHES: "/batches"}
 
 
 class AzureOpenAIProvider(HTTPProvider):
     """OpenAI-format requests to an Azure OpenAI deployment; responses need no translation."""
 
     id = "azure-openai"
-    endpoints = frozenset({*PATHS, Endpoint.MODELS, Endpoint.REALTIME})
+    endpoints = frozenset(
+        {*PATHS, *RESOURCE_PATHS, Endpoint.MODELS, Endpoint.RESPONSES, Endpoint.REALTIME}
+    )
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
     secret_options = frozenset({"azure_ad_token"})
@@ -48,18 +64,36 @@ class AzureOpenAIProvider(HTTPProvider):
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         headers = self._auth_headers(call)
         base = self._base(call)
-        version = quote(str(_option(call, "api_version") or DEFAULT_API_VERSION), safe="")
+        default = (
+            RESPONSES_API_VERSION if call.endpoint is Endpoint.RESPONSES else DEFAULT_API_VERSION
+        )
+        version = quote(str(_option(call, "api_version") or default), safe="")
+        if call.endpoint in RESOURCE_PATHS:
+            # {resource}.openai.azure.com/openai/files/{id}/content?api-version=…
+            api_version = str(_option(call, "api_version") or default)
+            url = operation(call.ctx).url(
+                base + RESOURCE_PATHS[call.endpoint], {"api-version": api_version}
+            )
+            return upstream_request(call, url, headers)
         if call.endpoint is Endpoint.MODELS:
             url = f"{base}/models?api-version={version}"
             return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)
-        deployment = quote(str(_required(call, "deployment_id")), safe="")
-        url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
-        headers["content-type"] = "application/json"
+        if call.endpoint is Endpoint.RESPONSES:
+            url = f"{base}/responses?api-version={version}"
+        else:
+            deployment = quote(str(_required(call, "deployment_id")), safe="")
+            url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"
+        if call.endpoint in MULTIPART_ENDPOINTS:
+            # the client's files, with the fields after the config's overrides
+            body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})
+        else:
+            headers["content-type"] = "application/json"
+            body = call.body_bytes()
         return UpstreamRequest(
             "POST",
             url,
             headers=headers,
-            body=call.body_bytes(),
+            body=body,
             timeout=call.timeout,
             stream=call.stream,
         )

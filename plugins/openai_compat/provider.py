@@ -11,7 +11,9 @@ import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
 from portkey_mw.errors import InvalidRequest
+from portkey_mw.files import FILE_ENDPOINTS, operation, upstream_request
 from portkey_mw.interfaces import ProviderCall
+from portkey_mw.multipart import MULTIPART_ENDPOINTS, form_of
 from portkey_mw.provider_http import HTTPProvider, custom_host, forwarded_headers
 from portkey_mw.rerank import DIALECTS, RerankRequest
 from portkey_mw.translation import json_object
@@ -46,7 +48,12 @@ class OpenAICompatibleProvider(HTTPProvider):
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         spec = self.spec
         headers = forwarded_headers(call) | spec.headers
-        headers["accept"] = "text/event-stream" if call.stream else "application/json"
+        if call.stream:
+            headers["accept"] = "text/event-stream"
+        else:
+            # speech answers with audio; everything else with JSON
+            speech = call.endpoint is Endpoint.AUDIO_SPEECH
+            headers["accept"] = "*/*" if speech else "application/json"
         key = call.require_key(spec.id) if spec.auth == "bearer" else call.target.api_key
         if key and spec.auth != "none":
             headers["authorization"] = f"Bearer {key}"
@@ -56,8 +63,16 @@ class OpenAICompatibleProvider(HTTPProvider):
             if value:
                 headers[header.lower()] = str(value)
                 sent.append(str(value))
+        if call.endpoint in FILE_ENDPOINTS:
+            # /files/{id}/content and the like below the provider's files or batches path
+            request = upstream_request(call, self._url(call, files=True), headers)
+            request.secrets = tuple(sent)
+            return request
         body: bytes | None = None
-        if call.body is not None:
+        if call.endpoint in MULTIPART_ENDPOINTS:
+            # the client's files, with the fields after the config's overrides
+            body, headers["content-type"] = form_of(call.ctx).encode(call.body or {})
+        elif call.body is not None:
             headers["content-type"] = "application/json"
             body = self._body(call)
         return UpstreamRequest(
@@ -87,7 +102,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         request.stream = True
         return request
 
-    def _url(self, call: ProviderCall) -> str:
+    def _url(self, call: ProviderCall, *, files: bool = False) -> str:
         base = custom_host(call) or self._base_from_option(call) or self._base_url(call)
         if not base:
             where = f"set {self.spec.base_url_option} or " if self.spec.base_url_option else "set "
@@ -105,6 +120,8 @@ class OpenAICompatibleProvider(HTTPProvider):
             for option, param in self.spec.query_options.items()
             if call.option(option)
         }
+        if files:
+            return operation(call.ctx).url(base + path, query)
         return base + path + ("?" + urlencode(query) if query else "")
 
     def _base_from_option(self, call: ProviderCall) -> str | None:

@@ -13,6 +13,8 @@ from portkey_mw.errors import InvalidConfig
 
 DEFAULT_PORT = 8787  # the Portkey gateway's port
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: multipart uploads: OpenAI takes audio files up to 25 MB and image edits up to 50 MB
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADER_VALUE_BYTES = 32 * 1024
 DEFAULT_MAX_CONFIG_BYTES = 16 * 1024
@@ -34,6 +36,12 @@ class ServerOptions(_Strict):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    max_upload_bytes: int = Field(
+        default=DEFAULT_MAX_UPLOAD_BYTES,
+        gt=0,
+        description="a multipart body (audio transcriptions and translations, image edits, "
+        "file uploads); more is a 413",
+    )
     request_timeout: int | None = Field(default=None, gt=0, description="ms, per attempt")
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
     max_connections: int = Field(default=1000, gt=0, description="upstream pool size")
@@ -260,6 +268,36 @@ class PromptOptions(_Strict):
         if self.directory.is_absolute():
             return self
         return self.model_copy(update={"directory": base / self.directory})
+
+
+class ResponsesOptions(_Strict):
+    """``responses``: the responses ``/v1/responses`` stores when it translates to chat
+    completions (``store``, ``previous_response_id``; see docs/http.md)."""
+
+    store: Literal["sql", "memory"] = Field(
+        default="sql",
+        description="where stored responses live: the control-plane SQL store (memory when "
+        "store.enabled is false), or this process only",
+    )
+    ttl: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="seconds a stored response can be read or continued (default 7 days)",
+    )
+    max_entry_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="the largest stored response, conversation included (a request whose "
+        "conversation is larger, with store on, is refused: 400 conversation_too_large)",
+    )
+    memory_entries: int = Field(
+        default=10_000, ge=1, description="stored responses each process keeps in memory"
+    )
+    memory_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="bytes of stored responses each process keeps in memory",
+    )
 
 
 class EnforcedHooks(_Strict):
@@ -506,6 +544,7 @@ class ServerSettings(_Strict):
     limits: LimitsOptions = Field(default_factory=LimitsOptions)
     logging: LoggingOptions = Field(default_factory=LoggingOptions)
     prompts: PromptOptions = Field(default_factory=PromptOptions)
+    responses: ResponsesOptions = Field(default_factory=ResponsesOptions)
     realtime: RealtimeOptions = Field(default_factory=RealtimeOptions)
     mock: bool = Field(
         default=False,

@@ -32,6 +32,8 @@ INPUT_KEYS = {
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.EMBEDDINGS: "input",
     Endpoint.MODERATIONS: "input",
+    #: a native /v1/responses request: a string input (message items are not read here)
+    Endpoint.RESPONSES: "input",
 }
 
 

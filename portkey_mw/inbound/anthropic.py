@@ -9,7 +9,7 @@ and error shapes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,9 @@ from portkey_mw.request_shape import (
     tagged,
 )
 from portkey_mw.streaming import SSEDecoder, event_data
+
+if TYPE_CHECKING:
+    from portkey_mw.context import RequestContext
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -187,6 +190,9 @@ class AnthropicMessages:
             chat["stream_options"] = {"include_usage": True}  # Anthropic always reports usage
         _tools(body, chat)
         return chat
+
+    async def routed(self, ctx: RequestContext, native: bool) -> AnthropicMessages:
+        return self  # translated on arrival, whichever provider answers
 
     # -- responses --------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from portkey_mw.request_shape import check_body
 from portkey_mw.routing.breaker import CircuitBreakers
 from portkey_mw.routing.conditions import matches
 from portkey_mw.routing.plan import PlanNode, ResolvedTarget, StrategyNode, plan_leaves
-from portkey_mw.streaming import ChunkFeed, StreamGuard
+from portkey_mw.streaming import ChunkFeed, StreamGuard, is_event_stream
 from portkey_mw.transport import ClientHostTransport, Transport, UpstreamRequest
 
 #: Retried when ``retry.on_status_codes`` is not set (Portkey's list).
@@ -453,7 +453,11 @@ class Router:
                 # transport (which enforces it too, naming the host).
                 async with asyncio.timeout(call.timeout):
                     response = await provider.call(call, transport)
-                    if response.stream is not None and response.status < 400:
+                    if (
+                        response.stream is not None
+                        and response.status < 400
+                        and is_event_stream(response)  # audio bytes have no events to wait for
+                    ):
                         # Still inside the attempt's deadline: a slow first event times out.
                         await self._first_event(response, upstream, attempt)
             except TimeoutError:
@@ -588,7 +592,12 @@ def _provider_call(
     if target.override_params and body is not None:
         body, raw = {**body, **target.override_params}, None
         check_body(ctx.endpoint, body)  # an override is a body field like any other
-    if ctx.limited and body is not None and body.get("stream") is True:
+    if (
+        ctx.limited
+        and body is not None
+        and body.get("stream") is True
+        and ctx.endpoint is not Endpoint.RESPONSES  # its final event always has the usage
+    ):
         options = body.get("stream_options")
         if not (isinstance(options, dict) and options.get("include_usage") is True):
             # Spend control charges a stream its final usage: no override turns that off

@@ -53,6 +53,7 @@ __all__ = [
     "prompt_versions",
     "prompts",
     "revision",
+    "stored_responses",
     "vault_meta",
     "virtual_keys",
 ]
@@ -300,6 +301,23 @@ budget_usage = Table(
 )
 
 # The request-log tables live with the log store, on this METADATA: imported here so that
+#: ``/v1/responses``'s stored responses (``store``, ``previous_response_id``): outside the
+#: revision scheme, like ``budget_usage`` (no catalog reloads for them); read by id only.
+stored_responses = Table(
+    "stored_responses",
+    METADATA,
+    Column("id", String(64), primary_key=True),
+    #: whose it is: a gateway API key id, or ``anonymous``
+    Column("scope", String(64), nullable=False),
+    #: epoch seconds
+    Column("created_at", Double(), nullable=False),
+    #: epoch seconds; indexed for the housekeeping delete of expired rows
+    Column("expires_at", Double(), nullable=False, index=True),
+    #: the response object and its input items, as JSON (``{"response", "input_items"}``)
+    Column("body", LargeBinary(), nullable=False),
+)
+
+
 # METADATA always holds the whole schema the migrations create (the comparison test, and
 # Alembic's autogenerate, see every table). At the end: that module imports METADATA.
 import portkey_mw.logstore.feedback_exports  # noqa: E402

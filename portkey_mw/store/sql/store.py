@@ -36,9 +36,10 @@ from portkey_mw.auth.vault import (
     write_key_file,
 )
 from portkey_mw.limits.results import UsageEntry
+from portkey_mw.response_store import StoredResponse
 from portkey_mw.store.protocols import Conflict, ControlStore, StoreUnavailable
 from portkey_mw.store.records import ApiKey, Changes, ConfigVersion, SavedConfig, VirtualKey
-from portkey_mw.store.sql import sealing, usage
+from portkey_mw.store.sql import responses, sealing, usage
 from portkey_mw.store.sql.engine import (
     default_data_dir,
     display_url,
@@ -634,6 +635,36 @@ class SQLStore(PromptTables):
         """
         async with self._read() as connection:
             return await usage.load(connection, now)
+
+    # -- stored responses (/v1/responses) ----------------------------------------------------
+    async def get_response(self, scope: str, response_id: str) -> StoredResponse | None:
+        """The live stored response ``response_id`` of ``scope`` (see
+        :mod:`portkey_mw.response_store`).
+
+        :raises StoreUnavailable: the database is down or timed out.
+        """
+        async with self._read() as connection:
+            return await responses.get(connection, scope, response_id)
+
+    async def put_response(self, record: StoredResponse) -> None:
+        """Store ``record``; expired rows go in the same transaction.
+
+        :raises StoreUnavailable: the database is down, locked or timed out.
+        """
+        async with translate_errors(self._url), self._db.connect() as connection:
+            connection = await connection.execution_options(write=True)
+            async with connection.begin():
+                await responses.put(connection, record)
+
+    async def delete_response(self, scope: str, response_id: str) -> bool:
+        """Delete a stored response of ``scope``; whether there was one.
+
+        :raises StoreUnavailable: the database is down, locked or timed out.
+        """
+        async with translate_errors(self._url), self._db.connect() as connection:
+            connection = await connection.execution_options(write=True)
+            async with connection.begin():
+                return await responses.remove(connection, scope, response_id)
 
     # -- the vault ---------------------------------------------------------------------------
     async def rotate_master_key(self, new_key: bytes | None = None) -> MasterKey:

@@ -1,0 +1,135 @@
+"""Stored responses: the in-process LRU, the SQL store (SQLite and PostgreSQL), the archive
+that puts them together (scopes, expiry, size bounds), and persistence across a restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from portkey_mw.response_store import MemoryResponses, ResponseArchive, StoredResponse
+from portkey_mw.store.sql import SQLStore
+from tests.conftest import mounted_gateway
+from tests.fake_upstream import FakeUpstream, Reply
+from tests.test_responses import anthropic_text, sdk, settings
+
+
+def record(response_id: str, scope: str = "k1", ttl: float = 60, text: str = "x") -> StoredResponse:
+    now = time.time()
+    return StoredResponse(
+        id=response_id,
+        scope=scope,
+        created_at=now,
+        expires_at=now + ttl,
+        response={"id": response_id, "object": "response", "output": [{"text": text}]},
+        input_items=[{"id": "msg_1", "type": "message", "role": "user", "content": text}],
+    )
+
+
+def test_memory_is_an_lru_bounded_by_entries_and_bytes() -> None:
+    memory = MemoryResponses(max_entries=2)
+    for name in ("a", "b", "c"):
+        memory.put(record(name))
+    assert memory.get("k1", "a") is None and len(memory) == 2
+    assert memory.get("k1", "b") is not None  # b is now the most recent
+    memory.put(record("d"))
+    assert memory.get("k1", "c") is None and memory.get("k1", "b") is not None
+    big = record("big", text="y" * 5000)
+    small = MemoryResponses(max_entries=100, max_bytes=big.size + 10)
+    small.put(record("e"))
+    small.put(big)
+    assert small.get("k1", "e") is None and small.get("k1", "big") is not None
+    assert small.bytes == big.size
+
+
+def test_memory_scopes_and_expiry() -> None:
+    memory = MemoryResponses(max_entries=10)
+    memory.put(record("a", scope="k1"))
+    memory.put(record("old", ttl=-1))
+    assert memory.get("k2", "a") is None
+    assert not memory.delete("k2", "a")
+    assert memory.get("k1", "a") is not None
+    assert memory.get("k1", "old") is None and len(memory) == 1
+    assert memory.delete("k1", "a") and memory.bytes == 0
+
+
+async def test_archive_refuses_oversized_records() -> None:
+    archive = ResponseArchive(ttl=60, max_entry_bytes=1024, memory_entries=10)
+    assert archive.record("k1", {"id": "resp_1", "output": []}, []) is not None
+    assert archive.record("k1", {"id": "resp_2", "output": ["z" * 2000]}, []) is None
+    assert await archive.get("k1", "resp_2") is None
+
+
+@pytest.fixture
+async def sql(store_url: str, tmp_path: Path) -> AsyncIterator[SQLStore]:
+    opened = SQLStore(store_url, data_dir=tmp_path, environ={})
+    await opened.open()
+    yield opened
+    await opened.aclose()
+
+
+async def test_sql_round_trip_scope_expiry_delete(sql: SQLStore) -> None:
+    kept = record("resp_a", scope="k1")
+    await sql.put_response(kept)
+    await sql.put_response(record("resp_old", ttl=-1))
+    found = await sql.get_response("k1", "resp_a")
+    assert found is not None
+    assert (found.response, found.input_items) == (kept.response, kept.input_items)
+    assert found.size > 0
+    assert await sql.get_response("k2", "resp_a") is None  # another key's
+    assert await sql.get_response("k1", "resp_old") is None  # expired
+    assert not await sql.delete_response("k2", "resp_a")
+    assert await sql.delete_response("k1", "resp_a")
+    assert await sql.get_response("k1", "resp_a") is None
+
+
+async def test_archive_reads_through_to_sql_once(sql: SQLStore) -> None:
+    writer = ResponseArchive(ttl=60, max_entry_bytes=1 << 20, memory_entries=10, store=sql)
+    made = writer.record("k1", {"id": "resp_w", "output": []}, [{"id": "i1"}])
+    assert made is not None
+    await writer.settled()
+    calls: list[str] = []
+    original = sql.get_response
+
+    async def counted(scope: str, response_id: str) -> Any:
+        calls.append(response_id)
+        return await original(scope, response_id)
+
+    sql.get_response = counted  # type: ignore[method-assign]
+    reader = ResponseArchive(ttl=60, max_entry_bytes=1 << 20, memory_entries=10, store=sql)
+    for _ in range(3):
+        found = await reader.get("k1", "resp_w")
+        assert found is not None and found.input_items == [{"id": "i1"}]
+    assert calls == ["resp_w"]  # then served from the process
+    assert await reader.get("k2", "resp_w") is None
+    assert await reader.delete("k1", "resp_w")
+    assert await writer.store.get_response("k1", "resp_w") is None  # type: ignore[union-attr]
+
+
+def test_a_stored_response_survives_a_restart(fake: FakeUpstream, tmp_path: Path) -> None:
+    path = settings(tmp_path, fake, "sql")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
+    path.write_text(path.read_text() + f"store:\n  url: {url}\n")
+    with mounted_gateway(path) as running:
+        fake.script("/v1/messages", Reply(json=anthropic_text("first answer")))
+        first = sdk(running, "claude").responses.create(model="claude-fake-1", input="one")
+    with mounted_gateway(path) as running:
+        client = sdk(running, "claude")
+        assert client.responses.retrieve(first.id).output_text == "first answer"
+        fake.script("/v1/messages", Reply(json=anthropic_text("second")))
+        client.responses.create(model="claude-fake-1", input="two", previous_response_id=first.id)
+        texts = [m["content"][0]["text"] for m in fake.requests[-1].json()["messages"]]
+        assert texts == ["one", "first answer", "two"]
+
+
+def test_memory_store_forgets_on_restart(fake: FakeUpstream, tmp_path: Path) -> None:
+    path = settings(tmp_path, fake, "memory")
+    with mounted_gateway(path) as running:
+        fake.script("/v1/messages", Reply(json=anthropic_text("gone soon")))
+        first = sdk(running, "claude").responses.create(model="claude-fake-1", input="one")
+    with mounted_gateway(path) as running, pytest.raises(openai.NotFoundError):
+        sdk(running, "claude").responses.retrieve(first.id)
