@@ -52,6 +52,15 @@ from portkey_mw.pipeline import Pipeline
 from portkey_mw.plugin import PluginManager
 from portkey_mw.pricing import Price, PriceTable
 from portkey_mw.prompts.library import PromptCall, PromptLibrary
+from portkey_mw.realtime import (
+    REALTIME_PATH,
+    RealtimeLimits,
+    RealtimeSession,
+    handshake_headers,
+    offered_subprotocols,
+    refuse_websocket,
+    requested_model,
+)
 from portkey_mw.response_cache import ResponseCache
 from portkey_mw.response_store import ResponseArchive, ResponseStore
 from portkey_mw.routing import Router
@@ -480,6 +489,8 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.handle_http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.handle_websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._handle_lifespan(receive, send)
 
@@ -539,6 +550,14 @@ class Gateway:
                 await self._stored_response(scope, receive, send, path, headers, base_headers)
             elif (prompt_call := PromptCall.of_path(path)) is not None:
                 await self._prompt_call(scope, receive, send, prompt_call, headers, base_headers)
+            elif path == REALTIME_PATH:
+                error = GatewayError(
+                    f"{path} is a WebSocket: connect with a WebSocket client (the openai "
+                    "SDK's realtime.connect)",
+                    status=426,
+                    code="websocket_required",
+                )
+                await _http.send_error(send, error, {**base_headers, "upgrade": "websocket"})
             elif self._control_routes is not None and is_control_plane_path(path):
                 # Portkey's admin API (before /v1/admin: its users and workspaces live there)
                 await self._control_routes(scope, receive, send)
@@ -571,6 +590,52 @@ class Gateway:
         self.in_flight += 1
         try:
             await self.pipeline.handle(ctx, receive, send, self._inbound.get(path))
+        finally:
+            self.in_flight -= 1
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one WebSocket: ``/v1/realtime`` (see :mod:`portkey_mw.realtime`)."""
+        if not self._started:
+            await self.startup()
+        path = _http.route_path(scope)
+        server = self.settings.server
+        request_id = uuid.uuid4().hex
+        try:
+            if path != REALTIME_PATH:
+                raise NotFound(f"no WebSocket route for {path}")
+            headers = _http.header_dict(
+                scope, server.max_header_bytes, server.max_header_value_bytes
+            )
+            subprotocols = offered_subprotocols(scope)
+            headers = handshake_headers(headers, subprotocols)
+            model = requested_model(scope.get("query_string", b""))
+        except GatewayError as error:
+            await refuse_websocket(scope, receive, send, error)
+            return
+        options = self.settings.realtime
+        ctx = RequestContext(
+            trace_id=headers.get("x-portkey-trace-id") or request_id,
+            endpoint=Endpoint.REALTIME,
+            method="GET",
+            path=path,
+            headers=headers,
+            body={"model": model},
+            raw_body=b"",
+            gateway_state=self.state,
+            request_id=request_id,
+        )
+        session = RealtimeSession(
+            ctx,
+            scope,
+            receive,
+            send,
+            RealtimeLimits(
+                options.max_frame_bytes, options.max_session_seconds, options.connect_timeout
+            ),
+        )
+        self.in_flight += 1
+        try:
+            await session.run(self.pipeline.open_realtime, self.pipeline.finish_realtime)
         finally:
             self.in_flight -= 1
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
-from portkey_mw.errors import AuthenticationError
+from portkey_mw.errors import AuthenticationError, InvalidRequest
 
 if TYPE_CHECKING:
     from portkey_mw.logevents import LogEvent
     from portkey_mw.routing import ResolvedTarget
-    from portkey_mw.transport import Transport
+    from portkey_mw.transport import Transport, UpstreamRequest
 
 
 @dataclass(slots=True)
@@ -143,6 +143,15 @@ class Provider(ABC):
     @abstractmethod
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         """Perform one attempt and return the OpenAI-format response."""
+
+    def realtime_request(self, call: ProviderCall) -> UpstreamRequest:
+        """The WebSocket handshake for ``/v1/realtime`` (``call.body`` holds the ``model``):
+        an http(s) URL and headers, credentials included. Providers that declare
+        :attr:`Endpoint.REALTIME <portkey_mw.context.Endpoint.REALTIME>` override it; the
+        core relays the frames."""
+        raise InvalidRequest(
+            f"provider {self.id!r} does not serve realtime", code="unsupported_endpoint"
+        )
 
 
 class CacheBackend(ABC):

@@ -36,14 +36,17 @@ class GatewayMiddleware:
         return path == self.prefix or path.startswith(self.prefix + "/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             root = scope.get("root_path", "")
             path: str = scope["path"]
             local = path[len(root) :] if root and path.startswith(root) else path
             if self._owns(local):
                 child = dict(scope)
                 child["root_path"] = root + self.prefix
-                await self.gateway.handle_http(child, receive, send)
+                if scope["type"] == "http":
+                    await self.gateway.handle_http(child, receive, send)
+                else:  # /v1/realtime
+                    await self.gateway.handle_websocket(child, receive, send)
                 return
         elif scope["type"] == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)

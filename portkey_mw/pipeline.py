@@ -72,6 +72,7 @@ from portkey_mw.streaming import (
     json_event,
     listen,
 )
+from portkey_mw.transport import Transport, UpstreamRequest
 from portkey_mw.types import Receive, Send
 
 log = structlog.get_logger("portkey_mw.gateway")
@@ -85,6 +86,23 @@ _BINDING_HEADERS = {
     "virtual_key": "x-portkey-virtual-key",
     "provider": "x-portkey-provider",
 }
+
+
+def _take_model_ref(ctx: RequestContext) -> str | None:
+    """The virtual key a model ``@<slug>/<model>`` names (the body keeps the model)."""
+    model = ctx.model
+    if model is None or not model.startswith(MODEL_REF_PREFIX):
+        return None
+    split = split_model_ref(model)
+    if split is None:
+        raise InvalidRequest(
+            f"model {model!r}: a model naming a virtual key is '@<slug>/<model>'",
+            param="model",
+            code="invalid_model",
+        )
+    model_ref, name = split
+    ctx.set_param("model", name)
+    return model_ref
 
 
 def _apply_key_metadata(ctx: RequestContext, api_key: ApiKey) -> None:
@@ -132,6 +150,36 @@ class Pipeline:
             overrides) is rendered into a chat request after the caller is identified.
         """
         await Exchange(self, ctx, receive, send, inbound, prompt_call).run()
+
+    async def open_realtime(self, ctx: RequestContext) -> tuple[UpstreamRequest, Transport]:
+        """A realtime session's way to its provider (see :mod:`portkey_mw.realtime`):
+        identify → resolve → admit, as for any request, then the router's checks of the
+        target (virtual key, credential binding). Raises the refusal; nothing has been sent
+        upstream then. Per-request hooks, guardrails and the cache do not apply to frames."""
+        _http.apply_request_options(ctx)
+        api_key = await self.identifier.identify(ctx.headers)
+        if api_key is not None:
+            ctx.api_key = api_key
+            _apply_key_metadata(ctx, api_key)
+        model_ref = _take_model_ref(ctx)
+        plan, ctx.config_id = await self.resolver.resolve_request(ctx.headers, api_key, model_ref)
+        await self.spend.admit(ctx)
+        _target, request, transport = await self.router.realtime(ctx, plan)
+        return request, transport
+
+    async def finish_realtime(self, ctx: RequestContext, event: LogEvent) -> None:
+        """Charge an ended realtime session's usage and emit its log event."""
+        event.prices = self.prices
+        if ctx.limited:
+            try:
+                await self.spend.settle(ctx, event)
+            except Exception as exc:  # never lose the log record over a charge
+                log.error(
+                    "charging the session's usage failed",
+                    trace_id=ctx.trace_id,
+                    exception=traceback_text(exc),
+                )
+        await self.logs.emit(event)
 
     async def run_request_hooks(self, ctx: RequestContext) -> GatewayResponse | None:
         """Run ``on_request`` hooks in order; the first response returned answers."""
@@ -355,18 +403,7 @@ class Exchange:
                 )
                 return
         # resolve: virtual keys, saved configs, the key's defaults -> one compiled plan
-        model_ref = None
-        model = ctx.model
-        if model is not None and model.startswith(MODEL_REF_PREFIX):
-            split = split_model_ref(model)
-            if split is None:
-                raise InvalidRequest(
-                    f"model {model!r}: a model naming a virtual key is '@<slug>/<model>'",
-                    param="model",
-                    code="invalid_model",
-                )
-            model_ref, name = split
-            ctx.set_param("model", name)
+        model_ref = _take_model_ref(ctx)
         plan, ctx.config_id = await pipeline.resolver.resolve_request(
             ctx.headers, api_key, model_ref
         )

@@ -109,6 +109,35 @@ class UpstreamResponse(ABC):
         """Release the connection; if the body was not read to the end, drop it."""
 
 
+class UpstreamWebSocket(ABC):
+    """An open WebSocket to a provider (``/v1/realtime``). Always :meth:`aclose` it."""
+
+    #: the subprotocol the provider accepted, if any
+    protocol: str | None = None
+
+    @abstractmethod
+    async def receive(self) -> str | bytes | None:
+        """The next message, text or binary; ``None`` once the provider closed.
+
+        :raises UpstreamBadResponse: ``upstream_frame_too_large`` for a message past the
+            limit the socket was opened with.
+        :raises UpstreamConnectionError: the connection broke.
+        """
+
+    @abstractmethod
+    async def send(self, data: str | bytes) -> None:
+        """Send one message (text for ``str``), waiting while the provider's side is full."""
+
+    @property
+    @abstractmethod
+    def close_code(self) -> int | None:
+        """The code the provider closed with (``None``: still open, or none given)."""
+
+    @abstractmethod
+    async def aclose(self, code: int = 1000) -> None:
+        """Close with ``code`` (idempotent)."""
+
+
 class Transport(ABC):
     """Sends :class:`UpstreamRequest` objects. One instance serves the whole process.
 
@@ -160,6 +189,27 @@ class Transport(ABC):
     @abstractmethod
     async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send the request as it is (the policy has passed it); never follow redirects."""
+
+    async def websocket(self, request: UpstreamRequest, max_frame_bytes: int) -> UpstreamWebSocket:
+        """Open a WebSocket to ``request.url`` (an http(s) URL: the handshake is an HTTP
+        request) with ``request.headers``, under the same policy as :meth:`send`: the URL
+        now, every resolved address at connect time, and no redirect followed.
+
+        :param max_frame_bytes: the largest message :meth:`UpstreamWebSocket.receive` takes.
+        :raises DestinationNotAllowed: the outbound policy refuses the URL or its addresses.
+        :raises UpstreamBadResponse: the provider answered the handshake with a status
+            (``status`` says which; a redirect is never followed).
+        """
+        self.policy.check_url(request.url, request.destination)
+        return await self._websocket(request, max_frame_bytes)
+
+    async def _websocket(self, request: UpstreamRequest, max_frame_bytes: int) -> UpstreamWebSocket:
+        raise GatewayError(
+            f"this gateway's transport ({type(self).__name__}) cannot open WebSockets: "
+            "realtime needs the default aiohttp transport",
+            status=501,
+            code="realtime_unavailable",
+        )
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -331,6 +381,79 @@ class _AiohttpResponse(UpstreamResponse):
             self._response.close()
 
 
+class RedirectRefused(aiohttp.ClientError):
+    """A session was about to follow a redirect (only a WebSocket handshake can ask it to:
+    every other request is sent with ``allow_redirects=False``)."""
+
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(status, location)
+        self.status = status
+        self.location = location
+
+
+async def _refuse_redirect(
+    session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    # aiohttp's ws_connect has no allow_redirects: stop it here, before the next hop.
+    params.response.close()
+    raise RedirectRefused(params.response.status, params.response.headers.get("location", ""))
+
+
+def _no_redirects() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(_refuse_redirect)
+    return trace
+
+
+class _AiohttpWebSocket(UpstreamWebSocket):
+    __slots__ = ("_request", "_socket", "protocol")
+
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse, request: UpstreamRequest) -> None:
+        self._socket = socket
+        self._request = request
+        self.protocol = socket.protocol
+
+    async def receive(self) -> str | bytes | None:
+        while True:
+            message = await self._socket.receive()
+            kind = message.type
+            if kind is aiohttp.WSMsgType.TEXT:
+                return str(message.data)
+            if kind is aiohttp.WSMsgType.BINARY:
+                return bytes(message.data)
+            if kind in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
+                return None
+            if kind is aiohttp.WSMsgType.ERROR:
+                error = message.data
+                if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                    raise UpstreamBadResponse(
+                        f"{_host(self._request.url)} sent a WebSocket message larger than the "
+                        "gateway's limit (realtime.max_frame_bytes)",
+                        code="upstream_frame_too_large",
+                    )
+                raise _connection_error(self._request, error, mid_response=True)
+            # PING/PONG are answered by aiohttp (autoping); nothing else reaches here
+
+    async def send(self, data: str | bytes) -> None:
+        with _AIOHTTP_ERRORS.mapped(self._request, mid_response=True):
+            if isinstance(data, str):
+                await self._socket.send_str(data)
+            else:
+                await self._socket.send_bytes(data)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._socket.close_code
+
+    async def aclose(self, code: int = 1000) -> None:
+        with contextlib.suppress(Exception):
+            await self._socket.close(code=code)
+
+
 #: Pool sizes for fetches (webhooks, validUrls, images, token endpoints), which are few.
 FETCH_CONNECTIONS = 100
 FETCH_CONNECTIONS_PER_HOST = 10
@@ -393,6 +516,7 @@ class AiohttpTransport(Transport):
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
                 trust_env=False,  # no proxy from the environment: the policy sees the target
+                trace_configs=[_no_redirects()],
             )
 
     async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
@@ -412,10 +536,52 @@ class AiohttpTransport(Transport):
                 )
         return _AiohttpResponse(response, request, deadline, self._limit(request))
 
+    async def _websocket(self, request: UpstreamRequest, max_frame_bytes: int) -> UpstreamWebSocket:
+        session = self._sessions.get(request.destination)
+        if session is None:
+            await self.open()
+            session = self._sessions[request.destination]
+        deadline = _deadline(request.timeout)
+        with _AIOHTTP_ERRORS.mapped(request):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    socket = await session.ws_connect(
+                        request.url,
+                        headers=request.headers,
+                        max_msg_size=max_frame_bytes,
+                        autoping=True,
+                    )
+            except (RedirectRefused, aiohttp.WSServerHandshakeError) as refused:
+                raise _handshake_refused(request, refused) from None
+        return _AiohttpWebSocket(socket, request)
+
     async def aclose(self) -> None:
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+
+
+def _handshake_refused(
+    request: UpstreamRequest, refused: RedirectRefused | aiohttp.WSServerHandshakeError
+) -> UpstreamBadResponse:
+    """A WebSocket handshake the provider answered with a status instead of 101."""
+    if isinstance(refused, RedirectRefused):
+        error = UpstreamBadResponse(
+            f"the provider at {redact_url(request.url)} answered the WebSocket handshake with "
+            f"{refused.status}, a redirect to {redact_url(refused.location) or 'nowhere'!r}: "
+            "the gateway never follows a provider's redirect",
+            code="upstream_redirect",
+        )
+        error.extra["upstream_status"] = refused.status
+        return error
+    status = refused.status
+    error = UpstreamBadResponse(
+        f"the provider at {_host(request.url)} refused the WebSocket handshake"
+        + (f" with status {status}" if status and status != 200 else ""),
+        code="upstream_handshake_refused",
+    )
+    error.extra["upstream_status"] = status
+    return error
 
 
 # -------------------------------------------------------------------------
@@ -521,6 +687,11 @@ class ClientHostTransport(Transport):
         if request.destination is Destination.PROVIDER:
             request = dataclasses.replace(request, destination=Destination.CUSTOM_HOST)
         return await self._inner._send(request)
+
+    async def _websocket(self, request: UpstreamRequest, max_frame_bytes: int) -> UpstreamWebSocket:
+        if request.destination is Destination.PROVIDER:
+            request = dataclasses.replace(request, destination=Destination.CUSTOM_HOST)
+        return await self._inner._websocket(request, max_frame_bytes)
 
     async def aclose(self) -> None:
         return None  # the inner transport is the process's: it closes it

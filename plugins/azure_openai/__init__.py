@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from portkey_mw import hookimpl
 from portkey_mw.context import Endpoint
@@ -29,6 +29,8 @@ DEFAULT_API_VERSION = "2024-10-21"
 #: the Responses API is served at <resource>/openai/responses (no deployment in the path: the
 #: body's model names the deployment) from this preview version on
 RESPONSES_API_VERSION = "2025-04-01-preview"
+#: the first api-version that serves the realtime WebSocket (the chat default does not)
+DEFAULT_REALTIME_API_VERSION = "2024-10-01-preview"
 #: An Azure resource name is one DNS label: it becomes <name>.openai.azure.com.
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
 PATHS = {
@@ -50,7 +52,14 @@ class AzureOpenAIProvider(HTTPProvider):
 
     id = "azure-openai"
     endpoints = frozenset(
-        {*PATHS, *RESOURCE_PATHS, Endpoint.MODELS, Endpoint.RESPONSES, Endpoint.PROXY}
+        {
+            *PATHS,
+            *RESOURCE_PATHS,
+            Endpoint.MODELS,
+            Endpoint.RESPONSES,
+            Endpoint.PROXY,
+            Endpoint.REALTIME,
+        }
     )
     features = frozenset({"stream", "tools", "vision", "json"})
     destination_options = frozenset({"resource_name", "deployment_id"})
@@ -89,9 +98,8 @@ class AzureOpenAIProvider(HTTPProvider):
         return f"https://{resource}.openai.azure.com/openai"
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
-        headers = forwarded_headers(call)
-        headers.update(self._auth(call))
-        base = custom_host(call) or self._resource_base(call)
+        headers = self._auth_headers(call)
+        base = self._base(call)
         default = (
             RESPONSES_API_VERSION if call.endpoint is Endpoint.RESPONSES else DEFAULT_API_VERSION
         )
@@ -126,6 +134,30 @@ class AzureOpenAIProvider(HTTPProvider):
             timeout=call.timeout,
             stream=call.stream,
         )
+
+    def realtime_request(self, call: ProviderCall) -> UpstreamRequest:
+        """``GET <base>/realtime?api-version=…&deployment=…`` upgraded to a WebSocket; the
+        deployment is ``deployment_id``, else -- with the client's own credentials only --
+        the model the client asked for (Azure's SDK names the deployment as the model). A
+        server-held key reaches only the deployment the operator named, as for chat."""
+        headers = self._auth_headers(call)
+        base = self._base(call)
+        version = _option(call, "api_version") or DEFAULT_REALTIME_API_VERSION
+        deployment = _option(call, "deployment_id")
+        if not deployment and not self.holds_server_credentials(call.target):
+            deployment = (call.body or {}).get("model")
+        if not deployment:
+            _required(call, "deployment_id")  # raises, naming the option
+        query = urlencode({"api-version": str(version), "deployment": str(deployment)})
+        return UpstreamRequest(
+            "GET", f"{base}/realtime?{query}", headers=headers, timeout=call.timeout, stream=True
+        )
+
+    def _auth_headers(self, call: ProviderCall) -> dict[str, str]:
+        return forwarded_headers(call) | self._auth(call)
+
+    def _base(self, call: ProviderCall) -> str:
+        return custom_host(call) or self._resource_base(call)
 
 
 def _header(name: str) -> str:

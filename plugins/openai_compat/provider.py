@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -97,6 +98,23 @@ class OpenAICompatibleProvider(HTTPProvider):
 
     def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
         return self._auth(call)[0]
+
+    def realtime_request(self, call: ProviderCall) -> UpstreamRequest:
+        """``GET <base>/realtime?model=…``, upgraded to a WebSocket, with the same key and
+        option headers as any other call. The client's ``OpenAI-Beta`` (which picks the
+        beta or the GA protocol) goes along; nothing else of its handshake does."""
+        if Endpoint.REALTIME not in self.endpoints:
+            return super().realtime_request(call)
+        request = self.build_request(dataclasses.replace(call, body=None, raw_body=None))
+        request.headers.pop("accept", None)
+        beta = call.ctx.headers.get("openai-beta")
+        if beta and "openai-beta" not in request.headers:
+            request.headers["openai-beta"] = beta
+        model = (call.body or {}).get("model")
+        if isinstance(model, str) and model:
+            request.url += ("&" if "?" in request.url else "?") + urlencode({"model": model})
+        request.stream = True
+        return request
 
     def _url(self, call: ProviderCall, *, files: bool = False) -> str:
         base = custom_host(call) or self._base_from_option(call) or self._base_url(call)

@@ -51,4 +51,6 @@ def serve(
             access_log=False,  # the gateway logs each request itself, with more to say
             lifespan="on",
             **uvicorn_http_options(options),  # request heads bounded in time and size
+            # the server's WebSocket message limit is the gateway's (/v1/realtime)
+            ws_max_size=settings.realtime.max_frame_bytes,
         )

@@ -489,6 +489,29 @@ class LoggingOptions(_Strict):
     )
 
 
+class RealtimeOptions(_Strict):
+    """``realtime``: bounds on ``/v1/realtime`` WebSocket sessions (see docs/http.md)."""
+
+    max_frame_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="largest WebSocket message relayed either way; a larger one closes the "
+        "session with 1009 (message too big)",
+    )
+    max_session_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="a session open longer is closed with 1008 (0: no limit)",
+    )
+    connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="seconds to open the upstream WebSocket (handshake included)",
+    )
+
+
 class ServerSettings(_Strict):
     """The whole server file. Every key is optional: the defaults run the gateway."""
 
@@ -522,6 +545,7 @@ class ServerSettings(_Strict):
     logging: LoggingOptions = Field(default_factory=LoggingOptions)
     prompts: PromptOptions = Field(default_factory=PromptOptions)
     responses: ResponsesOptions = Field(default_factory=ResponsesOptions)
+    realtime: RealtimeOptions = Field(default_factory=RealtimeOptions)
     mock: bool = Field(
         default=False,
         description="register the in-process mock provider (for demos and tests only)",

@@ -44,7 +44,7 @@ from portkey_mw.routing.breaker import CircuitBreakers
 from portkey_mw.routing.conditions import matches
 from portkey_mw.routing.plan import PlanNode, ResolvedTarget, StrategyNode, plan_leaves
 from portkey_mw.streaming import ChunkFeed, StreamGuard, is_event_stream
-from portkey_mw.transport import ClientHostTransport, Transport
+from portkey_mw.transport import ClientHostTransport, Transport, UpstreamRequest
 
 #: Retried when ``retry.on_status_codes`` is not set (Portkey's list).
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -211,6 +211,43 @@ class Router:
         if node.mode is StrategyMode.CONDITIONAL:
             return await self._run(ctx, _choose_conditional(ctx, node), walk)
         return await self._run(ctx, node.children[0], walk)
+
+    async def realtime(
+        self, ctx: RequestContext, plan: PlanNode
+    ) -> tuple[ResolvedTarget, UpstreamRequest, Transport]:
+        """The target a realtime session connects to, its WebSocket handshake, and the
+        transport to open it with, after the same checks as any attempt (the virtual key's
+        state, workspace and limits; the credential's binding). A session is one long
+        attempt: a strategy picks its target as for a request (weights, conditions; the
+        first of a fallback), and nothing falls back once frames flow.
+
+        :raises GatewayError: the refusal, before anything is sent upstream.
+        """
+        node = plan
+        while isinstance(node, StrategyNode):
+            if node.mode is StrategyMode.LOADBALANCE:
+                node = self._choose_weighted(ctx, node)
+            elif node.mode is StrategyMode.CONDITIONAL:
+                node = _choose_conditional(ctx, node)
+            else:
+                node = node.children[0]
+        target = node
+        ctx.provider, ctx.target_index = target.provider, target.path
+        ctx.virtual_key = target.virtual_key
+        provider = self.providers[target.provider]
+        if Endpoint.REALTIME not in provider.endpoints:
+            raise InvalidRequest(
+                f"provider {target.provider!r} does not serve realtime",
+                code="unsupported_endpoint",
+            )
+        key = ctx.api_key
+        check_usable(target, workspace_id=key.acting_workspace if key is not None else None)
+        enforce_binding(ctx.headers, target, provider)
+        if self.admit_target is not None and target.spend is not None:
+            await self.admit_target(ctx, target.spend)
+        request = provider.realtime_request(_provider_call(ctx, target, self.default_timeout_ms))
+        transport = self._client_hosts if _client_host(ctx, target) else self.transport
+        return target, request, transport
 
     async def _list_models(self, ctx: RequestContext, plan: StrategyNode) -> GatewayResponse:
         """``GET /v1/models`` over a config with several targets: every provider's models.
