@@ -498,26 +498,33 @@ class AiohttpTransport(Transport):
         self._connect_timeout = connect_timeout
         self._base_resolver = resolver
         self._sessions: dict[Destination, aiohttp.ClientSession] = {}
+        #: sessions for WebSocket handshakes (the realtime relay), made when first needed
+        self._ws_sessions: dict[Destination, aiohttp.ClientSession] = {}
 
     async def open(self) -> None:
-        for destination, (limit, per_host) in self._limits.items():
-            if destination in self._sessions:
-                continue
-            connector = aiohttp.TCPConnector(
-                limit=limit,
-                limit_per_host=per_host,
-                use_dns_cache=self._dns_cache is not None,
-                ttl_dns_cache=self._dns_cache,
-                resolver=self.policy.resolver(destination, self._base_resolver),
-            )
-            self._sessions[destination] = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-                trust_env=False,  # no proxy from the environment: the policy sees the target
-                trace_configs=[_no_redirects()],
-            )
+        for destination in self._limits:
+            if destination not in self._sessions:
+                self._sessions[destination] = self._session(destination, websockets=False)
+
+    def _session(self, destination: Destination, *, websockets: bool) -> aiohttp.ClientSession:
+        limit, per_host = self._limits[destination]
+        connector = aiohttp.TCPConnector(
+            limit=limit,
+            limit_per_host=per_host,
+            use_dns_cache=self._dns_cache is not None,
+            ttl_dns_cache=self._dns_cache,
+            resolver=self.policy.resolver(destination, self._base_resolver),
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            trust_env=False,  # no proxy from the environment: the policy sees the target
+            # Only ws_connect can follow a redirect (it has no allow_redirects); HTTP requests
+            # go without the trace, which costs every request its callbacks.
+            trace_configs=[_no_redirects()] if websockets else None,
+        )
 
     async def _send(self, request: UpstreamRequest) -> UpstreamResponse:
         session = self._sessions.get(request.destination)
@@ -537,10 +544,11 @@ class AiohttpTransport(Transport):
         return _AiohttpResponse(response, request, deadline, self._limit(request))
 
     async def _websocket(self, request: UpstreamRequest, max_frame_bytes: int) -> UpstreamWebSocket:
-        session = self._sessions.get(request.destination)
+        session = self._ws_sessions.get(request.destination)
         if session is None:
-            await self.open()
-            session = self._sessions[request.destination]
+            session = self._ws_sessions[request.destination] = self._session(
+                request.destination, websockets=True
+            )
         deadline = _deadline(request.timeout)
         with _AIOHTTP_ERRORS.mapped(request):
             try:
@@ -556,8 +564,9 @@ class AiohttpTransport(Transport):
         return _AiohttpWebSocket(socket, request)
 
     async def aclose(self) -> None:
-        sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
+        sessions = [*self._sessions.values(), *self._ws_sessions.values()]
+        self._sessions, self._ws_sessions = {}, {}
+        for session in sessions:
             await session.close()
 
 
