@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from portkey_mw.errors import SHAPE_ERRORS, GatewayError, InvalidRequest, UpstreamBadResponse
+from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.inbound.chunks import ChunkTranslator
 from portkey_mw.request_shape import (
     Shape,
     array_of,
@@ -27,7 +28,7 @@ from portkey_mw.request_shape import (
     string,
     tagged,
 )
-from portkey_mw.streaming import SSEDecoder, event_data
+from portkey_mw.streaming import event_data
 
 if TYPE_CHECKING:
     from portkey_mw.context import RequestContext
@@ -408,7 +409,7 @@ def _count(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-class _StreamTranslator:
+class _StreamTranslator(ChunkTranslator):
     """OpenAI chunks -> Anthropic's ``message_start`` ... ``message_stop`` event sequence."""
 
     def __init__(self) -> None:
@@ -420,43 +421,12 @@ class _StreamTranslator:
         self.usage: dict[str, Any] = {}
         self.finished = False
 
-    async def translate(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        decoder = SSEDecoder()
-        async for raw in chunks:
-            out, failure = self._events(decoder.feed(raw))
-            if out:
-                yield out  # what came before a failing event still reaches the client
-            if failure is not None:
-                raise failure
-        out, failure = self._events(decoder.flush())
-        if failure is None:
-            out += self._finish()
-        if out:
-            yield out
-        if failure is not None:
-            raise failure
-
-    def _events(self, events: list[bytes]) -> tuple[bytes, GatewayError | None]:
-        """Translate SSE events in order; stop at the first that is not an OpenAI chunk."""
-        out = b""
-        for raw in events:
-            try:
-                out += self._event(raw)
-            except SHAPE_ERRORS as exc:
-                # The router checked that each event is JSON, not what the JSON holds.
-                return out, UpstreamBadResponse(
-                    f"the provider sent a stream event that is not an OpenAI chunk ({exc}): "
-                    f"{raw[:80]!r}",
-                    code="malformed_stream_chunk",
-                )
-        return out, None
-
-    def _event(self, raw: bytes) -> bytes:
+    def _chunk(self, raw: bytes) -> bytes:
         data = event_data(raw)
         if not data:
             return b""
         if data == b"[DONE]":
-            return self._finish()
+            return self.finish()
         chunk = orjson.loads(data)
         out = b""
         if not self.started:
@@ -532,7 +502,7 @@ class _StreamTranslator:
             )
         return out
 
-    def _finish(self) -> bytes:
+    def finish(self) -> bytes:
         if self.finished or not self.started:
             return b""
         self.finished = True

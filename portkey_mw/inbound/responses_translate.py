@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from portkey_mw.errors import SHAPE_ERRORS, GatewayError, InvalidRequest, UpstreamBadResponse
-from portkey_mw.streaming import SSEDecoder, event_data
+from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.inbound.chunks import ChunkTranslator
+from portkey_mw.streaming import event_data
 
 #: the request fields echoed in the Responses object
 ECHOED = (
@@ -352,7 +353,7 @@ def error_object(error: GatewayError) -> dict[str, Any]:
 # -- stream ---------------------------------------------------------------------------------------
 
 
-class ResponseStreamTranslator:
+class ResponseStreamTranslator(ChunkTranslator):
     """Chat completion chunks (SSE bytes) -> the Responses API's semantic events.
 
     :param body: the client's Responses request (echoed in the response object).
@@ -387,38 +388,6 @@ class ResponseStreamTranslator:
         payload = orjson.dumps({"type": kind, "sequence_number": self.sequence, **data})
         self.sequence += 1
         return b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
-
-    async def translate(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """The events for a chat completion stream; a malformed chunk raises after what came
-        before it was yielded."""
-        decoder = SSEDecoder()
-        async for raw in chunks:
-            out, failure = self.feed(decoder.feed(raw))
-            if out:
-                yield out
-            if failure is not None:
-                raise failure
-        out, failure = self.feed(decoder.flush())
-        if failure is None:
-            out += self.finish()
-        if out:
-            yield out
-        if failure is not None:
-            raise failure
-
-    def feed(self, events: list[bytes]) -> tuple[bytes, GatewayError | None]:
-        """Translate whole SSE events in order; stop at the first that is not a chunk."""
-        out = b""
-        for raw in events:
-            try:
-                out += self._chunk(raw)
-            except SHAPE_ERRORS as exc:
-                return out, UpstreamBadResponse(
-                    f"the provider sent a stream event that is not an OpenAI chunk ({exc}): "
-                    f"{raw[:80]!r}",
-                    code="malformed_stream_chunk",
-                )
-        return out, None
 
     def start(self) -> bytes:
         """``response.created`` and ``response.in_progress`` (once)."""
