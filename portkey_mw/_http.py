@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,12 +9,12 @@ import orjson
 
 from portkey_mw.auth.outbound import check_client_host
 from portkey_mw.bounds import check_json_depth
+from portkey_mw.client_body import ClientBody
 from portkey_mw.context import RequestContext
 from portkey_mw.errors import (
     GatewayError,
     HeadersTooLarge,
     InvalidRequest,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from portkey_mw.forwarding import check_forwardable
@@ -83,11 +82,6 @@ async def send_error(send: Send, error: GatewayError, headers: Mapping[str, str]
     await send_bytes(send, error.status, error.to_bytes(), headers)
 
 
-def too_large(limit: int) -> PayloadTooLarge:
-    """The 413 error for a body over ``limit`` bytes."""
-    return PayloadTooLarge(f"request body is larger than the gateway's limit of {limit} bytes")
-
-
 def unsupported_media_type(content_type: str) -> UnsupportedMediaType:
     """The 415 error for a body that is not JSON."""
     return UnsupportedMediaType(
@@ -99,33 +93,7 @@ async def read_body(receive: Receive, limit: int, time_limit: float | None = Non
     """Read the whole request body, failing with 413 as soon as it passes ``limit`` and with
     408 when it has not arrived within ``time_limit`` seconds (a client that trickles a body
     must not hold a request open forever)."""
-    try:
-        async with asyncio.timeout(time_limit):
-            return await _read_body(receive, limit)
-    except TimeoutError:
-        raise InvalidRequest(
-            f"the request body did not arrive within {time_limit:g} s",
-            status=408,
-            code="body_timeout",
-        ) from None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequest("client disconnected while sending the body", status=499)
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return await ClientBody(receive, limit, time_limit).read()
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -14,19 +14,17 @@ list calls take.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
+from portkey_mw.client_body import UPLOAD_LIMIT, ClientBody, declared_length
 from portkey_mw.context import Endpoint, RequestContext
 from portkey_mw.errors import (
-    GatewayError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from portkey_mw.interfaces import ProviderCall
@@ -39,7 +37,7 @@ BATCHES_PATH = "/v1/batches"
 FILE_ENDPOINTS = frozenset({Endpoint.FILES, Endpoint.BATCHES})
 #: ``ctx.state`` key: the request's :class:`FileOperation`
 OPERATION = "portkey_mw.files.operation"
-#: ``ctx.state`` key: the upload's :class:`StreamedUpload`
+#: ``ctx.state`` key: the upload's :class:`~portkey_mw.client_body.ClientBody`
 UPLOAD = "portkey_mw.files.upload"
 #: the query parameters of OpenAI's list calls; others are not forwarded
 QUERY_PARAMS = ("limit", "after", "purpose", "order")
@@ -203,103 +201,31 @@ def streams_answer(ctx: RequestContext) -> bool:
     return isinstance(found, FileOperation) and found.streams_answer
 
 
-class StreamedUpload:
-    """An upload's body, read from the client only as the provider's request sends it.
+def open_upload(
+    receive: Receive, headers: Mapping[str, str], limit: int, time_limit: float | None
+) -> ClientBody:
+    """An upload's body, read from the client only as the provider's request sends it,
+    its headers checked before anything of it is read.
 
-    :param receive: the request's ASGI ``receive``.
-    :param content_type: the client's (``multipart/form-data; boundary=…``), forwarded.
-    :param declared: the client's ``Content-Length`` (already checked against ``limit``).
     :param limit: ``server.max_upload_bytes``.
     :param time_limit: seconds the client has to send the whole body.
+    :raises UnsupportedMediaType: not a multipart form (415).
+    :raises PayloadTooLarge: a ``Content-Length`` over ``limit`` (413).
     """
-
-    def __init__(
-        self,
-        receive: Receive,
-        content_type: str,
-        declared: int | None,
-        limit: int,
-        time_limit: float | None,
-    ) -> None:
-        self._receive = receive
-        self.content_type = content_type
-        self.declared = declared
-        self.limit = limit
-        self.time_limit = time_limit
-        #: bytes passed on so far (for the log: never the bytes themselves)
-        self.size = 0
-        #: why the body stopped (over the limit, late, the client gone): the request's
-        #: error, whatever the upstream request failed with when it was aborted
-        self.failure: GatewayError | None = None
-        self._started = False
-
-    @classmethod
-    def of(
-        cls, receive: Receive, headers: Mapping[str, str], limit: int, time_limit: float | None
-    ) -> StreamedUpload:
-        """Check an upload's headers before anything of its body is read.
-
-        :raises UnsupportedMediaType: not a multipart form (415).
-        :raises PayloadTooLarge: a ``Content-Length`` over ``limit`` (413).
-        """
-        content_type = headers.get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
-            raise UnsupportedMediaType(
-                f"content-type {content_type[:80]!r} is not supported: upload a file as "
-                "multipart/form-data (file, purpose)"
-            )
-        declared = headers.get("content-length")
-        length = int(declared) if declared is not None and declared.isdigit() else None
-        if length is not None and length > limit:
-            raise _too_large(limit)
-        return cls(receive, content_type, length, limit, time_limit)
-
-    def headers(self) -> dict[str, str]:
-        """The content headers the upstream request carries: the client's."""
-        headers = {"content-type": self.content_type}
-        if self.declared is not None:
-            headers["content-length"] = str(self.declared)
-        return headers
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; raises (aborting the upstream request) once it passes the
-        limit or the time limit, or when the client leaves."""
-        if self._started:  # a second attempt cannot replay what was already sent
-            self.failure = InvalidRequest("an upload cannot be sent twice", code="upload_spent")
-            raise self.failure
-        self._started = True
-        loop = asyncio.get_running_loop()
-        deadline = None if self.time_limit is None else loop.time() + self.time_limit
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await self._receive()
-            except TimeoutError:
-                self.failure = InvalidRequest(
-                    f"the request body did not arrive within {self.time_limit:g} s",
-                    status=408,
-                    code="body_timeout",
-                )
-                raise self.failure from None
-            if message["type"] == "http.disconnect":
-                self.failure = InvalidRequest(
-                    "client disconnected while sending the body", status=499
-                )
-                raise self.failure
-            chunk = message.get("body", b"")
-            if chunk:
-                self.size += len(chunk)
-                if self.size > self.limit:
-                    self.failure = _too_large(self.limit)
-                    raise self.failure
-                yield chunk
-            if not message.get("more_body", False):
-                return
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the upload is larger than the gateway's limit of {limit} bytes (server.max_upload_bytes)"
+    content_type = headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"content-type {content_type[:80]!r} is not supported: upload a file as "
+            "multipart/form-data (file, purpose)"
+        )
+    declared = declared_length(headers, limit, UPLOAD_LIMIT)
+    return ClientBody(
+        receive,
+        limit,
+        time_limit,
+        setting=UPLOAD_LIMIT,
+        content_type=content_type,
+        declared=declared,
     )
 
 
@@ -312,11 +238,11 @@ def upstream_request(call: ProviderCall, url: str, headers: dict[str, str]) -> U
     """
     op = operation(call.ctx)
     headers = {k: v for k, v in headers.items() if k not in ("content-type", "accept")}
-    body: bytes | AsyncIterator[bytes] | None = None
+    body: bytes | ClientBody | None = None
     upload = call.ctx.state.get(UPLOAD)
-    if op.name == "upload" and isinstance(upload, StreamedUpload):
+    if op.name == "upload" and isinstance(upload, ClientBody):
         headers.update(upload.headers())
-        body = upload.chunks()
+        body = upload
     elif op.reads_json:
         headers["content-type"] = "application/json"
         body = call.body_bytes()

@@ -13,7 +13,6 @@ request body it keeps is :meth:`Form.description`, the field names and byte size
 
 from __future__ import annotations
 
-import asyncio
 import io
 import tempfile
 import uuid
@@ -25,8 +24,9 @@ import orjson
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from portkey_mw.client_body import UPLOAD_LIMIT, ClientBody, declared_length
 from portkey_mw.context import Endpoint, RequestContext
-from portkey_mw.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from portkey_mw.errors import InvalidRequest, UnsupportedMediaType
 from portkey_mw.transport import StreamedBody
 from portkey_mw.types import Receive
 
@@ -216,22 +216,12 @@ async def read_form(
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidRequest("the multipart/form-data content-type has no boundary")
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+    declared_length(headers, limit, UPLOAD_LIMIT)
     reader = _FormReader(boundary)
     try:
-        async with asyncio.timeout(time_limit):
-            await reader.feed_all(receive, limit)
+        await reader.feed_all(ClientBody(receive, limit, time_limit, setting=UPLOAD_LIMIT))
         form = reader.form()
         _check(endpoint, form)
-    except TimeoutError:
-        reader.close()
-        raise InvalidRequest(
-            f"the request body did not arrive within {time_limit:g} s",
-            status=408,
-            code="body_timeout",
-        ) from None
     except BaseException:
         reader.close()  # the files read so far go with the request
         raise
@@ -255,13 +245,6 @@ def _check(endpoint: Endpoint, form: Form) -> None:
     stray = next((p.name for p in form.files if p.name in form.fields), None)
     if stray is not None:
         raise InvalidRequest(f"'{stray}' is sent both as a file and as a text field", param=stray)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"request body is larger than the gateway's upload limit of {limit} bytes "
-        "(server.max_upload_bytes)"
-    )
 
 
 class _FormReader:
@@ -313,20 +296,9 @@ class _FormReader:
         except (ValueError, MultipartParseError) as exc:
             raise _malformed(exc) from None
 
-    async def feed_all(self, receive: Receive, limit: int) -> None:
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidRequest("client disconnected while sending the body", status=499)
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                self._write(chunk)
-            if not message.get("more_body", False):
-                break
+    async def feed_all(self, body: ClientBody) -> None:
+        async for chunk in body:
+            self._write(chunk)
         try:
             self._parser.finalize()
         except MultipartParseError as exc:

@@ -11,7 +11,7 @@ Three rules keep it from becoming an open proxy for the server's keys:
   ``forward_headers`` lists go upstream: never its ``Authorization`` (the provider adapter
   sets the credentials), never a hop-by-hop or ``x-portkey-*`` header;
 * the body streams to the upstream as it arrives, refused with 413 past
-  ``server.max_body_bytes`` (:class:`RequestBody`).
+  ``server.max_body_bytes`` (:class:`~portkey_mw.client_body.ClientBody`).
 
 The answer streams back as it arrives, SSE or not; an error answer is read (bounded by
 the transport) so that a credential the upstream echoes is masked.
@@ -19,15 +19,15 @@ the transport) so that a credential the upstream echoes is masked.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from portkey_mw import _http
+from portkey_mw.client_body import ClientBody, declared_length
 from portkey_mw.context import GatewayResponse, RequestContext
-from portkey_mw.errors import GatewayError, InvalidRequest
+from portkey_mw.errors import InvalidRequest
 from portkey_mw.redact import mask_text
 from portkey_mw.transport import Transport, UpstreamRequest
 from portkey_mw.types import Receive, Scope
@@ -120,60 +120,6 @@ def upstream_url(base_url: str, suffix: str, query: str) -> str:
     return url + ("?" + query if query else "")
 
 
-class RequestBody:
-    """The client's body, relayed chunk by chunk: 413 past ``limit`` bytes, 408 when it has
-    not all arrived within ``time_limit`` seconds. Iterated once; what went wrong is kept in
-    :attr:`error`, as the transport may report it as a broken upload."""
-
-    __slots__ = ("_deadline", "_receive", "_time_limit", "done", "error", "limit", "size")
-
-    def __init__(self, receive: Receive, limit: int, time_limit: float | None) -> None:
-        self._receive = receive
-        self.limit = limit
-        self._time_limit = time_limit
-        # counted from the request's arrival, as for a body the gateway reads itself
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + time_limit if time_limit is not None else None
-        self.size = 0
-        #: set once the last chunk was read (or reading stopped): the disconnect watcher
-        #: may read the client's messages from then on
-        self.done = asyncio.Event()
-        self.error: GatewayError | None = None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(self._deadline):
-                        message = await self._receive()
-                except TimeoutError:
-                    self.error = InvalidRequest(
-                        f"the request body did not arrive within {self._time_limit:g} s",
-                        status=408,
-                        code="body_timeout",
-                    )
-                    raise self.error from None
-                if message["type"] == "http.disconnect":
-                    self.error = InvalidRequest(
-                        "client disconnected while sending the body", status=499
-                    )
-                    raise self.error
-                chunk: bytes = message.get("body", b"")
-                if chunk:
-                    self.size += len(chunk)
-                    if self.size > self.limit:
-                        self.error = _http.too_large(self.limit)
-                        raise self.error
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-        finally:
-            self.done.set()
-
-
 @dataclass(slots=True)
 class ProxyRequest:
     """What a pass-through request forwards, kept in ``ctx.state[STATE_KEY]``."""
@@ -184,7 +130,7 @@ class ProxyRequest:
     #: the raw query string
     query: str
     #: the body to stream, or ``None`` when the request declares none
-    body: RequestBody | None = None
+    body: ClientBody | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -199,7 +145,7 @@ def prepare(ctx: RequestContext, scope: Scope) -> None:
 
 def open_body(
     ctx: RequestContext, receive: Receive, limit: int, time_limit: float | None
-) -> RequestBody | None:
+) -> ClientBody | None:
     """Check a pass-through request's path and declared size, before anything else runs,
     and give it the body to stream (``None``: it declares none).
 
@@ -208,11 +154,9 @@ def open_body(
     """
     request = proxy_request(ctx)
     request.suffix = checked_suffix(proxy_suffix(request.suffix))
-    declared = ctx.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _http.too_large(limit)
+    declared = declared_length(ctx.headers, limit)
     if has_body(ctx.headers):
-        request.body = RequestBody(receive, limit, time_limit)
+        request.body = ClientBody(receive, limit, time_limit, declared=declared)
     return request.body
 
 
@@ -284,12 +228,8 @@ async def forward(
         stream=True,
         secrets=secrets,
     )
-    try:
-        answer = await transport.send(upstream)
-    except GatewayError:
-        if request.body is not None and request.body.error is not None:
-            raise request.body.error from None  # the client's fault, not the upstream's
-        raise
+    # (a body that stops the request is reported as the client's error: the transport)
+    answer = await transport.send(upstream)
     credentials = tuple(upstream.credentials())
     kept = keep_headers(answer.headers, credentials)
     kept.update(response_headers(answer.headers, credentials))

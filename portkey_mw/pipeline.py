@@ -26,6 +26,7 @@ from portkey_mw import _http, passthrough
 from portkey_mw.auth.identity import Identifier
 from portkey_mw.auth.virtual_keys import MODEL_REF_PREFIX, split_model_ref
 from portkey_mw.caching import HIT_STATUSES, CacheUse, StreamRecorder
+from portkey_mw.client_body import ClientBody, declared_length
 from portkey_mw.config.resolve import ConfigResolver
 from portkey_mw.config.server import ServerSettings
 from portkey_mw.context import Endpoint, GatewayResponse, RequestContext
@@ -33,7 +34,7 @@ from portkey_mw.errors import GatewayError, InvalidRequest, PluginError
 from portkey_mw.files import (
     FILE_ENDPOINTS,
     UPLOAD,
-    StreamedUpload,
+    open_upload,
     operation,
     refuse_unguardable,
 )
@@ -44,7 +45,6 @@ from portkey_mw.logbodies import BodyPolicy, StreamCapture
 from portkey_mw.logevents import LogDispatcher, LogEvent
 from portkey_mw.logging import traceback_text
 from portkey_mw.multipart import FORM_STATE, MULTIPART_ENDPOINTS, Form, read_form
-from portkey_mw.passthrough import RequestBody
 from portkey_mw.plugin import HookCall, PluginManager, await_me_maybe, call_hook
 from portkey_mw.pricing import PriceTable
 from portkey_mw.prompts.library import (
@@ -280,8 +280,9 @@ class Exchange:
         self.plan: PlanNode | None = None
         #: the flight this request leads: identical misses wait for its answer
         self.flight: Flight | None = None
-        #: a pass-through's body, streamed to the upstream as it arrives
-        self.upload: RequestBody | None = None
+        #: the client's body streamed to the upstream as it arrives (an upload, a
+        #: pass-through's), which the upstream request's failure may be the fault of
+        self.upload: ClientBody | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -342,7 +343,7 @@ class Exchange:
             op = operation(ctx)
             if op.name == "upload":
                 # Never read whole: the provider's request streams it, counted (files.py).
-                ctx.state[UPLOAD] = StreamedUpload.of(
+                self.upload = ctx.state[UPLOAD] = open_upload(
                     self.receive, ctx.headers, server.max_upload_bytes, server.body_timeout
                 )
                 return
@@ -365,9 +366,7 @@ class Exchange:
         content_type = ctx.headers.get("content-type")
         if content_type is not None and "json" not in content_type.split(";", 1)[0].lower():
             raise _http.unsupported_media_type(content_type)
-        declared = ctx.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _http.too_large(limit)
+        declared_length(ctx.headers, limit)
         ctx.raw_body = await _http.read_body(self.receive, limit, server.body_timeout)
         body = _http.parse_json_object(ctx.raw_body)
         if self.prompt_call is not None:
@@ -459,10 +458,9 @@ class Exchange:
             try:
                 response = await pipeline.router.route(ctx, plan, per_target)
             except GatewayError:
-                upload = ctx.state.get(UPLOAD)
-                if isinstance(upload, StreamedUpload) and upload.failure is not None:
+                if self.upload is not None and self.upload.failure is not None:
                     # The upstream request was aborted because of the body: that is the error.
-                    raise upload.failure from None
+                    raise self.upload.failure from None
                 raise
             if self.flight is not None:
                 self._take_off(self.flight, response)

@@ -30,6 +30,7 @@ import httpx
 from aiohttp.abc import AbstractResolver
 
 from portkey_mw.auth.outbound import BlockedAddress, Destination, OutboundPolicy
+from portkey_mw.client_body import ClientBody
 from portkey_mw.errors import (
     DestinationNotAllowed,
     GatewayError,
@@ -62,10 +63,9 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
-    #: the body: bytes; chunks sent as they come (an upload streamed from the client,
-    #: :mod:`portkey_mw.files`, or a pass-through's body), raising from them aborts the
-    #: request; or a :class:`StreamedBody` (a multipart form's spooled files) sent with its
-    #: length
+    #: the body: bytes; chunks sent as they come (a :class:`ClientBody` streamed from the
+    #: client: an upload, a pass-through's body), raising from them aborts the request;
+    #: or a :class:`StreamedBody` (a multipart form's spooled files) sent with its length
     body: bytes | StreamedBody | AsyncIterable[bytes] | None = None
     #: seconds for the whole attempt: the response headers and, unless streaming, the body
     timeout: float | None = None
@@ -263,33 +263,29 @@ class _ClientErrors:
         """Re-raise the library's errors as ``UpstreamConnectionError`` / ``UpstreamTimeout``."""
         try:
             yield
-        except self.connect as exc:
-            blocked = _blocked_cause(exc)
-            if blocked is not None:
-                raise DestinationNotAllowed(
-                    f"the gateway will not contact {_host(request.url)!r}: {blocked.reason}",
-                    param="url",
-                ) from None
-            raise _connection_error(request, exc) from exc
-        except self.timeouts as exc:
-            raise _timeout_error(request) from exc
-        except self.other as exc:
-            body_error = _body_cause(exc)
-            if body_error is not None:
-                # The request's own streamed body stopped it (an upload over its limit, a
-                # client that left): the client's fault, never the upstream's.
-                raise body_error from None
+        except (*self.connect, *self.timeouts, *self.other) as exc:
+            failure = _body_failure(request)
+            if failure is not None:
+                # The request's own streamed body stopped it (an upload over its limit, late,
+                # a client that left): the client's fault, never the upstream's.
+                raise failure from None
+            if isinstance(exc, self.connect):
+                blocked = _blocked_cause(exc)
+                if blocked is not None:
+                    raise DestinationNotAllowed(
+                        f"the gateway will not contact {_host(request.url)!r}: {blocked.reason}",
+                        param="url",
+                    ) from None
+                raise _connection_error(request, exc) from exc
+            if isinstance(exc, self.timeouts):
+                raise _timeout_error(request) from exc
             raise _connection_error(request, exc, mid_response=mid_response) from exc
 
 
-def _body_cause(exc: BaseException) -> GatewayError | None:
-    """The gateway error a streamed request body raised, behind the library's error."""
-    seen = exc.__cause__
-    while seen is not None:
-        if isinstance(seen, GatewayError):
-            return seen
-        seen = seen.__cause__
-    return None
+def _body_failure(request: UpstreamRequest) -> GatewayError | None:
+    """Why the client's body streamed in ``request`` stopped, if it did."""
+    body = request.body
+    return body.failure if isinstance(body, ClientBody) else None
 
 
 def _blocked_cause(exc: BaseException) -> BlockedAddress | None:
