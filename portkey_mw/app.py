@@ -573,23 +573,45 @@ class Gateway:
             error = MethodNotAllowed(f"{path} accepts {method}, not {scope['method']}")
             await _http.send_error(send, error, {**base_headers, "allow": method})
             return
-        ctx = RequestContext(
-            trace_id=trace_id,
+        ctx = self._context(endpoint, method, path, headers, base_headers)
+        if operation is not None:
+            ctx.state[OPERATION] = operation
+        await self._exchange(ctx, receive, send, self._inbound.get(path))
+
+    def _context(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        base: dict[str, str],
+    ) -> RequestContext:
+        """A data-plane request's context, before its body is read."""
+        return RequestContext(
+            trace_id=base["x-portkey-trace-id"],
             endpoint=endpoint,
             method=method,
             path=path,
             headers=headers,
             body=None,
             raw_body=b"",
-            response_headers=base_headers,
+            response_headers=base,
             gateway_state=self.state,
-            request_id=request_id,
+            request_id=base["x-portkey-request-id"],
         )
-        if operation is not None:
-            ctx.state[OPERATION] = operation
+
+    async def _exchange(
+        self,
+        ctx: RequestContext,
+        receive: Receive,
+        send: Send,
+        inbound: InboundFormat | None = None,
+        prompt_call: PromptCall | None = None,
+    ) -> None:
+        """Run one request through the pipeline, counted in :attr:`in_flight`."""
         self.in_flight += 1
         try:
-            await self.pipeline.handle(ctx, receive, send, self._inbound.get(path))
+            await self.pipeline.handle(ctx, receive, send, inbound, prompt_call)
         finally:
             self.in_flight -= 1
 
@@ -654,23 +676,9 @@ class Gateway:
             error = MethodNotAllowed(f"{scope['path']} accepts POST, not {scope['method']}")
             await _http.send_error(send, error, {**base, "allow": "POST"})
             return
-        ctx = RequestContext(
-            trace_id=base["x-portkey-trace-id"],
-            endpoint=Endpoint.CHAT_COMPLETIONS,
-            method="POST",
-            path=_http.route_path(scope),
-            headers=headers,
-            body=None,
-            raw_body=b"",
-            response_headers=base,
-            gateway_state=self.state,
-            request_id=base["x-portkey-request-id"],
-        )
-        self.in_flight += 1
-        try:
-            await self.pipeline.handle(ctx, receive, send, prompt_call=call)
-        finally:
-            self.in_flight -= 1
+        path = _http.route_path(scope)
+        ctx = self._context(Endpoint.CHAT_COMPLETIONS, "POST", path, headers, base)
+        await self._exchange(ctx, receive, send, prompt_call=call)
 
     async def _proxy(
         self,
@@ -682,24 +690,10 @@ class Gateway:
     ) -> None:
         """``/v1/proxy/…`` and unmatched ``/v1/…`` paths, any method: forwarded untranslated
         to the resolved provider (:mod:`portkey_mw.passthrough`)."""
-        ctx = RequestContext(
-            trace_id=base["x-portkey-trace-id"],
-            endpoint=Endpoint.PROXY,
-            method=scope["method"],
-            path=_http.route_path(scope),
-            headers=headers,
-            body=None,
-            raw_body=b"",
-            response_headers=base,
-            gateway_state=self.state,
-            request_id=base["x-portkey-request-id"],
-        )
+        path = _http.route_path(scope)
+        ctx = self._context(Endpoint.PROXY, scope["method"], path, headers, base)
         passthrough.prepare(ctx, scope)
-        self.in_flight += 1
-        try:
-            await self.pipeline.handle(ctx, receive, send)
-        finally:
-            self.in_flight -= 1
+        await self._exchange(ctx, receive, send)
 
     async def _stored_response(
         self,
