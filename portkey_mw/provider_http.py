@@ -170,16 +170,21 @@ class HTTPProvider(Provider):
         finally:
             ctx.state[OPERATION] = wanted  # the log names the client's operation
 
+    #: the base URL pass-through paths go below, for a provider with a fixed one
+    proxy_base_url: str | None = None
+    #: the header a pass-through request carries the key in, and the text before the key
+    key_header: tuple[str, str] = ("authorization", "Bearer ")
+
     def proxy_base(self, call: ProviderCall) -> str | None:
-        """The base URL pass-through paths go below (``None``: the provider has none).
-        Providers that list :attr:`Endpoint.PROXY <portkey_mw.context.Endpoint.PROXY>`
-        override it and :meth:`proxy_auth`."""
-        return None
+        """The base URL pass-through paths go below (``None``: the provider has none):
+        :attr:`proxy_base_url`, unless a provider's base depends on the call."""
+        return self.proxy_base_url
 
     def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
         """The headers that carry this call's credentials (and any the provider always
-        sends) on a pass-through request."""
-        return {}
+        sends) on a pass-through request: the key in :attr:`key_header`."""
+        name, prefix = self.key_header
+        return {name: prefix + call.require_key(self.id)}
 
     async def forward(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         """A pass-through request (:mod:`portkey_mw.passthrough`): the client's allowed

@@ -92,11 +92,7 @@ class AI21Provider(HTTPProvider):
     endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.PROXY})
     features = frozenset({"stream", "tools", "json"})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"authorization": f"Bearer {call.require_key(self.id)}"}
+    proxy_base_url = BASE_URL
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

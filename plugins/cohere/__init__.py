@@ -31,11 +31,7 @@ class CohereProvider(HTTPProvider):
     )
     features = frozenset({"stream", "tools", "vision", "json"})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL + "/v1"  # Portkey's base for cohere: /v1/proxy/v2/... is not needed
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"authorization": f"Bearer {call.require_key(self.id)}"}
+    proxy_base_url = BASE_URL + "/v1"  # Portkey's base for cohere: /v1/proxy/v2/… not needed
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

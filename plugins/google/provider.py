@@ -46,11 +46,8 @@ class GoogleProvider(HTTPProvider):
     )
     features = frozenset({"stream", "tools", "vision", "json"})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"x-goog-api-key": call.require_key(self.id)}
+    proxy_base_url = BASE_URL
+    key_header = ("x-goog-api-key", "")
 
     async def call(self, call: ProviderCall, transport: Transport) -> GatewayResponse:
         if call.endpoint is Endpoint.PROXY:

@@ -69,11 +69,7 @@ class JinaProvider(HTTPProvider):
     id = "jina"
     endpoints = frozenset({Endpoint.EMBEDDINGS, Endpoint.RERANK, Endpoint.PROXY})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"authorization": f"Bearer {call.require_key(self.id)}"}
+    proxy_base_url = BASE_URL
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         if call.endpoint is Endpoint.RERANK:

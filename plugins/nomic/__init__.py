@@ -64,11 +64,7 @@ class NomicProvider(HTTPProvider):
     id = "nomic"
     endpoints = frozenset({Endpoint.EMBEDDINGS, Endpoint.PROXY})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"authorization": f"Bearer {call.require_key(self.id)}"}
+    proxy_base_url = BASE_URL
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

@@ -145,11 +145,8 @@ class RekaProvider(HTTPProvider):
     endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.PROXY})
     features = frozenset({"vision"})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"x-api-key": call.require_key(self.id)}
+    proxy_base_url = BASE_URL
+    key_header = ("x-api-key", "")
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         key = call.require_key(self.id)

@@ -182,11 +182,7 @@ class ReplicateProvider(HTTPProvider):
     id = "replicate"
     endpoints = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.PROXY})
 
-    def proxy_base(self, call: ProviderCall) -> str | None:
-        return BASE_URL
-
-    def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
-        return {"authorization": f"Bearer {call.require_key(self.id)}"}
+    proxy_base_url = BASE_URL
 
     def build_request(self, call: ProviderCall) -> UpstreamRequest:
         body = call.body or {}
