@@ -85,6 +85,8 @@ def gateway(
             "custom_host": f"{host}/v1",
         },
         "google": {"provider": "google", "api_key": GOOGLE_KEY, "custom_host": f"{host}/v1beta"},
+        # bound to Anthropic's own host: no client header may move it
+        "anthropic-held": {"provider": "anthropic", "api_key": ANTHROPIC_KEY},
         "bedrock": {
             "provider": "bedrock",
             "custom_host": host,
@@ -657,3 +659,78 @@ def test_anthropic_message_batches(gateway: RunningGateway, fake: FakeUpstream) 
     got = only(fake, "/v1/messages/batches/msgbatch_e2e1")
     assert got.method == "GET" and got.headers["x-api-key"] == ANTHROPIC_KEY
     assert got.headers["anthropic-version"] == sent.headers["anthropic-version"]
+
+
+def test_anthropic_files(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    """Anthropic's Files API has OpenAI's paths, so /v1/files with the anthropic provider
+    is its files endpoint (not the pass-through): the upload streams through unchanged."""
+    uploaded = {
+        "id": "file_e2e1",
+        "type": "file",
+        "filename": "notes.txt",
+        "mime_type": "text/plain",
+        "size_bytes": 11,
+        "created_at": "2026-01-01T00:00:00Z",
+        "downloadable": True,
+    }
+    client = claude_sdk(gateway)
+    fake.script("/v1/files", Reply(json=uploaded))
+    made = client.beta.files.upload(
+        file=("notes.txt", b"hello notes", "text/plain"), betas=["files-api-2025-04-14"]
+    )
+    assert made.id == "file_e2e1" and made.size_bytes == 11
+    sent = only(fake, "/v1/files")
+    assert sent.method == "POST"
+    assert sent.headers["x-api-key"] == ANTHROPIC_KEY  # the operator's, not the client's
+    assert CLIENT_KEY not in str(sent.headers)
+    assert sent.headers["anthropic-beta"] == "files-api-2025-04-14"  # the client's, kept
+    assert (
+        sent.headers["anthropic-version"]
+        == anthropic.Anthropic(api_key="x").default_headers["anthropic-version"]
+    )
+    assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
+    (part,) = parse_form(sent)
+    assert (part.name, part.filename, part.data) == ("file", "notes.txt", b"hello notes")
+
+    fake.script("/v1/files/file_e2e1", Reply(json=uploaded))
+    assert client.beta.files.retrieve_metadata("file_e2e1").filename == "notes.txt"
+    fake.script(
+        "/v1/files/file_e2e1/content", Reply(body=b"hello notes", content_type="text/plain")
+    )
+    assert client.beta.files.download("file_e2e1").read() == b"hello notes"
+    fake.script("/v1/files/file_e2e1", Reply(json={"id": "file_e2e1", "type": "file_deleted"}))
+    assert client.beta.files.delete("file_e2e1").id == "file_e2e1"
+    calls = [(r.method, r.path, r.headers["x-api-key"]) for r in fake.requests]
+    assert calls == [
+        ("POST", "/v1/files", ANTHROPIC_KEY),
+        ("GET", "/v1/files/file_e2e1", ANTHROPIC_KEY),
+        ("GET", "/v1/files/file_e2e1/content", ANTHROPIC_KEY),
+        ("DELETE", "/v1/files/file_e2e1", ANTHROPIC_KEY),
+    ]
+
+
+def test_anthropic_files_keep_the_held_key_bound(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """A client header cannot send the operator's Anthropic key elsewhere, and Anthropic's
+    batches are not OpenAI's /v1/batches (they are /v1/messages/batches, above)."""
+    steered = anthropic.Anthropic(
+        base_url=gateway.root,
+        api_key=CLIENT_KEY,
+        max_retries=0,
+        timeout=10,
+        default_headers={
+            "x-portkey-config": "anthropic-held",
+            "x-portkey-custom-host": fake.base_url,  # standing for an attacker's host
+        },
+    )
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        steered.beta.files.upload(file=("a.txt", b"secret", "text/plain"))
+    assert refused.value.body["error"]["code"] == "custom_host_not_allowed"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as unsupported:
+        oai(gateway, "anthropic").batches.create(
+            input_file_id="file_1", endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert unsupported.value.code == "unsupported_endpoint"
+    assert "anthropic" in unsupported.value.message and "batches" in unsupported.value.message
+    assert fake.requests == []
