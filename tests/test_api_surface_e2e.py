@@ -5,7 +5,8 @@ the official ``openai`` SDK, the ``portkey-ai`` SDK and the ``anthropic`` SDK.
 ``/v1/responses`` (plain, streamed, a function tool round trip, a ``previous_response_id``
 turn) through openai (native: the upstream gets ``/v1/responses``), anthropic, google and
 bedrock (translated: the upstream gets the earlier turns in its own format); audio, files
-and batches, image edits; Anthropic's message batches and files through the pass-through.
+and batches, image edits; Anthropic's message batches (through the pass-through) and
+files (`/v1/files`, which has the same paths as OpenAI's).
 Every server-held key is the operator's; each test checks what the upstream received and
 what the SDK parsed. (Realtime runs against ``portkey-mw serve`` in tests/test_realtime.py.)
 """
@@ -333,10 +334,9 @@ def assert_credential(provider: Provider, sent: Recorded) -> None:
     assert CLIENT_KEY not in str(sent.headers)
 
 
-def text_of(provider: Provider, content: Any) -> str:
-    """The text of one turn's content in the provider's format."""
-    block = content[0]
-    return str(block["text"])
+def text_of(content: Any) -> str:
+    """The text of one turn's content (its first block or part, in each format)."""
+    return str(content[0]["text"])
 
 
 # -- /v1/responses through the openai SDK, per provider --------------------------------------
@@ -362,7 +362,7 @@ def test_responses_plain(gateway: RunningGateway, fake: FakeUpstream, provider: 
         return
     assert response.id.startswith("resp_")
     ((role, content),) = provider.turns(body)
-    assert role == "user" and text_of(provider, content) == "Say hello in French"
+    assert role == "user" and text_of(content) == "Say hello in French"
     assert "Be terse." in orjson.dumps(body).decode()  # as the provider's system prompt
 
 
@@ -476,7 +476,7 @@ def test_responses_previous_response_id(
         }
         return
     assert second.previous_response_id == first.id
-    turns = [(role, text_of(provider, content)) for role, content in provider.turns(body)]
+    turns = [(role, text_of(content)) for role, content in provider.turns(body)]
     assistant = "model" if provider.config == "google" else "assistant"
     assert turns == [
         ("user", "Capital of France?"),
