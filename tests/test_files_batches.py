@@ -488,7 +488,7 @@ def test_a_held_key_cannot_be_redirected(gateway: RunningGateway, fake: FakeUpst
 
 
 def test_a_provider_without_files_is_a_400(gateway: RunningGateway, fake: FakeUpstream) -> None:
-    headers = {"authorization": "Bearer sk-ant", "x-portkey-provider": "anthropic"}
+    headers = {"authorization": "Bearer co-key", "x-portkey-provider": "cohere"}
     for reply in (
         httpx.get(gateway.base_url + "/files", headers=headers),
         httpx.post(
@@ -500,7 +500,7 @@ def test_a_provider_without_files_is_a_400(gateway: RunningGateway, fake: FakeUp
         assert reply.status_code == 400, reply.text
         error = reply.json()["error"]
         assert error["code"] == "unsupported_endpoint"
-        assert "anthropic" in error["message"]
+        assert "cohere" in error["message"]
         assert "files" in error["message"] or "batches" in error["message"]
     assert not fake.requests
 

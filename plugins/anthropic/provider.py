@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from portkey_mw.context import Endpoint, GatewayResponse
+from portkey_mw.files import operation, upstream_request
 from portkey_mw.interfaces import ProviderCall
 from portkey_mw.provider_http import (
     HTTPProvider,
@@ -23,6 +24,8 @@ from .translate import ANTHROPIC_VERSION, JSON_TOOL, to_anthropic, to_openai
 BASE_URL = "https://api.anthropic.com/v1"
 #: what /v1/messages/count_tokens takes of a Messages request
 COUNTED_KEYS = frozenset({"model", "messages", "system", "tools", "tool_choice"})
+#: the client's headers a files call keeps (the API version, the betas it opts into)
+CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
 class AnthropicProvider(HTTPProvider):
@@ -34,7 +37,13 @@ class AnthropicProvider(HTTPProvider):
 
     id = "anthropic"
     endpoints = frozenset(
-        {Endpoint.CHAT_COMPLETIONS, Endpoint.MODELS, Endpoint.COUNT_TOKENS, Endpoint.PROXY}
+        {
+            Endpoint.CHAT_COMPLETIONS,
+            Endpoint.MODELS,
+            Endpoint.COUNT_TOKENS,
+            Endpoint.PROXY,
+            Endpoint.FILES,
+        }
     )
     features = frozenset({"stream", "tools", "vision", "json"})
 
@@ -51,6 +60,13 @@ class AnthropicProvider(HTTPProvider):
             if name == "x-api-key" or name not in sent
         }
 
+    def _client_versioned(self, call: ProviderCall) -> dict[str, str]:
+        """The credentials, with the client's own ``anthropic-version`` and
+        ``anthropic-beta`` (the Files API is a beta the client opts into)."""
+        sent = call.ctx.headers
+        chosen = {name: sent[name] for name in CLIENT_HEADERS if name in sent}
+        return {**chosen, **self.proxy_auth(call)}
+
     def _auth(self, call: ProviderCall) -> dict[str, str]:
         headers = {"x-api-key": call.require_key(self.id)}
         headers["anthropic-version"] = str(call.option("anthropic_version") or ANTHROPIC_VERSION)
@@ -65,6 +81,13 @@ class AnthropicProvider(HTTPProvider):
         base = custom_host(call) or BASE_URL
         if call.endpoint is Endpoint.MODELS:
             return UpstreamRequest("GET", base + "/models", headers=headers, timeout=call.timeout)
+        if call.endpoint is Endpoint.FILES:
+            # Anthropic's Files API has OpenAI's paths (/files, /files/{id}, …/content):
+            # the upload streams through unchanged, as for OpenAI
+            headers = {**forwarded_headers(call), **self._client_versioned(call)}
+            request = upstream_request(call, operation(call.ctx).url(base + "/files"), headers)
+            request.secrets = (headers["x-api-key"],)
+            return request
         payload, dropped = to_anthropic(call.body or {})
         if call.endpoint is Endpoint.COUNT_TOKENS:
             # The count takes the prompt only: no sampling, limits or streaming.
@@ -97,6 +120,8 @@ class AnthropicProvider(HTTPProvider):
         )
 
     def map_stream(self, call: ProviderCall, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if call.endpoint is Endpoint.FILES:
+            return chunks  # a file's content, byte for byte
         body = call.body or {}
         translator = StreamTranslator(
             provider=self.id,
@@ -115,6 +140,8 @@ class AnthropicProvider(HTTPProvider):
         body: bytes,
         content_type: str,
     ) -> GatewayResponse:
+        if call.endpoint is Endpoint.FILES:
+            return super().map_body(call, status, headers, body, content_type)  # untranslated
         message = json_object(self.id, status, body)
         if call.endpoint is Endpoint.COUNT_TOKENS:
             count = {"input_tokens": int(message.get("input_tokens") or 0)}
