@@ -40,7 +40,7 @@ def markdown_table(providers: Iterable[Provider]) -> str:
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for provider in sorted(providers, key=lambda p: p.id):
         cells = [f"`{provider.id}`", f"`{provider.plugin_name}`"]
-        cells += [_mark(e in provider.endpoints) for e in _ENDPOINT_COLUMNS]
+        cells += [_cell(provider, e) for e in _ENDPOINT_COLUMNS]
         cells += [_mark(f in provider.features) for f in FEATURES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -48,6 +48,14 @@ def markdown_table(providers: Iterable[Provider]) -> str:
 
 def _mark(value: bool) -> str:
     return "yes" if value else "—"
+
+
+def _cell(provider: Provider, endpoint: Endpoint) -> str:
+    if endpoint is Endpoint.RESPONSES and endpoint not in provider.endpoints:
+        # /v1/responses is served through chat completions for a provider without its own
+        chat = Endpoint.CHAT_COMPLETIONS in provider.endpoints
+        return "via chat" if chat else "—"
+    return _mark(endpoint in provider.endpoints)
 
 
 def endpoint_names(provider: Provider) -> list[str]:
