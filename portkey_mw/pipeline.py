@@ -64,6 +64,7 @@ from portkey_mw.spend import SpendControl, total_tokens
 from portkey_mw.store.records import ApiKey
 from portkey_mw.streaming import (
     DONE_EVENT,
+    FINAL_EVENT_TYPES,
     TAIL_BYTES,
     SSEDecoder,
     error_event,
@@ -224,6 +225,7 @@ class Exchange:
         "capture",
         "ctx",
         "error",
+        "final_usage",
         "finished",
         "flight",
         "guards",
@@ -272,6 +274,9 @@ class Exchange:
         #: the stream relayed (None: not a stream), read for the log and the charge even when
         #: the client left in the middle
         self.relay: _Tail | None = None
+        #: a native Responses stream's usage and model, from its last event (which holds the
+        #: whole response, so it may not fit in the tail the log keeps)
+        self.final_usage: bytes | None = None
         #: the complete body the client got (a reference, for the log's bodies)
         self.sent: bytes | None = None
         #: a stream's events as sent, when its log record keeps bodies
@@ -656,6 +661,8 @@ class Exchange:
         proxied = ctx.endpoint is Endpoint.PROXY
         chunk_hooks = () if proxied else self.pipeline.plugins.on_stream_chunk
         chunks = self._hooked(response.stream, chunk_hooks) if chunk_hooks else response.stream
+        if ctx.endpoint is Endpoint.RESPONSES and self.inbound is None:
+            listen(response, self._take_final_usage)
         tail = self.relay = _Tail(chunks, counting=bool(ctx.limited))
         relayed: AsyncIterable[bytes] = tail if self.inbound is None else self.inbound.stream(tail)
         if (
@@ -692,6 +699,14 @@ class Exchange:
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.finished = time.perf_counter()
+
+    def _take_final_usage(self, event: dict[str, Any]) -> None:
+        if event.get("type") in FINAL_EVENT_TYPES:
+            final = event.get("response")
+            if isinstance(final, dict) and final.get("usage") is not None:
+                self.final_usage = orjson.dumps(
+                    {"usage": final["usage"], "model": final.get("model")}
+                )
 
     async def _send_media(self, response: GatewayResponse) -> None:
         """Relay a stream of bytes that are not events (speech audio, a file's content) as
@@ -851,7 +866,9 @@ class Exchange:
             if response.stream is not None:
                 relay = self.relay
                 # (a stream the client left has its tail only in the relay)
-                event.response_bytes = response.stream_tail or (relay.tail if relay else b"")
+                event.response_bytes = (
+                    self.final_usage or response.stream_tail or (relay.tail if relay else b"")
+                )
                 event.stream_complete = response.stream_complete
             else:
                 event.response_bytes = response.body or b""

@@ -20,6 +20,7 @@ from portkey_mw.inbound.responses_translate import (
     response_object,
 )
 from portkey_mw.plugin import PluginManager
+from portkey_mw.streaming import TAIL_BYTES
 from tests.conftest import in_process, server_file
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.planted import ADMIN_KEY, OPENAI_KEY
@@ -107,6 +108,46 @@ async def test_native_stream_usage_is_logged(tmp_path: Path, fake: FakeUpstream)
     (event,) = sink.events
     assert event.stream_complete is True
     assert event.tokens["total"] == 5 and not event.extra.get("usage_estimated")
+
+
+async def test_native_stream_usage_is_logged_when_its_last_event_is_large(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    # response.completed carries the whole response: a long answer puts its usage far from
+    # the stream's end, beyond the tail the log keeps.
+    sink = ListSink()
+    gw = gateway(tmp_path, fake, sink)
+    text = "word " * 4000
+    message = {**NATIVE_RESPONSE["output"][0], "content": [{"type": "output_text", "text": text}]}
+    large = {**NATIVE_RESPONSE, "output": [message]}
+    assert len(orjson.dumps(large)) > 4 * TAIL_BYTES
+    completed = orjson.dumps(
+        {"type": "response.completed", "sequence_number": 1, "response": large}
+    )
+    delta = orjson.dumps(
+        {"type": "response.output_text.delta", "sequence_number": 0, "delta": text}
+    )
+    fake.script(
+        "/v1/responses",
+        Reply(
+            stream=[
+                b"event: response.output_text.delta\ndata: " + delta + b"\n\n",
+                b"event: response.completed\ndata: " + completed + b"\n\n",
+            ],
+            done=False,
+        ),
+    )
+    async with in_process(gw) as client:
+        reply = await client.post(
+            "/v1/responses",
+            json={"model": "gpt-4.1", "input": "hi", "stream": True},
+            headers=config(fake, "openai"),
+        )
+        assert reply.status_code == 200
+        await settle(gw)
+    (event,) = sink.events
+    assert event.tokens["input"] == 3 and event.tokens["output"] == 2
+    assert not event.extra.get("usage_estimated")
 
 
 async def test_the_cache_serves_translated_requests(tmp_path: Path, fake: FakeUpstream) -> None:
