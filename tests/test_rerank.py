@@ -182,11 +182,14 @@ def test_upstream_naming_other_documents(
 @pytest.mark.parametrize(
     "path", ["/v1/no-such-route", "/v1/proxy/chat", "/v1/proxy/../../admin/cache"]
 )
-def test_unknown_paths_stay_404_without_a_provider(gateway: RunningGateway, path: str) -> None:
-    # A guard for the pass-through to come: with no provider resolved, unknown paths
-    # under /v1 remain a clear 404, and a dotted path never reaches the admin routes.
+def test_unknown_paths_without_a_provider(gateway: RunningGateway, path: str) -> None:
+    # Unknown paths under /v1 are a pass-through: with no provider resolved, a clear 400
+    # naming what is missing (the dotted one is collapsed by the client, and its 404 too);
+    # none reaches the admin routes.
     response = httpx.get(gateway.root + path, headers={"authorization": "Bearer k"})
-    assert response.status_code in (401, 404), response.text
+    assert response.status_code in (400, 404), response.text
+    if response.status_code == 400:
+        assert response.json()["error"]["code"] == "missing_provider"
     assert "purged" not in response.text
 
 
