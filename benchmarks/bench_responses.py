@@ -181,6 +181,19 @@ async def main() -> None:
     assert status == 200, first
     first_id = orjson.loads(first)["id"]
 
+    # What is measured is what it says: a Responses object, and its semantic events.
+    status, answer = await call(
+        gateway, "POST", "/v1/responses", {"x-portkey-config": short},
+        responses_body(False, False),
+    )  # fmt: skip
+    assert status == 200 and orjson.loads(answer)["object"] == "response", answer
+    status, answer = await call(
+        gateway, "POST", "/v1/responses", {"x-portkey-config": short},
+        responses_body(True, False),
+    )  # fmt: skip
+    assert status == 200 and b"event: response.output_text.delta" in answer, answer
+    assert b"event: response.completed" in answer, answer
+
     cases: list[tuple[str, Callable[[int], Awaitable[None]]]] = [
         ("chat completion (baseline)", request("/v1/chat/completions", short, chat_body(False))),
         (

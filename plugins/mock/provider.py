@@ -37,7 +37,19 @@ class MockProvider(Provider):
     """Deterministic replies with configurable latency, errors and streaming."""
 
     id = "mock"
-    endpoints = frozenset(Endpoint)
+    #: what it answers itself; /v1/responses reaches it through chat completions, the rest
+    #: (audio, files, rerank, realtime, pass-through) is refused naming it
+    endpoints = frozenset(
+        {
+            Endpoint.CHAT_COMPLETIONS,
+            Endpoint.COMPLETIONS,
+            Endpoint.EMBEDDINGS,
+            Endpoint.MODELS,
+            Endpoint.IMAGES,
+            Endpoint.MODERATIONS,
+            Endpoint.COUNT_TOKENS,
+        }
+    )
     features = frozenset({"stream"})
 
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
