@@ -8,8 +8,8 @@ bytes) into the Responses semantic events. None of them touches the network or t
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +35,9 @@ ECHOED = (
 
 
 def new_id(prefix: str) -> str:
-    """A fresh item or response id (``resp_…``, ``msg_…``, ``fc_…``)."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """A fresh item or response id (``resp_…``, ``msg_…``, ``fc_…``): 128 random bits, as
+    a uuid4's, without building the UUID (a quarter of the time; a few per response)."""
+    return f"{prefix}_{os.urandom(16).hex()}"
 
 
 # -- request --------------------------------------------------------------------------------------
