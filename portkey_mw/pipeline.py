@@ -25,6 +25,7 @@ import structlog
 from portkey_mw import _http, passthrough
 from portkey_mw.auth.identity import Identifier
 from portkey_mw.auth.virtual_keys import MODEL_REF_PREFIX, split_model_ref
+from portkey_mw.bounds import whole_number
 from portkey_mw.caching import HIT_STATUSES, CacheUse, StreamRecorder
 from portkey_mw.client_body import ClientBody, declared_length
 from portkey_mw.config.resolve import ConfigResolver
@@ -889,8 +890,8 @@ def _follow_timeout(ctx: RequestContext, plan: PlanNode, default_ms: int | None)
     """Milliseconds a follower waits: its own request timeout (the header's, else the
     longest its config's targets give, else the server file's); ``None``: no limit."""
     header = ctx.headers.get("x-portkey-request-timeout")
-    if header and header.isdigit():
-        return int(header)
+    if number := whole_number(header):
+        return number
     configured = [leaf.request_timeout for leaf in plan_leaves(plan) if leaf.request_timeout]
     return max(configured) if configured else default_ms
 

@@ -1,0 +1,110 @@
+"""Attacks on the newer API surface (``/v1/responses`` and its stored responses, files and
+batches, multipart, pass-through, realtime) by a client with no gateway key or a
+low-privilege one: each test is a request that once got (or could get) a 500, a
+credential sent where the operator did not bind it, or another key's data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import RunningGateway, mounted_gateway, server_file
+from tests.fake_upstream import FakeUpstream
+
+HELD_KEY = "sk-red-team-held-0123456789"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    path = server_file(
+        tmp_path_factory.mktemp("red"),
+        upstream_server,
+        configs={
+            "compat": {
+                "provider": "together-ai",
+                "api_key": "t",
+                "custom_host": upstream_server.host_url,
+            },
+            # a server-held key bound to OpenAI's own host
+            "openai-held": {"provider": "openai", "api_key": HELD_KEY},
+        },
+        responses={"store": "memory"},
+    )
+    with mounted_gateway(path) as running:
+        yield running
+
+
+def stored_response(gateway: RunningGateway) -> str:
+    client = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key="unused",
+        max_retries=0,
+        default_headers={"x-portkey-config": "compat"},
+    )
+    return client.responses.create(model="m", input="hello there").id
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=%C2%B2",  # '²': str.isdigit() is true, int() refuses it
+        "limit=" + "1" * 5000,  # more digits than int() converts
+        "limit=%EF%BC%91",  # a full-width '1'
+        "limit=-1",
+        "limit=0",
+        "order=sideways",
+    ],
+)
+def test_input_items_bad_limit_is_400_not_500(
+    gateway: RunningGateway, fake: FakeUpstream, query: str
+) -> None:
+    response_id = stored_response(gateway)
+    answer = httpx.get(f"{gateway.base_url}/responses/{response_id}/input_items?{query}")
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] in ("limit", "order")
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"1" * 5000, b"\xef\xbc\x91"])
+@pytest.mark.parametrize("route", ["/proxy/models", "/responses", "/files"])
+def test_non_ascii_request_timeout_is_400_not_500(
+    gateway: RunningGateway, fake: FakeUpstream, value: bytes, route: str
+) -> None:
+    """``x-portkey-request-timeout: ²`` (a byte HTTP allows in a header value, which
+    ``str.isdigit`` calls a digit) once reached ``int()`` and answered 500 on every route."""
+    answer = httpx.request(
+        "POST" if route == "/responses" else "GET",
+        gateway.base_url + route,
+        headers=[
+            (b"x-portkey-config", b"compat"),
+            (b"x-portkey-request-timeout", value),
+            (b"content-type", b"application/json"),
+        ],
+        content=b'{"model": "m", "input": "hi"}' if route == "/responses" else None,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "invalid_request_timeout"
+    assert not fake.requests
+
+
+@pytest.mark.parametrize("text", ["²", "\uff11", "1" * 5000, "-1", "+1", " 1", "", "0x10"])
+def test_whole_number_takes_ascii_digits_only(text: str) -> None:
+    from portkey_mw.bounds import whole_number
+
+    assert whole_number(text) is None
+    assert whole_number("0") == 0 and whole_number("8787") == 8787
+
+
+@pytest.mark.parametrize("text", ["²", "-²", "1" * 5000])
+def test_log_query_numbers_refuse_unicode_digits(text: str) -> None:
+    """The log API's numeric parameters (``limit``, ``offset``...) shared the bug."""
+    from portkey_mw.admin.log_params import parse_int
+    from portkey_mw.errors import GatewayError
+
+    with pytest.raises(GatewayError) as raised:
+        parse_int("limit", text)
+    assert raised.value.status == 400
