@@ -156,7 +156,8 @@ class Pipeline:
         """A realtime session's way to its provider (see :mod:`portkey_mw.realtime`):
         identify → resolve → admit, as for any request, then the router's checks of the
         target (virtual key, credential binding). Raises the refusal; nothing has been sent
-        upstream then. Per-request hooks, guardrails and the cache do not apply to frames."""
+        upstream then. Per-request hooks and the cache do not apply to frames; a route with
+        guardrails is refused (nothing could check the frames)."""
         _http.apply_request_options(ctx)
         api_key = await self.identifier.identify(ctx.headers)
         if api_key is not None:
@@ -164,6 +165,14 @@ class Pipeline:
             _apply_key_metadata(ctx, api_key)
         model_ref = _take_model_ref(ctx)
         plan, ctx.config_id = await self.resolver.resolve_request(ctx.headers, api_key, model_ref)
+        if RequestGuardrails.for_plan(plan, self.services, self.guardrail_stats) is not None:
+            # Frames are never checked: a route's guardrails would be skipped by speaking
+            # over a socket instead (as a pass-through or a batch would skip them).
+            raise InvalidRequest(
+                "guardrails cannot check a realtime session (its frames are not read): "
+                "use a config without guardrails for /v1/realtime",
+                code="realtime_guardrails",
+            )
         await self.spend.admit(ctx)
         _target, request, transport = await self.router.realtime(ctx, plan)
         return request, transport

@@ -5,11 +5,18 @@ credential sent where the operator did not bind it, or another key's data."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
+import websockets
+import yaml
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import RunningGateway, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream
@@ -108,3 +115,39 @@ def test_log_query_numbers_refuse_unicode_digits(text: str) -> None:
     with pytest.raises(GatewayError) as raised:
         parse_int("limit", text)
     assert raised.value.status == 400
+
+
+def test_a_realtime_session_cannot_skip_a_routes_guardrails(
+    tmp_path: Path, upstream_server: FakeUpstream
+) -> None:
+    """A config whose input guardrails deny a word protects chat; a WebSocket on the same
+    config once opened with no check at all (frames are never inspected), so the word went
+    to the provider. Like a pass-through or a batch, the session is now refused."""
+    from tests.test_realtime import FakeRealtime, realtime_file
+
+    deny = [{"default.contains": {"operator": "none", "words": ["forbidden"]}, "deny": True}]
+    with FakeRealtime() as upstream:
+        extra = {
+            "provider": "openai",
+            "api_key": "sk-rt-held",
+            "custom_host": upstream.base_url + "/v1",
+        }
+        path = realtime_file(tmp_path, upstream)
+        settings = yaml.safe_load(path.read_text())
+        settings["configs"]["rt-guarded"] = {**extra, "input_guardrails": deny}
+        path.write_text(yaml.safe_dump(settings))
+        with mounted_gateway(path) as running:
+            url = running.base_url.replace("http://", "ws://") + "/realtime?model=m"
+
+            async def handshake() -> Any:
+                with pytest.raises(InvalidStatus) as caught:
+                    async with websockets.connect(
+                        url, additional_headers={"x-portkey-config": "rt-guarded"}
+                    ):
+                        pass
+                return caught.value.response
+
+            answer = asyncio.run(handshake())
+            assert answer.status_code == 400
+            assert orjson.loads(answer.body)["error"]["code"] == "realtime_guardrails"
+            assert upstream.handshakes == []
