@@ -19,7 +19,7 @@ import yaml
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import RunningGateway, mounted_gateway, server_file
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, Reply
 
 HELD_KEY = "sk-red-team-held-0123456789"
 
@@ -151,3 +151,87 @@ def test_a_realtime_session_cannot_skip_a_routes_guardrails(
             assert answer.status_code == 400
             assert orjson.loads(answer.body)["error"]["code"] == "realtime_guardrails"
             assert upstream.handshakes == []
+
+
+DENY = [{"default.contains": {"operator": "none", "words": ["forbidden"]}, "deny": True}]
+
+
+@pytest.fixture(scope="module")
+def guarded(
+    upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    """A named config whose input guardrail denies the word ``forbidden``."""
+    path = server_file(
+        tmp_path_factory.mktemp("guarded"),
+        upstream_server,
+        configs={
+            "guarded": {
+                "provider": "openai",
+                "api_key": "sk-guarded",
+                "custom_host": upstream_server.base_url,
+                "input_guardrails": DENY,
+            }
+        },
+    )
+    with mounted_gateway(path) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        # the SDK's usual form: message items, not a string (once never checked)
+        ("/responses", {"model": "m", "input": [{"role": "user", "content": "forbidden"}]}),
+        (
+            "/responses",
+            {
+                "model": "m",
+                "input": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "say forbidden"}],
+                    },
+                ],
+            },
+        ),
+        (
+            "/responses",
+            {
+                "model": "m",
+                "input": [{"type": "function_call_output", "call_id": "c", "output": "forbidden"}],
+            },
+        ),
+        # text to speech: the text spoken (once never checked)
+        ("/audio/speech", {"model": "tts-1", "voice": "alloy", "input": "forbidden"}),
+    ],
+)
+def test_input_guardrails_see_responses_items_and_speech_text(
+    guarded: RunningGateway, fake: FakeUpstream, route: str, body: dict[str, Any]
+) -> None:
+    answer = httpx.post(
+        guarded.base_url + route, json=body, headers={"x-portkey-config": "guarded"}
+    )
+    assert answer.status_code == 446, answer.text
+    assert not fake.requests
+
+
+def test_an_ordinary_items_request_still_passes_the_guardrail(
+    guarded: RunningGateway, fake: FakeUpstream
+) -> None:
+    from tests.test_responses import NATIVE_RESPONSE
+
+    fake.script("/v1/responses", Reply(json=NATIVE_RESPONSE))
+    client = openai.OpenAI(
+        base_url=guarded.base_url,
+        api_key="unused",
+        max_retries=0,
+        default_headers={"x-portkey-config": "guarded"},
+    )
+    made = client.responses.create(
+        model="m",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "hello"}]}],
+    )
+    assert made.output_text == "native hi"
+    assert fake.requests[-1].json()["input"][0]["content"][0]["text"] == "hello"
