@@ -238,6 +238,7 @@ class Exchange:
         "flight",
         "guards",
         "inbound",
+        "media",
         "pipeline",
         "plan",
         "prompt_call",
@@ -293,6 +294,9 @@ class Exchange:
         #: the client's body streamed to the upstream as it arrives (an upload, a
         #: pass-through's), which the upstream request's failure may be the fault of
         self.upload: ClientBody | None = None
+        #: a charged pass-through's answer relayed as bytes: the whole of it (``None``: it
+        #: was larger than PROXY_USAGE_BYTES) and its size, for the usage it reports
+        self.media: tuple[bytes | None, int] | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -721,12 +725,19 @@ class Exchange:
         )
         self.response_started = True
         size, send = 0, self.send
+        # A charged pass-through keeps a small answer whole: its usage is in it.
+        keep = PROXY_USAGE_BYTES if self.ctx.endpoint is Endpoint.PROXY and self.ctx.limited else -1
+        kept = bytearray()
         async for chunk in response.stream:
             if self.ttfb is None:
                 self.ttfb = time.perf_counter()
             size += len(chunk)
+            if size <= keep:
+                kept += chunk
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         response.stream_complete = True
+        if keep >= 0:
+            self.media = (bytes(kept) if size <= keep else None, size)
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.finished = time.perf_counter()
@@ -771,8 +782,13 @@ class Exchange:
             if not (relay.events or ctx.attempts):
                 return None
             completion = relay.events
+            if ctx.endpoint is Endpoint.PROXY and not completion:
+                whole = relay.tail if relay.size == len(relay.tail) else None
+                return self._proxy_usage(event, whole, relay.size)
         else:
             response = ctx.response
+            if ctx.endpoint is Endpoint.PROXY and self.media is not None:
+                return self._proxy_usage(event, *self.media)
             if (
                 response is None
                 or response.status >= 400
@@ -785,6 +801,17 @@ class Exchange:
             completion = len(response.body or b"") // 4 if generated else 0
         event.extra["usage_estimated"] = True
         return _estimate(ctx, completion)
+
+    def _proxy_usage(self, event: LogEvent, body: bytes | None, size: int) -> dict[str, int] | None:
+        """A pass-through's answer, relayed as it came (JSON, not events), charged like any
+        other: its own ``usage`` when the whole answer is at hand, else an estimate (about
+        4 bytes a token of the body sent and of the answer) -- else a budget never ran out."""
+        reported = _json_usage(body) if body else None
+        if reported:
+            return reported
+        upload = self.upload
+        event.extra["usage_estimated"] = True
+        return _estimate(self.ctx, size // 4, upload.size if upload is not None else 0)
 
     async def _fail(self, error: GatewayError) -> None:
         self.error = error
@@ -951,6 +978,10 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield b"".join(event + b"\n\n" for event in rest)
 
 
+#: the largest pass-through answer kept whole to read its usage (a chat completion's JSON
+#: is far smaller; a larger answer is charged an estimate by its size)
+PROXY_USAGE_BYTES = 256 * 1024
+
 #: the endpoints whose complete answers without usage are estimated (the others: images,
 #: moderations, models, token counts, are not priced by tokens)
 ESTIMATED_ENDPOINTS = frozenset(
@@ -958,13 +989,25 @@ ESTIMATED_ENDPOINTS = frozenset(
 )
 
 
-def _estimate(ctx: RequestContext, completion: int) -> dict[str, int]:
+def _json_usage(body: bytes) -> dict[str, int] | None:
+    """The token counts of a complete JSON answer's ``usage`` (``None``: it has none)."""
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(usage, dict):
+        return None
+    counts = {k: v for k, v in usage.items() if type(v) is int and v >= 0}
+    return counts if total_tokens(counts) else None
+
+
+def _estimate(ctx: RequestContext, completion: int, sent: int = 0) -> dict[str, int]:
     """Usage for an answer that reported none: about 4 bytes of the request per prompt
     token (JSON included, so rather more than fewer), and ``completion`` tokens (a stream's
     events, one token each; a complete answer's size in 4-byte tokens). The
     request is the one the provider read (a config's ``override_params`` may have added a
-    long prompt to a short body)."""
-    size = len(ctx.raw_body)
+    long prompt to a short body), or the ``sent`` bytes of a body streamed upstream unread."""
+    size = max(len(ctx.raw_body), sent)
     if ctx.upstream_body is not None:
         size = max(size, len(orjson.dumps(ctx.upstream_body)))
     prompt = size // 4
@@ -979,7 +1022,7 @@ class _Tail:
     """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
     there) for the log, before any translation for the client."""
 
-    __slots__ = ("_chunks", "_counting", "events", "tail")
+    __slots__ = ("_chunks", "_counting", "events", "size", "tail")
 
     def __init__(self, chunks: AsyncIterator[bytes], counting: bool = False) -> None:
         self._chunks = chunks
@@ -988,6 +1031,8 @@ class _Tail:
         #: about how many events went by (``data:`` lines): for a stream that ended without
         #: its usage, roughly the tokens it carried
         self.events = 0
+        #: bytes relayed (counted only for a charged stream, as ``events`` is)
+        self.size = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._relay()
@@ -997,4 +1042,5 @@ class _Tail:
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
             if self._counting:  # only a charged stream may need its estimate
                 self.events += chunk.count(b"data:")
+                self.size += len(chunk)
             yield chunk

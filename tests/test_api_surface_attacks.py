@@ -235,3 +235,43 @@ def test_an_ordinary_items_request_still_passes_the_guardrail(
     )
     assert made.output_text == "native hi"
     assert fake.requests[-1].json()["input"][0]["content"][0]["text"] == "hello"
+
+
+async def test_a_pass_through_answer_is_charged_to_the_budget(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """``POST /v1/proxy/chat/completions`` (not streamed) with a virtual key whose token
+    budget is 1: the answer's usage was never read (a JSON answer relayed as it came), so
+    the budget never ran out -- for the pass-through nor for the key's chat calls."""
+    from tests.conftest import in_process
+    from tests.test_spend import gateway as spend_gateway
+    from tests.test_spend import make_vk, vk_subject
+    from tests.test_spend_attacks import HELLO_TOKENS, MESSAGES, used
+
+    gw = spend_gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        wide = await make_vk(client, fake, "wide", usage_limits={"type": "tokens"})
+        answer = await client.post(
+            "/v1/proxy/chat/completions",
+            headers={"x-portkey-virtual-key": wide},
+            json={"model": "m", "messages": MESSAGES},
+        )
+        assert answer.status_code == 200, answer.text
+        assert await used(gw, vk_subject(gw, wide)) == HELLO_TOKENS  # the answer's own usage
+        slug = await make_vk(
+            client, fake, "small", usage_limits={"type": "tokens", "credit_limit": 1}
+        )
+        statuses = []
+        for path in (
+            "/v1/proxy/chat/completions",
+            "/v1/proxy/chat/completions",
+            "/v1/chat/completions",
+        ):
+            sent = await client.post(
+                path,
+                headers={"x-portkey-virtual-key": slug},
+                json={"model": "m", "messages": MESSAGES},
+            )
+            await gw.settled()
+            statuses.append(sent.status_code)
+        assert statuses == [200, 412, 412]
