@@ -275,3 +275,97 @@ async def test_a_pass_through_answer_is_charged_to_the_budget(
             await gw.settled()
             statuses.append(sent.status_code)
         assert statuses == [200, 412, 412]
+
+
+def _form(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+    return {"data": fields, "files": files}
+
+
+@pytest.mark.parametrize(
+    ("route", "kwargs"),
+    [
+        (
+            "/audio/transcriptions",
+            _form({"model": "whisper-1"}, {"file": ("a.mp3", b"ID3-audio")}),
+        ),
+        ("/audio/translations", _form({"model": "whisper-1"}, {"file": ("a.mp3", b"ID3")})),
+        ("/images/edits", _form({"prompt": "a hat"}, {"image": ("a.png", b"\x89PNG")})),
+        ("/audio/speech", {"json": {"model": "tts-1", "voice": "alloy", "input": "hi"}}),
+        ("/batches", {"json": {"input_file_id": "file-1", "endpoint": "/v1/chat/completions"}}),
+        ("/responses", {"json": {"model": "m", "input": "hi"}}),
+        ("/proxy/assistants", {"json": {"model": "m"}}),
+        ("/fine_tuning/jobs", {"json": {"model": "m"}}),
+    ],
+)
+@pytest.mark.parametrize(
+    "steer",
+    [
+        {"x-portkey-custom-host": "CUSTOM"},
+        # the same through an inline config naming the operator's config's key cannot be
+        # written (a client never sees it), so only headers can try
+        {"x-portkey-custom-host": "CUSTOM", "x-portkey-forward-headers": "authorization"},
+    ],
+)
+def test_a_server_held_key_cannot_be_steered_on_the_new_routes(
+    gateway: RunningGateway,
+    fake: FakeUpstream,
+    route: str,
+    kwargs: dict[str, Any],
+    steer: dict[str, str],
+) -> None:
+    """The operator's OpenAI key is bound to api.openai.com; a client's custom host (the
+    fake, standing for the attacker) is refused on every multipart, binary and
+    pass-through route before anything is sent."""
+    headers = {
+        "x-portkey-config": "openai-held",
+        **{k: v.replace("CUSTOM", fake.base_url) for k, v in steer.items()},
+    }
+    answer = httpx.post(gateway.base_url + route, headers=headers, **kwargs)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "custom_host_not_allowed"
+    assert not fake.requests
+    assert HELD_KEY not in answer.text
+
+
+def test_a_form_with_too_many_parts_or_a_huge_field_is_400(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """Memory: a form is refused as it is read, past 128 parts or a 256 KiB text field."""
+    many = [("f" + str(i), (None, b"x")) for i in range(200)]
+    answer = httpx.post(
+        gateway.base_url + "/audio/transcriptions",
+        headers={"x-portkey-config": "compat"},
+        files=[("file", ("a.mp3", b"ID3")), *many],
+    )
+    assert answer.status_code == 400, answer.text
+    assert "at most 128 parts" in answer.json()["error"]["message"]
+    answer = httpx.post(
+        gateway.base_url + "/images/edits",
+        headers={"x-portkey-config": "compat"},
+        data={"prompt": "p" * (300 * 1024)},
+        files={"image": ("a.png", b"\x89PNG")},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "prompt"
+    assert not fake.requests
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/virtual-keys", "/api-keys", "/configs", "/admin/budgets", "/ADMIN/budgets"],
+)
+def test_the_pass_through_never_reaches_the_gateways_own_routes(
+    gateway: RunningGateway, fake: FakeUpstream, path: str
+) -> None:
+    """An unmatched /v1 path is passed through, but never one of the gateway's own admin or
+    control-plane paths: without the admin key those are refused, not forwarded (and
+    /v1/ADMIN, not the gateway's path, goes to the provider, with the config's key)."""
+    answer = httpx.get(
+        gateway.base_url + path,
+        headers={"x-portkey-config": "compat", "authorization": "Bearer sk-clients-own"},
+    )
+    if path.startswith("/ADMIN"):
+        assert fake.requests and fake.requests[-1].path == "/ADMIN/budgets"  # (the base has no /v1)
+        return
+    assert answer.status_code in (401, 403), answer.text
+    assert not fake.requests
