@@ -369,3 +369,35 @@ def test_the_pass_through_never_reaches_the_gateways_own_routes(
         return
     assert answer.status_code in (401, 403), answer.text
     assert not fake.requests
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: audio and image-edit answers report no tokens and are not estimated "
+    "(pipeline.ESTIMATED_ENDPOINTS), so a token budget never runs out on them",
+)
+@pytest.mark.parametrize("route", ["/v1/audio/speech", "/v1/audio/transcriptions"])
+async def test_a_token_budget_stops_media_routes(
+    tmp_path: Path, fake: FakeUpstream, route: str
+) -> None:
+    from tests.conftest import in_process
+    from tests.test_spend import gateway as spend_gateway
+    from tests.test_spend import make_vk
+
+    gw = spend_gateway(tmp_path, fake)
+    async with in_process(gw) as client:
+        slug = await make_vk(client, fake, "b", usage_limits={"type": "tokens", "credit_limit": 1})
+        statuses = []
+        for _ in range(2):
+            if route.endswith("speech"):
+                fake.script(route, Reply(body=b"RIFF", headers={"content-type": "audio/wav"}))
+                kwargs: dict[str, Any] = {
+                    "json": {"model": "tts-1", "voice": "a", "input": "hello " * 50}
+                }
+            else:
+                fake.script(route, Reply(json={"text": "hello " * 50}))
+                kwargs = {"data": {"model": "whisper-1"}, "files": {"file": ("a.mp3", b"ID3")}}
+            sent = await client.post(route, headers={"x-portkey-virtual-key": slug}, **kwargs)
+            await gw.settled()
+            statuses.append(sent.status_code)
+        assert statuses == [200, 412]
