@@ -401,3 +401,21 @@ async def test_a_token_budget_stops_media_routes(
             await gw.settled()
             statuses.append(sent.status_code)
         assert statuses == [200, 412]
+
+
+def test_the_longest_request_timeout_accepted_still_works(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    """18 digits of milliseconds is accepted, and must not overflow anything downstream."""
+    answer = httpx.post(
+        gateway.base_url + "/chat/completions",
+        headers={"x-portkey-config": "compat", "x-portkey-request-timeout": "9" * 18},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert answer.status_code == 200, answer.text
+    too_long = httpx.post(
+        gateway.base_url + "/chat/completions",
+        headers={"x-portkey-config": "compat", "x-portkey-request-timeout": "9" * 19},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert too_long.status_code == 400, too_long.text
