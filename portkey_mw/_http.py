@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from portkey_mw.auth.outbound import check_client_host
-from portkey_mw.bounds import check_json_depth
+from portkey_mw.bounds import check_json_depth, whole_number
 from portkey_mw.client_body import ClientBody
 from portkey_mw.context import RequestContext
 from portkey_mw.errors import (
@@ -172,7 +172,7 @@ def apply_request_options(ctx: RequestContext) -> None:
     if custom_host is not None:
         check_client_host(custom_host, "x-portkey-custom-host")
     timeout = headers.get("x-portkey-request-timeout")
-    if timeout is not None and (not timeout.isdigit() or int(timeout) == 0):
+    if timeout is not None and not whole_number(timeout):
         raise InvalidRequest(
             f"x-portkey-request-timeout must be a positive number of milliseconds, got {timeout!r}",
             code="invalid_request_timeout",

@@ -87,3 +87,17 @@ def check_json_depth(raw: bytes | str, value: Any, source: str) -> None:
             f"{source} nests JSON deeper than {MAX_JSON_DEPTH} levels",
             code="json_too_deep",
         )
+
+
+#: the most digits a whole number a client sends (a header, a query parameter) may have:
+#: 18 fit in an int64, and ``int()`` of a few thousand digits is refused (or slow)
+MAX_NUMBER_DIGITS = 18
+
+
+def whole_number(text: str | None, max_digits: int = MAX_NUMBER_DIGITS) -> int | None:
+    """``text`` as a non-negative whole number, or ``None`` when it is not one: ASCII digits
+    only, at most ``max_digits`` of them. (``str.isdigit`` alone lets ``'²'`` through,
+    which ``int()`` then refuses with a ``ValueError`` -- a 500 for a client's typo.)"""
+    if text is None or not (0 < len(text) <= max_digits) or not text.isascii():
+        return None
+    return int(text) if text.isdigit() else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 
+from portkey_mw.bounds import whole_number
 from portkey_mw.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from portkey_mw.types import Receive
 
@@ -37,8 +38,7 @@ def declared_length(
 
     :raises PayloadTooLarge: it is over ``limit`` (413).
     """
-    declared = headers.get("content-length")
-    length = int(declared) if declared is not None and declared.isdigit() else None
+    length = whole_number(headers.get("content-length"))
     if length is not None and length > limit:
         raise too_large(limit, setting)
     return length

@@ -25,6 +25,7 @@ import structlog
 from portkey_mw import _http, passthrough
 from portkey_mw.auth.identity import Identifier
 from portkey_mw.auth.virtual_keys import MODEL_REF_PREFIX, split_model_ref
+from portkey_mw.bounds import whole_number
 from portkey_mw.caching import HIT_STATUSES, CacheUse, StreamRecorder
 from portkey_mw.client_body import ClientBody, declared_length
 from portkey_mw.config.resolve import ConfigResolver
@@ -156,7 +157,8 @@ class Pipeline:
         """A realtime session's way to its provider (see :mod:`portkey_mw.realtime`):
         identify → resolve → admit, as for any request, then the router's checks of the
         target (virtual key, credential binding). Raises the refusal; nothing has been sent
-        upstream then. Per-request hooks, guardrails and the cache do not apply to frames."""
+        upstream then. Per-request hooks and the cache do not apply to frames; a route with
+        guardrails is refused (nothing could check the frames)."""
         _http.apply_request_options(ctx)
         api_key = await self.identifier.identify(ctx.headers)
         if api_key is not None:
@@ -164,6 +166,14 @@ class Pipeline:
             _apply_key_metadata(ctx, api_key)
         model_ref = _take_model_ref(ctx)
         plan, ctx.config_id = await self.resolver.resolve_request(ctx.headers, api_key, model_ref)
+        if RequestGuardrails.for_plan(plan, self.services, self.guardrail_stats) is not None:
+            # Frames are never checked: a route's guardrails would be skipped by speaking
+            # over a socket instead (as a pass-through or a batch would skip them).
+            raise InvalidRequest(
+                "guardrails cannot check a realtime session (its frames are not read): "
+                "use a config without guardrails for /v1/realtime",
+                code="realtime_guardrails",
+            )
         await self.spend.admit(ctx)
         _target, request, transport = await self.router.realtime(ctx, plan)
         return request, transport
@@ -230,6 +240,7 @@ class Exchange:
         "flight",
         "guards",
         "inbound",
+        "media",
         "pipeline",
         "plan",
         "prompt_call",
@@ -288,6 +299,9 @@ class Exchange:
         #: the client's body streamed to the upstream as it arrives (an upload, a
         #: pass-through's), which the upstream request's failure may be the fault of
         self.upload: ClientBody | None = None
+        #: a charged pass-through's answer relayed as bytes: the whole of it (``None``: it
+        #: was larger than PROXY_USAGE_BYTES) and its size, for the usage it reports
+        self.media: tuple[bytes | None, int] | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -726,12 +740,19 @@ class Exchange:
         )
         self.response_started = True
         size, send = 0, self.send
+        # A charged pass-through keeps a small answer whole: its usage is in it.
+        keep = PROXY_USAGE_BYTES if self.ctx.endpoint is Endpoint.PROXY and self.ctx.limited else -1
+        kept = bytearray()
         async for chunk in response.stream:
             if self.ttfb is None:
                 self.ttfb = time.perf_counter()
             size += len(chunk)
+            if size <= keep:
+                kept += chunk
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         response.stream_complete = True
+        if keep >= 0:
+            self.media = (bytes(kept) if size <= keep else None, size)
         self._done = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self.finished = time.perf_counter()
@@ -776,8 +797,13 @@ class Exchange:
             if not (relay.events or ctx.attempts):
                 return None
             completion = relay.events
+            if ctx.endpoint is Endpoint.PROXY and not completion:
+                whole = relay.tail if relay.size == len(relay.tail) else None
+                return self._proxy_usage(event, whole, relay.size)
         else:
             response = ctx.response
+            if ctx.endpoint is Endpoint.PROXY and self.media is not None:
+                return self._proxy_usage(event, *self.media)
             if (
                 response is None
                 or response.status >= 400
@@ -790,6 +816,17 @@ class Exchange:
             completion = len(response.body or b"") // 4 if generated else 0
         event.extra["usage_estimated"] = True
         return _estimate(ctx, completion)
+
+    def _proxy_usage(self, event: LogEvent, body: bytes | None, size: int) -> dict[str, int] | None:
+        """A pass-through's answer, relayed as it came (JSON, not events), charged like any
+        other: its own ``usage`` when the whole answer is at hand, else an estimate (about
+        4 bytes a token of the body sent and of the answer) -- else a budget never ran out."""
+        reported = _json_usage(body) if body else None
+        if reported:
+            return reported
+        upload = self.upload
+        event.extra["usage_estimated"] = True
+        return _estimate(self.ctx, size // 4, upload.size if upload is not None else 0)
 
     async def _fail(self, error: GatewayError) -> None:
         self.error = error
@@ -906,8 +943,8 @@ def _follow_timeout(ctx: RequestContext, plan: PlanNode, default_ms: int | None)
     """Milliseconds a follower waits: its own request timeout (the header's, else the
     longest its config's targets give, else the server file's); ``None``: no limit."""
     header = ctx.headers.get("x-portkey-request-timeout")
-    if header and header.isdigit():
-        return int(header)
+    if number := whole_number(header):
+        return number
     configured = [leaf.request_timeout for leaf in plan_leaves(plan) if leaf.request_timeout]
     return max(configured) if configured else default_ms
 
@@ -958,6 +995,10 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield b"".join(event + b"\n\n" for event in rest)
 
 
+#: the largest pass-through answer kept whole to read its usage (a chat completion's JSON
+#: is far smaller; a larger answer is charged an estimate by its size)
+PROXY_USAGE_BYTES = 256 * 1024
+
 #: the endpoints whose complete answers without usage are estimated (the others: images,
 #: moderations, models, token counts, are not priced by tokens)
 ESTIMATED_ENDPOINTS = frozenset(
@@ -965,13 +1006,25 @@ ESTIMATED_ENDPOINTS = frozenset(
 )
 
 
-def _estimate(ctx: RequestContext, completion: int) -> dict[str, int]:
+def _json_usage(body: bytes) -> dict[str, int] | None:
+    """The token counts of a complete JSON answer's ``usage`` (``None``: it has none)."""
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(usage, dict):
+        return None
+    counts = {k: v for k, v in usage.items() if type(v) is int and v >= 0}
+    return counts if total_tokens(counts) else None
+
+
+def _estimate(ctx: RequestContext, completion: int, sent: int = 0) -> dict[str, int]:
     """Usage for an answer that reported none: about 4 bytes of the request per prompt
     token (JSON included, so rather more than fewer), and ``completion`` tokens (a stream's
     events, one token each; a complete answer's size in 4-byte tokens). The
     request is the one the provider read (a config's ``override_params`` may have added a
-    long prompt to a short body)."""
-    size = len(ctx.raw_body)
+    long prompt to a short body), or the ``sent`` bytes of a body streamed upstream unread."""
+    size = max(len(ctx.raw_body), sent)
     if ctx.upstream_body is not None:
         size = max(size, len(orjson.dumps(ctx.upstream_body)))
     prompt = size // 4
@@ -986,7 +1039,7 @@ class _Tail:
     """Relays an OpenAI-format stream, keeping its last bytes (usage and ``[DONE]`` live
     there) for the log, before any translation for the client."""
 
-    __slots__ = ("_chunks", "_counting", "events", "tail")
+    __slots__ = ("_chunks", "_counting", "events", "size", "tail")
 
     def __init__(self, chunks: AsyncIterator[bytes], counting: bool = False) -> None:
         self._chunks = chunks
@@ -995,6 +1048,8 @@ class _Tail:
         #: about how many events went by (``data:`` lines): for a stream that ended without
         #: its usage, roughly the tokens it carried
         self.events = 0
+        #: bytes relayed (counted only for a charged stream, as ``events`` is)
+        self.size = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._relay()
@@ -1004,4 +1059,5 @@ class _Tail:
             self.tail = (self.tail + chunk)[-TAIL_BYTES:]
             if self._counting:  # only a charged stream may need its estimate
                 self.events += chunk.count(b"data:")
+                self.size += len(chunk)
             yield chunk

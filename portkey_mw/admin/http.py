@@ -173,7 +173,7 @@ def _has_nul(value: Any) -> bool:
 def _count(value: str | None, name: str, minimum: int) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) < minimum or len(value) > 9:
+    if len(value) > 9 or not value.isascii() or not value.isdigit() or int(value) < minimum:
         raise InvalidRequest(
             f"{name} must be a whole number of at least {minimum}, got {value[:40]!r}",
             param=name,

@@ -73,7 +73,12 @@ def parse_time(param: str, value: Any) -> float:
 def parse_int(param: str, value: Any, *, minimum: int = 0, maximum: int = 10**12) -> int:
     """A whole number within bounds."""
     text = str(value).strip()
-    if not text.lstrip("-").isdigit() or len(text) > 13 or not minimum <= int(text) <= maximum:
+    if (
+        len(text) > 13
+        or not text.isascii()
+        or not text.lstrip("-").isdigit()
+        or not minimum <= int(text) <= maximum
+    ):
         raise bad(
             param, f"{param} must be a whole number from {minimum} to {maximum}, got {text[:40]!r}"
         )

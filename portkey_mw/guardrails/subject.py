@@ -2,7 +2,8 @@
 back there.
 
 Requests: a chat's last message (each text part; a token count's too, since its text goes
-to the provider), a completion's ``prompt``, an embedding's ``input``. Responses: every
+to the provider), a completion's ``prompt``, an embedding's ``input``, a native Responses
+request's ``input`` (a string, or its last item), the text a speech request speaks. Responses: every
 choice's message content (chat) or text (completion). As in Portkey, the system prompt and
 earlier turns of a chat are not checked.
 """
@@ -32,9 +33,13 @@ INPUT_KEYS = {
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.EMBEDDINGS: "input",
     Endpoint.MODERATIONS: "input",
-    #: a native /v1/responses request: a string input (message items are not read here)
+    #: a native /v1/responses request: a string input, or its last item (see _last_item)
     Endpoint.RESPONSES: "input",
+    #: text to speech: the text spoken goes to the provider like a prompt
+    Endpoint.AUDIO_SPEECH: "input",
 }
+#: content part types that carry text: chat's, and the Responses API's input parts
+_TEXT_PARTS = frozenset({"text", "input_text"})
 
 
 def request_type(endpoint: Endpoint, inbound: str | None = None) -> str:
@@ -58,9 +63,22 @@ def request_texts(endpoint: Endpoint, body: dict[str, Any]) -> list[str]:
     value = body.get(key)
     if isinstance(value, str):
         return [value]
+    if endpoint is Endpoint.RESPONSES:
+        last = _last_item(value)
+        return [] if last is None else _content_texts(last[1])
     if isinstance(value, list):
         return [item for item in value if isinstance(item, str)]
     return []
+
+
+def _last_item(value: Any) -> tuple[str, Any] | None:
+    """A Responses ``input`` list's last item, as chat's last message is checked: the field
+    holding its text (a message's ``content``, a tool result's ``output``) and its value.
+    (Without it, items -- the SDK's usual form -- would pass every input guardrail.)"""
+    if not isinstance(value, list) or not value or not isinstance(value[-1], dict):
+        return None
+    field = "output" if value[-1].get("type") == "function_call_output" else "content"
+    return field, value[-1].get(field)
 
 
 def with_request_texts(
@@ -74,7 +92,10 @@ def with_request_texts(
         return body
     key = INPUT_KEYS.get(endpoint, "prompt")
     value = body.get(key)
-    if isinstance(value, list):
+    last = _last_item(value) if endpoint is Endpoint.RESPONSES else None
+    if last is not None and isinstance(value, list):
+        value[-1][last[0]] = _replace_content(last[1], texts)
+    elif isinstance(value, list):
         replaced = iter(texts)
         body[key] = [next(replaced, item) if isinstance(item, str) else item for item in value]
     else:
@@ -119,7 +140,7 @@ def _content_texts(content: Any) -> list[str]:
         return [
             str(part.get("text", ""))
             for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
+            if isinstance(part, dict) and part.get("type") in _TEXT_PARTS
         ]
     return []
 
@@ -129,7 +150,7 @@ def _replace_content(content: Any, texts: list[str]) -> Any:
         replaced = iter(texts)
         return [
             {**part, "text": next(replaced, part.get("text", ""))}
-            if isinstance(part, dict) and part.get("type") == "text"
+            if isinstance(part, dict) and part.get("type") in _TEXT_PARTS
             else part
             for part in content
         ]

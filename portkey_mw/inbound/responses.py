@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from portkey_mw.bounds import whole_number
 from portkey_mw.context import Endpoint
 from portkey_mw.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from portkey_mw.inbound import LOGGED_ENDPOINT
@@ -344,13 +345,11 @@ async def stored_response_route(
     if not tail:
         return 200, orjson.dumps(record.response)
     params = {k: v[-1] for k, v in parse_qs(query.decode("latin-1")).items()}
-    limit = params.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
+    limit = whole_number(params.get("limit", "20"))
+    if limit is None or not 1 <= limit <= 100:
         raise InvalidRequest("limit: must be an integer from 1 to 100", param="limit")
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("order: must be 'asc' or 'desc'", param="order")
-    page = input_items_page(
-        record.input_items, limit=int(limit), order=order, after=params.get("after")
-    )
+    page = input_items_page(record.input_items, limit=limit, order=order, after=params.get("after"))
     return 200, orjson.dumps(page)
