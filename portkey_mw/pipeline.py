@@ -999,10 +999,18 @@ async def _without_usage(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
 #: is far smaller; a larger answer is charged an estimate by its size)
 PROXY_USAGE_BYTES = 256 * 1024
 
-#: the endpoints whose complete answers without usage are estimated (the others: images,
-#: moderations, models, token counts, are not priced by tokens)
+#: the endpoints whose complete answers without usage are estimated (the others: images and
+#: image edits, moderations, models, token counts, are not priced by tokens); speech's audio
+#: counts no completion tokens, its input text the prompt's
 ESTIMATED_ENDPOINTS = frozenset(
-    {Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS}
+    {
+        Endpoint.CHAT_COMPLETIONS,
+        Endpoint.COMPLETIONS,
+        Endpoint.EMBEDDINGS,
+        Endpoint.AUDIO_SPEECH,
+        Endpoint.AUDIO_TRANSCRIPTIONS,
+        Endpoint.AUDIO_TRANSLATIONS,
+    }
 )
 
 
