@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 import structlog
 
-from portkey_mw.context import Attempt
+from portkey_mw.context import Attempt, RequestContext
+from portkey_mw.errors import GatewayError
 from portkey_mw.interfaces import LogSink
 from portkey_mw.logbodies import BodyPolicy
 from portkey_mw.pricing import PriceTable
@@ -100,6 +101,48 @@ class LogEvent:
     _costed: bool = field(default=False, repr=False)
     _cost: float | None = field(default=None, repr=False)
     _record: dict[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of_request(
+        cls,
+        ctx: RequestContext,
+        *,
+        status: int,
+        latency_ms: float,
+        error: GatewayError | None,
+        **fields: Any,
+    ) -> LogEvent:
+        """The record of a request the gateway served: what its context knows (ids, span,
+        route, caller, the attempts), the outcome, and ``fields`` (any other field, or
+        ``endpoint`` when the log names another than the one served)."""
+        headers, api_key = ctx.headers, ctx.api_key
+        return cls(
+            **{
+                "request_id": ctx.request_id,
+                "trace_id": ctx.trace_id,
+                "span_id": headers.get("x-portkey-span-id"),
+                "parent_span_id": headers.get("x-portkey-parent-span-id"),
+                "span_name": headers.get("x-portkey-span-name"),
+                "started_at": ctx.started_at,
+                "endpoint": ctx.endpoint.value,
+                "method": ctx.method,
+                "path": ctx.path,
+                "status": status,
+                "latency_ms": latency_ms,
+                "provider": ctx.provider,
+                "model": ctx.model,
+                "target": ctx.target_index,
+                "metadata": ctx.metadata,
+                "attempts": ctx.attempts,
+                "error_type": error.type if error else None,
+                "error_code": error.code if error else None,
+                "error_message": error.message if error else None,
+                "api_key_id": api_key.id if api_key is not None else None,
+                "virtual_key": ctx.virtual_key,
+                "config_id": ctx.config_id,
+                **fields,
+            }
+        )
 
     @property
     def usage(self) -> dict[str, Any] | None:

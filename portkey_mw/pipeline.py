@@ -850,35 +850,16 @@ class Exchange:
         ctx, response = self.ctx, self.ctx.response
         now = time.perf_counter()
         error = self.error
-        headers = ctx.headers
-        api_key = ctx.api_key
-        event = LogEvent(
-            request_id=ctx.request_id,
-            trace_id=ctx.trace_id,
-            span_id=headers.get("x-portkey-span-id"),
-            parent_span_id=headers.get("x-portkey-parent-span-id"),
-            span_name=headers.get("x-portkey-span-name"),
-            started_at=ctx.started_at,
-            endpoint=ctx.state.get(LOGGED_ENDPOINT) or ctx.endpoint.value,
-            method=ctx.method,
-            path=ctx.path,
+        event = LogEvent.of_request(
+            ctx,
             status=self.status,
             latency_ms=((self.finished or now) - ctx.started) * 1000,
+            error=error,
+            endpoint=ctx.state.get(LOGGED_ENDPOINT) or ctx.endpoint.value,
             stream=ctx.stream,
-            provider=ctx.provider,
-            model=ctx.model,
-            target=ctx.target_index,
             cache_status=ctx.cache_status,
             retry_count=int(ctx.response_headers.get("x-portkey-retry-attempt-count", 0)),
-            metadata=ctx.metadata,
-            attempts=ctx.attempts,
-            error_type=error.type if error else None,
-            error_code=error.code if error else None,
-            error_message=error.message if error else None,
             ttfb_ms=(self.ttfb - ctx.started) * 1000 if self.ttfb is not None else None,
-            api_key_id=api_key.id if api_key is not None else None,
-            virtual_key=ctx.virtual_key,
-            config_id=ctx.config_id,
         )
         prompt = ctx.state.get("portkey_mw.prompt")
         if isinstance(prompt, dict):

@@ -427,31 +427,11 @@ class RealtimeSession:
         ctx, ending = self.ctx, self.ending
         error = ending.error
         now = time.perf_counter()
-        headers = ctx.headers
-        api_key = ctx.api_key
-        event = LogEvent(
-            request_id=ctx.request_id,
-            trace_id=ctx.trace_id,
-            span_id=headers.get("x-portkey-span-id"),
-            parent_span_id=headers.get("x-portkey-parent-span-id"),
-            span_name=headers.get("x-portkey-span-name"),
-            started_at=ctx.started_at,
-            endpoint=ctx.endpoint.value,
-            method="GET",
-            path=ctx.path,
+        event = LogEvent.of_request(
+            ctx,
             status=self.status,
             latency_ms=(now - ctx.started) * 1000,
-            provider=ctx.provider,
-            model=ctx.model,
-            target=ctx.target_index,
-            metadata=ctx.metadata,
-            attempts=ctx.attempts,
-            error_type=error.type if error else None,
-            error_code=error.code if error else None,
-            error_message=error.message if error else None,
-            api_key_id=api_key.id if api_key is not None else None,
-            virtual_key=ctx.virtual_key,
-            config_id=ctx.config_id,
+            error=error,
             response_bytes=self.usage.as_body(ctx.model),
         )
         if self.accepted_at is not None:
