@@ -209,12 +209,16 @@ def ws_url(running: RunningGateway, model: str = MODEL) -> str:
     return running.base_url.replace("http://", "ws://") + f"/realtime?model={model}"
 
 
-async def sdk_session(client: AsyncOpenAI, responses: int = 1) -> list[str]:
-    """A session as an app runs one: configure, add a message, ask for a response."""
+async def sdk_session(
+    client: Any, responses: int = 1, headers: dict[str, str] | None = None
+) -> list[str]:
+    """A session as an app runs one: configure, add a message, ask for a response
+    (``headers``: sent with the handshake, for an SDK whose realtime client leaves its
+    default headers out)."""
     kinds: list[str] = []
     # (the GA client; SDKs before it had the beta one)
     resource: Any = getattr(client, "realtime", None) or client.beta.realtime
-    async with resource.connect(model=MODEL) as connection:
+    async with resource.connect(model=MODEL, extra_headers=headers or {}) as connection:
         await connection.session.update(session={"type": "realtime", "instructions": "be brief"})
         await connection.conversation.item.create(
             item={
@@ -279,6 +283,36 @@ def test_the_openai_sdk_holds_a_session_through_serve(
     assert record["latency_ms"] > 0
     assert running.output is not None
     assert SECRET_WORDS not in running.output.read_text()  # frames' content is never logged
+
+
+def test_the_portkey_sdk_holds_a_session_through_serve(
+    tmp_path: Path, realtime: FakeRealtime
+) -> None:
+    from portkey_ai import AsyncPortkey, createHeaders
+
+    with standalone_gateway(realtime_file(tmp_path, realtime)) as running:
+        client = AsyncPortkey(api_key="pk-not-used", base_url=running.base_url)
+        # The SDK's realtime client sends neither its config nor its other x-portkey-*
+        # headers with the handshake: they go as extra_headers, built by createHeaders.
+        headers = createHeaders(config="rt", trace_id="pk-rt")
+        kinds = asyncio.run(sdk_session(client, headers=headers))
+        assert kinds == [
+            "session.created",
+            "session.updated",
+            "conversation.item.created",
+            "response.created",
+            "response.output_text.delta",
+            "response.done",
+        ]
+        end = time.monotonic() + DEADLINE
+        while not any(r["trace_id"] == "pk-rt" for r in records(running)):
+            assert time.monotonic() < end, "no log record for the session"
+            time.sleep(0.05)
+    (seen,) = realtime.connections
+    assert seen["headers"]["authorization"] == f"Bearer {planted.OPENAI_KEY}"
+    assert not any(name.startswith("x-portkey") for name in seen["headers"])
+    (record,) = [r for r in records(running) if r["trace_id"] == "pk-rt"]
+    assert record["endpoint"] == "realtime" and record["config_id"] == "rt"
 
 
 def test_auth_required_refuses_without_credentials_and_binds_virtual_keys(
