@@ -294,7 +294,7 @@ def test_the_portkey_sdk_holds_a_session_through_serve(
         client = AsyncPortkey(api_key="pk-not-used", base_url=running.base_url)
         # The SDK's realtime client sends neither its config nor its other x-portkey-*
         # headers with the handshake: they go as extra_headers, built by createHeaders.
-        headers = createHeaders(config="rt", trace_id="pk-rt")
+        headers = createHeaders(config="rt", trace_id="pk-rt")  # type: ignore[no-untyped-call]
         kinds = asyncio.run(sdk_session(client, headers=headers))
         assert kinds == [
             "session.created",
