@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import statistics
 import tempfile
@@ -193,6 +194,36 @@ async def main() -> None:
             f"{title:40s} {mean:8.1f} µs/request  {mean - base:+8.1f} µs vs baseline "
             f"({mean / base:5.2f}x)  SQL statements: {queries[title]}"
         )
+    for name, full, half in hostile_parse_times():
+        print(
+            f"parse of a 256 KiB template, {name:32s} {full:7.1f} ms "
+            f"(half the size: {half:6.1f} ms, ratio {full / half:4.2f})"
+        )
+
+
+def hostile_parse_times() -> list[tuple[str, float, float]]:
+    """Milliseconds to parse (or refuse) the largest hostile templates the store accepts
+    (``MAX_TEMPLATE_BYTES`` each; pystache's parser takes 31 s on 40 KB of the first), and
+    the same at half the size: linear parsing doubles, quadratic quadruples."""
+    from portkey_mw.prompts import MAX_TEMPLATE_BYTES, TemplateError
+    from portkey_mw.prompts.template import parse_template
+
+    def sources(size: int) -> dict[str, str]:
+        return {
+            "'{{' repeated": "{{" * (size // 2),
+            "an unclosed section at the end": " " * (size - 8) + "{{#a}}",
+            "'{{' inside a comment": "{{!" + "{{" * (size // 2 - 4) + "}}",
+            "'{{a}}' repeated": "{{a}}" * (size // 5),
+        }
+
+    def timed(source: str) -> float:
+        started = time.perf_counter()
+        with contextlib.suppress(TemplateError):
+            parse_template(source)
+        return (time.perf_counter() - started) * 1000
+
+    full, half = sources(MAX_TEMPLATE_BYTES), sources(MAX_TEMPLATE_BYTES // 2)
+    return [(name, timed(full[name]), timed(half[name])) for name in full]
 
 
 if __name__ == "__main__":

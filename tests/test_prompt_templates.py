@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -260,12 +259,13 @@ def test_section_nesting_and_source_size_are_bounded() -> None:
         "{{a}}" * (MAX_TEMPLATE_BYTES // 5),
     ],
 )
-def test_parsing_the_largest_template_is_quick(source: str) -> None:
-    """pystache's parser takes 31 s for 40 KB of ``{{``: this one is linear."""
-    started = time.perf_counter()
-    with contextlib.suppress(TemplateError):
+def test_the_largest_hostile_templates_parse_or_are_refused(source: str) -> None:
+    """pystache's parser takes 31 s for 40 KB of ``{{``; this one is linear (how long these
+    take is printed by ``benchmarks/bench_prompts.py``, not asserted here)."""
+    try:
         parse_template(source)
-    assert time.perf_counter() - started < 1.0
+    except TemplateError as refused:
+        assert refused.status == 400 and "line " in refused.message
 
 
 # --- messages arrays -----------------------------------------------------------------------
@@ -364,20 +364,16 @@ def test_invalid_messages_name_the_message(messages: list[Any], where: str) -> N
 
 
 def bounded(render: Callable[[], object], error: type[TemplateError] = RenderTooLarge) -> None:
-    """``render`` is refused (as too large) within a second, and holding a few MB at most."""
-    started = time.perf_counter()
-    with pytest.raises(error) as caught:
-        render()
-    elapsed = time.perf_counter() - started
-    assert caught.value.status == 400
-    assert elapsed < 1.0, elapsed
-    tracemalloc.start()  # a second run: tracing slows Python down several times
+    """``render`` is refused (as too large) holding a few MB at most: it stopped early,
+    before building the large output (its time is the benchmark's to print)."""
+    tracemalloc.start()
     try:
-        with pytest.raises(error):
+        with pytest.raises(error) as caught:
             render()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    assert caught.value.status == 400
     assert peak < 8_000_000, peak
 
 
