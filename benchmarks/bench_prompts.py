@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
-from _harness import ADMIN_KEY, admin, call, store_bench
+from _harness import ADMIN_KEY, admin, batches, call, store_bench
 
 from portkey_mw.prompts.library import callers
 
@@ -48,26 +48,6 @@ PLAIN = orjson.dumps(
     }
 )
 VARIABLES = {"product": "Widgets", "question": QUESTION, "tone": "polite"}
-
-
-async def batches(run: Callable[[int], Awaitable[None]], requests: int) -> float:
-    """Mean µs per call: the median over 10 batches (after 200 warm-up calls).
-
-    After each call the loop runs its other tasks once (the log sinks): what a request
-    costs includes taking its record, as in a server, and no sink's queue fills and drops.
-    """
-    for i in range(200):
-        await run(i)
-        await asyncio.sleep(0)
-    batch = max(1, requests // 10)
-    means = []
-    for b in range(10):
-        started = time.perf_counter()
-        for i in range(batch):
-            await run(b * batch + i)
-            await asyncio.sleep(0)
-        means.append((time.perf_counter() - started) / batch * 1e6)
-    return statistics.median(means)
 
 
 async def main() -> None:

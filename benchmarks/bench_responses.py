@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import orjson
-from _harness import call
+from _harness import batches, call
 
 from portkey_mw import Gateway, ServerSettings
 from portkey_mw.inbound.responses_translate import ResponseStreamTranslator, response_object
@@ -80,23 +80,6 @@ def responses_body(stream: bool, store: bool, previous: str | None = None) -> by
     if previous is not None:
         body["previous_response_id"] = previous
     return orjson.dumps(body)
-
-
-async def batches(run: Callable[[int], Awaitable[None]], requests: int) -> float:
-    """Mean µs per call: the median over 10 batches (after 200 warm-up calls); the loop runs
-    its other tasks (the log dispatcher) once after each call, as in a server."""
-    for i in range(200):
-        await run(i)
-        await asyncio.sleep(0)
-    batch = max(1, requests // 10)
-    means = []
-    for b in range(10):
-        started = time.perf_counter()
-        for i in range(batch):
-            await run(b * batch + i)
-            await asyncio.sleep(0)
-        means.append((time.perf_counter() - started) / batch * 1e6)
-    return statistics.median(means)
 
 
 def translation_alone(words: int, repeats: int) -> tuple[float, float]:
