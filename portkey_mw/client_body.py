@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from portkey_mw.bounds import whole_number
 from portkey_mw.errors import GatewayError, InvalidRequest, PayloadTooLarge
@@ -116,6 +117,43 @@ class ClientBody:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        self._start()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(self._deadline):
+                        message = await self._receive()
+                except TimeoutError:
+                    raise self._fail(self._late()) from None
+                chunk = self._take(message)
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+        finally:
+            self.done.set()
+
+    async def read(self) -> bytes:
+        """The whole body, for a request the gateway reads itself: the same checks, in a
+        plain loop under one deadline (every JSON request comes this way)."""
+        self._start()
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                while True:
+                    message = await self._receive()
+                    chunk = self._take(message)
+                    if chunk:
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise self._fail(self._late()) from None
+        finally:
+            self.done.set()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _start(self) -> None:
         if self._started:  # a second attempt cannot replay what was already sent
             if self.failure is None:  # (else the first attempt's reason stays the error)
                 self.failure = InvalidRequest(
@@ -124,38 +162,27 @@ class ClientBody:
                 )
             raise self.failure
         self._started = True
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(self._deadline):
-                        message = await self._receive()
-                except TimeoutError:
-                    raise self._fail(
-                        InvalidRequest(
-                            f"the request body did not arrive within {self.time_limit:g} s",
-                            status=408,
-                            code="body_timeout",
-                        )
-                    ) from None
-                if message["type"] == "http.disconnect":
-                    raise self._fail(
-                        InvalidRequest("client disconnected while sending the body", status=499)
-                    )
-                chunk: bytes = message.get("body", b"")
-                if chunk:
-                    self.size += len(chunk)
-                    if self.size > self.limit:
-                        raise self._fail(too_large(self.limit, self.setting))
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-        finally:
-            self.done.set()
 
-    async def read(self) -> bytes:
-        """The whole body, for a request the gateway reads itself."""
-        chunks = [chunk async for chunk in self]
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    def _take(self, message: Mapping[str, Any]) -> bytes:
+        """One ``receive`` message's bytes, counted; raises when the client left or the
+        body passed its limit."""
+        if message["type"] == "http.disconnect":
+            raise self._fail(
+                InvalidRequest("client disconnected while sending the body", status=499)
+            )
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                raise self._fail(too_large(self.limit, self.setting))
+        return chunk
+
+    def _late(self) -> GatewayError:
+        return InvalidRequest(
+            f"the request body did not arrive within {self.time_limit:g} s",
+            status=408,
+            code="body_timeout",
+        )
 
     def _fail(self, error: GatewayError) -> GatewayError:
         self.failure = error

@@ -55,11 +55,6 @@ CLIENT_HEADERS = frozenset(
         "cohere-version",
     }
 )
-#: client headers that carry credentials: a forward_headers list may name them for a
-#: provider the client holds the key of, never beside a key the server holds
-CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "x-goog-api-key"}
-)
 #: upstream headers a client sees beside :func:`provider_http.passthrough_headers`'s: what
 #: the body is, and the providers' request ids and rate-limit headers
 RESPONSE_HEADERS = frozenset({"content-type", "content-disposition", "request-id"})

@@ -21,7 +21,7 @@ from portkey_mw.errors import GatewayError, InvalidRequest, UpstreamBadResponse
 from portkey_mw.files import OPERATION, operation, output_file, streams_answer
 from portkey_mw.forwarding import NEVER_FORWARDED
 from portkey_mw.interfaces import Provider, ProviderCall
-from portkey_mw.redact import mask_text
+from portkey_mw.redact import CREDENTIAL_HEADERS, mask_text
 from portkey_mw.transport import Transport, UpstreamRequest, UpstreamResponse
 
 #: Upstream response headers a client may see; everything else stays behind the gateway
@@ -201,7 +201,7 @@ class HTTPProvider(Provider):
         headers.update(forwarded_headers(call))
         if self.holds_server_credentials(call.target):
             # The client's own credentials go nowhere beside the server's key.
-            for name in passthrough.CREDENTIAL_HEADERS:
+            for name in CREDENTIAL_HEADERS:
                 headers.pop(name, None)
         headers.update(self.proxy_auth(call))
         return await passthrough.forward(

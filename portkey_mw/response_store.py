@@ -158,6 +158,10 @@ class ResponseArchive:
         self.recent = MemoryResponses(memory_entries, memory_bytes)
         self.store = store
         self._pending: list[StoredResponse] = []
+        #: bytes of the records in ``_pending``, bounded like the records kept in memory:
+        #: a store that is down or behind cannot make the queue outgrow ``memory_bytes``
+        self._pending_bytes = 0
+        self._max_pending_bytes = memory_bytes
         self._writer: asyncio.Task[None] | None = None
 
     def record(
@@ -192,10 +196,15 @@ class ResponseArchive:
         self.recent.put(record)
         if self.store is not None:
             self._pending.append(record)
-            if len(self._pending) > MAX_PENDING:
-                lost = self._pending[:-MAX_PENDING]
-                del self._pending[:-MAX_PENDING]
-                log.error("stored responses not written: the store is behind", records=len(lost))
+            self._pending_bytes += record.size
+            lost = 0
+            while len(self._pending) > 1 and (
+                len(self._pending) > MAX_PENDING or self._pending_bytes > self._max_pending_bytes
+            ):
+                self._pending_bytes -= self._pending.pop(0).size
+                lost += 1
+            if lost:
+                log.error("stored responses not written: the store is behind", records=lost)
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.get_running_loop().create_task(self._write(self.store))
         return record
@@ -205,6 +214,7 @@ class ResponseArchive:
         while self._pending:
             batch = self._pending[:WRITE_BATCH]
             del self._pending[:WRITE_BATCH]
+            self._pending_bytes -= sum(record.size for record in batch)
             try:
                 await store.put_responses(batch)
             except Exception as exc:  # the clients have their answers; the process keeps them

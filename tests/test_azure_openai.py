@@ -8,6 +8,9 @@ import openai
 import orjson
 import pytest
 
+from portkey_mw.context import Endpoint, RequestContext
+from portkey_mw.interfaces import ProviderCall
+from portkey_mw.routing import ResolvedTarget
 from tests.conftest import RunningGateway, mounted_gateway, server_file
 from tests.fake_upstream import FakeUpstream, Reply
 
@@ -130,3 +133,48 @@ def test_tools_pass_through(gateway: RunningGateway, fake: FakeUpstream) -> None
     assert completion.choices[0].message.tool_calls is not None
     sent = fake.requests[0].json()
     assert sent["tools"] == [tool] and sent["tool_choice"] == "required"
+
+
+# --- a server-held key stays on the deployment the operator bound ------------------------
+
+
+def _azure_call(endpoint: Endpoint, *, server_key: bool, model: str) -> ProviderCall:
+
+    body = {"model": model, "input": "hi"}
+    raw = orjson.dumps(body)
+    ctx = RequestContext(
+        trace_id="t", endpoint=endpoint, method="POST", path="/v1/responses",
+        headers={}, body=body, raw_body=raw,
+    )  # fmt: skip
+    target = ResolvedTarget(
+        path="config",
+        provider="azure-openai",
+        api_key="az-key",
+        options={"resource_name": "res", "deployment_id": "dep"},
+        key_from_server=server_key,
+        from_server=server_key,
+    )
+    return ProviderCall(ctx, target, Endpoint.RESPONSES, body, raw, timeout=None)
+
+
+def test_a_server_held_key_answers_responses_from_its_bound_deployment() -> None:
+    from plugins.azure_openai import AzureOpenAIProvider
+
+    provider = AzureOpenAIProvider()
+    # Azure takes the Responses deployment from the body's model: the client's model cannot
+    # move the operator's key to another deployment of the resource.
+    held = provider.build_request(_azure_call(Endpoint.RESPONSES, server_key=True, model="x"))
+    assert isinstance(held.body, bytes) and orjson.loads(held.body)["model"] == "dep"
+    # the client's own key may name any deployment it likes
+    own = provider.build_request(_azure_call(Endpoint.RESPONSES, server_key=False, model="x"))
+    assert isinstance(own.body, bytes) and orjson.loads(own.body)["model"] == "x"
+
+
+def test_a_server_held_key_passes_through_below_its_deployment_only() -> None:
+    from plugins.azure_openai import AzureOpenAIProvider
+
+    provider = AzureOpenAIProvider()
+    held = provider.proxy_base(_azure_call(Endpoint.PROXY, server_key=True, model="m"))
+    assert held == "https://res.openai.azure.com/openai/deployments/dep"
+    own = provider.proxy_base(_azure_call(Endpoint.PROXY, server_key=False, model="m"))
+    assert own == "https://res.openai.azure.com/openai"

@@ -152,3 +152,27 @@ async def test_writes_are_batched(sql: SQLStore) -> None:
     fresh = ResponseArchive(ttl=60, max_entry_bytes=1 << 20, memory_entries=10, store=sql)
     for number in (0, 149, 249):
         assert await fresh.get("k1", f"resp_{number}") is not None
+
+
+async def test_a_store_that_is_behind_cannot_grow_the_write_queue_past_its_bytes() -> None:
+    import asyncio
+
+    class Stalled:
+        """A persistent store whose writes never finish (down, or far behind)."""
+
+        async def put_responses(self, records: list[StoredResponse]) -> None:
+            await asyncio.Event().wait()
+
+    archive = ResponseArchive(
+        ttl=60, max_entry_bytes=1 << 20, memory_entries=10_000, memory_bytes=64 * 1024,
+        store=Stalled(),  # type: ignore[arg-type]
+    )  # fmt: skip
+    items = [{"id": "msg_1", "type": "message", "role": "user", "content": "y" * 8000}]
+    for n in range(200):  # 200 records of about 8 KB: 1.6 MB asked of a 64 KiB bound
+        response = {"id": f"resp_{n}", "object": "response", "output": []}
+        assert archive.record("k1", response, items, items_size=8100) is not None
+    queued = archive._pending
+    assert sum(r.size for r in queued) <= 64 * 1024 and queued
+    assert queued[-1].id == "resp_199"  # the newest wait; the oldest were given up
+    assert archive._writer is not None
+    archive._writer.cancel()

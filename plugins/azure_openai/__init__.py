@@ -11,6 +11,7 @@ body's ``model`` names the deployment. Files and batches belong to the resource
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,24 @@ class AzureOpenAIProvider(HTTPProvider):
         return _header(name)
 
     def proxy_base(self, call: ProviderCall) -> str | None:
+        deployment = _option(call, "deployment_id")
+        if deployment and self.holds_server_credentials(call.target):
+            # A server-held key bound to a deployment passes through below it only: the
+            # resource's other deployments are other destinations.
+            return f"{self._resource_base(call)}/deployments/{quote(str(deployment), safe='')}"
         return self._resource_base(call)
+
+    def _bound_deployment(self, call: ProviderCall) -> ProviderCall:
+        """The Responses API takes its deployment from the body's ``model``: a server-held
+        key bound to a deployment reaches that one, whatever model the client names (as a
+        chat request's URL does)."""
+        deployment = _option(call, "deployment_id")
+        body = call.body or {}
+        if not deployment or not self.holds_server_credentials(call.target):
+            return call
+        if body.get("model") == str(deployment):
+            return call
+        return dataclasses.replace(call, body={**body, "model": str(deployment)}, raw_body=None)
 
     def proxy_auth(self, call: ProviderCall) -> dict[str, str]:
         return self._auth(call)
@@ -116,6 +134,7 @@ class AzureOpenAIProvider(HTTPProvider):
             return UpstreamRequest("GET", url, headers=headers, timeout=call.timeout)
         if call.endpoint is Endpoint.RESPONSES:
             url = f"{base}/responses?api-version={version}"
+            call = self._bound_deployment(call)
         else:
             deployment = quote(str(_required(call, "deployment_id")), safe="")
             url = f"{base}/deployments/{deployment}{PATHS[call.endpoint]}?api-version={version}"

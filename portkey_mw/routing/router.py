@@ -243,8 +243,8 @@ class Router:
         key = ctx.api_key
         check_usable(target, workspace_id=key.acting_workspace if key is not None else None)
         enforce_binding(ctx.headers, target, provider)
-        if self.admit_target is not None and target.spend is not None:
-            await self.admit_target(ctx, target.spend)
+        if self.admit_target is not None and (target.spend is not None or ctx.limited):
+            await self.admit_target(ctx, target.spend)  # (as _target admits an attempt)
         request = provider.realtime_request(_provider_call(ctx, target, self.default_timeout_ms))
         transport = self._client_hosts if _client_host(ctx, target) else self.transport
         return target, request, transport
