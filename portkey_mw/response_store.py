@@ -25,12 +25,17 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 import structlog
 
+from portkey_mw.unknown_names import UnknownNames
+
 log = structlog.get_logger("portkey_mw.responses")
 
 #: the scope of requests made without a gateway API key (auth off)
 ANONYMOUS = "anonymous"
 #: records written to the persistent store in one transaction, at most
 WRITE_BATCH = 100
+#: seconds an id the store did not have is answered "not found" without asking again (a
+#: response another replica is still writing appears after at most this)
+UNKNOWN_TTL = 1.0
 #: records waiting for the persistent store, at most; past it the oldest are not written
 #: there (this process still serves them), and the loss is logged
 MAX_PENDING = 10_000
@@ -161,6 +166,9 @@ class ResponseArchive:
         #: bytes of the records in ``_pending``, bounded like the records kept in memory:
         #: a store that is down or behind cannot make the queue outgrow ``memory_bytes``
         self._pending_bytes = 0
+        #: ids a store read did not find, per scope: a client repeating an unknown id costs
+        #: one query per :data:`UNKNOWN_TTL`, not one per request
+        self._unknown = UnknownNames()
         self._max_pending_bytes = memory_bytes
         self._writer: asyncio.Task[None] | None = None
 
@@ -194,6 +202,7 @@ class ResponseArchive:
             log.warning("response not stored: too large", response_id=record.id)
             return None
         self.recent.put(record)
+        self._unknown.forget((scope, record.id))
         if self.store is not None:
             self._pending.append(record)
             self._pending_bytes += record.size
@@ -224,11 +233,13 @@ class ResponseArchive:
         """The live record of ``response_id`` in ``scope``: from the process, else one store
         query (whose answer the process then keeps)."""
         record = self.recent.get(scope, response_id)
-        if record is not None or self.store is None:
+        if record is not None or self.store is None or (scope, response_id) in self._unknown:
             return record
         record = await self.store.get_response(scope, response_id)
         if record is not None:
             self.recent.put(record)
+        else:
+            self._unknown.remember((scope, response_id), UNKNOWN_TTL)
         return record
 
     async def delete(self, scope: str, response_id: str) -> bool:

@@ -176,3 +176,28 @@ async def test_a_store_that_is_behind_cannot_grow_the_write_queue_past_its_bytes
     assert queued[-1].id == "resp_199"  # the newest wait; the oldest were given up
     assert archive._writer is not None
     archive._writer.cancel()
+
+
+async def test_an_unknown_id_costs_the_store_one_read_a_second() -> None:
+    class Counting:
+        reads = 0
+
+        async def get_response(self, scope: str, response_id: str) -> StoredResponse | None:
+            Counting.reads += 1
+            return None
+
+        async def put_responses(self, records: list[StoredResponse]) -> None:
+            return None
+
+    archive = ResponseArchive(
+        ttl=60, max_entry_bytes=1 << 20, memory_entries=10, store=Counting(),  # type: ignore[arg-type]
+    )  # fmt: skip
+    for _ in range(50):  # a client repeating a made-up previous_response_id
+        assert await archive.get("k1", "resp_made_up") is None
+    assert Counting.reads == 1
+    assert await archive.get("k2", "resp_made_up") is None  # another scope asks for itself
+    assert Counting.reads == 2
+    # a response this process stores under the id is found at once
+    kept = archive.record("k1", {"id": "resp_made_up", "object": "response"}, [])
+    assert kept is not None and await archive.get("k1", "resp_made_up") is kept
+    await archive.settled()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,6 +25,7 @@ import structlog
 
 from portkey_mw.store.protocols import ControlStore
 from portkey_mw.store.records import ApiKey, Changes, Label, Prompt, SavedConfig, VirtualKey
+from portkey_mw.unknown_names import UnknownNames
 
 log = structlog.get_logger("portkey_mw.catalog")
 
@@ -90,7 +90,7 @@ class Catalog:
         self._key_digests: dict[str, str] = {}
         #: slugs deleted since start: a request naming one hears "deleted", not "unknown"
         self.deleted_slugs: set[str] = set()
-        self._unknown: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._unknown = UnknownNames(NEGATIVE_ENTRIES)
         self._budget = ReadBudget(miss_reads_per_second)
         self._listeners: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -286,9 +286,7 @@ class Catalog:
         if len(name) > MAX_NAME_LENGTH:
             return None  # no record has such a name; nothing is read or remembered
         marker = (kind, name)
-        until = self._unknown.get(marker)
-        now = time.monotonic()
-        if until is not None and until > now:
+        if marker in self._unknown:
             return None
         if not self._budget.take():
             return None
@@ -299,10 +297,7 @@ class Catalog:
             log.debug("store read for an unknown name failed", kind=kind, error=type(exc).__name__)
             found = None
         if found is None:
-            self._unknown[marker] = now + self.refresh_interval
-            self._unknown.move_to_end(marker)
-            while len(self._unknown) > NEGATIVE_ENTRIES:
-                self._unknown.popitem(last=False)
+            self._unknown.remember(marker, self.refresh_interval)
             return None
         put(found)
         return again()
